@@ -1,0 +1,3 @@
+"""cruijff: declarative experiment manifests for LLM fine-tuning and evaluation on SLURM."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from cruijff.cli import main
+
+main()

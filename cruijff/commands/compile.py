@@ -1,0 +1,106 @@
+"""`cruijff validate`, `cruijff plan`, `cruijff schema`: the compiler's commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cruijff.errors import ManifestError, Problem
+
+KIND_LABELS = {"prepare": "data preparation", "finetune": "fine-tune runs", "eval": "evaluations",
+               "base_eval": "base-model evaluations"}
+
+
+def _print_problems(problems: list[Problem], *, as_json: bool = False) -> None:
+    for p in problems:
+        click.echo(str(p), err=True)
+
+
+def _fail(e: ManifestError, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "errors": [p.as_dict() for p in e.problems],
+                               "warnings": [p.as_dict() for p in e.warnings]}, indent=2))
+    else:
+        _print_problems(e.warnings)
+        _print_problems(e.problems)
+        n = len(e.problems)
+        click.echo(f"{n} error{'s' if n != 1 else ''}; nothing written.", err=True)
+    sys.exit(int(e.exit_code))
+
+
+@click.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def validate(manifest: str, as_json: bool) -> None:
+    """Check MANIFEST against the schema and the semantic rules; print every problem at once."""
+    from cruijff.compile import check
+
+    try:
+        checked = check(manifest)
+    except ManifestError as e:
+        _fail(e, as_json)
+        return
+    if as_json:
+        click.echo(json.dumps({"ok": True, "runs": len(checked.runs), "errors": [],
+                               "warnings": [p.as_dict() for p in checked.warnings]}, indent=2))
+        return
+    _print_problems(checked.warnings)
+    click.echo(f"{manifest}: ok ({len(checked.runs)} fine-tune run{'s' if len(checked.runs) != 1 else ''})")
+
+
+@click.command()
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Plan (and output) directory; default: output_dir.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def plan(manifest: str, out: str | None, as_json: bool) -> None:
+    """Compile MANIFEST into a plan directory: configs, job scripts and plan.json."""
+    from cruijff.compile import compile_manifest
+    from cruijff.summary import plan_summary
+    from cruijff.write import write_plan
+
+    try:
+        compiled = compile_manifest(manifest, out=out)
+    except ManifestError as e:
+        _fail(e, as_json)
+        return
+    diff = write_plan(compiled.plan, compiled.files)
+    summary = plan_summary(compiled.plan, diff)
+    if as_json:
+        summary["warnings"] = [p.as_dict() for p in compiled.checked.warnings]
+        summary["diff"] = diff.as_dict()
+        click.echo(json.dumps(summary, indent=2))
+        return
+    _print_problems(compiled.checked.warnings)
+    _render_summary(summary)
+
+
+def _render_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"plan: {summary['experiment']}", title_justify="left")
+    table.add_column("jobs")
+    table.add_column("count", justify="right")
+    table.add_column("GPUs", justify="right")
+    table.add_column("GPU-hours", justify="right")
+    for kind, row in summary["kinds"].items():
+        table.add_row(KIND_LABELS.get(kind, kind), str(row["jobs"]), str(row["gpus"]), f"{row['gpu_hours']:g}")
+    table.add_row("total", str(summary["jobs"]), "", f"{summary['gpu_hours']:g}", style="bold")
+    console.print(table)
+    ch = summary.get("changes")
+    if ch:
+        console.print(f"changes since the last plan: [green]{ch['added']} added[/], [yellow]{ch['changed']} changed[/], "
+                      f"[red]{ch['removed']} removed[/], {ch['unchanged']} unchanged")
+    console.print(f"wrote {summary['output_dir']}/plan.json — next: cruijff apply {summary['output_dir']}",
+                  soft_wrap=True, highlight=False)
+
+
+@click.command()
+def schema() -> None:
+    """Print the manifest JSON Schema (for editors: yaml-language-server $schema)."""
+    from cruijff.schema import schema_path
+
+    click.echo(schema_path().read_text(), nl=False)

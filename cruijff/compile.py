@@ -1,0 +1,198 @@
+"""The compiler pipeline: load → validate → resolve → expand → check → graph → render.
+
+`compile_manifest` is pure apart from reading the manifest and the files it checks; writing the
+plan directory is cruijff.write's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from cruijff.checks import check_files, check_models, check_references, check_runs, hyperparameters_of
+from cruijff.errors import ManifestError, Problem
+from cruijff.expand import Run, expand
+from cruijff.graph import JobSpec, build_graph, topological
+from cruijff.model import BASE_EVAL, EVAL, FINETUNE, PREPARE, Node, Plan
+from cruijff.paths import recipes_dir
+from cruijff.render import inspect as render_inspect
+from cruijff.render import torchtune as render_torchtune
+from cruijff.render.sbatch import UnsafeValue, job_script
+from cruijff.render.yaml import dump_yaml
+from cruijff.resolve import resolve
+from cruijff.source import Source, load, to_plain
+from cruijff.validate import schema_problems
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A manifest that passed every check: resolved data, runs and warnings."""
+
+    source: Source
+    manifest: dict[str, Any]
+    runs: list[Run]
+    warnings: list[Problem]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    plan: Plan
+    files: dict[str, str]  # path relative to output_dir → text
+    checked: Checked
+
+
+def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
+          check_paths: bool = True) -> Checked:
+    """Load and check a manifest; every error at once as a ManifestError."""
+    source = load(path)
+    problems = schema_problems(source)
+    if problems:
+        raise ManifestError(problems)
+    manifest, problems = resolve(source, to_plain(source.data), env)
+    if out is not None:
+        manifest["output_dir"] = os.path.abspath(out)
+    problems += check_models(source, manifest)
+    problems += check_references(source, manifest)
+    runs: list[Run] = []
+    if not any(p.severity == "error" for p in problems):
+        runs, expansion = expand(manifest["grid"], list(manifest["models"]), list(manifest["datasets"]))
+        problems += [Problem(p.message, source.locate(list(origin)), p.hint) for origin, p in expansion]
+        if not runs and not expansion:
+            problems.append(Problem("the grid has no runs left (exclude removed every combination)",
+                                    source.locate(["grid"]), "loosen grid.exclude or add values"))
+        problems += check_runs(source, manifest, runs)
+    if check_paths:
+        problems += check_files(source, manifest)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise ManifestError(problems)
+    return Checked(source, manifest, runs, [p for p in problems if p.severity != "error"])
+
+
+def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
+                     recipes: str | None = None, check_paths: bool = True) -> Compiled:
+    checked = check(path, out=out, env=env, check_paths=check_paths)
+    m = checked.manifest
+    g = build_graph(m, checked.runs)
+    runs = {r.name: r for r in checked.runs}
+    renderer = _Renderer(m, runs, recipes or str(recipes_dir()))
+    files: dict[str, str] = {}
+    nodes: list[Node] = []
+    hashes: dict[str, str] = {}
+    for node_id in topological(g):
+        spec: JobSpec = g.nodes[node_id]["spec"]
+        parents = tuple(sorted(g.predecessors(node_id), key=lambda p: g.nodes[p]["order"]))
+        try:
+            node_files = renderer.render(spec)
+        except UnsafeValue as e:
+            raise ManifestError([Problem(str(e), checked.source.locate(["cluster"]),
+                                         "use plain words for SLURM settings")]) from None
+        digest = hashlib.sha256()
+        digest.update(json.dumps({"kind": spec.kind, "resources": spec.resources.as_dict(),
+                                  "parents": [hashes[p] for p in parents]}, sort_keys=True).encode())
+        for rel in sorted(node_files):
+            digest.update(rel.encode() + b"\0" + node_files[rel].encode() + b"\0")
+        hashes[node_id] = digest.hexdigest()[:16]
+        files.update({f"{node_id}/{rel}": text for rel, text in node_files.items()})
+        nodes.append(Node(id=node_id, kind=spec.kind, parents=parents, resources=spec.resources,
+                          hash=hashes[node_id], attrs=spec.attrs))
+    plan = Plan(
+        experiment=m["experiment"],
+        output_dir=m["output_dir"],
+        manifest=str(checked.source.path.resolve()),
+        executor=m["executor"]["kind"],
+        max_parallel=m["executor"]["max_parallel"],
+        cluster={k: v for k, v in m["cluster"].items() if k != "env"},
+        nodes=tuple(nodes),
+    )
+    files["manifest.yaml"] = dump_yaml(m, header=[f"Resolved from {checked.source.path.resolve()} by `cruijff plan`."])
+    return Compiled(plan, files, checked)
+
+
+class _Renderer:
+    """Turns one JobSpec into its files; the job script always comes last (it names the others)."""
+
+    def __init__(self, m: dict[str, Any], runs: dict[str, Run], recipes: str):
+        self.m = m
+        self.runs = runs
+        self.recipes = recipes
+        self.out = m["output_dir"]
+        self.variables = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        wandb = m["finetune"].get("wandb")
+        if wandb:
+            self.variables["WANDB_MODE"] = wandb["mode"]
+
+    def render(self, spec: JobSpec) -> dict[str, str]:
+        return {PREPARE: self.prepare, FINETUNE: self.finetune, EVAL: self.evaluation,
+                BASE_EVAL: self.evaluation}[spec.kind](spec)
+
+    def _script(self, spec: JobSpec, title: str, commands: list[list[str]]) -> str:
+        return job_script(title=title, job_name=f"{self.m['experiment']}:{spec.id}",
+                          node_dir=f"{self.out}/{spec.id}", resources=spec.resources,
+                          cluster=self.m["cluster"], commands=commands, variables=self.variables)
+
+    def prepare(self, spec: JobSpec) -> dict[str, str]:
+        ds = self.m["datasets"][spec.attrs["dataset"]]
+        gen = dict(ds["generate"])
+        argv = ["cruijff", "data", "generate", gen.pop("kind"), ds["path"]]
+        for key, value in gen.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                argv.append(flag)
+            elif value is not False:
+                argv += [flag, str(value)]
+        return {"job.sbatch": self._script(spec, f"cruijff job {spec.id}: generate dataset {spec.attrs['dataset']}", [argv])}
+
+    def finetune(self, spec: JobSpec) -> dict[str, str]:
+        run = self.runs[spec.attrs["run"]]
+        hp = hyperparameters_of(self.m, run)
+        run_dir = f"{self.out}/{spec.id}"
+        config = render_torchtune.finetune_config(
+            manifest=self.m, run_name=run.name, model=self.m["models"][run.model],
+            dataset=self.m["datasets"][run.dataset], hp=hp, save_epochs=spec.attrs["save_epochs"],
+            resources=spec.resources, run_dir=run_dir)
+        gpus = spec.resources.gpus
+        recipe = f"{self.recipes}/{render_torchtune.recipe_file(gpus)}"
+        config_path = f"{run_dir}/finetune.yaml"
+        argv = ["tune", "run"] + (["--nproc_per_node", str(gpus)] if gpus > 1 else []) + [recipe, "--config", config_path]
+        text = dump_yaml(config, header=render_torchtune.header(run.name, recipe, config_path, gpus))
+        return {"finetune.yaml": text,
+                "job.sbatch": self._script(spec, f"cruijff job {spec.id}: LoRA fine-tune of {run.model} on {run.dataset}", [argv])}
+
+    def evaluation(self, spec: JobSpec) -> dict[str, str]:
+        ev = self.m["eval"]
+        task = next(t for t in ev["tasks"] if t["name"] == spec.attrs["task"])
+        model = self.m["models"][spec.attrs["model"]]
+        if spec.kind == EVAL:
+            model_dir = render_torchtune.export_dir(f"{self.out}/{FINETUNE}/{spec.attrs['run']}", spec.attrs["epoch"])
+        else:
+            model_dir = model["path"]
+        dataset = self.m["datasets"][spec.attrs["eval_dataset"]]
+        metadata = {"experiment": self.m["experiment"], "node": spec.id, "model": spec.attrs["model"],
+                    "dataset": spec.attrs["eval_dataset"]}
+        if spec.kind == EVAL:
+            metadata.update({"run": spec.attrs["run"], "epoch": spec.attrs["epoch"]})
+            metadata.update({f"hp.{k}": v for k, v in spec.attrs["grid"].items() if k not in ("model", "dataset")})
+        argv = render_inspect.eval_command(task_file=task["file"], task_name=task["task"], provider=ev["provider"],
+                                           seed=ev["seed"], limit=ev["limit"], metadata=metadata)
+        what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
+        return {
+            "task_config.yaml": dump_yaml(render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"], task=task)),
+            "model_config.yaml": dump_yaml(render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
+                                                                       provider=ev["provider"])),
+            "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", [argv]),
+        }
+
+
+def graph_of(plan: Plan) -> nx.DiGraph:
+    g = nx.DiGraph()
+    for n in plan.nodes:
+        g.add_node(n.id)
+        g.add_edges_from((p, n.id) for p in n.parents)
+    return g

@@ -1,0 +1,1 @@
+"""Executors: the edge where plans meet a scheduler (SLURM) or local subprocesses."""

@@ -1,0 +1,100 @@
+"""Load a manifest with ruamel.yaml's round-trip loader so every value can be traced to file:line:col."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from cruijff.errors import Location, ManifestError, Problem
+
+
+class Source:
+    """A loaded manifest: its data (ruamel CommentedMap) and where each value came from."""
+
+    def __init__(self, path: Path, data: Any):
+        self.path = path
+        self.data = data
+
+    @property
+    def display(self) -> str:
+        return str(self.path)
+
+    def locate(self, path: Sequence[str | int], *, key: bool = False) -> Location:
+        """The location of the value at `path`, or of the deepest part of it that exists.
+
+        key=True points at the last key itself rather than its value (unknown keys, duplicates).
+        """
+        node = self.data
+        line, col = 0, 0
+        if isinstance(node, (CommentedMap, CommentedSeq)):
+            line, col = node.lc.line, node.lc.col
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, CommentedMap) and part in node:
+                if key and last:
+                    line, col = node.lc.key(part)
+                else:
+                    line, col = node.lc.value(part)
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line, col = node.lc.item(part)
+                node = node[part]
+            else:
+                break
+        return Location(self.display, line + 1, col + 1)
+
+
+def load(path: str | Path) -> Source:
+    """Read and parse a manifest; a syntax error is reported as a ManifestError with its location."""
+    p = Path(path)
+    display = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError([Problem(f"no such manifest: {display}", Location(display),
+                                     "check the path, e.g. experiments/twins.yaml")]) from None
+    except IsADirectoryError:
+        raise ManifestError([Problem(f"{display} is a directory, not a manifest file", Location(display),
+                                     "pass the YAML file inside it")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError([Problem(f"cannot read manifest: {e}", Location(display))]) from None
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        loc = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
+        what = e.problem or e.context or "invalid YAML"
+        raise ManifestError([Problem(f"YAML syntax error: {what}", loc,
+                                     "fix the indentation or quoting around this place")]) from None
+    except Exception as e:  # ruamel raises a few unmarked errors (e.g. duplicate keys in some versions)
+        raise ManifestError([Problem(f"YAML error: {e}".splitlines()[0], Location(display))]) from None
+    if data is None:
+        raise ManifestError([Problem("the manifest is empty", Location(display, 1, 1),
+                                     "start from experiments/tiny.yaml or `cruijff schema`")])
+    if not isinstance(data, CommentedMap):
+        raise ManifestError([Problem("the manifest must be a mapping of keys to values", Location(display, 1, 1),
+                                     "start from experiments/tiny.yaml")])
+    return Source(p, data)
+
+
+def to_plain(value: Any) -> Any:
+    """ruamel's commented containers and scalars → plain dicts, lists, str, int, float, bool."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
