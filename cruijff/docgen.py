@@ -1,0 +1,81 @@
+"""The manifest reference (docs/manifest.md), generated from the JSON Schema so they never drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cruijff.schema import load_schema
+
+INTRO = """# Manifest reference
+
+<!-- Generated from schemas/experiment.schema.json by `python -m cruijff.docgen > docs/manifest.md`;
+     tests/unit/test_docs.py fails when it is stale. -->
+
+A manifest is one YAML file. Relative paths are relative to the manifest's folder; environment
+variables (`$SCRATCH`, `${USER}`) and `~` are expanded in paths. Editors with a YAML language
+server autocomplete it when the file starts with
+`# yaml-language-server: $schema=../schemas/experiment.schema.json` (or `cruijff schema > file`).
+
+Epochs are 0-based, like torchtune's `epoch_0`. Every value that ends up in a job script is
+quoted, except `cluster.env.setup`, whose lines are shell code by design.
+"""
+
+
+def _type(node: dict[str, Any], schema: dict[str, Any]) -> str:
+    if "$ref" in node:
+        name = node["$ref"].split("/")[-1]
+        target = _deref(node["$ref"], schema)
+        if name in ("name", "slurm_word", "time"):
+            return "string"
+        if "properties" in target and name != "properties":
+            return f"[{name}](#{name})"
+        return _type(target, schema)
+    if "enum" in node:
+        return " \\| ".join(f"`{v}`" for v in node["enum"])
+    if "oneOf" in node:
+        return " or ".join(_type(o, schema) for o in node["oneOf"])
+    t = node.get("type", "any")
+    if t == "array" and "items" in node:
+        return f"list of {_type(node['items'], schema)}"
+    if t == "object" and "additionalProperties" in node and isinstance(node["additionalProperties"], dict):
+        return f"mapping of name → {_type(node['additionalProperties'], schema)}"
+    return " or ".join(t) if isinstance(t, list) else t
+
+
+def _deref(ref: str, schema: dict[str, Any]) -> dict[str, Any]:
+    node: Any = schema
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _section(title: str, node: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    lines = [f"## {title}", "", node.get("description", ""), ""]
+    props = node.get("properties", {})
+    if props:
+        required = set(node.get("required", []))
+        lines += ["| key | type | required | default | description |", "| --- | --- | --- | --- | --- |"]
+        for key, sub in props.items():
+            target = _deref(sub["$ref"], schema) if "$ref" in sub else sub
+            desc = sub.get("description") or target.get("description", "")
+            default = sub.get("default", target.get("default", ""))
+            default = f"`{default}`" if default != "" else ""
+            desc = desc.replace("|", "\\|")
+            lines.append(f"| `{key}` | {_type(sub, schema)} | {'yes' if key in required else ''} | {default} | {desc} |")
+        lines.append("")
+    return lines
+
+
+def render() -> str:
+    schema = load_schema()
+    lines = [INTRO]
+    lines += _section("Top level", schema, schema)
+    for name in ("cluster", "model", "dataset", "finetune", "hyperparameters", "resources", "grid", "eval", "task"):
+        lines += _section(name, schema["$defs"][name], schema)
+    lines += _section("executor", schema["properties"]["executor"], schema)
+    lines += _section("prompt", schema["properties"]["prompt"], schema)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(render(), end="")
