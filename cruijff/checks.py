@@ -79,6 +79,14 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
             if "dataset" in task and task["dataset"] not in datasets:
                 problems.append(Problem(f"eval task '{task['name']}' names dataset '{task['dataset']}', which is not declared",
                                         source.locate(["eval", "tasks", i, "dataset"]), _choices_hint(datasets, task["dataset"])))
+    from cruijff.data.generate import check_options
+
+    for name, ds in m["datasets"].items():
+        if "generate" in ds:
+            for message in check_options(ds["generate"]["kind"], ds["generate"]):
+                problems.append(Problem(f"datasets.{name}.generate: {message}",
+                                        source.locate(["datasets", name, "generate"]),
+                                        f"see `cruijff data generate {ds['generate']['kind']} --help`"))
     env = m["cluster"].get("env", {})
     if "conda" in env and "venv" in env:
         problems.append(Problem("cluster.env gives both conda and venv", source.locate(["cluster", "env", "venv"], key=True),

@@ -138,15 +138,10 @@ class _Renderer:
                           cluster=self.m["cluster"], commands=commands, variables=self.variables)
 
     def prepare(self, spec: JobSpec) -> dict[str, str]:
+        from cruijff.data.generate import cli_args
+
         ds = self.m["datasets"][spec.attrs["dataset"]]
-        gen = dict(ds["generate"])
-        argv = ["cruijff", "data", "generate", gen.pop("kind"), ds["path"]]
-        for key, value in gen.items():
-            flag = "--" + key.replace("_", "-")
-            if value is True:
-                argv.append(flag)
-            elif value is not False:
-                argv += [flag, str(value)]
+        argv = ["cruijff", "data", "generate", *cli_args(ds["generate"]["kind"], ds["path"], ds["generate"])]
         return {"job.sbatch": self._script(spec, f"cruijff job {spec.id}: generate dataset {spec.attrs['dataset']}", [argv])}
 
     def finetune(self, spec: JobSpec) -> dict[str, str]:

@@ -1,0 +1,115 @@
+"""`cruijff data ...`: inspect, convert and generate datasets (see docs/data.md).
+
+The `generate <kind>` commands are built from cruijff.data.generate.GENERATORS, the same table the
+compiler uses to turn a manifest's `generate:` block into this command line.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from cruijff.data.formats import FORMATS, DatasetInfo
+from cruijff.data.generate import GENERATORS, Option
+
+
+@click.group("data")
+def data() -> None:
+    """Dataset formats: inspect, convert, generate."""
+
+
+@data.command("inspect")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--format", "format_", type=click.Choice(FORMATS), default=None,
+              help="The dataset's format (detected from the layout when left out).")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def inspect_cmd(path: str, format_: str | None, as_json: bool) -> None:
+    """Check a dataset and show its format, splits, row counts and fields."""
+    from cruijff.data.formats import inspect_dataset
+
+    info = inspect_dataset(path, format_)
+    if as_json:
+        click.echo(json.dumps(info.as_dict(), indent=2))
+    else:
+        _show(info)
+
+
+@data.command("convert")
+@click.argument("src", type=click.Path(exists=True))
+@click.argument("dst", type=click.Path())
+@click.option("--to", "to", required=True, type=click.Choice(["instruct_json", "chat_json", "parquet"]),
+              help="Target format.")
+@click.option("--from", "src_format", default=None,
+              type=click.Choice(["instruct_json", "chat_json", "parquet", "arrow", "text", "csv"]),
+              help="Source format (detected when left out; a .csv file is csv).")
+@click.option("--template", default=None, help="instruct -> chat: user turn template with {input}.")
+@click.option("--system", default=None, help="instruct -> chat: system message (a row's own 'system' wins).")
+@click.option("--input-column", "input_columns", multiple=True, default=("input",), show_default=True,
+              help="CSV: input column; repeat it to make the input 'column: value' lines.")
+@click.option("--output-column", default="output", show_default=True, help="CSV: output column.")
+@click.option("--split", default="80,10,10", show_default=True,
+              help="CSV: percentages of train,validation,test.")
+@click.option("--seed", default=0, show_default=True, type=int, help="CSV: seed of the shuffle before splitting.")
+@click.option("--force", is_flag=True, help="Replace DST if it exists.")
+def convert_cmd(src: str, dst: str, to: str, src_format: str | None, template: str | None,
+                system: str | None, input_columns: tuple[str, ...], output_column: str, split: str,
+                seed: int, force: bool) -> None:
+    """Convert SRC (instruct_json, chat_json, parquet, arrow, text or CSV) into DST."""
+    from cruijff.data.convert import convert
+
+    result = convert(src, dst, to=to, src_format=src_format, template=template, system=system,
+                     input_columns=input_columns, output_column=output_column, split=split,
+                     seed=seed, overwrite=force)
+    if result.dropped_turns:
+        click.echo(f"warning: dropped {result.dropped_turns} earlier turns of multi-turn "
+                   "conversations (instruct rows keep the last user/assistant pair)", err=True)
+    _show(result.info, verb="wrote")
+
+
+@data.group("generate")
+def generate() -> None:
+    """Generate a synthetic dataset (deterministic for a seed)."""
+
+
+def _generator_command(kind: str, options: tuple[Option, ...]) -> click.Command:
+    def run(out: str, **values) -> None:
+        from cruijff.data.generate import generate as run_generator
+
+        info = run_generator(kind, out, **{k: v for k, v in values.items() if v is not None})
+        _show(info, verb="wrote")
+
+    params: list[click.Parameter] = [click.Argument(["out"], type=click.Path())]
+    for opt in options:
+        if opt.type is bool:
+            params.append(click.Option([opt.flag, opt.name], is_flag=True, default=False, help=opt.help))
+        else:
+            kind_type = click.Choice(opt.choices) if opt.choices else opt.type
+            params.append(click.Option([opt.flag, opt.name], type=kind_type, default=opt.default,
+                                       show_default=opt.default is not None, help=opt.help,
+                                       metavar=opt.metavar))
+    doc = {
+        "capitalization": "Capitalize English words: OUT is a .json file (instruct_json) or a folder (chat_json).",
+        "twins": "Simulated twin pairs -> zygosity classification, written to OUT as instruct_json.",
+    }[kind]
+    return click.Command(kind, callback=run, params=params, help=doc, short_help=doc.split(":")[0])
+
+
+for _kind, _options in GENERATORS.items():
+    generate.add_command(_generator_command(_kind, _options))
+
+
+def _show(info: DatasetInfo, verb: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    console.print(f"{verb + ' ' if verb else ''}{info.path}")
+    console.print(f"format: {info.format} ({info.kind} rows)")
+    console.print(f"fields: {', '.join(info.fields)}")
+    table = Table(show_edge=False)
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    for split, rows in info.splits.items():
+        table.add_row(split, str(rows))
+    console.print(table)
