@@ -55,7 +55,8 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: domain errors become one line on stderr and an exit code, never a traceback."""
     try:
-        cli.main(args=argv, prog_name="cruijff", standalone_mode=False)
+        # standalone_mode=False returns a command's exit code instead of exiting.
+        code = cli.main(args=argv, prog_name="cruijff", standalone_mode=False)
     except CruijffError as e:
         click.echo(f"error: {e}" if "\n" not in str(e) else str(e), err=True)
         sys.exit(int(e.exit_code))
@@ -70,4 +71,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.INVALID) if e.exit_code == 2 else e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -94,7 +94,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
             raise ManifestError([Problem(str(e), checked.source.locate(["cluster"]),
                                          "use plain words for SLURM settings")]) from None
         digest = hashlib.sha256()
-        digest.update(json.dumps({"kind": spec.kind, "resources": spec.resources.as_dict(),
+        digest.update(json.dumps({"kind": spec.kind, "resources": vars(spec.resources),
                                   "parents": [hashes[p] for p in parents]}, sort_keys=True).encode())
         for rel in sorted(node_files):
             digest.update(rel.encode() + b"\0" + node_files[rel].encode() + b"\0")
@@ -153,12 +153,14 @@ class _Renderer:
             dataset=self.m["datasets"][run.dataset], hp=hp, save_epochs=spec.attrs["save_epochs"],
             resources=spec.resources, run_dir=run_dir)
         gpus = spec.resources.gpus
-        recipe = f"{self.recipes}/{render_torchtune.recipe_file(gpus)}"
+        recipe = render_torchtune.recipe_file(gpus)
         config_path = f"{run_dir}/finetune.yaml"
-        argv = ["tune", "run"] + (["--nproc_per_node", str(gpus)] if gpus > 1 else []) + [recipe, "--config", config_path]
-        text = dump_yaml(config, header=render_torchtune.header(run.name, recipe, config_path, gpus))
-        return {"finetune.yaml": text,
-                "job.sbatch": self._script(spec, f"cruijff job {spec.id}: LoRA fine-tune of {run.model} on {run.dataset}", [argv])}
+        # torchtune 0.6.1 imports a custom recipe as a module found from the working directory.
+        commands = [["cd", self.recipes],
+                    ["tune", "run", *(["--nproc_per_node", str(gpus)] if gpus > 1 else []), recipe, "--config", config_path]]
+        text = dump_yaml(config, header=render_torchtune.header(run.name, self.recipes, recipe, config_path, gpus))
+        title = f"cruijff job {spec.id}: LoRA fine-tune of {run.model} on {run.dataset}"
+        return {"finetune.yaml": text, "job.sbatch": self._script(spec, title, commands)}
 
     def evaluation(self, spec: JobSpec) -> dict[str, str]:
         ev = self.m["eval"]
@@ -174,14 +176,15 @@ class _Renderer:
         if spec.kind == EVAL:
             metadata.update({"run": spec.attrs["run"], "epoch": spec.attrs["epoch"]})
             metadata.update({f"hp.{k}": v for k, v in spec.attrs["grid"].items() if k not in ("model", "dataset")})
-        argv = render_inspect.eval_command(task_file=task["file"], task_name=task["task"], provider=ev["provider"],
-                                           seed=ev["seed"], limit=ev["limit"], metadata=metadata)
+        commands = render_inspect.eval_commands(task_file=task["file"], task_name=task["task"], model_dir=model_dir,
+                                                provider=ev["provider"], seed=ev["seed"], limit=ev["limit"],
+                                                metadata=metadata)
         what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
         return {
             "task_config.yaml": dump_yaml(render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"], task=task)),
             "model_config.yaml": dump_yaml(render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
                                                                        provider=ev["provider"])),
-            "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", [argv]),
+            "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", commands),
         }
 
 
@@ -191,3 +194,12 @@ def graph_of(plan: Plan) -> nx.DiGraph:
         g.add_node(n.id)
         g.add_edges_from((p, n.id) for p in n.parents)
     return g
+
+
+def compile_to_dir(path: str | Path, *, out: str | None = None) -> Path:
+    """Plan a manifest into its plan directory (what `cruijff apply MANIFEST` does first)."""
+    from cruijff.write import write_plan
+
+    compiled = compile_manifest(path, out=out)
+    write_plan(compiled.plan, compiled.files)
+    return Path(compiled.plan.output_dir)

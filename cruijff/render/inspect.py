@@ -1,4 +1,4 @@
-"""An evaluation node's inspect-ai files: task arguments, model arguments and the command line."""
+"""An evaluation node's inspect-ai files: task arguments, model arguments and the command lines."""
 
 from __future__ import annotations
 
@@ -18,16 +18,25 @@ def task_config(*, dataset: dict[str, Any], prompt: dict[str, Any], task: dict[s
 
 
 def model_config(*, model_dir: str, gpus: int, provider: str) -> dict[str, Any]:
-    """Model arguments (inspect's --model-config) for a local model directory."""
+    """Model arguments (inspect's --model-config).
+
+    hf: the local directory goes in model_path; do_sample false, or transformers rejects
+    temperature 0. vllm: the directory is the model name and these keys become `vllm serve` flags.
+    """
     if provider == "vllm":
-        return {"model_path": model_dir, "tokenizer_path": model_dir,
-                "tensor_parallel_size": max(1, gpus), "device": "cuda"}
-    return {"model_path": model_dir, "tokenizer_path": model_dir, "device": "cuda:0" if gpus else "cpu"}
+        return {"tensor_parallel_size": max(1, gpus), "timeout": 1800}
+    return {"model_path": model_dir, "tokenizer_path": model_dir, "device": "cuda:0" if gpus else "cpu",
+            "do_sample": False}
 
 
-def eval_command(*, task_file: str, task_name: str, provider: str, seed: int, limit: int | None,
-                 metadata: dict[str, Any]) -> list[str]:
-    argv = ["inspect", "eval", f"{task_file}@{task_name}", "--model", f"{provider}/local",
+def model_name(*, model_dir: str, provider: str) -> str:
+    return f"vllm/{model_dir}" if provider == "vllm" else "hf/local"
+
+
+def eval_commands(*, task_file: str, task_name: str, model_dir: str, provider: str, seed: int,
+                  limit: int | None, metadata: dict[str, Any]) -> list[list[str]]:
+    """`inspect eval`, then a check of its log: inspect exits 0 even when the evaluation errored."""
+    argv = ["inspect", "eval", f"{task_file}@{task_name}", "--model", model_name(model_dir=model_dir, provider=provider),
             "--model-config", "model_config.yaml", "--task-config", "task_config.yaml",
             "--log-dir", "logs", "--seed", str(seed), "--temperature", "0", "--display", "none",
             "--log-format", "eval"]
@@ -35,4 +44,4 @@ def eval_command(*, task_file: str, task_name: str, provider: str, seed: int, li
         argv += ["--limit", str(limit)]
     for key, value in metadata.items():
         argv += ["--metadata", f"{key}={value}"]
-    return argv
+    return [argv, ["python", "-m", "cruijff.scores", "logs"]]

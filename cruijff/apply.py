@@ -1,0 +1,334 @@
+"""`cruijff apply`: submit what is missing, exactly once, in topological order.
+
+Protocol, per submission: commit an intent row to state.db, call the executor, commit the job
+id. Whatever kills cruijff in between, the next apply finds the job by its name and hash in the
+scheduler's one `jobs()` answer (or its record.jsonl) and records it instead of submitting it
+again (see cruijff/observe.py). One apply per plan directory at a time (state.apply_lock).
+
+What is submitted (decide()): within the selection plus its ancestors, in topological order, a
+node is submitted when it was never submitted, its hash changed, its parent is being submitted
+now, its local run was interrupted, or — with --retry-failed only — it failed or was cancelled.
+Selected nodes bring along the ancestors they need (unsubmitted, changed or, with
+--retry-failed, failed); a node below a failed ancestor that is not retried is `blocked`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+from cruijff.artifact import load_plan
+from cruijff.errors import SchedulerError, UsageError
+from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, RUNNING, Executor, JobInfo
+from cruijff.model import Node, Plan
+from cruijff.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, observe
+from cruijff.records import plan_attempts
+from cruijff.selectors import ancestors, select
+from cruijff.state import State, apply_lock
+
+KILL_AFTER_ENV = "CRUIJFF_TEST_KILL_AFTER"  # test hook: SIGKILL ourselves after k sbatch calls
+RESULT_VERSION = 1
+
+SUBMIT, KEEP, HELD, BLOCKED = "submit", "keep", "held", "blocked"
+
+
+class Progress(Protocol):
+    def start(self, phase: str, total: int) -> None: ...
+    def advance(self, text: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, phase: str, total: int) -> None: pass
+    def advance(self, text: str) -> None: pass
+    def stop(self) -> None: pass
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # submit | keep | held (failed, not retried) | blocked (below a held node)
+    reason: str = ""
+    blocker: str | None = None  # for blocked: the held ancestor
+
+
+@dataclass
+class ApplyResult:
+    output_dir: str
+    executor: str
+    dry_run: bool
+    decisions: dict[str, Decision]
+    submitted: list[tuple[str, str]] = field(default_factory=list)  # (node id, job id)
+    adopted: list[tuple[str, str]] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # job ids cancelled because superseded
+    ancestors_added: list[str] = field(default_factory=list)
+    final: dict[str, str] = field(default_factory=dict)  # local: node id -> final state
+
+    def ids(self, action: str) -> list[str]:
+        return [i for i, d in self.decisions.items() if d.action == action]
+
+    @property
+    def ok(self) -> bool:
+        return not any(s in (FAILED, CANCELLED, INTERRUPTED) for s in self.final.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": RESULT_VERSION,
+            "kind": "cruijff.apply",
+            "output_dir": self.output_dir,
+            "executor": self.executor,
+            "dry_run": self.dry_run,
+            "submitted": [{"node": n, "job_id": j} for n, j in self.submitted],
+            "to_submit": self.ids(SUBMIT),
+            "kept": self.ids(KEEP),
+            "held_failed": self.ids(HELD),
+            "blocked": {i: d.blocker for i, d in self.decisions.items() if d.action == BLOCKED},
+            "adopted": [{"node": n, "job_id": j} for n, j in self.adopted],
+            "replaced_jobs": self.replaced,
+            "ancestors_added": self.ancestors_added,
+            "final": self.final,
+        }
+
+
+def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_failed: bool) -> dict[str, Decision]:
+    """What to do with each node in the selection and its ancestors (pure; see module doc)."""
+    scope = selected | ancestors(plan, selected)
+    out: dict[str, Decision] = {}
+    for node in plan.nodes:
+        if node.id not in scope:
+            continue
+        o = obs[node.id]
+        submitting_parent = next((p for p in node.parents if out[p].action == SUBMIT), None)
+        stuck = next((p for p in node.parents if out[p].action in (HELD, BLOCKED)), None)
+        if o.state == COMPLETED and not o.outdated:
+            out[node.id] = Decision(KEEP, "done")
+        elif stuck is not None:
+            root = out[stuck].blocker or stuck
+            out[node.id] = Decision(BLOCKED, f"blocked by {root}", blocker=root)
+        elif o.state in (NOT_SUBMITTED, INTERRUPTED):
+            out[node.id] = Decision(SUBMIT, "not submitted" if o.state == NOT_SUBMITTED else "interrupted")
+        elif o.outdated:
+            out[node.id] = Decision(SUBMIT, "changed")
+        elif submitting_parent is not None:
+            out[node.id] = Decision(SUBMIT, f"parent {submitting_parent} is resubmitted")
+        elif o.orphan_pid:
+            out[node.id] = Decision(SUBMIT, "left running by an apply that died")
+        elif o.state in LIVE:
+            out[node.id] = Decision(KEEP, o.state)
+        elif retry_failed:
+            out[node.id] = Decision(SUBMIT, f"{o.state}, retried")
+        else:
+            out[node.id] = Decision(HELD, f"{o.state} (use --retry-failed)")
+    # Ancestors come along only where a selected node needs them.
+    needed = {i for i in selected if out[i].action == SUBMIT}
+    needed |= {a for a in ancestors(plan, needed) if out[a].action == SUBMIT}
+    for node_id, d in list(out.items()):
+        if node_id not in selected and (d.action != SUBMIT or node_id not in needed):
+            del out[node_id]
+    return out
+
+
+def _batches(plan: Plan, ids: list[str]) -> Iterator[list[Node]]:
+    """Groups submitted together. One node each for now; a stage with uniform resources can
+    later become one job array (--array, aftercorr) without changing the loop below."""
+    by_id = plan.by_id()
+    for node_id in ids:
+        yield [by_id[node_id]]
+
+
+def scheduler_view(plan: Plan, state: State, executor: Executor) -> dict[str, JobInfo]:
+    """The one `jobs()` answer per executor kind in play (the chosen one and any in state.db)."""
+    from cruijff.executors.select import make_executor
+
+    jobs = dict(executor.jobs(plan))
+    kinds = {s.executor for s in state.current().values()} - {executor.name}
+    for kind in sorted(kinds):
+        if kind == "local":
+            continue  # a dead process's local jobs are known from state.db and records only
+        try:
+            jobs.update(make_executor(kind, plan).jobs(plan))
+        except (UsageError, SchedulerError):
+            pass  # e.g. status on a machine without SLURM: records still tell most of it
+    return jobs
+
+
+def observe_plan(plan: Plan, state: State, executor: Executor) -> dict[str, Observation]:
+    from cruijff.executors.local import orphan_group
+
+    jobs = scheduler_view(plan, state, executor)
+    return observe(plan, state.current(), jobs, plan_attempts(plan), state.known_job_ids(), orphan_group)
+
+
+def load_or_compile(target: str | Path) -> Path:
+    """A plan directory as is; a manifest is compiled first (by the compiler, imported lazily)."""
+    path = Path(target)
+    if path.is_dir():
+        return path
+    if path.is_file():
+        try:
+            from cruijff.compile import compile_to_dir  # the compiler is only needed for manifests
+        except ImportError:
+            raise UsageError(f"{target}: this cruijff cannot compile a manifest inside apply",
+                             hint="run `cruijff plan MANIFEST`, then `cruijff apply PLAN_DIR`") from None
+        return Path(compile_to_dir(path, out=None))
+    raise UsageError(f"{target}: no such plan directory or manifest",
+                     hint="pass the directory `cruijff plan` wrote, or a manifest file")
+
+
+def apply(
+    plan_dir: str | Path,
+    executor: Executor,
+    *,
+    only: str | None = None,
+    retry_failed: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ApplyResult:
+    plan = load_plan(plan_dir)
+    progress = progress or NoProgress()
+    selected = select(plan, only)
+    if dry_run:
+        with State(plan.output_dir, create=False) as state:
+            obs = observe_plan(plan, state, executor)
+        return ApplyResult(plan.output_dir, executor.name, True, decide(plan, obs, selected, retry_failed))
+    with apply_lock(plan.output_dir), State(plan.output_dir) as state:
+        obs = observe_plan(plan, state, executor)
+        result = ApplyResult(plan.output_dir, executor.name, False, {})
+        obs = _adopt(plan, state, obs, executor, result)
+        result.decisions = decide(plan, obs, selected, retry_failed)
+        to_submit = result.ids(SUBMIT)
+        result.ancestors_added = [i for i in to_submit if i not in selected]
+        _retire(plan, state, obs, to_submit, executor, result)
+        rows = _submit_all(plan, state, obs, to_submit, executor, progress, result)
+        wait = getattr(executor, "wait", None)
+        if wait is not None and rows:
+            _run_local(state, rows, wait, progress, result)
+    return result
+
+
+def _adopt(plan, state, obs, executor, result) -> dict[str, Observation]:
+    """Record jobs the scheduler has but state.db lacks (an apply died between sbatch and commit)."""
+    for node_id, o in obs.items():
+        if o.adopt:
+            if o.submission is not None and o.submission.job_id is None:
+                state.record_job(o.submission.id, o.adopt)
+            else:
+                state.record_adopted(node_id, o.hash or plan.node(node_id).hash, o.executor or executor.name, o.adopt)
+            result.adopted.append((node_id, o.adopt))
+        elif o.state == NOT_SUBMITTED and o.submission is not None:
+            state.forget_intent(o.submission.id)  # neither in the scheduler nor in a record
+    return obs
+
+
+def _retire(plan, state, obs, to_submit, executor, result) -> None:
+    """Cancel the live jobs of nodes about to be resubmitted: they are superseded."""
+    from cruijff.executors.local import kill_group
+
+    stale = [obs[i] for i in to_submit if obs[i].state in LIVE and obs[i].job_id]
+    for o in stale:
+        if o.orphan_pid:
+            kill_group(o.orphan_pid)
+    ids = [o.job_id for o in stale if not o.orphan_pid]
+    if ids:
+        executor.cancel(ids)
+    for o in stale:
+        if o.submission is not None:
+            state.record_final(o.submission.id, CANCELLED, reason="superseded by a new submission")
+    result.replaced = [o.job_id for o in stale]
+
+
+def _kill_after() -> int | None:
+    value = os.environ.get(KILL_AFTER_ENV)
+    return int(value) if value else None
+
+
+def _submit_all(plan, state, obs, to_submit, executor, progress, result) -> dict[str, int]:
+    """The submit loop. Returns job id -> state row of what was submitted."""
+    job_of = {i: o.adopt or o.job_id for i, o in obs.items() if o.state in LIVE and i not in to_submit}
+    rows: dict[str, int] = {}
+    kill_after = _kill_after()
+    progress.start(f"submitting ({executor.name})", len(to_submit))
+    try:
+        for batch in _batches(plan, to_submit):
+            for node in batch:
+                parents = [job_of[p] for p in node.parents if p in job_of]
+                row = state.record_intent(node.id, node.hash, executor.name)
+                try:
+                    job_id = executor.submit(plan, node, parents)
+                except SchedulerError as e:
+                    state.record_submit_error(row, e.message)
+                    raise SchedulerError(
+                        f"submitting {node.id} failed after {len(result.submitted)} of {len(to_submit)} "
+                        f"submissions: {e.message}",
+                        hint="state.db is consistent: fix the cause and re-run `cruijff apply`; what was "
+                             "submitted will not be submitted again",
+                    ) from None
+                if kill_after is not None and len(result.submitted) + 1 >= kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)  # test hook: die between sbatch and commit
+                state.record_job(row, job_id)
+                job_of[node.id] = job_id
+                rows[job_id] = row
+                result.submitted.append((node.id, job_id))
+                progress.advance(f"{node.id} → {job_id}")
+    finally:
+        progress.stop()
+    return rows
+
+
+def _run_local(state: State, rows: dict[str, int], wait: Callable, progress: Progress, result: ApplyResult) -> None:
+    """Run the queued local jobs, recording each start (its pid) and end in state.db."""
+    node_of = {job_id: node_id for node_id, job_id in result.submitted}
+    progress.start("running (local)", len(rows))
+
+    def on_event(info: JobInfo, pid: int | None) -> None:
+        row = rows[info.job_id]
+        if info.state == RUNNING:
+            state.record_pid(row, pid)
+            return
+        final = info.state
+        reason = info.reason
+        if info.state == CANCELLED and info.reason == "interrupted":
+            final = INTERRUPTED
+        elif info.reason and info.reason.startswith("DependencyNeverSatisfied"):
+            reason = f"blocked by {info.reason.split(': ', 1)[-1]}"
+        state.record_final(row, final, info.exit_code, reason)
+        result.final[node_of[info.job_id]] = final
+        progress.advance(f"{node_of[info.job_id]}: {final}")
+
+    try:
+        wait(on_event)
+    finally:
+        progress.stop()
+
+
+
+def cancel(plan_dir: str | Path, executor: Executor, *, only: str | None = None) -> dict[str, Any]:
+    """Cancel the selected nodes' pending and running jobs; state.db remembers they were cancelled,
+    so status says `cancelled` even where sacct is absent and the job script's end record says 143."""
+    from cruijff.executors.local import kill_group
+
+    plan = load_plan(plan_dir)
+    selected = select(plan, only)
+    with apply_lock(plan.output_dir), State(plan.output_dir) as state:
+        obs = observe_plan(plan, state, executor)
+        obs = _adopt(plan, state, obs, executor, ApplyResult(plan.output_dir, executor.name, False, {}))
+        live = [obs[n.id] for n in plan.nodes if n.id in selected and obs[n.id].state in LIVE]
+        for o in live:
+            if o.orphan_pid:
+                kill_group(o.orphan_pid)
+        ids = [o.adopt or o.job_id for o in live if not o.orphan_pid]
+        if ids:
+            executor.cancel(ids)
+        current = state.current()
+        for o in live:
+            sub = current.get(o.node_id)
+            if sub is not None and sub.job_id == (o.adopt or o.job_id):
+                state.record_final(sub.id, CANCELLED, reason="cancelled by `cruijff cancel`")
+    return {
+        "schema_version": RESULT_VERSION,
+        "kind": "cruijff.cancel",
+        "output_dir": plan.output_dir,
+        "cancelled": [{"node": o.node_id, "job_id": o.adopt or o.job_id} for o in live],
+    }

@@ -1,0 +1,227 @@
+"""`cruijff apply`, `status`, `cancel`: parse options, call the domain function, render the data.
+
+Progress and human text go to stderr/stdout through rich; --json prints one versioned object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from cruijff.errors import ExitCode, UsageError
+from cruijff.executors.select import EXECUTOR_CHOICES
+from cruijff.selectors import SELECTOR_HELP
+
+_only = click.option("--only", "only", metavar="SELECTOR", help=SELECTOR_HELP)
+_json = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+
+
+def _echo_json(data: dict) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+class RichProgress:
+    """apply's Progress on stderr: a bar per phase (submitting, then running for local)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self._progress = None
+        self._task = None
+
+    def start(self, phase: str, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if total == 0:
+            return
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), TextColumn("{task.fields[last]}", style="dim"),
+                                  console=self.console, transient=False)
+        self._task = self._progress.add_task(phase, total=total, last="")
+        self._progress.start()
+
+    def advance(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, last=text)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _plan_for(target: str):
+    from cruijff.artifact import load_plan
+
+    return load_plan(target)
+
+
+def _executor(name: str | None, plan, *, for_state: bool = False):
+    """The executor to use; status and cancel follow what state.db says was used."""
+    from cruijff.executors.select import make_executor, resolve_name
+
+    if name is None and for_state:
+        from cruijff.state import State
+
+        with State(plan.output_dir, create=False) as state:
+            used = {s.executor for s in state.current().values()}
+        if len(used) == 1:
+            name = used.pop()
+    return make_executor(resolve_name(name, plan), plan)
+
+
+@click.command("apply")
+@click.argument("target", default=".", metavar="[PLAN_DIR | MANIFEST]")
+@click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
+              help="Where jobs run (default: the manifest's choice; auto = slurm if sbatch is on PATH).")
+@_only
+@click.option("--retry-failed", is_flag=True, help="Resubmit failed and cancelled nodes and what they blocked.")
+@click.option("--dry-run", is_flag=True, help="Show what would be submitted; change nothing.")
+@_json
+def apply(target: str, executor: str | None, only: str | None, retry_failed: bool, dry_run: bool,
+          as_json: bool) -> None:
+    """Submit the jobs of a plan that are missing, each exactly once, in dependency order.
+
+    Given a manifest, compiles it first. Re-running is safe: jobs already pending, running or
+    done are kept, a changed node is resubmitted, and with --only the selected nodes bring the
+    unsatisfied ancestors they need along.
+    """
+    from cruijff.apply import apply as run_apply
+    from cruijff.apply import load_or_compile
+
+    plan_dir = load_or_compile(target)
+    plan = _plan_for(plan_dir)
+    chosen = _executor(executor, plan)
+    progress = None if as_json or dry_run else RichProgress()
+    result = run_apply(plan_dir, chosen, only=only, retry_failed=retry_failed, dry_run=dry_run,
+                       progress=progress)
+    if as_json:
+        _echo_json(result.as_dict())
+    else:
+        _print_apply(result)
+    if not result.ok:  # a local job failed: say so in the exit status (SystemExit passes through click)
+        sys.exit(int(ExitCode.FAILURE))
+
+
+def _print_apply(result) -> None:
+    from cruijff.apply import BLOCKED, HELD, KEEP, SUBMIT
+
+    say = click.echo
+    if result.dry_run:
+        say(f"would submit {len(result.ids(SUBMIT))} job(s) with the {result.executor} executor:")
+        for node_id in result.ids(SUBMIT):
+            say(f"  + {node_id}  ({result.decisions[node_id].reason})")
+    else:
+        say(f"submitted {len(result.submitted)} job(s) with the {result.executor} executor")
+    for node_id, job_id in result.adopted:
+        say(f"  recovered {node_id} → job {job_id} (submitted by an interrupted apply)")
+    if result.replaced:
+        say(f"  cancelled {len(result.replaced)} superseded job(s): {', '.join(result.replaced)}")
+    if result.ancestors_added:
+        say(f"  included {len(result.ancestors_added)} unsatisfied ancestor(s) of the selection: "
+            + ", ".join(result.ancestors_added))
+    kept = result.ids(KEEP)
+    if kept:
+        say(f"  kept {len(kept)} already pending, running or done")
+    held = result.ids(HELD)
+    if held:
+        say(f"  not resubmitted, failed or cancelled: {', '.join(held)} (use --retry-failed)")
+    blocked = [i for i in result.ids(BLOCKED)]
+    if blocked:
+        say(f"  blocked by those: {len(blocked)} node(s)")
+    if result.final:
+        counts: dict[str, int] = {}
+        for s in result.final.values():
+            counts[s] = counts.get(s, 0) + 1
+        say("  finished: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@click.command("status")
+@click.argument("plan_dir", default=".", type=click.Path(file_okay=False))
+@_only
+@_json
+@click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
+              help="Which scheduler to ask (default: the one the plan was applied with).")
+@click.option("--watch", "watch", is_flag=False, flag_value=5.0, default=None, type=float, metavar="[SECONDS]",
+              help="Refresh every SECONDS (default 5), backing off while nothing changes.")
+def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None, watch: float | None) -> None:
+    """Show the grid: each node's state, elapsed time and, for finished evals, the headline score."""
+    from cruijff.status import collect, render_text
+
+    plan = _plan_for(plan_dir)
+    chosen = _executor(executor, plan, for_state=True)
+    if watch is None:
+        report = collect(plan_dir, chosen, only=only)
+        if as_json:
+            _echo_json(report.as_dict())
+        else:
+            from rich.console import Console
+
+            Console().print(render_text(report))
+        return
+    if watch <= 0:
+        raise UsageError("--watch SECONDS must be positive")
+    _watch(plan_dir, chosen, only, as_json, watch)
+
+
+def _watch(plan_dir, executor, only, as_json: bool, interval: float) -> None:
+    """Refresh until nothing is pending or running; back off (×1.5, up to 12×) while unchanged."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from cruijff.status import collect, render_text
+
+    delay, last = interval, None
+    console = Console()
+    try:
+        with Live(console=console, auto_refresh=False, transient=False) if not as_json else _NoLive() as live:
+            while True:
+                report = collect(plan_dir, executor, only=only)
+                key = [(n.id, n.state, n.score) for n in report.nodes]
+                if as_json:
+                    click.echo(json.dumps(report.as_dict()))
+                else:
+                    live.update(render_text(report), refresh=True)
+                if report.settled:
+                    return
+                delay = interval if key != last else min(delay * 1.5, interval * 12)
+                last = key
+                time.sleep(delay)
+    except KeyboardInterrupt:
+        return
+    finally:
+        if not as_json:
+            console.line()
+
+
+class _NoLive:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+@click.command("cancel")
+@click.argument("plan_dir", default=".", type=click.Path(file_okay=False))
+@_only
+@_json
+@click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
+              help="Which scheduler to ask (default: the one the plan was applied with).")
+def cancel(plan_dir: str, only: str | None, as_json: bool, executor: str | None) -> None:
+    """Cancel the pending and running jobs of a plan (or of the --only selection)."""
+    from cruijff.apply import cancel as run_cancel
+
+    plan = _plan_for(plan_dir)
+    result = run_cancel(plan_dir, _executor(executor, plan, for_state=True), only=only)
+    if as_json:
+        _echo_json(result)
+    else:
+        n = len(result["cancelled"])
+        click.echo(f"cancelled {n} job(s)" + (": " + ", ".join(f"{c['node']} ({c['job_id']})"
+                                                              for c in result["cancelled"]) if n else ""))
+

@@ -1,0 +1,503 @@
+"""The SLURM executor: drives sbatch, squeue, sacct and scancel (pyslurm does not build for 22.05).
+
+Every call goes through one injectable runner, so unit tests replay recorded cluster output.
+Shapes of the JSON and text this module parses are written down in docs/dev/slurm.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from cruijff.errors import SchedulerError
+from cruijff.executors.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    UNKNOWN,
+    Executor,
+    JobInfo,
+)
+from cruijff.model import Node, Plan
+
+# runner(argv, env_overrides) -> CompletedProcess with text stdout/stderr; raises
+# FileNotFoundError when the program is missing and subprocess.TimeoutExpired on a hang.
+Runner = Callable[[list[str], Mapping[str, str] | None], subprocess.CompletedProcess]
+
+COMMAND_TIMEOUT_S = 120
+
+# Scheduler answers that mean "ask again later" (slurmctld busy, restarting or unreachable).
+TRANSIENT_MARKERS = (
+    "socket timed out",
+    "unable to contact slurm controller",
+    "resource temporarily unavailable",
+    "try again",
+    "connection refused",
+    "connection timed out",
+    "communication connection failure",
+    "communications connection failure",
+    "zero bytes were transmitted or received",
+    "slurmctld is busy",
+    "slurm_receive_msg",
+    "timed out",
+)
+
+# SLURM job states (squeue's job_state, sacct's State) -> normalised states.
+STATE_MAP = {
+    "PENDING": PENDING,
+    "CONFIGURING": PENDING,
+    "REQUEUED": PENDING,
+    "REQUEUE_HOLD": PENDING,
+    "REQUEUE_FED": PENDING,
+    "RESV_DEL_HOLD": PENDING,
+    "RUNNING": RUNNING,
+    "COMPLETING": RUNNING,
+    "SUSPENDED": RUNNING,
+    "STOPPED": RUNNING,
+    "RESIZING": RUNNING,
+    "SIGNALING": RUNNING,
+    "STAGE_OUT": RUNNING,
+    "COMPLETED": COMPLETED,
+    "FAILED": FAILED,
+    "TIMEOUT": FAILED,
+    "OUT_OF_MEMORY": FAILED,
+    "NODE_FAIL": FAILED,
+    "BOOT_FAIL": FAILED,
+    "SPECIAL_EXIT": FAILED,
+    "CANCELLED": CANCELLED,
+    "DEADLINE": CANCELLED,
+    "PREEMPTED": CANCELLED,
+    "REVOKED": CANCELLED,
+}
+FINISHED = (COMPLETED, FAILED, CANCELLED)
+
+# sacct: finished jobs only (live ones come from squeue). With explicit states and an end time,
+# sacct also lists jobs cancelled before they ever became eligible (e.g. a dependency that can
+# never be satisfied); without them it silently drops those.
+SACCT_STATES = "CA,CD,F,TO,OOM,NF,BF,DL,PR"
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "Reason", "Start", "End", "Comment", "JobName")
+SACCT_DELIMITER = "\x1f"  # never in a job name or comment
+SACCT_WINDOW_DAYS = 28
+
+
+def default_runner(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **env} if env else None
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=full_env, timeout=COMMAND_TIMEOUT_S, check=False
+    )
+
+
+def slurm_available() -> bool:
+    """For `executor: auto`: SLURM is there when sbatch is on PATH."""
+    return shutil.which("sbatch") is not None
+
+
+def cluster_limits(runner: Runner = default_runner) -> dict[str, int]:
+    """MaxArraySize and MaxJobCount from `scontrol show config` (absent keys are left out)."""
+    proc = _run(runner, ["scontrol", "show", "config"])
+    if proc.returncode != 0:
+        raise SchedulerError(
+            f"scontrol show config failed: {_clean_stderr(proc.stderr, 'scontrol')}",
+            hint="check that slurmctld answers: scontrol ping",
+        )
+    config = parse_scontrol_config(proc.stdout)
+    limits = {}
+    for key in ("MaxArraySize", "MaxJobCount"):
+        value = config.get(key, "")
+        if value.isdigit():
+            limits[key] = int(value)
+    return limits
+
+
+def parse_scontrol_config(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and " " not in key.strip():
+            out[key.strip()] = value.strip()
+    return out
+
+
+class SlurmExecutor(Executor):
+    """Submits each node's job.sbatch with afterok dependencies on its parents' jobs."""
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        runner: Runner = default_runner,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        attempts: int = 6,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        sacct_window_days: int = SACCT_WINDOW_DAYS,
+    ):
+        self.runner = runner
+        self.sleep = sleep
+        self.clock = clock
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.sacct_window_days = sacct_window_days
+
+    # --- Executor -------------------------------------------------------------------------
+
+    def submit(self, plan: Plan, node: Node, parent_job_ids: list[str]) -> str:
+        argv = self.sbatch_argv(plan, node, parent_job_ids)
+        since = self.clock() - 5
+        proc = self._call(argv, recover=lambda: self._already_submitted(plan, node, since))
+        if proc.returncode != 0:
+            raise SchedulerError(
+                f"sbatch refused {node.id}: {_clean_stderr(proc.stderr, 'sbatch')}",
+                hint=_sbatch_hint(proc.stderr, argv),
+            )
+        return parse_sbatch_output(proc.stdout, node.id)
+
+    def jobs(self, plan: Plan) -> dict[str, JobInfo]:
+        prefix = f"{plan.experiment}:"
+        proc = self._call(["squeue", "--json", "--me"])
+        if proc.returncode != 0:
+            raise SchedulerError(
+                f"squeue failed: {_clean_stderr(proc.stderr, 'squeue')}",
+                hint="check that slurmctld answers: scontrol ping",
+            )
+        live = parse_squeue_json(proc.stdout, prefix, uid=os.getuid())
+        finished = self.finished_jobs(plan)
+        # squeue is the fresher source for every job it still knows.
+        return {**finished, **live}
+
+    def cancel(self, job_ids: list[str]) -> None:
+        ids = [str(j) for j in job_ids if str(j).strip()]
+        if not ids:
+            return
+        proc = self._call(["scancel", *ids])
+        if proc.returncode != 0:
+            raise SchedulerError(
+                f"scancel failed: {_clean_stderr(proc.stderr, 'scancel')}",
+                hint=f"run it by hand: {shlex.join(['scancel', *ids])}",
+            )
+
+    # --- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def sbatch_argv(plan: Plan, node: Node, parent_job_ids: Iterable[str]) -> list[str]:
+        """The sbatch command line; resources come from the script's own #SBATCH lines."""
+        out = Path(plan.output_dir)
+        argv = [
+            "sbatch",
+            "--parsable",
+            f"--job-name={plan.experiment}:{node.id}",
+            f"--comment={node.hash}",
+            # The node dir: relative paths and SLURM's default slurm-<id>.out land there.
+            f"--chdir={out / node.dir}",
+        ]
+        parents = [str(p) for p in parent_job_ids]
+        if parents:
+            argv.append("--dependency=afterok:" + ":".join(parents))
+        # A failed parent cancels the child instead of leaving it pending forever.
+        argv.append("--kill-on-invalid-dep=yes")
+        argv.append(str(out / node.script))
+        return argv
+
+    def sacct_argv(self) -> list[str]:
+        since = time.strftime(
+            "%Y-%m-%dT%H:%M:%S", time.localtime(self.clock() - self.sacct_window_days * 86400)
+        )
+        return [
+            "sacct",
+            "--noheader",
+            "--parsable2",
+            f"--delimiter={SACCT_DELIMITER}",
+            "--allocations",
+            f"--starttime={since}",
+            "--endtime=now",
+            f"--state={SACCT_STATES}",
+            f"--format={','.join(SACCT_FIELDS)}",
+        ]
+
+    def finished_jobs(self, plan: Plan) -> dict[str, JobInfo]:
+        """Finished jobs of this experiment from accounting; {} when accounting is off or fails."""
+        prefix = f"{plan.experiment}:"
+        try:
+            proc = self._call(self.sacct_argv(), env={"SLURM_TIME_FORMAT": "%s"}, attempts=1)
+        except SchedulerError:
+            return {}
+        if proc.returncode != 0:
+            return {}
+        return parse_sacct_text(proc.stdout, prefix)
+
+    def _already_submitted(self, plan: Plan, node: Node, since: float) -> str | None:
+        """The job a timed-out sbatch may still have created (same name and hash, just now)."""
+        try:
+            proc = _run(self.runner, ["squeue", "--json", "--me"])
+            if proc.returncode != 0:
+                return None
+            jobs = json.loads(proc.stdout).get("jobs") or []
+        except (SchedulerError, ValueError, AttributeError):
+            return None
+        name = f"{plan.experiment}:{node.id}"
+        for job in jobs:
+            submitted = _number(job.get("submit_time")) or 0
+            if job.get("name") == name and job.get("comment") == node.hash and submitted >= since:
+                return str(_number(job.get("job_id")))
+        return None
+
+    def _call(
+        self,
+        argv: list[str],
+        env: Mapping[str, str] | None = None,
+        attempts: int | None = None,
+        recover: Callable[[], str | None] | None = None,
+    ) -> subprocess.CompletedProcess:
+        """Run argv, retrying transient scheduler errors with exponential backoff.
+
+        recover, asked before each retry, may find that the failed call took effect after all
+        (sbatch's "Socket timed out" can come after slurmctld queued the job): its answer is
+        returned as the command's stdout instead of running the command again.
+        """
+        attempts = attempts or self.attempts
+        delay = self.backoff_s
+        for attempt in range(1, attempts + 1):
+            proc = _run(self.runner, argv, env)
+            if proc.returncode == 0 or not is_transient(proc.stderr):
+                return proc
+            if attempt == attempts:
+                raise SchedulerError(
+                    f"{argv[0]} kept failing with a transient error after {attempts} attempts: "
+                    f"{_clean_stderr(proc.stderr, argv[0])}",
+                    hint="slurmctld is busy or unreachable; try again later (scontrol ping)",
+                )
+            self.sleep(delay)
+            delay = min(delay * 2, self.max_backoff_s)
+            found = recover() if recover else None
+            if found:
+                return subprocess.CompletedProcess(argv, 0, f"{found}\n", "")
+        raise AssertionError("unreachable")
+
+
+def _run(runner: Runner, argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+    try:
+        return runner(argv, env)
+    except FileNotFoundError as e:
+        raise SchedulerError(
+            f"{argv[0]} not found on PATH",
+            hint="run cruijff on a SLURM login node, or set `executor: local` in the manifest",
+        ) from e
+    except subprocess.TimeoutExpired:
+        # Reported like slurmctld's own timeout so that the caller retries it.
+        return subprocess.CompletedProcess(argv, 1, "", f"{argv[0]}: error: Socket timed out (no answer)")
+
+
+def is_transient(stderr: str) -> bool:
+    low = (stderr or "").lower()
+    return any(m in low for m in TRANSIENT_MARKERS)
+
+
+def _clean_stderr(stderr: str, program: str) -> str:
+    """SLURM's error lines without their `sbatch: error: ` prefixes, on one line."""
+    lines = []
+    for line in (stderr or "").splitlines():
+        line = line.strip()
+        line = re.sub(rf"^{re.escape(program)}:\s*(error:|fatal:)?\s*", "", line)
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines) or "(no message)"
+
+
+def _sbatch_hint(stderr: str, argv: list[str]) -> str:
+    low = (stderr or "").lower()
+    if "requested node configuration is not available" in low or "memory specification" in low:
+        hint = "the job asks for more GPUs, CPUs or memory than any node offers; lower its resources"
+    elif "invalid partition" in low:
+        hint = "the partition in the job script does not exist here; see `sinfo` for the partitions"
+    elif "unable to open file" in low:
+        hint = "the job script is missing; re-run `cruijff plan` to write the plan directory"
+    elif "invalid account" in low or "association" in low:
+        hint = "SLURM does not know your account/partition pairing; set the right account (sacctmgr show assoc)"
+    elif "qosmaxsubmitjob" in low or "maxsubmit" in low:
+        hint = "you have too many jobs queued for this QOS; wait for some to finish or cancel some"
+    else:
+        hint = "fix the job or cluster settings"
+    return f"{hint}. The command was: {shlex.join(argv)}"
+
+
+def parse_sbatch_output(stdout: str, node_id: str = "?") -> str:
+    """`sbatch --parsable` prints `<id>` or `<id>;<cluster>`."""
+    for line in (stdout or "").splitlines():
+        job_id = line.strip().split(";", 1)[0]
+        if job_id.isdigit():
+            return job_id
+    raise SchedulerError(
+        f"sbatch accepted {node_id} but printed no job id: {stdout!r}",
+        hint="check the job with squeue; a wrapper around sbatch may be rewriting its output",
+    )
+
+
+# --- squeue --json ------------------------------------------------------------------------
+
+
+def _number(value) -> int | None:
+    """An integer field: 22.05 gives plain ints; newer Slurm {"set": bool, "number": int}."""
+    if isinstance(value, dict):
+        if value.get("set") is False or value.get("infinite"):
+            return None
+        value = value.get("number")
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _state_name(value) -> str:
+    """22.05: "RUNNING"; newer Slurm: ["RUNNING", "COMPLETING"] (base state first, then flags)."""
+    if isinstance(value, list):
+        names = [str(v) for v in value]
+        if "COMPLETING" in names:
+            return "COMPLETING"
+        return next((n for n in names if n in STATE_MAP), names[0] if names else "")
+    return str(value or "").split(" ")[0]
+
+
+def normalise_state(slurm_state: str) -> str:
+    return STATE_MAP.get(slurm_state.upper(), UNKNOWN)
+
+
+def decode_wait_status(status: int | None) -> int | None:
+    """squeue's 22.05 exit_code is the raw wait(2) status: exit code << 8, or the signal."""
+    if status is None:
+        return None
+    signal = status & 0x7F
+    if signal:
+        return 128 + signal
+    return (status >> 8) & 0xFF
+
+
+def _squeue_exit_code(value) -> int | None:
+    if isinstance(value, dict):  # newer Slurm: {"status": [...], "return_code": {...}, "signal": {...}}
+        signal = value.get("signal") or {}
+        sig = _number(signal.get("id")) if isinstance(signal, dict) else None
+        if sig:
+            return 128 + sig
+        return _number(value.get("return_code"))
+    return decode_wait_status(_number(value))
+
+
+def _reason(value) -> str | None:
+    if not value or value == "None":
+        return None
+    return str(value)
+
+
+def _times(state: str, start: int | None, end: int | None) -> tuple[float | None, float | None]:
+    """Only real times: pending jobs carry an estimated start, running ones their time-limit end."""
+    start_t = float(start) if start and state != PENDING else None
+    end_t = float(end) if end and state in FINISHED else None
+    return start_t, end_t
+
+
+def _squeue_job_key(job: dict, job_id: int) -> str:
+    """Array tasks are keyed like sacct's JobID: `<array id>_<task>`, pending ones `<id>_[0-9]`."""
+    array_id = _number(job.get("array_job_id"))
+    if not array_id:
+        return str(job_id)
+    task = _number(job.get("array_task_id"))
+    if task is not None:
+        return f"{array_id}_{task}"
+    tasks = str(job.get("array_task_string") or "")
+    return f"{array_id}_[{tasks}]" if tasks else str(job_id)
+
+
+def parse_squeue_json(text: str, prefix: str, uid: int | None = None) -> dict[str, JobInfo]:
+    """Jobs named `<prefix><node id>` (22.05's --json ignores squeue's filters: filter here)."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise SchedulerError(f"squeue --json printed something that is not JSON: {e}") from e
+    out: dict[str, JobInfo] = {}
+    for job in data.get("jobs") or []:
+        name = str(job.get("name") or "")
+        if not name.startswith(prefix):
+            continue
+        job_uid = _number(job.get("user_id"))
+        if uid is not None and job_uid is not None and job_uid != uid:
+            continue
+        job_id = _number(job.get("job_id"))
+        if job_id is None:
+            continue
+        job_key = _squeue_job_key(job, job_id)
+        state = normalise_state(_state_name(job.get("job_state")))
+        start, end = _times(state, _number(job.get("start_time")), _number(job.get("end_time")))
+        out[job_key] = JobInfo(
+            job_id=job_key,
+            node_id=name[len(prefix):] or None,
+            state=state,
+            reason=_reason(job.get("state_reason")),
+            exit_code=_squeue_exit_code(job.get("exit_code")) if state in FINISHED else None,
+            start=start,
+            end=end,
+            node_hash=str(job.get("comment") or "") or None,
+        )
+    return out
+
+
+# --- sacct --parsable2 ----------------------------------------------------------------------
+
+
+def _sacct_exit_code(value: str) -> int | None:
+    """`code:signal`, e.g. 3:0 (exit 3) or 0:9 (killed by SIGKILL)."""
+    code, _, signal = value.partition(":")
+    if not code.isdigit():
+        return None
+    if signal.isdigit() and int(signal):
+        return 128 + int(signal)
+    return int(code)
+
+
+def _sacct_time(value: str) -> int | None:
+    return int(value) if value.strip().isdigit() else None
+
+
+def parse_sacct_text(text: str, prefix: str) -> dict[str, JobInfo]:
+    """Rows of SACCT_FIELDS joined by SACCT_DELIMITER, times as unix seconds (SLURM_TIME_FORMAT=%s)."""
+    out: dict[str, JobInfo] = {}
+    n = len(SACCT_FIELDS)
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        parts = line.split(SACCT_DELIMITER)
+        if len(parts) < n:
+            continue
+        parts = parts[: n - 1] + [SACCT_DELIMITER.join(parts[n - 1:])]  # the name is last
+        row = dict(zip(SACCT_FIELDS, parts))
+        name = row["JobName"]
+        if not name.startswith(prefix):
+            continue
+        job_id = row["JobID"].strip()
+        if not job_id or "." in job_id:  # steps (batch, extern) are not jobs
+            continue
+        state = normalise_state(_state_name(row["State"]))  # "CANCELLED by 0" -> CANCELLED
+        start, end = _times(state, _sacct_time(row["Start"]), _sacct_time(row["End"]))
+        out[job_id] = JobInfo(
+            job_id=job_id,
+            node_id=name[len(prefix):] or None,
+            state=state,
+            reason=_reason(row["Reason"]),
+            exit_code=_sacct_exit_code(row["ExitCode"]) if state in FINISHED else None,
+            start=start,
+            end=end,
+            node_hash=row["Comment"] or None,
+        )
+    return out

@@ -1,0 +1,176 @@
+"""Submission state: `<output_dir>/state.db` (SQLite) and the apply lock.
+
+Why SQLite: each submission is recorded in its own committed transaction, so a crash, Ctrl-C or
+SIGKILL at any point leaves the database describing what may exist in the scheduler. The protocol
+(apply.py) is: commit an *intent* row before calling sbatch, commit the job id right after. An
+intent without a job id means "sbatch may or may not have happened"; the next apply settles it by
+looking for the job in the scheduler (job name + hash) and in the node's record.jsonl.
+
+One row per submission attempt; a node's current submission is its newest row.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from cruijff.errors import StateError
+
+STATE_FILE = "state.db"
+LOCK_FILE = ".cruijff.lock"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS submissions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_id     TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    executor    TEXT NOT NULL,
+    job_id      TEXT,             -- NULL: intent recorded, sbatch outcome unknown
+    created     REAL NOT NULL,    -- intent time
+    submitted   REAL,             -- job id known
+    final_state TEXT,             -- completed | failed | cancelled, once apply knows it
+    exit_code   INTEGER,
+    reason      TEXT,             -- why cancelled/failed (e.g. blocked by <node id>)
+    pid         INTEGER           -- local executor: the process group of the running job
+);
+CREATE INDEX IF NOT EXISTS submissions_node ON submissions (node_id, id);
+"""
+
+
+@dataclass(frozen=True)
+class Submission:
+    id: int
+    node_id: str
+    hash: str
+    executor: str
+    job_id: str | None
+    created: float
+    submitted: float | None
+    final_state: str | None
+    exit_code: int | None
+    reason: str | None
+    pid: int | None
+
+
+class State:
+    """The state database of one plan directory."""
+
+    def __init__(self, output_dir: str | Path, *, create: bool = True):
+        self.path = Path(output_dir) / STATE_FILE
+        if not create and not self.path.exists():
+            self.conn = None
+            return
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.executescript(_SCHEMA)
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StateError(f"{self.path}: state schema version {row[0]} is not supported "
+                                 f"(this cruijff reads {SCHEMA_VERSION})")
+        except sqlite3.DatabaseError as e:
+            raise StateError(f"{self.path}: cannot open the state database ({e})",
+                             hint="it may be corrupt; move it aside and re-run `cruijff apply`, which "
+                                  "reconciles with the scheduler") from None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def __enter__(self) -> "State":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- reads -----------------------------------------------------------------------------
+    def current(self) -> dict[str, Submission]:
+        """Each node's newest submission."""
+        if self.conn is None:
+            return {}
+        rows = self.conn.execute(
+            "SELECT * FROM submissions WHERE id IN (SELECT MAX(id) FROM submissions GROUP BY node_id)"
+        ).fetchall()
+        return {r[1]: Submission(*r) for r in rows}
+
+    def all(self) -> list[Submission]:
+        if self.conn is None:
+            return []
+        return [Submission(*r) for r in self.conn.execute("SELECT * FROM submissions ORDER BY id")]
+
+    def known_job_ids(self) -> set[str]:
+        if self.conn is None:
+            return set()
+        return {r[0] for r in self.conn.execute("SELECT job_id FROM submissions WHERE job_id IS NOT NULL")}
+
+    # --- writes: each one its own committed transaction ------------------------------------
+    def record_intent(self, node_id: str, node_hash: str, executor: str) -> int:
+        """Before sbatch: from now on the node may exist in the scheduler."""
+        cur = self.conn.execute(
+            "INSERT INTO submissions (node_id, hash, executor, created) VALUES (?, ?, ?, ?)",
+            (node_id, node_hash, executor, time.time()),
+        )
+        return int(cur.lastrowid)
+
+    def record_job(self, row: int, job_id: str) -> None:
+        """Right after sbatch returned the job id."""
+        self.conn.execute("UPDATE submissions SET job_id=?, submitted=? WHERE id=?", (job_id, time.time(), row))
+
+    def record_adopted(self, node_id: str, node_hash: str, executor: str, job_id: str) -> int:
+        """A job found in the scheduler (or a record.jsonl) that state did not know."""
+        now = time.time()
+        cur = self.conn.execute(
+            "INSERT INTO submissions (node_id, hash, executor, job_id, created, submitted, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'adopted from the scheduler')",
+            (node_id, node_hash, executor, job_id, now, now),
+        )
+        return int(cur.lastrowid)
+
+    def record_submit_error(self, row: int, message: str) -> None:
+        """sbatch failed: keep the intent (it might still have reached the controller) with why."""
+        self.conn.execute("UPDATE submissions SET reason=? WHERE id=?", (message[:2000], row))
+
+    def record_pid(self, row: int, pid: int | None) -> None:
+        self.conn.execute("UPDATE submissions SET pid=? WHERE id=?", (pid, row))
+
+    def record_final(self, row: int, final_state: str, exit_code: int | None = None,
+                     reason: str | None = None) -> None:
+        self.conn.execute(
+            "UPDATE submissions SET final_state=?, exit_code=?, reason=COALESCE(?, reason), pid=NULL WHERE id=?",
+            (final_state, exit_code, reason, row),
+        )
+
+    def forget_intent(self, row: int) -> None:
+        """An intent proven never submitted (not in the scheduler, no record): drop it."""
+        self.conn.execute("DELETE FROM submissions WHERE id=? AND job_id IS NULL", (row,))
+
+
+@contextmanager
+def apply_lock(output_dir: str | Path) -> Iterator[None]:
+    """One apply (or cancel) per plan directory at a time; a second fails at once, clearly."""
+    path = Path(output_dir) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise StateError(
+                f"{output_dir}: another `cruijff apply` or `cancel` is running on this plan (pid {holder})",
+                hint="wait for it to finish, or stop it; the lock is released when that process exits",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock

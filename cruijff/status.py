@@ -1,0 +1,259 @@
+"""`cruijff status`: one scheduler query per refresh, merged with state.db and record.jsonl.
+
+collect() returns data (StatusReport); render_text() draws the grid with rich: rows are runs
+(a fine-tune and its evaluations) and base models, columns are stages (finetune, then each
+task at each epoch, then each task on the base model); cells hold a state or, once an eval's
+log exists, its headline score.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from cruijff.artifact import load_plan
+from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Executor
+from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Plan
+from cruijff.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation
+from cruijff.selectors import select
+from cruijff.state import State
+
+STATUS_VERSION = 1
+# Display states, in the order counts are shown.
+DONE, BLOCKED, NOT_SUBMITTED_TEXT = "done", "blocked", "not submitted"
+DISPLAY_ORDER = ("running", "pending", "done", "failed", "blocked", "cancelled", "not submitted")
+_DISPLAY = {PENDING: "pending", RUNNING: "running", COMPLETED: DONE, FAILED: "failed",
+            CANCELLED: "cancelled", INTERRUPTED: "cancelled", NOT_SUBMITTED: NOT_SUBMITTED_TEXT}
+_STYLE = {"running": "cyan", "pending": "yellow", "done": "green", "failed": "bold red",
+          "blocked": "magenta", "cancelled": "red", "not submitted": "dim"}
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    id: str
+    kind: str
+    state: str  # pending running done failed blocked cancelled "not submitted"
+    blocked_by: str | None = None
+    job_id: str | None = None
+    elapsed_s: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    changed: bool = False  # submitted with an older hash: the next apply resubmits it
+    score: tuple[str, float] | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """`blocked-by-<node id>` for blocked nodes, else the state."""
+        return f"blocked-by-{self.blocked_by}" if self.state == BLOCKED else self.state
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "state": self.state, "label": self.label,
+            "blocked_by": self.blocked_by, "job_id": self.job_id,
+            "elapsed_s": None if self.elapsed_s is None else round(self.elapsed_s, 1),
+            "exit_code": self.exit_code, "reason": self.reason, "changed": self.changed,
+            "score": {"name": self.score[0], "value": self.score[1]} if self.score else None,
+            "attrs": self.attrs,
+        }
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    experiment: str
+    output_dir: str
+    executor: str
+    time: float
+    nodes: tuple[NodeStatus, ...]
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in DISPLAY_ORDER}
+        for n in self.nodes:
+            out[n.state] = out.get(n.state, 0) + 1
+        return {k: v for k, v in out.items() if v}
+
+    @property
+    def settled(self) -> bool:
+        """Nothing pending or running: watching further would show nothing new."""
+        return not any(n.state in ("pending", "running") for n in self.nodes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": STATUS_VERSION,
+            "kind": "cruijff.status",
+            "experiment": self.experiment,
+            "output_dir": self.output_dir,
+            "executor": self.executor,
+            "time": round(self.time, 3),
+            "counts": self.counts(),
+            "nodes": [n.as_dict() for n in self.nodes],
+            "grid": grid(self.nodes),
+        }
+
+
+def node_statuses(plan: Plan, obs: dict[str, Observation], now: float,
+                  score: Callable[[str], tuple[str, float] | None] | None = None) -> list[NodeStatus]:
+    """Display states: a node not running or done below a failed/cancelled ancestor is blocked."""
+    shown: dict[str, NodeStatus] = {}
+    for node in plan.nodes:  # topological: parents first
+        o = obs[node.id]
+        state = _DISPLAY.get(o.state, o.state)
+        changed = o.outdated
+        if changed and o.state not in LIVE:
+            state = NOT_SUBMITTED_TEXT  # the plan's version of this node was never submitted
+        blocked_by = None
+        if state in ("pending", "cancelled", NOT_SUBMITTED_TEXT):
+            for p in node.parents:
+                parent = shown[p]
+                if parent.state in ("failed", "cancelled"):
+                    blocked_by = p
+                elif parent.state == BLOCKED:
+                    blocked_by = parent.blocked_by
+                if blocked_by:
+                    state = BLOCKED
+                    break
+        elapsed = None
+        if o.start is not None and state in ("running", DONE, "failed", "cancelled"):
+            elapsed = max(0.0, (o.end if o.end is not None else now) - o.start)
+        headline = None
+        if score is not None and state == DONE and node.kind in (EVAL, BASE_EVAL):
+            headline = score(str(Path(plan.output_dir) / node.id / "logs"))
+        shown[node.id] = NodeStatus(node.id, node.kind, state, blocked_by, o.job_id, elapsed, o.exit_code,
+                                    o.reason, changed, headline, dict(node.attrs))
+    return list(shown.values())
+
+
+def _headline_reader() -> Callable[[str], tuple[str, float] | None] | None:
+    try:
+        from cruijff.scores import headline
+    except ImportError:
+        return None
+
+    def read(log_dir: str) -> tuple[str, float] | None:
+        try:
+            return headline(log_dir)
+        except Exception:  # a half-written or foreign log must not break status
+            return None
+
+    return read
+
+
+def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
+            now: float | None = None) -> StatusReport:
+    from cruijff.apply import observe_plan
+
+    plan = load_plan(plan_dir)
+    selected = select(plan, only)
+    with State(plan.output_dir, create=False) as state:
+        obs = observe_plan(plan, state, executor)
+    now = time.time() if now is None else now
+    statuses = [s for s in node_statuses(plan, obs, now, _headline_reader()) if s.id in selected]
+    return StatusReport(plan.experiment, plan.output_dir, executor.name, now, tuple(statuses))
+
+
+# --- the grid ------------------------------------------------------------------------------
+
+def _row_col(n: NodeStatus) -> tuple[str, str]:
+    a = n.attrs
+    if n.kind == FINETUNE:
+        return str(a.get("run", n.id.split("/", 1)[-1])), "finetune"
+    if n.kind == EVAL:
+        return str(a.get("run", n.id.split("/")[1])), f"{a.get('task', n.id.rsplit('/', 1)[-1])}@e{a.get('epoch', '?')}"
+    if n.kind == BASE_EVAL:
+        return f"{a.get('model', n.id.split('/')[1])} (base)", f"{a.get('task', n.id.rsplit('/', 1)[-1])}@base"
+    return n.id, n.kind
+
+
+def grid(nodes: tuple[NodeStatus, ...] | list[NodeStatus]) -> dict[str, Any]:
+    """Rows (runs, then base models) × columns (finetune, task@epoch…, task@base) → node id."""
+    rows: dict[str, dict[str, str]] = {}
+    columns: list[str] = []
+    order: dict[str, tuple] = {}
+    for n in nodes:
+        row, col = _row_col(n)
+        rows.setdefault(row, {})[col] = n.id
+        if col not in columns:
+            columns.append(col)
+            epoch = n.attrs.get("epoch")
+            rank = 0 if col == "finetune" else 1 if n.kind == EVAL else 2 if n.kind == BASE_EVAL else 3
+            order[col] = (rank, epoch if isinstance(epoch, int) else 0, len(columns))
+    columns.sort(key=lambda c: order[c])
+    return {"columns": columns, "rows": [{"label": r, "cells": cells} for r, cells in rows.items()]}
+
+
+def _cell(n: NodeStatus) -> str:
+    if n.score is not None:
+        text = f"{n.score[1]:.3f}"
+    elif n.state == BLOCKED:
+        text = "blocked"
+    elif n.state == "running" and n.elapsed_s is not None:
+        text = f"running {_duration(n.elapsed_s)}"
+    else:
+        text = n.state
+    return text + ("*" if n.changed else "")
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def render_text(report: StatusReport, width: int | None = None):
+    """A rich renderable: the grid, counts, and the blocked/failed nodes with their reasons."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    by_id = {n.id: n for n in report.nodes}
+    g = grid(report.nodes)
+    table = Table(title=f"{report.experiment}  ({report.executor})", title_justify="left")
+    table.add_column("run")
+    for col in g["columns"]:
+        table.add_column(col, justify="right" if col != "finetune" else "left")
+    for row in g["rows"]:
+        cells = []
+        for col in g["columns"]:
+            node_id = row["cells"].get(col)
+            if node_id is None:
+                cells.append(Text("·", style="dim"))
+                continue
+            n = by_id[node_id]
+            cells.append(Text(_cell(n), style="bold green" if n.score else _STYLE.get(n.state, "")))
+        table.add_row(row["label"], *cells)
+    parts: list[Any] = [table]
+    counts = report.counts()
+    parts.append(Text("  ".join(f"{k}: {v}" for k, v in counts.items()) + f"  (total {len(report.nodes)})"))
+    notes = []
+    for n in report.nodes:
+        if n.state == "failed":
+            code = f"exit {n.exit_code}" if n.exit_code is not None else (n.reason or "failed")
+            notes.append(f"failed  {n.id}  ({code}; see {n.id}/job.out)")
+    blocked: dict[str, int] = {}
+    for n in report.nodes:
+        if n.state == BLOCKED:
+            blocked[n.blocked_by] = blocked.get(n.blocked_by, 0) + 1
+    notes += [f"blocked-by-{k}: {v} node{'s' if v != 1 else ''}" for k, v in blocked.items()]
+    if any(n.changed for n in report.nodes):
+        notes.append("* changed since submitted: `cruijff apply` submits the new version")
+    parts += [Text(x) for x in notes]
+    return Group(*parts)
+
+
+def render_plain(report: StatusReport, width: int = 120) -> str:
+    """The text rendering without colour, e.g. for golden tests and pipes."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, color_system=None, force_terminal=False, file=_Null())
+    console.print(render_text(report))
+    return console.export_text()
+
+
+class _Null:
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None:
+        pass

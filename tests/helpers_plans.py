@@ -1,0 +1,281 @@
+"""Build a small Plan and its plan directory with trivial job scripts that follow the contract.
+
+Each job.sbatch is bash with #SBATCH comments; it appends start/end events to record.jsonl
+(docs/dev/architecture.md), appends "<node id> start|end <time>" to <out>/trace.log (to check
+order), sleeps, writes an inspect-style JSON log for evals, and exits 0 or 1.
+
+    plan = make_plan(tmp_path, runs=3, evals_per_run=2, base_evals=1, fail={"finetune/r1"}, sleep=0.2)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import time
+from pathlib import Path
+
+from cruijff.artifact import dumps
+from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
+
+MODEL = "tiny"
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def script(out: Path, node: Node, *, sleep: float, exit_code: int, score: float | None, epochs: int = 1) -> str:
+    """A job script following the contract (string-built: it is a test fixture, not a renderer)."""
+    node_dir = out / node.id
+    record = shlex.quote(str(node_dir / "record.jsonl"))
+    trace = shlex.quote(str(out / "trace.log"))
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={shlex.quote(node.id)}",
+        f"#SBATCH --output={shlex.quote(str(node_dir / 'job.out'))}",
+        f"#SBATCH --chdir={shlex.quote(str(node_dir))}",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --time=00:05:00",
+        "set -euo pipefail",
+        f"cd {shlex.quote(str(node_dir))}",
+        'JOB_ID="${SLURM_JOB_ID:-${CRUIJFF_JOB_ID:-unknown}}"',
+        "now() { date +%s.%N; }",
+        f"record() {{ printf '%s\\n' \"$1\" >> {record}; }}",
+        "on_exit() { rc=$?; record \"{\\\"event\\\": \\\"end\\\", \\\"time\\\": $(now), \\\"job_id\\\": \\\"$JOB_ID\\\", "
+        "\\\"exit_code\\\": $rc}\"; "
+        f"echo \"{node.id} end $(now)\" >> {trace}; }}",
+        "trap on_exit EXIT",
+        "record \"{\\\"event\\\": \\\"start\\\", \\\"time\\\": $(now), \\\"job_id\\\": \\\"$JOB_ID\\\", "
+        "\\\"host\\\": \\\"$(hostname)\\\"}\"",
+        f"echo \"{node.id} start $(now)\" >> {trace}",
+        f"sleep {sleep}",
+    ]
+    if node.kind == FINETUNE:
+        lines += [f"mkdir -p epoch_{e}/model" for e in range(epochs)]
+    if score is not None and exit_code == 0:
+        log = {"status": "success", "eval": {"task": node.attrs.get("task")},
+               "results": {"scores": [{"name": "match", "metrics": {"accuracy": {"value": score}}}]}}
+        lines += ["mkdir -p logs", f"printf '%s' {shlex.quote(json.dumps(log))} > logs/2025-01-01T00-00-00_x.json"]
+    lines.append(f"exit {exit_code}")
+    return "\n".join(lines) + "\n"
+
+
+def make_plan(
+    tmp_path: str | Path,
+    *,
+    runs: int = 3,
+    evals_per_run: int = 2,
+    epochs: int = 1,
+    base_evals: int = 1,
+    fail: set[str] | frozenset[str] = frozenset(),
+    sleep: float = 0.2,
+    scores: dict[str, float] | None = None,
+    experiment: str = "exp",
+    version: str = "v1",
+    changed: set[str] | frozenset[str] = frozenset(),
+    max_parallel: int = 4,
+    executor: str = "local",
+) -> Plan:
+    """Write plan.json and job scripts under tmp_path/<experiment>; return the Plan.
+
+    evals_per_run tasks (t0, t1, ...) are evaluated at each of `epochs` epochs of every run
+    r0, r1, ...; base_evals tasks on the base model. `changed` node ids get another hash (as a
+    manifest edit would; children follow, as the compiler's hash chain does). `scores` maps
+    eval node ids to the accuracy their fake inspect log reports.
+    """
+    out = Path(tmp_path) / experiment
+    out.mkdir(parents=True, exist_ok=True)
+    scores = scores or {}
+    tasks = [f"t{i}" for i in range(evals_per_run)]
+    specs: list[tuple[str, str, tuple[str, ...], dict]] = []
+    for r in range(runs):
+        run = f"r{r}"
+        specs.append((f"finetune/{run}", FINETUNE, (), {"run": run, "model": MODEL}))
+        for e in range(epochs):
+            for t in tasks:
+                specs.append((f"eval/{run}/epoch_{e}/{t}", EVAL, (f"finetune/{run}",),
+                              {"run": run, "model": MODEL, "epoch": e, "task": t}))
+    for b in range(base_evals):
+        t = f"t{b}"
+        specs.append((f"base_eval/{MODEL}/{t}", BASE_EVAL, (), {"model": MODEL, "task": t}))
+    hashes: dict[str, str] = {}
+    nodes = []
+    for node_id, kind, parents, attrs in specs:
+        salt = version + ("*" if node_id in changed else "")
+        hashes[node_id] = _hash(node_id, salt, *(hashes[p] for p in parents))
+        node = Node(node_id, kind, parents, Resources(cpus=1, time="00:05:00"), hashes[node_id], attrs)
+        nodes.append(node)
+        (out / node_id).mkdir(parents=True, exist_ok=True)
+        default_score = 0.5 + 0.01 * len(nodes) if kind != FINETUNE else None
+        text = script(out, node, sleep=sleep, exit_code=1 if node_id in fail else 0,
+                      score=scores.get(node_id, default_score), epochs=epochs)
+        (out / node.script).write_text(text)
+    plan = Plan(experiment=experiment, output_dir=str(out), manifest=str(out / "manifest.yaml"),
+                executor=executor, max_parallel=max_parallel, cluster={}, nodes=tuple(nodes))
+    (out / "plan.json").write_text(dumps(plan))
+    return plan
+
+
+def trace(plan: Plan) -> list[tuple[str, str, float]]:
+    """(node id, start|end, time) lines the job scripts appended, in file order."""
+    path = Path(plan.output_dir) / "trace.log"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        node_id, event, t = line.split()
+        out.append((node_id, event, float(t)))
+    return out
+
+
+def starts(plan: Plan) -> dict[str, int]:
+    """How many times each node's script started (from record.jsonl)."""
+    from cruijff.records import read_attempts
+
+    return {n.id: sum(1 for a in read_attempts(Path(plan.output_dir) / n.record) if a.start is not None)
+            for n in plan.nodes}
+
+
+class Crash(BaseException):
+    """Stands for SIGKILL in unit tests: raised by FakeScheduler after sbatch, before apply commits."""
+
+
+class FakeScheduler:
+    """An in-memory SLURM: afterok dependencies, --kill-on-invalid-dep, job names and hashes.
+
+    run_all() plays the queue to the end, writing each job's record.jsonl like a real job
+    script (times from a fake clock); forget_finished() drops finished jobs from view, as squeue
+    does when sacct is absent. Counts sbatch calls; `reject` node ids make sbatch fail;
+    `crash_after=k` raises Crash right after the k-th sbatch.
+    """
+
+    name = "slurm"
+
+    def __init__(self, fail=(), reject=(), crash_after: int | None = None, clock: float | None = None):
+        self.fail = set(fail)
+        self.reject = set(reject)
+        self.crash_after = crash_after
+        self.clock = time.time() if clock is None else clock
+        self.sbatch_calls = 0
+        self.jobs_calls = 0
+        self.cancelled: list[str] = []
+        self._jobs: dict[str, dict] = {}  # job id -> {node, hash, deps, state, reason, exit, start, end, out}
+        self._hidden: set[str] = set()
+        self._next = 1000
+
+    # --- Executor ---
+    def submit(self, plan, node, parent_job_ids):
+        from cruijff.errors import SchedulerError
+
+        self.sbatch_calls += 1
+        if node.id in self.reject:
+            raise SchedulerError("sbatch: error: Batch job submission failed: Invalid account")
+        self._next += 1
+        job_id = str(self._next)
+        self._jobs[job_id] = dict(node=node.id, hash=node.hash, deps=list(parent_job_ids), state="pending",
+                                  reason=None, exit=None, start=None, end=None, out=plan.output_dir,
+                                  experiment=plan.experiment)
+        self._settle()
+        if self.crash_after is not None and self.sbatch_calls >= self.crash_after:
+            self.crash_after = None
+            raise Crash()
+        return job_id
+
+    def jobs(self, plan):
+        from cruijff.executors.base import JobInfo
+
+        self.jobs_calls += 1
+        return {
+            j: JobInfo(job_id=j, node_id=d["node"], state=d["state"], reason=d["reason"], exit_code=d["exit"],
+                       start=d["start"], end=d["end"], node_hash=d["hash"])
+            for j, d in self._jobs.items() if j not in self._hidden and d["experiment"] == plan.experiment
+        }
+
+    def cancel(self, job_ids):
+        for j in job_ids:
+            d = self._jobs.get(j)
+            if d and d["state"] in ("pending", "running"):
+                d["state"], d["reason"] = "cancelled", None
+                self.cancelled.append(j)
+        self._settle()
+
+    # --- driving the fake cluster ---
+    def _record(self, d, event):
+        self.clock += 1.0
+        path = Path(d["out"]) / d["node"] / "record.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"event": event, "time": self.clock, "job_id": d["job_id"]}
+        if event == "start":
+            entry["host"] = "fake"
+            d["start"] = self.clock
+        else:
+            entry["exit_code"] = d["exit"]
+            d["end"] = self.clock
+        with open(path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def _settle(self):
+        """--kill-on-invalid-dep: a pending job whose dependency failed is cancelled."""
+        changed = True
+        while changed:
+            changed = False
+            for d in self._jobs.values():
+                if d["state"] != "pending":
+                    continue
+                bad = [p for p in d["deps"] if p not in self._jobs or self._jobs[p]["state"] in ("failed", "cancelled")]
+                if bad:
+                    d["state"], d["reason"] = "cancelled", "DependencyNeverSatisfied"
+                    changed = True
+
+    def start(self, node_id):
+        """Start the pending job of node_id (its dependencies must be done)."""
+        for j, d in self._jobs.items():
+            if d["node"] == node_id and d["state"] == "pending":
+                d["job_id"] = j
+                d["state"] = "running"
+                self._record(d, "start")
+                return j
+        raise AssertionError(f"no pending job for {node_id}")
+
+    def run_all(self):
+        """Run every runnable job to its end, in dependency order."""
+        progress = True
+        while progress:
+            progress = False
+            for j, d in self._jobs.items():
+                if d["state"] == "running" or (
+                        d["state"] == "pending" and all(self._jobs[p]["state"] == "completed" for p in d["deps"])):
+                    d["job_id"] = j
+                    if d["state"] == "pending":
+                        d["state"] = "running"
+                        self._record(d, "start")
+                    d["exit"] = 1 if d["node"] in self.fail else 0
+                    d["state"] = "failed" if d["exit"] else "completed"
+                    self._record(d, "end")
+                    progress = True
+            self._settle()
+
+    def forget_finished(self):
+        self._hidden |= {j for j, d in self._jobs.items() if d["state"] not in ("pending", "running")}
+
+    def live_count(self, plan=None) -> int:
+        return sum(1 for d in self._jobs.values() if d["state"] in ("pending", "running"))
+
+    def jobs_by_node(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for j, d in self._jobs.items():
+            out.setdefault(d["node"], []).append(j)
+        return out
+
+    def deps_of(self, job_id: str) -> list[str]:
+        return list(self._jobs[job_id]["deps"])
+
+
+def write_score(plan: Plan, node_id: str, value: float) -> None:
+    """An inspect-style JSON log with a headline accuracy in the node's logs/ directory."""
+    logs = Path(plan.output_dir) / node_id / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = {"status": "success", "eval": {"task": node_id.rsplit("/", 1)[-1]},
+           "results": {"scores": [{"name": "match", "metrics": {"accuracy": {"value": value}}}]}}
+    (logs / "2025-01-01T00-00-00_x.json").write_text(json.dumps(log))

@@ -1,0 +1,216 @@
+"""Real `inspect eval` runs (hf provider, tiny random Llama) in the exact shape the compiler renders.
+
+The tiny model's answers are garbage; what is checked is the plumbing: task config → prompts →
+generation → scores → log → cruijff.scores, and that PEFT adapter directories load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cruijff import scores
+from tests.conftest import REPO, require
+
+pytestmark = pytest.mark.inspect
+
+INSPECT = Path(sys.executable).with_name("inspect")
+TASKS = REPO / "experiments" / "tasks"
+WORDS = ["apple", "banana", "cherry", "river", "house", "garden"]
+
+
+def _yaml(path: Path, data: dict) -> Path:
+    from ruamel.yaml import YAML
+
+    with path.open("w") as f:
+        YAML().dump(data, f)
+    return path
+
+
+def run_inspect(node: Path, task: str, model_dir: Path, task_args: dict, *, do_sample: bool = False,
+                seed: int = 1234) -> subprocess.CompletedProcess:
+    """The command line cruijff renders for an eval node (plus model/task config files)."""
+    node.mkdir(parents=True, exist_ok=True)
+    model_config = {"model_path": str(model_dir), "tokenizer_path": str(model_dir), "device": "cpu"}
+    if not do_sample:
+        model_config["do_sample"] = False
+    _yaml(node / "model_config.yaml", model_config)
+    _yaml(node / "task_config.yaml", task_args)
+    cmd = [str(INSPECT), "eval", str(TASKS / task), "--model", "hf/local",
+           "--model-config", str(node / "model_config.yaml"),
+           "--task-config", str(node / "task_config.yaml"),
+           "--log-dir", str(node / "logs"), "--seed", str(seed), "--display", "none"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "INSPECT_DISPLAY": "none"}
+    return subprocess.run(cmd, cwd=node, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("eval-data")
+    caps = [{"input": w, "output": w.capitalize()} for w in WORDS]
+    (d / "caps.json").write_text(json.dumps({"train": caps, "validation": caps[:2], "test": caps}))
+    twins = [{"input": f"height {i} weight {9 - i}", "output": str(i % 2)} for i in range(6)]
+    (d / "twins.json").write_text(json.dumps({"train": twins, "test": twins}))
+    return d
+
+
+@pytest.fixture(scope="module")
+def inspect_ready():
+    require(INSPECT.exists(), f"inspect CLI not found next to {sys.executable}")
+    pytest.importorskip("inspect_ai")
+
+
+def _compare_with_inspect(log_dir: Path) -> scores.EvalScore:
+    """cruijff.scores must read what inspect's own reader reads."""
+    from inspect_ai.log import read_eval_log
+
+    ours = scores.latest(log_dir)
+    assert ours is not None
+    theirs = read_eval_log(ours.path, header_only=True)
+    assert ours.status == theirs.status
+    assert ours.task == theirs.eval.task
+    assert ours.model == theirs.eval.model
+    if theirs.results is not None:
+        assert ours.samples == theirs.results.completed_samples
+        expected = {f"{s.name}/{k}": m.value for s in theirs.results.scores for k, m in s.metrics.items()}
+        assert ours.metrics.keys() == expected.keys()
+        for k, v in expected.items():
+            assert ours.metrics[k] == pytest.approx(v, nan_ok=True), k
+    return ours
+
+
+@pytest.fixture(scope="module")
+def capitalization_run(inspect_ready, tiny_model_dir, data_dir, tmp_path_factory):
+    node = tmp_path_factory.mktemp("plan") / "eval" / "run0" / "epoch_0" / "capitalization"
+    args = {"data": str(data_dir / "caps.json"), "format": "instruct_json", "split": "test",
+            "template": "Capitalize: {input}", "system": "Answer with one word."}
+    proc = run_inspect(node, "capitalization.py@capitalization", tiny_model_dir, args)
+    return node, proc
+
+
+def test_capitalization_eval_succeeds_and_scores_are_readable(capitalization_run):
+    node, proc = capitalization_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = _compare_with_inspect(node / "logs")
+    assert ours.status == "success", ours.error
+    assert ours.task == "capitalization"
+    assert ours.samples == len(WORDS)
+    assert set(ours.metrics) >= {"exact_match/accuracy", "includes/accuracy"}
+    assert scores.headline(node / "logs") == ("exact_match/accuracy", ours.metrics["exact_match/accuracy"])
+    assert ours.started and ours.completed
+
+
+def test_prompts_match_training_prompts(capitalization_run, data_dir):
+    """The logged sample input is exactly build_messages(...) — the function training uses."""
+    from inspect_ai.log import read_eval_log
+
+    from cruijff.prompting import build_messages
+
+    node, _ = capitalization_run
+    log = read_eval_log(scores.latest(node / "logs").path)
+    assert log.eval.config.log_samples is not False
+    sample = log.samples[0]
+    expected = build_messages(WORDS[0], template="Capitalize: {input}", system="Answer with one word.")
+    assert [{"role": m.role, "content": m.text} for m in sample.input] == expected
+    assert sample.target == "Apple"
+    # greedy and seeded: the generate config the task asked for reached the model
+    assert log.plan.config.temperature == 0.0
+    assert log.plan.config.seed == 1234
+
+
+def test_zygosity_eval_reports_calibration_metrics(inspect_ready, tiny_model_dir, data_dir, tmp_path):
+    node = tmp_path / "eval" / "run0" / "epoch_0" / "zygosity"
+    # top_logprobs = the tiny vocabulary, so both labels are always listed (no floor needed).
+    args = {"data": str(data_dir / "twins.json"), "format": "instruct_json", "split": "test",
+            "template": "Traits: {input}\nZygosity:", "system": None, "top_logprobs": 512}
+    proc = run_inspect(node, "twins.py@zygosity", tiny_model_dir, args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = _compare_with_inspect(node / "logs")
+    assert ours.status == "success", ours.error
+    for name in ("exact_match/accuracy", "label_probability/label_accuracy", "label_probability/brier",
+                 "label_probability/ece", "label_probability/auc"):
+        assert name in ours.metrics and math.isfinite(ours.metrics[name]), name
+    assert 0 <= ours.metrics["label_probability/brier"] <= 1
+
+    from inspect_ai.log import read_eval_log
+
+    log = read_eval_log(ours.path)
+    for sample in log.samples:
+        meta = sample.scores["label_probability"].metadata
+        assert meta["floored"] == []  # both labels were in the top-k
+        assert sum(meta["probs"].values()) == pytest.approx(1.0)
+        assert meta["y"] == int(sample.target)
+
+
+def test_peft_adapter_directory_loads_through_hf_provider(inspect_ready, tiny_model_dir, data_dir, tmp_path):
+    """A clean adapter dir (adapter_config.json → base, plus tokenizer files) is a valid model_path."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = tmp_path / "epoch_0" / "model"
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                 init_lora_weights=False))
+    peft_model.save_pretrained(adapter)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(adapter)
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+
+    # The provider's load call (AutoModelForCausalLM.from_pretrained(model_path)) applies the adapter.
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        loaded = AutoModelForCausalLM.from_pretrained(adapter)
+        plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        assert not torch.allclose(loaded(ids).logits, plain(ids).logits)
+
+    node = tmp_path / "eval" / "adapter" / "epoch_0" / "capitalization"
+    args = {"data": str(data_dir / "caps.json"), "format": "instruct_json", "split": "test",
+            "template": None, "system": None}
+    proc = run_inspect(node, "capitalization.py@capitalization", adapter, args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _compare_with_inspect(node / "logs").status == "success"
+
+
+def test_failed_eval_exits_zero_but_log_says_error(inspect_ready, tiny_model_dir, data_dir, tmp_path):
+    """inspect eval exits 0 when the eval errors; job scripts must check with `python -m cruijff.scores`."""
+    node = tmp_path / "eval" / "bad"
+    args = {"data": str(data_dir / "caps.json")}
+    # The hf provider samples by default; temperature 0 with sampling is rejected by transformers.
+    proc = run_inspect(node, "capitalization.py@capitalization", tiny_model_dir, args, do_sample=True)
+    assert proc.returncode == 0
+    ours = _compare_with_inspect(node / "logs")
+    assert ours.status == "error" and "temperature" in ours.error
+    assert scores.headline(node / "logs") is None
+    check = subprocess.run([sys.executable, "-m", "cruijff.scores", str(node / "logs")],
+                           capture_output=True, text=True)
+    assert check.returncode == 1 and "error" in check.stderr
+
+
+def test_report_reads_real_logs(capitalization_run, tmp_path):
+    """cruijff report on a plan whose eval node holds a real (zstd-compressed) .eval log."""
+    pd = pytest.importorskip("pandas")
+
+    from cruijff.artifact import dumps
+    from cruijff.model import EVAL, FINETUNE, Node, Plan, Resources
+    from cruijff.report import build_report
+
+    node, _ = capitalization_run
+    root = node.parents[3]  # <plan>/eval/run0/epoch_0/capitalization
+    attrs = {"run": "run0", "model": "tiny", "dataset": "caps", "hyperparameters": {"lr": 0.001}}
+    plan = Plan("it", str(root), "m.yaml", "local", 1, {}, (
+        Node("finetune/run0", FINETUNE, (), Resources(), "h", attrs),
+        Node("eval/run0/epoch_0/capitalization", EVAL, ("finetune/run0",), Resources(), "h",
+             {**attrs, "epoch": 0, "task": "capitalization"}),
+    ))
+    (root / "plan.json").write_text(dumps(plan))
+    report = build_report(root, tmp_path / "report")
+    table = pd.read_csv(report.tables["scores.csv"]).set_index("metric")["value"]
+    expected = scores.latest(node / "logs").metrics
+    assert table.to_dict() == pytest.approx(expected)

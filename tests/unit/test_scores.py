@@ -1,0 +1,127 @@
+"""cruijff.scores reads inspect logs with the standard library (real .eval logs: integration test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from cruijff import scores
+
+
+def header(status="success", acc=0.5, *, headline=None, task="capitalization"):
+    results = {
+        "total_samples": 4,
+        "completed_samples": 4,
+        "scores": [
+            {"name": "exact_match", "scorer": "exact_match",
+             "metrics": {"accuracy": {"name": "accuracy", "value": acc},
+                         "stderr": {"name": "stderr", "value": 0.1}}},
+            {"name": "label_probability", "scorer": "label_probability",
+             "metrics": {"brier": {"name": "cruijff/brier", "value": 0.2},
+                         "auc": {"name": "cruijff/auc", "value": float("nan")}}},
+        ],
+    }
+    if headline:
+        results["headline"] = headline
+    log = {
+        "version": 2, "status": status,
+        "eval": {"task": task, "model": "hf/local", "created": "2026-01-01T00:00:00+00:00",
+                 "dataset": {"samples": 4}, "task_args": {"data": "/d.json"}},
+        "plan": {}, "stats": {"started_at": "2026-01-01T00:00:01+00:00", "completed_at": "2026-01-01T00:01:00+00:00"},
+    }
+    if status == "success":
+        log["results"] = results
+    if status == "error":
+        log["error"] = {"message": "ValueError('boom')", "traceback": "..."}
+    return log
+
+
+def write_eval(path: Path, members: dict[str, dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, json.dumps(data))
+    return path
+
+
+def test_eval_zip_header(tmp_path):
+    write_eval(tmp_path / "2026-01-01T00-00-00_cap_x.eval", {"header.json": header(acc=0.75)})
+    [s] = scores.read_scores(tmp_path)
+    assert s.status == "success" and s.task == "capitalization" and s.model == "hf/local"
+    assert s.metrics["exact_match/accuracy"] == 0.75
+    assert s.metrics["label_probability/brier"] == 0.2
+    assert s.samples == 4 and s.total_samples == 4
+    assert s.started == "2026-01-01T00:00:01+00:00" and s.completed == "2026-01-01T00:01:00+00:00"
+    assert s.headline == ("exact_match/accuracy", 0.75)  # no results.headline: first metric of first score
+    assert scores.headline(tmp_path) == ("exact_match/accuracy", 0.75)
+
+
+def test_inspect_resolved_headline_wins(tmp_path):
+    h = header(headline={"scorer": "label_probability", "score": "label_probability", "metric": "brier"})
+    write_eval(tmp_path / "a.eval", {"header.json": h})
+    assert scores.headline(tmp_path) == ("label_probability/brier", 0.2)
+
+
+def test_running_eval_is_started(tmp_path):
+    start = {"version": 2, "eval": {"task": "zygosity", "model": "hf/local", "created": "2026-01-02T00:00:00+00:00"},
+             "plan": {}}
+    write_eval(tmp_path / "a.eval", {"_journal/start.json": start})
+    [s] = scores.read_scores(tmp_path)
+    assert s.status == "started" and s.task == "zygosity" and s.metrics == {}
+    assert s.started == "2026-01-02T00:00:00+00:00"
+    assert scores.headline(tmp_path) is None
+
+
+def test_error_log_and_latest_successful_headline(tmp_path):
+    write_eval(tmp_path / "2026-01-01T00-00-00_a.eval", {"header.json": header(acc=0.25)})
+    write_eval(tmp_path / "2026-01-02T00-00-00_b.eval", {"header.json": header(status="error")})
+    first, second = scores.read_scores(tmp_path)
+    assert second.status == "error" and second.error == "ValueError('boom')"
+    assert scores.latest(tmp_path).status == "error"
+    assert scores.headline(tmp_path) == ("exact_match/accuracy", 0.25)
+
+
+def test_json_log_format(tmp_path):
+    log = header(acc=1.0) | {"samples": [{"id": 0}]}
+    (tmp_path / "2026-01-01T00-00-00_a.json").write_text(json.dumps(log))
+    (tmp_path / "logs.json").write_text("{}")  # inspect's listing file: not a log
+    [s] = scores.read_scores(tmp_path)
+    assert s.metrics["exact_match/accuracy"] == 1.0 and s.status == "success"
+
+
+def test_nan_metric_values_survive(tmp_path):
+    write_eval(tmp_path / "a.eval", {"header.json": header()})
+    [s] = scores.read_scores(tmp_path)
+    assert s.metrics["label_probability/auc"] != s.metrics["label_probability/auc"]  # NaN
+
+
+def test_unreadable_and_missing(tmp_path):
+    (tmp_path / "bad.eval").write_bytes(b"not a zip")
+    [s] = scores.read_scores(tmp_path)
+    assert s.status == "unreadable" and "bad.eval" in s.error
+    assert scores.read_scores(tmp_path / "nope") == []
+    assert scores.headline(tmp_path / "nope") is None
+    assert scores.latest(tmp_path / "nope") is None
+
+
+def test_check_command_exit_codes(tmp_path):
+    ok, bad = tmp_path / "ok", tmp_path / "bad"
+    write_eval(ok / "a.eval", {"header.json": header()})
+    write_eval(bad / "a.eval", {"header.json": header(status="error")})
+    assert scores.main([str(ok)]) == 0
+    assert scores.main([str(bad)]) == 1
+    assert scores.main([str(tmp_path / "empty")]) == 1
+
+
+def test_does_not_import_heavy_libraries(tmp_path):
+    write_eval(tmp_path / "a.eval", {"header.json": header()})
+    code = (
+        "import sys; from cruijff import scores; scores.read_scores(sys.argv[1]); "
+        "bad = [m for m in ('inspect_ai', 'torch', 'transformers', 'numpy', 'pandas') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
