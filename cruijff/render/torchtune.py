@@ -75,13 +75,15 @@ def checkpointer_component(model: dict[str, Any], run_dir: str) -> dict[str, Any
 
 
 def dataset_component(dataset: dict[str, Any], split: str, prompt: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]:
+    # Chat rows carry their own turns (the template does not apply); text rows have no prompt at all.
+    fmt = dataset["format"]
     return {
         "_component_": "cruijff.train.datasets.prompted_dataset",
         "path": dataset["path"],
-        "format": dataset["format"],
+        "format": fmt,
         "split": split,
-        "template": prompt["template"],
-        "system": prompt["system"],
+        "template": prompt["template"] if fmt in ("instruct_json", "parquet") else None,
+        "system": prompt["system"] if fmt != "text" else None,
         "train_on_input": hp["train_on_input"],
         "packed": hp["packed"],
     }

@@ -1,0 +1,194 @@
+"""`prompted_dataset`: the one torchtune dataset component cruijff renders, for every format.
+
+Instruct rows become chat messages through `cruijff.prompting.build_messages`, the builder
+evaluation uses too, so a fine-tuned model is trained on exactly the prompts it is tested on.
+Samples are tokenized lazily, like torchtune's own SFTDataset, and carry `tokens` and `labels`
+(the loss ignores masked positions), so any torchtune recipe and collator accept them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch.utils.data import Dataset
+
+from cruijff.prompting import build_messages
+from cruijff.train.rows import DatasetError, load_rows
+
+FORMATS = ("instruct_json", "chat_json", "parquet", "text")
+CROSS_ENTROPY_IGNORE_IDX = -100  # torchtune.data.CROSS_ENTROPY_IGNORE_IDX
+ROLES = ("system", "user", "assistant")
+
+
+def prompted_dataset(
+    tokenizer,
+    *,
+    path: str,
+    format: str,
+    split: str,
+    template: str | None = None,
+    system: str | None = None,
+    train_on_input: bool = False,
+    packed: bool = False,
+    max_seq_len: int | None = None,
+):
+    """Build the dataset of one split; `packed` packs samples to `max_seq_len` (or the tokenizer's)."""
+    if format not in FORMATS:
+        raise DatasetError(f"unknown dataset format '{format}'", hint=f"use one of {', '.join(FORMATS)}")
+    rows = load_rows(path, split)
+    if not rows:
+        raise DatasetError(f"split '{split}' of dataset {path} has no rows")
+    kind = _row_kind(format, rows[0], path)
+    where = f"{path} [{split}]"
+    if kind == "text":
+        if template or system:
+            raise DatasetError(f"{where}: template/system do not apply to the text format",
+                               hint="remove the prompt from this dataset, or use instruct rows")
+        _check_rows(rows, ("text",), where)
+        ds = _TokenizedRows(rows, _TextTransform(tokenizer, max_seq_len), max_seq_len=None)
+    else:
+        to_messages = _messages_maker(kind, template, system, train_on_input, where)
+        _check_rows(rows, ("messages",) if kind == "chat" else ("input", "output"), where)
+        for i, row in enumerate(rows):  # fail at setup, with the row number, not mid-epoch
+            _validate(to_messages(row)["messages"], f"{where} row {i}")
+        from torchtune.datasets._sft import SFTTransform
+
+        sft = SFTTransform(message_transform=to_messages, model_transform=tokenizer)
+        ds = _TokenizedRows(rows, _TrainAnswerEnd(sft, tokenizer), max_seq_len=max_seq_len)
+    if not packed:
+        return ds
+    from torchtune.datasets import PackedDataset
+
+    limit = max_seq_len or getattr(tokenizer, "max_seq_len", None)
+    if not limit:
+        raise DatasetError(f"{where}: packing needs max_seq_len", hint="set the tokenizer's max_seq_len")
+    return PackedDataset(ds, max_seq_len=limit, padding_idx=tokenizer.pad_id,
+                         split_across_pack=(kind == "text"))
+
+
+def _row_kind(format: str, first: dict, path: str) -> str:
+    if format == "instruct_json":
+        return "instruct"
+    if format == "chat_json":
+        return "chat"
+    if format == "text":
+        return "text"
+    if "messages" in first:  # parquet holds either shape
+        return "chat"
+    if "input" in first and "output" in first:
+        return "instruct"
+    raise DatasetError(f"parquet dataset {path} needs columns input/output or messages",
+                       hint=f"its columns are {sorted(first)}")
+
+
+def _check_rows(rows: list[dict], keys: tuple[str, ...], where: str) -> None:
+    for i, row in enumerate(rows):
+        missing = [k for k in keys if row.get(k) is None]
+        if missing:
+            raise DatasetError(f"{where} row {i} lacks {', '.join(missing)}",
+                               hint=f"every row needs {', '.join(keys)}")
+
+
+def _messages_maker(kind: str, template, system, train_on_input: bool, where: str) -> Callable:
+    from torchtune.data import Message
+
+    def to_tune(messages: list[dict]) -> dict:
+        return {"messages": [
+            Message(role=m["role"], content=str(m["content"]),
+                    masked=(m["role"] != "assistant" and not train_on_input))
+            for m in messages
+        ]}
+
+    if kind == "instruct":
+        return lambda row: to_tune(build_messages(row["input"], template=template, system=system,
+                                                  output=str(row["output"])))
+    if template:
+        raise DatasetError(f"{where}: a prompt template applies to instruct rows (input/output) only",
+                           hint="chat rows already hold their user turns; drop the template")
+
+    def chat(row: dict) -> dict:
+        messages = list(row["messages"])
+        if system and not (messages and messages[0].get("role") == "system"):
+            messages.insert(0, {"role": "system", "content": system})
+        return to_tune(messages)
+
+    return chat
+
+
+def _validate(messages, where: str) -> None:
+    from torchtune.data import validate_messages
+
+    bad = [m.role for m in messages if m.role not in ROLES]
+    if bad:
+        raise DatasetError(f"{where}: unknown role '{bad[0]}'", hint=f"roles are {', '.join(ROLES)}")
+    try:
+        validate_messages(messages)
+    except ValueError as e:
+        raise DatasetError(f"{where}: {e}") from None
+    if messages[-1].role != "assistant":
+        raise DatasetError(f"{where}: the conversation does not end with an assistant answer",
+                           hint="a training row needs the answer to learn")
+
+
+class _TrainAnswerEnd:
+    """Train the token that closes the last answer, so the model learns to stop.
+
+    torchtune 0.6.1's ChatML (Qwen2) tokenizers end the last assistant turn with the EOS token
+    (`<|im_end|>`), and its truncation step masks that token even when nothing was truncated.
+    Llama 3's tokenizer trains its `<|eot_id|>` and needs nothing: only tokenizers with an
+    `im_end_id` are corrected, and only for samples that were not cut at max_seq_len.
+    """
+
+    def __init__(self, transform: Callable[[dict], dict], tokenizer):
+        self._transform = transform
+        self._eos = getattr(tokenizer, "eos_id", None)
+        self._fix = getattr(tokenizer, "im_end_id", None) is not None and self._eos is not None
+        self._limit = getattr(tokenizer, "max_seq_len", None)
+
+    def __call__(self, row: dict) -> dict:
+        sample = self._transform(row)
+        tokens, labels = sample["tokens"], sample["labels"]
+        if (self._fix and len(tokens) >= 2 and tokens[-1] == self._eos
+                and (self._limit is None or len(tokens) < self._limit)
+                and int(labels[-1]) == CROSS_ENTROPY_IGNORE_IDX and int(labels[-2]) != CROSS_ENTROPY_IGNORE_IDX):
+            labels[-1] = tokens[-1]
+            if "mask" in sample:
+                sample["mask"][-1] = False
+        return sample
+
+
+class _TextTransform:
+    """torchtune's text-completion sample: BOS + text + EOS, loss on every token."""
+
+    def __init__(self, tokenizer, max_seq_len: int | None):
+        self._tok = tokenizer
+        tok_limit = getattr(tokenizer, "max_seq_len", None)
+        # torchtune's TextCompletionDataset keeps max_seq_len - 1 tokens; an explicit limit is exact.
+        self._limit = max_seq_len or (tok_limit - 1 if tok_limit else None)
+
+    def __call__(self, row: dict) -> dict:
+        tokens = self._tok.encode(text=str(row["text"]), add_bos=True, add_eos=True)
+        if self._limit is not None:
+            tokens = tokens[: self._limit]
+        return {"tokens": tokens, "labels": list(tokens)}
+
+
+class _TokenizedRows(Dataset):
+    """A map-style dataset that tokenizes one row per access."""
+
+    def __init__(self, rows: list[dict], transform: Callable[[dict], dict[str, Any]],
+                 max_seq_len: int | None):
+        self._rows = rows
+        self._transform = transform
+        self._max_seq_len = max_seq_len
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self._transform(dict(self._rows[index]))
+        if self._max_seq_len is not None:
+            for key in ("tokens", "labels", "mask"):
+                if key in sample:
+                    sample[key] = sample[key][: self._max_seq_len]
+        return sample

@@ -1,0 +1,63 @@
+"""Turn one epoch's adapter-only save into a clean, self-contained Hugging Face model directory.
+
+The export is the base model with the LoRA adapter merged in by PEFT and saved with
+`save_pretrained`, plus the base model's tokenizer files. It holds no adapter_config.json, so
+`AutoModelForCausalLM.from_pretrained(dir)` + `AutoTokenizer.from_pretrained(dir)` (what
+inspect-ai's `hf` provider calls) give the fine-tuned model with no PEFT at evaluation time and
+no dependence on where the base model lives. The directory appears atomically: it is written
+under a temporary name and renamed, so a half-written export is never mistaken for a model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from cruijff.errors import CruijffError
+
+# Files that make a tokenizer (and generation defaults) loadable from a model directory.
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+    "generation_config.json",
+)
+
+
+class ExportError(CruijffError):
+    """An epoch's adapter could not be merged into the base model."""
+
+
+def export_dir(template: str, *, output_dir: str, epoch: int) -> Path:
+    return Path(template.format(output_dir=output_dir, epoch=epoch))
+
+
+def export_merged(base_model_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> Path:
+    """Merge the PEFT adapter in adapter_dir into the base model; write it to out_dir."""
+    base, adapter, out = Path(base_model_dir), Path(adapter_dir), Path(out_dir)
+    for f in (adapter / "adapter_config.json", adapter / "adapter_model.safetensors"):
+        if not f.is_file():
+            raise ExportError(f"no PEFT adapter to export: {f} is missing",
+                              hint="the checkpointer must save PEFT adapters (FullModelHFCheckpointer)")
+    if not (base / "config.json").is_file():
+        raise ExportError(f"base model not found at {base}", hint="export.base_model_dir must be an HF model folder")
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype="auto")
+    # torchtune writes base_model_name_or_path=None; the base is given here, so it is not read.
+    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        if (base / name).is_file() and not (tmp / name).exists():
+            shutil.copy2(base / name, tmp / name)
+    if (tmp / "adapter_config.json").exists():  # transformers would apply the adapter again
+        raise ExportError(f"export {tmp} unexpectedly holds adapter_config.json")
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    return out

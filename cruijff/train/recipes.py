@@ -1,0 +1,454 @@
+"""cruijff's LoRA recipes: torchtune 0.6.1's own recipes, subclassed.
+
+Everything torchtune does (model, checkpoint loading, optimizer, scheduler, FSDP, profiler,
+metric logger) is inherited. Added, from finetune.yaml:
+
+- `dataset_val` + `run_val_every_n_steps`: validation loss every n optimizer steps and at each
+  epoch end, a token-weighted mean over the whole split (all-reduced across ranks).
+- `save_epochs`: only these 0-based epochs are saved (absent: every epoch), always adapter-only
+  (torchtune 0.6.1's merged saves are wrong after the first epoch on CPU, and the export merges).
+- `export`: after each saved epoch, a clean merged HF model at `dir_template`.
+- `<output_dir>/logs/metrics.jsonl` and `<output_dir>/epoch_<n>/record.json` (cruijff.train.metrics).
+
+Only `train()` is rewritten: torchtune's loop has no hook per step; the copy keeps its maths.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+from torchtune import config, training, utils
+from torchtune.config._utils import _get_component_from_path
+from torchtune.data import padded_collate_packed
+from tqdm import tqdm
+
+from cruijff.errors import CruijffError
+from cruijff.train.export import export_dir, export_merged
+from cruijff.train.metrics import EpochRecord, MetricsLog, peak_memory, reset_peak_memory
+from cruijff.train.stock import stock_recipe
+
+log = utils.get_logger("INFO")
+
+_single = stock_recipe("lora_finetune_single_device")
+_distributed = stock_recipe("lora_finetune_distributed")
+
+
+class RecipeConfigError(CruijffError):
+    """finetune.yaml holds a cruijff key with a value the recipe cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """cruijff's own keys of finetune.yaml."""
+
+    save_epochs: frozenset[int] | None  # None: every epoch
+    val_every: int | None
+    export_base: str | None
+    export_template: str | None
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> "Settings":
+        epochs = int(cfg.epochs)
+        save = cfg.get("save_epochs", None)
+        if save is not None:
+            save = frozenset(int(e) for e in save)
+            bad = sorted(e for e in save if not 0 <= e < epochs)
+            if bad:
+                raise RecipeConfigError(f"save_epochs {bad} outside 0..{epochs - 1} (epochs are 0-based)")
+        every = cfg.get("run_val_every_n_steps", None)
+        if every is not None and int(every) < 1:
+            raise RecipeConfigError(f"run_val_every_n_steps must be >= 1 or null, got {every}")
+        exp = cfg.get("export", None) or {}
+        base, template = exp.get("base_model_dir"), exp.get("dir_template")
+        if bool(base) != bool(template):
+            raise RecipeConfigError("export needs both base_model_dir and dir_template")
+        return cls(save, int(every) if every else None, base, template)
+
+    def saves(self, epoch: int) -> bool:
+        return self.save_epochs is None or epoch in self.save_epochs
+
+
+class _ValShard(Dataset):
+    """This rank's share of the validation split, padded with loss-free copies to equal length.
+
+    Every rank must run the same number of forward passes (FSDP gathers weights collectively);
+    the padding samples have every label ignored, so they add nothing to the loss sums.
+    """
+
+    def __init__(self, ds, indices: list[int], pad: int, ignore_index: int):
+        self._ds, self._indices, self._pad, self._ignore = ds, indices, pad, ignore_index
+
+    def __len__(self) -> int:
+        return len(self._indices) + self._pad
+
+    def __getitem__(self, i: int) -> dict:
+        if i < len(self._indices):
+            return self._ds[self._indices[i]]
+        sample = dict(self._ds[0])
+        labels = sample["labels"]
+        sample["labels"] = (torch.full_like(labels, self._ignore) if isinstance(labels, torch.Tensor)
+                            else [self._ignore] * len(labels))
+        return sample
+
+
+class CruijffRecipeMixin:
+    """Validation, selective adapter-only saves, export and run records, for either recipe."""
+
+    _is_rank_zero = True  # the distributed recipe sets its own
+    world_size = 1
+    rank = 0
+    _defer_exports = False  # distributed: export after training, outside collectives
+
+    def __init__(self, cfg: DictConfig) -> None:
+        super().__init__(cfg=cfg)
+        self._cj = Settings.from_cfg(cfg)
+        self._cfg_output_dir = str(cfg.output_dir)
+        self._ckpt_output_dir = str(cfg.checkpointer.output_dir)
+        self._save_adapter_weights_only = True
+
+    # ---- setup -------------------------------------------------------------------------------
+    def setup(self, cfg: DictConfig) -> None:
+        super().setup(cfg=cfg)
+        self._val_loader = None
+        if cfg.get("dataset_val", None) is not None:
+            self._val_loader = self._setup_val_data(cfg.dataset_val, cfg.batch_size,
+                                                    cfg.get("collate_fn", "torchtune.data.padded_collate_sft"))
+        self._metrics = None
+        if self._is_rank_zero:
+            path = Path(self._cfg_output_dir) / "logs" / "metrics.jsonl"
+            self._metrics = MetricsLog(path, append=bool(self._resume_from_checkpoint))
+        self._tokens_total = 0
+        self._last_val: tuple[int, float] | None = None
+        self._pending_exports: list[tuple[int, EpochRecord]] = []
+
+    def _setup_val_data(self, cfg_val: DictConfig, batch_size: int, collate_name: str) -> DataLoader:
+        ds = config.instantiate(cfg_val, self._tokenizer)
+        ignore = self._loss_fn.ignore_index
+        n = len(ds)
+        indices = list(range(self.rank, n, self.world_size))
+        pad = math.ceil(n / self.world_size) - len(indices)
+        if cfg_val.get("packed", False):
+            collate = padded_collate_packed
+        else:
+            collate = partial(_get_component_from_path(collate_name),
+                              padding_idx=self._tokenizer.pad_id, ignore_idx=ignore)
+        return DataLoader(_ValShard(ds, indices, pad, ignore), batch_size=batch_size,
+                          shuffle=False, collate_fn=collate, drop_last=False)
+
+    # ---- validation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def _validation_loss(self) -> tuple[float, int]:
+        """Token-weighted mean loss over the whole validation split (all ranks), and its tokens."""
+        ignore = self._loss_fn.ignore_index
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self._device)
+        tokens = torch.zeros((), dtype=torch.int64, device=self._device)
+        self._model.eval()
+        try:
+            for batch in self._val_loader:
+                utils.batch_to_device(batch, self._device)
+                labels = batch.pop("labels")
+                logits = self._model(**batch)
+                pad = torch.full((labels.shape[0], 1), ignore, dtype=labels.dtype, device=labels.device)
+                labels = torch.hstack((labels[..., 1:], pad))
+                if not isinstance(logits, list):
+                    labels = labels.reshape(-1)
+                    logits = logits.reshape(-1, logits.size(-1))
+                n = (labels != ignore).sum()
+                loss = torch.nan_to_num(self._loss_fn(logits, labels).double(), nan=0.0)
+                loss_sum += loss * n
+                tokens += n
+                del logits
+        finally:
+            self._model.train()
+        if self.world_size > 1:
+            torch.distributed.all_reduce(loss_sum)
+            torch.distributed.all_reduce(tokens)
+        n = int(tokens.item())
+        return (float(loss_sum.item()) / n if n else float("nan")), n
+
+    def _validate(self, epoch: int) -> float:
+        if self._last_val and self._last_val[0] == self.global_step:
+            return self._last_val[1]
+        start = time.perf_counter()
+        value, n = self._validation_loss()
+        self._last_val = (self.global_step, value)
+        self._epoch.val_seconds += time.perf_counter() - start
+        if self._is_rank_zero:
+            self._metric_logger.log_dict({"val_loss": value}, step=self.global_step)
+            self._metrics.write(type="val", step=self.global_step, epoch=epoch, val_loss=value, tokens=n)
+        return value
+
+    # ---- hooks called by the training loops --------------------------------------------------
+    def _start_epoch(self, epoch: int) -> None:
+        reset_peak_memory(self._device)
+        self._epoch = EpochRecord(epoch=epoch, world_size=self.world_size)
+        self._epoch_start = time.perf_counter()
+
+    def _after_step(self, epoch: int, loss: float, tokens: int, seconds: float) -> bool:
+        """Record one optimizer step; validate when due. True when validation ran."""
+        self._epoch.add_step(loss, tokens)
+        self._tokens_total += tokens
+        if self._is_rank_zero:
+            self._metrics.write(type="train", step=self.global_step, epoch=epoch, train_loss=loss,
+                                lr=self._optimizer.param_groups[0]["lr"], tokens=tokens,
+                                tokens_total=self._tokens_total,
+                                tokens_per_second=tokens / seconds if seconds > 0 else None)
+        every = self._cj.val_every
+        if self._val_loader is not None and every and self.global_step % every == 0:
+            self._validate(epoch)
+            return True
+        return False
+
+    def _end_epoch(self, epoch: int) -> None:
+        rec = self._epoch
+        rec.train_seconds = time.perf_counter() - self._epoch_start - rec.val_seconds
+        rec.global_step = self.global_step
+        if self._val_loader is not None:
+            rec.val_loss = self._validate(epoch)
+        rec.peak_memory_bytes, rec.peak_memory_kind = self._peak_memory()
+        if self._cj.saves(epoch):
+            start = time.perf_counter()
+            self.save_checkpoint(epoch=epoch)
+            rec.save_seconds = time.perf_counter() - start
+            rec.saved = True
+            rec.checkpoint_dir = str(Path(self._ckpt_output_dir) / f"epoch_{epoch}")
+            if self._cj.export_template:
+                rec.export_dir = str(export_dir(self._cj.export_template,
+                                                output_dir=self._cfg_output_dir, epoch=epoch))
+                if self._defer_exports:
+                    self._pending_exports.append((epoch, rec))
+                elif self._is_rank_zero:
+                    self._export(rec)
+        rec.finish()
+        rec.wall_seconds = time.perf_counter() - self._epoch_start
+        self._write_record(rec)
+
+    def _peak_memory(self) -> tuple[int, str]:
+        value, kind = peak_memory(self._device)
+        if self.world_size > 1:
+            t = torch.tensor(value, dtype=torch.int64, device=self._device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+            value = int(t.item())
+        return value, kind
+
+    def _export(self, rec: EpochRecord) -> None:
+        start = time.perf_counter()
+        log.info(f"Exporting epoch {rec.epoch} to {rec.export_dir} ...")
+        export_merged(self._cj.export_base, rec.checkpoint_dir, rec.export_dir)
+        rec.export_seconds = time.perf_counter() - start
+        rec.exported = True
+        log.info(f"Exported epoch {rec.epoch} in {rec.export_seconds:.1f} s")
+
+    def _write_record(self, rec: EpochRecord) -> None:
+        if self._is_rank_zero:
+            rec.write(Path(self._cfg_output_dir) / f"epoch_{rec.epoch}" / "record.json")
+
+    def _finish(self) -> None:
+        """After training: deferred exports (rank 0), then close cruijff's metrics file."""
+        if self._is_rank_zero:
+            for _, rec in self._pending_exports:
+                self._export(rec)
+                self._write_record(rec)
+            self._metrics.close()
+
+
+class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRecipeSingleDevice):
+    def train(self) -> None:
+        """torchtune 0.6.1's single-device loop, with cruijff's per-step and per-epoch hooks."""
+        if self._compile:
+            log.info("NOTE: torch.compile is enabled; expect a slow first iteration.")
+        ignore = self._loss_fn.ignore_index
+        t0 = time.perf_counter()
+        running_loss = 0
+        num_tokens = 0
+        with self._profiler as prof:
+            for curr_epoch in range(self.epochs_run, self.total_epochs):
+                self._start_epoch(curr_epoch)
+                pbar = tqdm(total=self._steps_per_epoch)
+                self._dataloader.sampler.set_epoch(curr_epoch)
+                for idx, batch in enumerate(self._dataloader):
+                    utils.batch_to_device(batch, self._device)
+                    current_num_tokens = (batch["labels"] != ignore).sum()
+                    num_tokens += current_num_tokens
+                    current_loss = self._loss_step(batch) * current_num_tokens
+                    running_loss += current_loss
+                    current_loss.backward()
+
+                    if (idx + 1) % self._gradient_accumulation_steps == 0:
+                        training.scale_grads(self._model, 1 / num_tokens)
+                        if self._clip_grad_norm is not None:
+                            grad_norm = torch.nn.utils.clip_grad_norm_(
+                                self._model.parameters(), max_norm=float(self._clip_grad_norm))
+                        self._optimizer.step()
+                        self._optimizer.zero_grad(set_to_none=True)
+                        self._lr_scheduler.step()
+                        self.global_step += 1
+
+                        loss_to_log = running_loss.item() / num_tokens
+                        pbar.update(1)
+                        pbar.set_description(f"{curr_epoch + 1}|{self.global_step}|Loss: {loss_to_log}")
+                        time_per_step = time.perf_counter() - t0
+                        if self.global_step % self._log_every_n_steps == 0:
+                            log_dict = {
+                                "loss": loss_to_log,
+                                "lr": self._optimizer.param_groups[0]["lr"],
+                                "tokens_per_second_per_gpu": num_tokens / time_per_step,
+                            }
+                            if self._device.type != "cpu" and self._log_peak_memory_stats:
+                                log_dict.update(training.get_memory_stats(device=self._device))
+                            if self._clip_grad_norm is not None:
+                                log_dict.update({"grad_norm": grad_norm})
+                            self._metric_logger.log_dict(log_dict, step=self.global_step)
+                        self._after_step(curr_epoch, float(loss_to_log), int(num_tokens), time_per_step)
+
+                        running_loss = 0
+                        num_tokens = 0
+                        t0 = time.perf_counter()
+
+                    prof.step()
+                    if ((idx + 1) // self._gradient_accumulation_steps) == self.max_steps_per_epoch:
+                        break
+
+                pbar.close()
+                self.epochs_run += 1
+                self._end_epoch(curr_epoch)
+                t0 = time.perf_counter()
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self._finish()
+
+
+class LoRAFinetuneRecipeDistributed(CruijffRecipeMixin, _distributed.LoRAFinetuneRecipeDistributed):
+    _defer_exports = True
+
+    def _setup_model(self, *args, **kwargs):
+        """torchtune's, but on CPU (gloo, as in tests) without its CUDA-only memory report."""
+        if self._device.type != "cpu":
+            return super()._setup_model(*args, **kwargs)
+        saved = training.get_memory_stats, training.log_memory_stats
+        training.get_memory_stats, training.log_memory_stats = (lambda device: {}), (lambda stats: None)
+        try:
+            return super()._setup_model(*args, **kwargs)
+        finally:
+            training.get_memory_stats, training.log_memory_stats = saved
+
+    def train(self) -> None:
+        """torchtune 0.6.1's distributed loop, with cruijff's per-step and per-epoch hooks."""
+        if self._device.type != "cpu":  # it empties the device cache; torch.cpu has none
+            training.cleanup_before_training()
+        self._optimizer.zero_grad()
+        ignore = self._loss_fn.ignore_index
+        t0 = time.perf_counter()
+        running_loss = 0
+        num_tokens = 0
+        self._profiler.start()
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            self._start_epoch(curr_epoch)
+            pbar = tqdm(total=self._steps_per_epoch, disable=not self._is_rank_zero)
+            self._dataloader.sampler.set_epoch(curr_epoch)
+            for idx, batch in enumerate(self._dataloader):
+                utils.batch_to_device(batch, self._device)
+                current_num_tokens = (batch["labels"] != ignore).sum()
+                num_tokens += current_num_tokens
+                labels = batch.pop("labels")
+                with self.activations_handling_ctx:
+                    logits = self._model(**batch)
+                labels = torch.hstack((labels[..., 1:], self.ignore_labels_cache[: labels.shape[0]]))
+                if not isinstance(logits, list):
+                    labels = labels.reshape(-1)
+                    logits = logits.reshape(-1, logits.size(-1))
+                current_loss = self._loss_fn(logits, labels) * current_num_tokens
+                del logits
+                running_loss += current_loss
+                current_loss.backward()
+
+                if (idx + 1) % self._gradient_accumulation_steps == 0:
+                    torch.distributed.all_reduce(num_tokens)
+                    torch.distributed.all_reduce(running_loss)
+                    # world_size undoes FSDP2's gradient averaging, as in torchtune
+                    training.scale_grads(self._model, self.world_size / num_tokens)
+                    if self._clip_grad_norm is not None:
+                        grad_norm = torch.nn.utils.clip_grad_norm_(
+                            self._model.parameters(), max_norm=float(self._clip_grad_norm)).full_tensor()
+                    self._optimizer.step()
+                    self._optimizer.zero_grad(set_to_none=True)
+                    self._lr_scheduler.step()
+                    self.global_step += 1
+
+                    loss_to_log = running_loss.item() / num_tokens
+                    pbar.update(1)
+                    pbar.set_description(f"{curr_epoch + 1}|{self.global_step}|Loss: {loss_to_log}")
+                    time_per_step = time.perf_counter() - t0
+                    if self.global_step % self._log_every_n_steps == 0 and self._is_rank_zero:
+                        log_dict = {
+                            "loss": loss_to_log,
+                            "lr": self._optimizer.param_groups[0]["lr"],
+                            "tokens_per_second_per_gpu": num_tokens / (time_per_step * self.world_size),
+                        }
+                        if self._log_peak_memory_stats:
+                            log_dict.update(training.get_memory_stats(device=self._device))
+                        if self._clip_grad_norm is not None:
+                            log_dict.update({"grad_norm": grad_norm})
+                        self._metric_logger.log_dict(log_dict, step=self.global_step)
+                    self._after_step(curr_epoch, float(loss_to_log), int(num_tokens), time_per_step)
+
+                    running_loss = 0
+                    num_tokens = 0
+                    t0 = time.perf_counter()
+                    self._profiler.step()
+
+                if ((idx + 1) // self._gradient_accumulation_steps) == self.max_steps_per_epoch:
+                    break
+
+            pbar.close()
+            self.epochs_run += 1
+            self._end_epoch(curr_epoch)
+            t0 = time.perf_counter()
+        self._profiler.stop()
+
+    def cleanup(self) -> None:
+        super().cleanup()  # closes the metric logger and the process group
+        self._finish()
+
+
+def run(main) -> int:
+    """Run a recipe entry point; a cruijff error is printed as one message, not a traceback."""
+    try:
+        return main()
+    except CruijffError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return int(e.exit_code)
+
+
+@config.parse
+def single_device_main(cfg: DictConfig) -> None:
+    config.log_config(recipe_name="cruijff LoRAFinetuneRecipeSingleDevice", cfg=cfg)
+    recipe = LoRAFinetuneRecipeSingleDevice(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()
+
+
+@config.parse
+def distributed_main(cfg: DictConfig) -> None:
+    if not training.is_distributed():
+        raise RecipeConfigError("the distributed recipe must be started by a distributed launcher",
+                                hint="tune run --nproc_per_node N ... (or torchrun)")
+    backend = "cuda:nccl,cpu:gloo" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend)
+    if cfg.get("fsdp_cpu_offload", False):
+        training.set_torch_num_threads()
+    config.log_config(recipe_name="cruijff LoRAFinetuneRecipeDistributed", cfg=cfg)
+    recipe = LoRAFinetuneRecipeDistributed(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()

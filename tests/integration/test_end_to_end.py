@@ -1,0 +1,124 @@
+"""One manifest, trained and evaluated for real: tiny model, torchtune, inspect-ai, both executors.
+
+The manifest is experiments/tiny.yaml made smaller (one run, 2 epochs, only epoch 1 saved). Through
+the local executor and through the real single-node SLURM: validation loss recorded, only the
+asked-for epoch exported, evaluations scored, `status` shows the scores, and `report`'s table holds
+the same numbers as the inspect logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.train, pytest.mark.inspect]
+
+
+def cli(*args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    # Jobs find tune, inspect, python and cruijff on PATH (sbatch exports the environment).
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run([sys.executable, "-m", "cruijff", *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"cruijff {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def small_manifest(tmp_path: Path, model_dir: Path, executor: str) -> Path:
+    yaml = YAML()
+    m = yaml.load((REPO / "experiments" / "tiny.yaml").read_text())
+    m["experiment"] = f"e2e-{executor}-{os.getpid()}"
+    m["output_dir"] = str(tmp_path / "out")
+    m["executor"] = {"kind": executor, "max_parallel": 2}
+    m["models"]["tiny"]["path"] = str(model_dir)
+    m["datasets"]["words"]["path"] = str(tmp_path / "data" / "words.json")
+    m["datasets"]["words"]["generate"] = {"kind": "capitalization", "count": 60, "letters": 5, "seed": 3}
+    m["finetune"]["save_epochs"] = [1]
+    m["grid"] = {"lora_rank": [4]}
+    m["eval"]["tasks"][0]["file"] = str(REPO / "experiments" / "tasks" / "capitalization.py")
+    m["eval"]["limit"] = 6
+    path = tmp_path / "manifest.yaml"
+    with path.open("w") as f:
+        yaml.dump(m, f)
+    return path
+
+
+def wait_until_settled(out: Path, timeout: float = 900) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        status = json.loads(cli("status", str(out), "--json").stdout)
+        if not {"pending", "running"} & set(status["counts"]):
+            return status
+        assert time.time() < deadline, f"jobs still pending/running: {status['counts']}"
+        time.sleep(3)
+
+
+def check_outcome(out: Path, status: dict) -> None:
+    states = {n["id"]: n["state"] for n in status["nodes"]}
+    assert set(states.values()) == {"done"}, states
+    run = out / "finetune" / "tiny_words_r4"
+    # Only the asked-for epoch is exported; the export is a clean model directory.
+    assert (run / "epoch_1" / "model" / "config.json").is_file()
+    assert not (run / "epoch_0" / "model").exists()
+    assert not (run / "epoch_1" / "model" / "adapter_config.json").exists()
+    # Validation loss recorded beside the training loss.
+    metrics = [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines() if line]
+    assert any("val_loss" in r for r in metrics) and any("train_loss" in r for r in metrics)
+    # status shows every evaluation's score once its log exists.
+    scored = {n["id"]: n["score"] for n in status["nodes"] if n["kind"] in ("eval", "base_eval")}
+    assert scored and all(s is not None for s in scored.values()), scored
+    # report's table holds the inspect logs' numbers.
+    cli("report", str(out))
+    from inspect_ai.log import list_eval_logs, read_eval_log
+
+    with (out / "report" / "scores.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    for node_id in scored:
+        logs = list_eval_logs(str(out / node_id / "logs"))
+        log = read_eval_log(logs[0], header_only=True)
+        expected = {f"{s.name}/{k}": m.value for s in log.results.scores for k, m in s.metrics.items()}
+        got = {r["metric"]: float(r["value"]) for r in rows if r["node"] == node_id}
+        for metric, value in expected.items():
+            assert got[metric] == pytest.approx(value), (node_id, metric)
+
+
+def test_tiny_experiment_end_to_end_local(tmp_path, tiny_model_dir):
+    manifest = small_manifest(tmp_path, tiny_model_dir, "local")
+    cli("apply", str(manifest))
+    out = tmp_path / "out"
+    check_outcome(out, wait_until_settled(out))
+
+
+@pytest.mark.slurm
+def test_tiny_experiment_end_to_end_slurm(tmp_path, tiny_model_dir, slurm_cluster):
+    manifest = small_manifest(tmp_path, tiny_model_dir, "slurm")
+    started = time.time()
+    cli("apply", str(manifest))
+    out = tmp_path / "out"
+    # apply returned at once: the evaluation is held by afterok, the base evaluation is not.
+    plan = json.loads((out / "plan.json").read_text())
+    script = (out / "eval" / "tiny_words_r4" / "epoch_1" / "capitalization" / "job.sbatch").read_text()
+    assert "inspect eval" in script
+    squeue = subprocess.run(["squeue", "--noheader", "--format=%j|%E"], capture_output=True, text=True).stdout
+    deps = {line.split("|")[0]: line.split("|")[1] for line in squeue.splitlines() if "|" in line}
+    eval_name = f"{plan['experiment']}:eval/tiny_words_r4/epoch_1/capitalization"
+    base_name = f"{plan['experiment']}:base_eval/tiny/words/capitalization"
+    if eval_name in deps:  # still waiting for its fine-tune
+        assert deps[eval_name].startswith("afterok")
+    status = wait_until_settled(out)
+    check_outcome(out, status)
+    times = {n["id"]: n for n in status["nodes"]}
+    assert times[f"eval/tiny_words_r4/epoch_1/capitalization"]["job_id"]
+    assert base_name.split(":", 1)[1] in times
+    assert time.time() - started < 900

@@ -1,0 +1,60 @@
+"""Every finetune.yaml cruijff writes (the example fixtures and what `cruijff plan` renders) passes
+`tune validate`: each `_component_` resolves and accepts its keys. The distributed config is
+checked here even though it cannot run on this machine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, require
+
+pytestmark = pytest.mark.train
+
+FIXTURES = sorted((REPO / "tests" / "fixtures" / "finetune").glob("*.yaml"))
+
+
+def tune_validate(path: Path) -> subprocess.CompletedProcess:
+    tune = Path(sys.executable).with_name("tune")
+    require(tune.is_file(), "torchtune's `tune` CLI is not installed next to this Python")
+    return subprocess.run([str(tune), "validate", str(path)], capture_output=True, text=True, timeout=120)
+
+
+def filled(fixture: Path, tmp_path: Path) -> Path:
+    text = fixture.read_text()
+    for key, value in (("__MODEL_DIR__", tmp_path / "model"), ("__DATA__", tmp_path / "data.json"),
+                       ("__OUTPUT_DIR__", tmp_path / "out")):
+        text = text.replace(key, str(value))
+    out = tmp_path / fixture.name
+    out.write_text(text)
+    return out
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_example_configs_validate(fixture, tmp_path):
+    proc = tune_validate(filled(fixture, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Config is well-formed!" in proc.stdout
+
+
+def test_validate_catches_a_wrong_dataset_key(tmp_path):
+    """So the test above means something: an unknown key of prompted_dataset is an error."""
+    path = filled(FIXTURES[0], tmp_path)
+    path.write_text(path.read_text().replace("  train_on_input: false", "  train_on_inputs: false", 1))
+    proc = tune_validate(path)
+    assert proc.returncode != 0 and "train_on_inputs" in proc.stderr
+
+
+def test_planned_configs_validate(tmp_path):
+    """The configs `cruijff plan` renders for the tiny experiment."""
+    proc = subprocess.run([sys.executable, "-m", "cruijff", "plan", str(REPO / "experiments" / "tiny.yaml"),
+                           "--out", str(tmp_path / "plan")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    configs = sorted((tmp_path / "plan").glob("finetune/*/finetune.yaml"))
+    assert configs
+    for config in configs:
+        result = tune_validate(config)
+        assert result.returncode == 0, f"{config}: {result.stderr}"

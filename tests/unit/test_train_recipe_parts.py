@@ -1,0 +1,78 @@
+"""The small pieces of cruijff's recipes: settings checks, validation sharding, records, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import require
+
+
+@pytest.fixture(scope="module")
+def recipes():
+    try:
+        from cruijff.train import recipes
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        require(False, f"torchtune is not installed: {e}")
+    return recipes
+
+
+def cfg(**kw):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"epochs": 3, **kw})
+
+
+def test_settings(recipes):
+    s = recipes.Settings.from_cfg(cfg(save_epochs=[0, 2], run_val_every_n_steps=5,
+                                      export={"base_model_dir": "/m", "dir_template": "{output_dir}/e{epoch}"}))
+    assert s.saves(0) and not s.saves(1) and s.saves(2) and s.val_every == 5
+    every = recipes.Settings.from_cfg(cfg())
+    assert all(every.saves(e) for e in range(3)) and every.val_every is None and every.export_template is None
+    assert not any(recipes.Settings.from_cfg(cfg(save_epochs=[])).saves(e) for e in range(3))
+    with pytest.raises(recipes.RecipeConfigError, match="outside 0..2"):
+        recipes.Settings.from_cfg(cfg(save_epochs=[3]))
+    with pytest.raises(recipes.RecipeConfigError, match="run_val_every_n_steps"):
+        recipes.Settings.from_cfg(cfg(run_val_every_n_steps=0))
+    with pytest.raises(recipes.RecipeConfigError, match="both"):
+        recipes.Settings.from_cfg(cfg(export={"base_model_dir": "/m"}))
+
+
+def test_val_shard_pads_with_loss_free_samples(recipes):
+    import torch
+
+    ds = [{"tokens": [1, 2, 3], "labels": [1, 2, 3]} for _ in range(5)]
+    # 5 samples on 2 ranks: rank 0 gets 0, 2, 4; rank 1 gets 1, 3 and one padding sample
+    shard = recipes._ValShard(ds, [1, 3], 1, -100)
+    assert len(shard) == 3 and shard[2]["labels"] == [-100, -100, -100] and ds[0]["labels"] == [1, 2, 3]
+    packed = [{"tokens": torch.tensor([1, 2]), "labels": torch.tensor([1, 2])}]
+    assert recipes._ValShard(packed, [], 1, -100)[0]["labels"].tolist() == [-100, -100]
+
+
+def test_export_dir_template():
+    from cruijff.train.export import export_dir
+
+    assert str(export_dir("{output_dir}/epoch_{epoch}/model", output_dir="/o", epoch=2)) == "/o/epoch_2/model"
+
+
+def test_metrics_log_and_record(tmp_path):
+    from cruijff.train.metrics import EpochRecord, MetricsLog, read_metrics
+
+    log = MetricsLog(tmp_path / "logs" / "metrics.jsonl", append=False)
+    log.write(type="train", step=1, epoch=0, train_loss=2.0)
+    log.close()
+    with open(tmp_path / "logs" / "metrics.jsonl", "a") as f:
+        f.write('{"type": "val", "st')  # a job killed mid-line
+    events = read_metrics(tmp_path / "logs" / "metrics.jsonl")
+    assert len(events) == 1 and events[0]["train_loss"] == 2.0 and "time" in events[0]
+
+    rec = EpochRecord(epoch=0)
+    rec.add_step(2.0, 10)
+    rec.add_step(1.0, 30)
+    rec.train_seconds = 2.0
+    rec.finish()
+    rec.write(tmp_path / "epoch_0" / "record.json")
+    data = json.loads((tmp_path / "epoch_0" / "record.json").read_text())
+    assert data["train_loss"] == pytest.approx(1.25) and data["tokens"] == 40 and data["tokens_per_second"] == 20
+    assert "loss_sum" not in data
