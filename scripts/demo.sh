@@ -13,3 +13,6 @@ cruijff plan experiments/twins.yaml
 echo "== the tiny experiment, end to end on this machine"
 [ -f experiments/tiny/model/model.safetensors ] || cruijff tiny-model experiments/tiny/model
 cruijff plan experiments/tiny.yaml
+cruijff apply experiments/tiny/out --executor local
+cruijff status experiments/tiny/out
+cruijff report experiments/tiny/out

@@ -58,3 +58,31 @@ def test_planned_configs_validate(tmp_path):
     for config in configs:
         result = tune_validate(config)
         assert result.returncode == 0, f"{config}: {result.stderr}"
+
+
+def test_multi_gpu_plan_renders_the_distributed_recipe_and_validates(tmp_path):
+    """gpus > 1: `tune run --nproc_per_node N` with the distributed recipe, and a config that validates
+    (it cannot run here: no GPUs)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    manifest = yaml.load((REPO / "experiments" / "tiny.yaml").read_text())
+    manifest["finetune"]["resources"] = {"gpus": 2, "cpus": 8, "mem": "64G", "time": "01:00:00"}
+    manifest["executor"] = {"kind": "slurm"}
+    manifest["models"]["tiny"]["path"] = str(REPO / "experiments" / "tiny" / "model")
+    manifest["datasets"]["words"]["path"] = str(tmp_path / "words.json")
+    manifest["eval"]["tasks"][0]["file"] = str(REPO / "experiments" / "tasks" / "capitalization.py")
+    path = tmp_path / "gpu.yaml"
+    with path.open("w") as f:
+        yaml.dump(manifest, f)
+    proc = subprocess.run([sys.executable, "-m", "cruijff", "plan", str(path), "--out", str(tmp_path / "plan")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = tmp_path / "plan" / "finetune" / "tiny_words_r4"
+    script = (run / "job.sbatch").read_text()
+    assert "#SBATCH --gres=gpu:2" in script
+    assert "tune run --nproc_per_node 2 lora_finetune_distributed.py --config" in script
+    config = (run / "finetune.yaml").read_text()
+    assert "device: cuda" in config and "dtype: bf16" in config
+    result = tune_validate(run / "finetune.yaml")
+    assert result.returncode == 0, result.stderr
