@@ -58,7 +58,16 @@ def plan_from_dict(data: dict[str, Any], *, source: str = PLAN_FILE) -> Plan:
 
 
 def dumps(plan: Plan) -> str:
-    return json.dumps(plan_to_dict(plan), indent=2, sort_keys=False) + "\n"
+    """Indented JSON with one node per line: readable, diffable, and written by json's C encoder
+    (indent=2 throughout would use the pure-Python one: half a second for 5,000 nodes)."""
+    data = plan_to_dict(plan)
+    nodes = data.pop("nodes")
+    head = json.dumps(data, indent=2)
+    if not nodes:
+        return head[:-2] + ',\n  "nodes": []\n}\n'
+    encode = json.JSONEncoder().encode
+    body = ",\n".join("    " + encode(n) for n in nodes)
+    return head[:-2] + ',\n  "nodes": [\n' + body + "\n  ]\n}\n"
 
 
 def load_plan(plan_dir: str | Path) -> Plan:

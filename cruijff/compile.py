@@ -69,10 +69,16 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
         problems += check_runs(source, manifest, runs)
     if check_paths:
         problems += check_files(source, manifest)
+    problems = sorted(problems, key=_file_order)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ManifestError(problems)
     return Checked(source, manifest, runs, [p for p in problems if p.severity != "error"])
+
+
+def _file_order(p: Problem) -> tuple[int, int]:
+    loc = p.location
+    return (loc.line or 0, loc.col or 0) if loc else (0, 0)
 
 
 def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
@@ -91,7 +97,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
         try:
             node_files = renderer.render(spec)
         except UnsafeValue as e:
-            raise ManifestError([Problem(str(e), checked.source.locate(["cluster"]),
+            raise ManifestError([Problem(str(e), checked.source.locate(list(e.where)),
                                          "use plain words for SLURM settings")]) from None
         digest = hashlib.sha256()
         digest.update(json.dumps({"kind": spec.kind, "resources": vars(spec.resources),

@@ -138,9 +138,10 @@ def expand(grid: dict[str, Any], models: list[str], datasets: list[str]) -> tupl
             continue
         name = run_name(combo)
         if name in seen:
-            problems.append((origin, Problem(
-                f"two runs would both be named '{name}'",
-                hint="the same grid point appears twice; drop the duplicate include entry or make it differ")))
+            hint = ("the same grid point appears twice; drop the duplicate include entry or make it differ"
+                    if origin != ("grid",) else
+                    "two grid values print the same in run names (e.g. 1e-4 and 1.0000001e-4); make them differ more")
+            problems.append((origin, Problem(f"two runs would both be named '{name}'", hint=hint)))
             continue
         seen[name] = origin
         runs.append(Run(name=name, point=canonical(combo), origin=origin))

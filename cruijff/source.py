@@ -70,6 +70,9 @@ def load(path: str | Path) -> Source:
         mark = e.problem_mark or e.context_mark
         loc = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
         what = e.problem or e.context or "invalid YAML"
+        if e.problem and e.context and e.context_mark and e.problem_mark \
+                and e.context_mark.line != e.problem_mark.line:
+            what += f" ({e.context} that starts at line {e.context_mark.line + 1})"
         raise ManifestError([Problem(f"YAML syntax error: {what}", loc,
                                      "fix the indentation or quoting around this place")]) from None
     except Exception as e:  # ruamel raises a few unmarked errors (e.g. duplicate keys in some versions)

@@ -16,6 +16,7 @@ from cruijff.schema import load_schema
 from cruijff.source import Source
 
 _validator: Draft202012Validator | None = None
+NO_LINE_BREAK = "^[^\\n\\r]+$"  # the schema's pattern for values that reach a job script's header
 
 
 def validator() -> Draft202012Validator:
@@ -59,16 +60,30 @@ def _describe(error: ValidationError, source: Source) -> list[Problem]:
         return [Problem(f"missing required key '{missing}' in {where}", source.locate(path, key=True),
                         f"add {missing}: ..." + (f" ({desc})" if desc else ""))]
     if v in ("oneOf", "anyOf") and error.context:
-        inner = best_match(error.context)
+        # The branch of the right type says most ('first' → "not one of all, last", not "not an array").
+        fitting = [e for e in error.context if e.validator != "type"] or list(error.context)
+        inner = best_match(fitting)
+        if inner.validator in ("enum", "pattern", "uniqueItems", "minimum", "minItems"):
+            return _describe(inner, source)
         desc = error.schema.get("description")
         return [Problem(f"{where}: {inner.message}", source.locate(path),
                         desc or "see `cruijff schema` for the allowed shapes")]
+    if v == "uniqueItems" and isinstance(error.instance, list):
+        seen: list[Any] = []
+        for i, item in enumerate(error.instance):
+            if any(type(item) is type(s) and item == s for s in seen):
+                return [Problem(f"{where} lists {item!r} twice", source.locate([*path, i]),
+                                "remove the repeated value")]
+            seen.append(item)
     if v == "enum":
         return [Problem(f"{where}: {error.instance!r} is not allowed", source.locate(path),
                         _choices_hint([str(c) for c in error.validator_value], str(error.instance)))]
     if v == "propertyNames":
         return [Problem(f"{where}: invalid name {error.instance!r}", source.locate(path),
                         "use letters, digits, '.', '_' and '-' only")]
+    if v == "pattern" and error.validator_value == NO_LINE_BREAK:
+        return [Problem(f"{where} must be one line, not {error.instance!r}", source.locate(path),
+                        "remove the line break: it would end up in a job script's header")]
     if v == "pattern":
         desc = error.schema.get("description") or f"it must match {error.validator_value}"
         return [Problem(f"{where}: {error.instance!r} is not a valid value", source.locate(path), desc)]

@@ -18,20 +18,40 @@ _DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9_.,:+@=&|!\[\]()*/%-]+$")
 
 
 class UnsafeValue(ValueError):
-    pass
+    """A value that cannot go into a job script; `where` is its manifest path, for file:line:col."""
+
+    def __init__(self, message: str, where: tuple[Any, ...] = ("cluster",)):
+        super().__init__(message)
+        self.where = where
 
 
-def directive(flag: str, value: Any) -> str:
+def directive(flag: str, value: Any, where: tuple[Any, ...] = ("cluster",)) -> str:
     text = str(value)
     if not _DIRECTIVE_VALUE.match(text):
-        raise UnsafeValue(f"{flag} value {text!r} contains characters not allowed in an #SBATCH line")
+        raise UnsafeValue(f"{flag} value {text!r} contains characters not allowed in an #SBATCH line", where)
     return f"#SBATCH {flag}={text}"
 
 
+_SBATCH_SPECIAL = re.compile(r"""[\s"'#\\]""")
+
+
+def sbatch_path(path: str) -> str:
+    """A path as sbatch must read it from an #SBATCH line (bash sees only a comment).
+
+    sbatch splits the line at white space, strips double quotes, drops a backslash before any
+    character and ends the value at an unescaped '#'; it also expands %-patterns in file names.
+    """
+    if "\n" in path or "\r" in path:
+        raise UnsafeValue(f"path {path!r} contains a line break", ("output_dir",))
+    text = path.replace("%", "%%")
+    if _SBATCH_SPECIAL.search(text):
+        text = '"' + re.sub(r"""(["'#\\])""", r"\\\1", text) + '"'
+    return text
+
+
 def sbatch_directives(*, job_name: str, node_dir: str, resources: Resources, cluster: dict[str, Any]) -> list[str]:
-    lines = [directive("--job-name", job_name),
-             # Paths may hold spaces: sbatch reads the rest of the line, bash ignores it (a comment).
-             f"#SBATCH --output={_no_newline(node_dir)}/slurm-%j.out",
+    lines = [directive("--job-name", job_name, ("experiment",)),
+             f"#SBATCH --output={sbatch_path(node_dir + '/')}slurm-%j.out",
              directive("--nodes", 1), directive("--ntasks", 1),
              directive("--cpus-per-task", resources.cpus)]
     if resources.mem:
@@ -49,12 +69,6 @@ def sbatch_directives(*, job_name: str, node_dir: str, resources: Resources, clu
     return lines
 
 
-def _no_newline(text: str) -> str:
-    if "\n" in text or "\r" in text:
-        raise UnsafeValue(f"path {text!r} contains a line break")
-    return text
-
-
 def environment_lines(env: dict[str, Any], variables: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for module in env.get("modules", []):
@@ -66,7 +80,7 @@ def environment_lines(env: dict[str, Any], variables: dict[str, Any]) -> list[st
         lines.append(f"source {shlex.quote(env['venv'] + '/bin/activate')}")
     for name, value in {**env.get("variables", {}), **variables}.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-            raise UnsafeValue(f"environment variable name {name!r} is not valid")
+            raise UnsafeValue(f"environment variable name {name!r} is not valid", ("cluster", "env", "variables"))
         text = str(value).lower() if isinstance(value, bool) else str(value)
         lines.append(f"export {name}={shlex.quote(text)}")
     # Verbatim by design: the manifest's one place for shell code (documented in docs/manifest.md).

@@ -1,0 +1,133 @@
+"""Writing a plan directory: nothing partial on error, the old plan.json kept, and the diff."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cruijff import write as write_mod
+from cruijff.compile import compile_manifest
+from cruijff.errors import ManifestError, StateError
+from cruijff.write import write_plan
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "manifests"
+
+
+def manifest(tmp_path: Path, *, lr=(1e-4, 3e-4), epochs=2, tasks=("a",), broken=False) -> Path:
+    text = f"""
+experiment: write-test
+output_dir: out
+models:
+  tiny:
+    path: model
+    family: custom
+    builder: {{_component_: torchtune.models.llama3.lora_llama3}}
+    tokenizer: {{_component_: torchtune.models.qwen2.qwen2_tokenizer, path: vocab.json}}
+    checkpoint_files: [model.safetensors]
+    model_type: LLAMA3
+datasets:
+  words: {{path: {FIXTURES / 'data' / 'words.json'}, format: instruct_json}}
+finetune:
+  hyperparameters: {{epochs: {epochs}}}
+  save_epochs: all
+  resources: {{gpus: 0}}
+grid:
+  lr: [{', '.join(map(str, lr))}]
+eval:
+  tasks: [{', '.join(f'{{name: {t}, file: t.py, task: {t}}}' for t in tasks)}]
+  epochs: {'[7]' if broken else 'last'}
+"""
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def plan_dir(path: Path):
+    compiled = compile_manifest(path)
+    return compiled, write_plan(compiled.plan, compiled.files)
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+
+
+def test_failing_manifest_writes_nothing(tmp_path):
+    path = manifest(tmp_path, broken=True)
+    with pytest.raises(ManifestError):
+        plan_dir(path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_plan_directory_layout(tmp_path):
+    compiled, diff = plan_dir(manifest(tmp_path))
+    out = tmp_path / "out"
+    assert set(tree(out)) == {*compiled.files, "plan.json"}
+    plan = json.loads((out / "plan.json").read_text())
+    assert [n["id"] for n in plan["nodes"]] == [n.id for n in compiled.plan.nodes]
+    script = out / compiled.plan.nodes[0].script
+    assert os.access(script, os.X_OK)
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "temporary files left behind"
+    assert len(diff.added) == len(compiled.plan.nodes) and not diff.changed and not diff.removed
+
+
+def test_replan_after_an_edit_reports_the_diff(tmp_path):
+    first, _ = plan_dir(manifest(tmp_path, lr=(1e-4, 3e-4)))
+    # drop lr 3e-4, add 1e-3, add a task: its evals are new; the kept run's fine-tune is unchanged
+    second, diff = plan_dir(manifest(tmp_path, lr=(1e-4, 1e-3), tasks=("a", "b")))
+    ids1 = {n.id for n in first.plan.nodes}
+    ids2 = {n.id for n in second.plan.nodes}
+    assert set(diff.added) == ids2 - ids1
+    assert set(diff.removed) == ids1 - ids2
+    assert "finetune/tiny_words_lr1e-4" in diff.unchanged
+    assert "eval/tiny_words_lr1e-4/epoch_1/a" in diff.unchanged
+    assert "eval/tiny_words_lr1e-4/epoch_1/b" in diff.added
+    assert not diff.changed
+    # a change that alters the fine-tune changes it and every evaluation below it
+    third, diff = plan_dir(manifest(tmp_path, lr=(1e-4, 1e-3), tasks=("a", "b"), epochs=3))
+    assert "finetune/tiny_words_lr1e-4" in diff.changed
+    assert "eval/tiny_words_lr1e-4/epoch_1/a" in diff.removed and "eval/tiny_words_lr1e-4/epoch_2/a" in diff.added
+    _, diff = plan_dir(manifest(tmp_path, lr=(1e-4, 1e-3), tasks=("a", "b"), epochs=3))
+    assert not diff.added and not diff.changed and not diff.removed
+    assert len(diff.unchanged) == len(third.plan.nodes)
+
+
+def test_unchanged_files_are_not_rewritten(tmp_path):
+    compiled, _ = plan_dir(manifest(tmp_path))
+    target = tmp_path / "out" / compiled.plan.nodes[0].script
+    before = target.stat().st_ino
+    plan_dir(manifest(tmp_path))
+    assert target.stat().st_ino == before
+
+
+def test_write_failure_keeps_the_old_plan(tmp_path, monkeypatch):
+    path = manifest(tmp_path)
+    plan_dir(path)
+    out = tmp_path / "out"
+    old = tree(out)
+    calls = {"n": 0}
+    real = write_mod._write_new
+
+    def flaky(p, data, executable):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device", p)
+        return real(p, data, executable)
+
+    monkeypatch.setattr(write_mod, "_write_new", flaky)
+    with pytest.raises(StateError) as info:
+        plan_dir(manifest(tmp_path, lr=(1e-4, 1e-3), tasks=("a", "b")))
+    assert "previous plan.json is unchanged" in str(info.value.hint)
+    assert tree(out) == old, "a failed write changed the plan directory"
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+def test_unwritable_output_dir_is_a_state_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    compiled = compile_manifest(manifest(tmp_path), out=str(blocker / "out"))
+    with pytest.raises(StateError):
+        write_plan(compiled.plan, compiled.files)
