@@ -167,12 +167,9 @@ def load_or_compile(target: str | Path) -> Path:
     if path.is_dir():
         return path
     if path.is_file():
-        try:
-            from cruijff.compile import compile_to_dir  # the compiler is only needed for manifests
-        except ImportError:
-            raise UsageError(f"{target}: this cruijff cannot compile a manifest inside apply",
-                             hint="run `cruijff plan MANIFEST`, then `cruijff apply PLAN_DIR`") from None
-        return Path(compile_to_dir(path, out=None))
+        from cruijff.compile import compile_to_dir  # the compiler is only needed for manifests
+
+        return compile_to_dir(path, out=None)
     raise UsageError(f"{target}: no such plan directory or manifest",
                      hint="pass the directory `cruijff plan` wrote, or a manifest file")
 

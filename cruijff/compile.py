@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 
 from cruijff.checks import check_files, check_models, check_references, check_runs, hyperparameters_of
 from cruijff.errors import ManifestError, Problem
@@ -192,14 +191,6 @@ class _Renderer:
                                                                        provider=ev["provider"])),
             "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", commands),
         }
-
-
-def graph_of(plan: Plan) -> nx.DiGraph:
-    g = nx.DiGraph()
-    for n in plan.nodes:
-        g.add_node(n.id)
-        g.add_edges_from((p, n.id) for p in n.parents)
-    return g
 
 
 def compile_to_dir(path: str | Path, *, out: str | None = None) -> Path:

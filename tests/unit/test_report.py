@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import zipfile
 from pathlib import Path
@@ -11,9 +12,9 @@ import pytest
 from cruijff.artifact import dumps
 from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
 
-pd = pytest.importorskip("pandas")
-pytest.importorskip("matplotlib")
-pytest.importorskip("pyarrow")
+pd = importlib.import_module("pandas")
+importlib.import_module("matplotlib")
+importlib.import_module("pyarrow")
 
 HP = {"lr": None, "lora_rank": 8, "epochs": 2, "lora_attn_modules": ["q_proj", "v_proj"]}
 RUNS = {"lr1e-4": 1e-4, "lr1e-3": 1e-3}
