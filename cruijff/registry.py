@@ -5,7 +5,7 @@ A `custom` family takes all of this from the manifest (tests use it for the tiny
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cruijff.model import Resources
@@ -23,7 +23,6 @@ class Family:
     min_gpus: int = 1  # fewer GPUs cannot hold it (for GPU runs)
     max_seq_len: int = 2048
     notes: str = ""
-    builder_args: dict[str, Any] = field(default_factory=dict)
 
 
 def _shards(n: int) -> dict[str, str]:

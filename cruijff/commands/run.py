@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 
 import click
 
@@ -17,6 +18,8 @@ from cruijff.selectors import SELECTOR_HELP
 
 _only = click.option("--only", "only", metavar="SELECTOR", help=SELECTOR_HELP)
 _json = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+_executor_option = click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
+                         help="Which scheduler to ask (default: the one the plan was applied with).")
 
 
 def _echo_json(data: dict) -> None:
@@ -134,9 +137,7 @@ def _print_apply(result) -> None:
     if blocked:
         say(f"  blocked by those: {len(blocked)} node(s)")
     if result.final:
-        counts: dict[str, int] = {}
-        for s in result.final.values():
-            counts[s] = counts.get(s, 0) + 1
+        counts = Counter(result.final.values())
         say("  finished: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
@@ -144,8 +145,7 @@ def _print_apply(result) -> None:
 @click.argument("plan_dir", default=".", type=click.Path(file_okay=False))
 @_only
 @_json
-@click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
-              help="Which scheduler to ask (default: the one the plan was applied with).")
+@_executor_option
 @click.option("--watch", "watch", is_flag=False, flag_value=5.0, default=None, type=float, metavar="[SECONDS]",
               help="Refresh every SECONDS (default 5), backing off while nothing changes.")
 def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None, watch: float | None) -> None:
@@ -210,8 +210,7 @@ class _NoLive:
 @click.argument("plan_dir", default=".", type=click.Path(file_okay=False))
 @_only
 @_json
-@click.option("--executor", type=click.Choice(EXECUTOR_CHOICES), default=None,
-              help="Which scheduler to ask (default: the one the plan was applied with).")
+@_executor_option
 def cancel(plan_dir: str, only: str | None, as_json: bool, executor: str | None) -> None:
     """Cancel the pending and running jobs of a plan (or of the --only selection)."""
     from cruijff.apply import cancel as run_cancel

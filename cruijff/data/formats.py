@@ -130,15 +130,21 @@ def _first_row(path: Path) -> Any:
 # inspection
 
 
-def inspect_dataset(path: str | Path, format: str | None = None, *,
-                    require_splits: tuple[str, ...] | list[str] = ()) -> DatasetInfo:
-    """Check a dataset and describe it; `require_splits` names splits that must exist."""
+def _resolve(path: str | Path, format: str | None) -> tuple[Path, str]:
+    """The dataset's absolute path and format (detected when not given); both must be real."""
     p = Path(path).expanduser().resolve()
     fmt = format or detect_format(p)
     if fmt not in FORMATS:
         raise DataFormatError(f"unknown dataset format {fmt!r}", hint=f"formats: {', '.join(FORMATS)}")
     if not p.exists():
         raise DataFormatError(f"dataset not found: {p}", hint="check the path")
+    return p, fmt
+
+
+def inspect_dataset(path: str | Path, format: str | None = None, *,
+                    require_splits: tuple[str, ...] | list[str] = ()) -> DatasetInfo:
+    """Check a dataset and describe it; `require_splits` names splits that must exist."""
+    p, fmt = _resolve(path, format)
     info = _INSPECTORS[fmt](p)
     missing = [s for s in require_splits if s not in info.splits]
     if missing:
@@ -304,12 +310,7 @@ _INSPECTORS = {
 
 def read_split(path: str | Path, format: str | None, split: str) -> list[dict]:
     """The rows of one split as plain dicts (columnar nulls in extra fields are dropped)."""
-    p = Path(path).expanduser().resolve()
-    fmt = format or detect_format(p)
-    if fmt not in FORMATS:
-        raise DataFormatError(f"unknown dataset format {fmt!r}", hint=f"formats: {', '.join(FORMATS)}")
-    if not p.exists():
-        raise DataFormatError(f"dataset not found: {p}", hint="check the path")
+    p, fmt = _resolve(path, format)
     if fmt == "instruct_json":
         _expect_file(p, "instruct_json", "one .json file")
         data = _instruct_splits(p)
