@@ -5,6 +5,11 @@ id. Whatever kills cruijff in between, the next apply finds the job by its name 
 scheduler's one `jobs()` answer (or its record.jsonl) and records it instead of submitting it
 again (see cruijff/observe.py). One apply per plan directory at a time (state.apply_lock).
 
+How (_submit_all): the nodes to submit are grouped into batches (cruijff/batching.py): on SLURM a
+stage of uniform shape is one job array (`--array`, evaluations waiting with `aftercorr`), so a
+5,000-job experiment is a handful of sbatch calls. An array's intent rows (one per task) are
+committed in one transaction before its sbatch, its `<id>_<task>` job ids in one after.
+
 What is submitted (decide()): within the selection plus its ancestors, in topological order, a
 node is submitted when it was never submitted, its hash changed, its parent is being submitted
 now, its local run was interrupted, or — with --retry-failed only — it failed or was cancelled.
@@ -18,11 +23,12 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 from cruijff.artifact import load_plan
+from cruijff.batching import Batch, Dep, Ref, header_shape, make_batches
 from cruijff.errors import SchedulerError, UsageError
-from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, RUNNING, Executor, JobInfo
+from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, RUNNING, ArraySubmission, Executor, JobInfo
 from cruijff.model import Node, Plan
 from cruijff.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, observe
 from cruijff.records import plan_attempts
@@ -37,13 +43,13 @@ SUBMIT, KEEP, HELD, BLOCKED = "submit", "keep", "held", "blocked"
 
 class Progress(Protocol):
     def start(self, phase: str, total: int) -> None: ...
-    def advance(self, text: str) -> None: ...
+    def advance(self, text: str, count: int = 1) -> None: ...
     def stop(self) -> None: ...
 
 
 class NoProgress:
     def start(self, phase: str, total: int) -> None: pass
-    def advance(self, text: str) -> None: pass
+    def advance(self, text: str, count: int = 1) -> None: pass
     def stop(self) -> None: pass
 
 
@@ -65,6 +71,7 @@ class ApplyResult:
     replaced: list[str] = field(default_factory=list)  # job ids cancelled because superseded
     ancestors_added: list[str] = field(default_factory=list)
     final: dict[str, str] = field(default_factory=dict)  # local: node id -> final state
+    sbatch_calls: int = 0  # submissions made: one per job array or plain job
 
     def ids(self, action: str) -> list[str]:
         return [i for i, d in self.decisions.items() if d.action == action]
@@ -81,6 +88,7 @@ class ApplyResult:
             "executor": self.executor,
             "dry_run": self.dry_run,
             "submitted": [{"node": n, "job_id": j} for n, j in self.submitted],
+            "submissions": self.sbatch_calls,
             "to_submit": self.ids(SUBMIT),
             "kept": self.ids(KEEP),
             "held_failed": self.ids(HELD),
@@ -128,14 +136,6 @@ def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_fa
         if node_id not in selected and (d.action != SUBMIT or node_id not in needed):
             del out[node_id]
     return out
-
-
-def _batches(plan: Plan, ids: list[str]) -> Iterator[list[Node]]:
-    """Groups submitted together. One node each for now; a stage with uniform resources can
-    later become one job array (--array, aftercorr) without changing the loop below."""
-    by_id = plan.by_id()
-    for node_id in ids:
-        yield [by_id[node_id]]
 
 
 def scheduler_view(plan: Plan, state: State, executor: Executor) -> dict[str, JobInfo]:
@@ -241,34 +241,110 @@ def _kill_after() -> int | None:
     return int(value) if value else None
 
 
+def _layout(plan: Plan, to_submit: list[str], live: dict[str, str], executor: Executor) -> list[Batch]:
+    """The batches to submit: job arrays where the executor has them (see cruijff/batching.py)."""
+    limit = executor.array_limit()
+    root = Path(plan.output_dir)
+
+    def shape(node: Node) -> tuple[str, ...]:
+        try:
+            return header_shape((root / node.script).read_text())
+        except OSError as e:
+            raise UsageError(f"{root / node.script}: cannot read the job script ({e.strerror})",
+                             hint="re-run `cruijff plan` to write the plan directory again") from None
+
+    return make_batches(plan, to_submit, live, shape if limit else (lambda node: None),
+                        max_array_size=limit, max_concurrent=plan.cluster.get("max_concurrent") or {})
+
+
+def _resolve(dep: Dep, job_of_batch: dict[int, str]) -> str:
+    if isinstance(dep, Ref):
+        base = job_of_batch[dep.batch]
+        return base if dep.task is None else f"{base}_{dep.task}"
+    return dep
+
+
+def _write_array_script(plan: Plan, batch: Batch) -> Path:
+    """arrays/<kind>-<digest>.sbatch: written before its intent rows, so a retry finds it in place."""
+    from cruijff.render.array import ARRAYS_DIR, array_script
+
+    root = Path(plan.output_dir)
+    first = (root / batch.nodes[0].script).read_text()
+    path = root / ARRAYS_DIR / f"{batch.kind}-{batch.digest}.sbatch"
+    text = array_script(
+        title=f"{plan.experiment}: {len(batch.nodes)} {batch.kind} jobs as one job array",
+        root=str(root), header=header_shape(first), log=str(path.with_suffix(".out")),
+        members=[(t, n.dir) for t, n in zip(batch.tasks, batch.nodes)],
+    )
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 def _submit_all(plan, state, obs, to_submit, executor, progress, result) -> dict[str, int]:
-    """The submit loop. Returns job id -> state row of what was submitted."""
-    job_of = {i: o.adopt or o.job_id for i, o in obs.items() if o.state in LIVE and i not in to_submit}
+    """The submit loop, one batch (job or array) per sbatch. Returns job id -> state row."""
+    live = {i: o.adopt or o.job_id for i, o in obs.items() if o.state in LIVE and i not in to_submit}
+    if not to_submit:
+        return {}
+    layout = _layout(plan, to_submit, live, executor)
+    executor.check_room(len(to_submit))
+    job_of_batch: dict[int, str] = {}
     rows: dict[str, int] = {}
     kill_after = _kill_after()
     progress.start(f"submitting ({executor.name})", len(to_submit))
+
+    def failed(what: str, e: SchedulerError) -> SchedulerError:
+        return SchedulerError(
+            f"submitting {what} failed after {len(result.submitted)} of {len(to_submit)} jobs were "
+            f"submitted: {e.message}",
+            hint="state.db is consistent: fix the cause and re-run `cruijff apply`; what was "
+                 "submitted will not be submitted again",
+        )
+
     try:
-        for batch in _batches(plan, to_submit):
-            for node in batch:
-                parents = [job_of[p] for p in node.parents if p in job_of]
-                row = state.record_intent(node.id, node.hash, executor.name)
+        for batch in layout:
+            after_ok = [_resolve(d, job_of_batch) for d in batch.after_ok]
+            if batch.is_array:
+                script = _write_array_script(plan, batch)
+                batch_rows = state.record_array_intent([(n.id, n.hash) for n in batch.nodes], executor.name,
+                                                       batch.name, batch.tasks)
+                spec = ArraySubmission(
+                    name=batch.name, digest=batch.digest, script=str(script), tasks=batch.tasks,
+                    after_ok=tuple(after_ok), throttle=batch.throttle,
+                    after_corr=_resolve(batch.after_corr, job_of_batch) if batch.after_corr is not None else None,
+                )
                 try:
-                    job_id = executor.submit(plan, node, parents)
+                    array_id = executor.submit_array(plan, spec)
                 except SchedulerError as e:
-                    state.record_submit_error(row, e.message)
-                    raise SchedulerError(
-                        f"submitting {node.id} failed after {len(result.submitted)} of {len(to_submit)} "
-                        f"submissions: {e.message}",
-                        hint="state.db is consistent: fix the cause and re-run `cruijff apply`; what was "
-                             "submitted will not be submitted again",
-                    ) from None
-                if kill_after is not None and len(result.submitted) + 1 >= kill_after:
+                    state.record_submit_error(batch_rows, e.message)
+                    raise failed(f"{batch.kind} array {batch.name}", e) from None
+                result.sbatch_calls += 1
+                if kill_after is not None and result.sbatch_calls >= kill_after:
                     os.kill(os.getpid(), signal.SIGKILL)  # test hook: die between sbatch and commit
-                state.record_job(row, job_id)
-                job_of[node.id] = job_id
-                rows[job_id] = row
-                result.submitted.append((node.id, job_id))
-                progress.advance(f"{node.id} → {job_id}")
+                state.record_array_jobs(batch_rows, array_id)
+                job_of_batch[batch.index] = array_id
+                for node, task, row in zip(batch.nodes, batch.tasks, batch_rows):
+                    rows[f"{array_id}_{task}"] = row
+                    result.submitted.append((node.id, f"{array_id}_{task}"))
+                progress.advance(f"{batch.name} → {array_id} ({len(batch.nodes)} tasks)", len(batch.nodes))
+                continue
+            node = batch.nodes[0]
+            row = state.record_intent(node.id, node.hash, executor.name)
+            try:
+                job_id = executor.submit(plan, node, after_ok)
+            except SchedulerError as e:
+                state.record_submit_error(row, e.message)
+                raise failed(node.id, e) from None
+            result.sbatch_calls += 1
+            if kill_after is not None and result.sbatch_calls >= kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # test hook: die between sbatch and commit
+            state.record_job(row, job_id)
+            job_of_batch[batch.index] = job_id
+            rows[job_id] = row
+            result.submitted.append((node.id, job_id))
+            progress.advance(f"{node.id} → {job_id}")
     finally:
         progress.stop()
     return rows

@@ -3,6 +3,9 @@
 Shared by apply (what to submit) and status (what to show). Pure: it takes what was read and
 returns one Observation per node, so it is tested without a scheduler.
 
+Jobs are matched to nodes by job id (state.db), else by job name: `<experiment>:<node id>` for
+a plain job, `<experiment>:array/<kind>/<digest>` plus the task id for a node in a job array.
+
 Precedence for a submitted job: a final state apply recorded (local runs) > the scheduler's
 state > the job's own record.jsonl > inference (a SLURM job that left the queue without an end
 record failed or was cancelled; a local job whose apply died was interrupted).
@@ -67,7 +70,8 @@ def observe(
         sub = current.get(node.id)
         node_attempts = attempts.get(node.id, [])
         if sub is None or sub.job_id is None:
-            out[node.id] = _unrecorded(node.id, node.hash, sub, by_node.get(node.id, []), node_attempts, known_job_ids)
+            infos = by_node.get(sub.batch if sub is not None and sub.batch else node.id, [])
+            out[node.id] = _unrecorded(node.id, node.hash, sub, infos, node_attempts, known_job_ids)
         else:
             obs = _recorded(sub, jobs.get(sub.job_id), node_attempts, orphan_check)
             out[node.id] = _with(obs, outdated=sub.hash != node.hash)
@@ -101,7 +105,11 @@ def _attempt_of(attempts: list[Attempt], job_id: str) -> Attempt | None:
 def _unrecorded(node_id, node_hash, sub, infos, attempts, known) -> Observation:
     """No job id in state: adopt a job of ours the scheduler (or, after an intent, a record) knows."""
     want_hash = sub.hash if sub else node_hash
-    candidates = [i for i in infos if i.job_id not in known and i.node_hash in (None, want_hash)]
+    if sub is not None and sub.batch:  # an array's intent: its task in the array of that name
+        suffix = f"_{sub.task}"
+        candidates = [i for i in infos if i.job_id not in known and i.job_id.endswith(suffix)]
+    else:
+        candidates = [i for i in infos if i.job_id not in known and i.node_hash in (None, want_hash)]
     if candidates:
         info = max(candidates, key=lambda i: _job_key(i.job_id))
         obs = _from_info(node_id, info, _attempt_of(attempts, info.job_id), submission=sub, adopt=info.job_id,

@@ -24,7 +24,7 @@ from cruijff.errors import StateError
 
 STATE_FILE = "state.db"
 LOCK_FILE = ".cruijff.lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: batch and task columns (job arrays)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,7 +39,9 @@ CREATE TABLE IF NOT EXISTS submissions (
     final_state TEXT,             -- completed | failed | cancelled, once apply knows it
     exit_code   INTEGER,
     reason      TEXT,             -- why cancelled/failed (e.g. blocked by <node id>)
-    pid         INTEGER           -- local executor: the process group of the running job
+    pid         INTEGER,          -- local executor: the process group of the running job
+    batch       TEXT,             -- job array: its name (array/<kind>/<digest>), for adoption
+    task        INTEGER           -- job array: this node's task id
 );
 CREATE INDEX IF NOT EXISTS submissions_node ON submissions (node_id, id);
 """
@@ -58,6 +60,8 @@ class Submission:
     exit_code: int | None
     reason: str | None
     pid: int | None
+    batch: str | None = None
+    task: int | None = None
 
 
 class State:
@@ -75,6 +79,8 @@ class State:
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) == 1:
+                self._upgrade_from_1()
             elif int(row[0]) != SCHEMA_VERSION:
                 raise StateError(f"{self.path}: state schema version {row[0]} is not supported "
                                  f"(this cruijff reads {SCHEMA_VERSION})")
@@ -82,6 +88,14 @@ class State:
             raise StateError(f"{self.path}: cannot open the state database ({e})",
                              hint="it may be corrupt; move it aside and re-run `cruijff apply`, which "
                                   "reconciles with the scheduler") from None
+
+    def _upgrade_from_1(self) -> None:
+        """Version 1 had no array columns; its rows are all plain jobs."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("ALTER TABLE submissions ADD COLUMN batch TEXT")
+            self.conn.execute("ALTER TABLE submissions ADD COLUMN task INTEGER")
+            self.conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         if self.conn is not None:
@@ -122,6 +136,31 @@ class State:
         )
         return int(cur.lastrowid)
 
+    def record_array_intent(self, members: list[tuple[str, str]], executor: str, batch: str,
+                            tasks: tuple[int, ...]) -> list[int]:
+        """Before sbatch --array: one intent row per (node id, hash), all in one transaction."""
+        now = time.time()
+        rows = []
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for (node_id, node_hash), task in zip(members, tasks):
+                cur = self.conn.execute(
+                    "INSERT INTO submissions (node_id, hash, executor, created, batch, task) VALUES (?, ?, ?, ?, ?, ?)",
+                    (node_id, node_hash, executor, now, batch, task),
+                )
+                rows.append(int(cur.lastrowid))
+        return rows
+
+    def record_array_jobs(self, rows: list[int], array_id: str) -> None:
+        """Right after sbatch --array returned: each row's job id is `<array id>_<task>`."""
+        now = time.time()
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(
+                "UPDATE submissions SET job_id=? || '_' || task, submitted=? WHERE id=?",
+                [(array_id, now, row) for row in rows],
+            )
+
     def record_job(self, row: int, job_id: str) -> None:
         """Right after sbatch returned the job id."""
         self.conn.execute("UPDATE submissions SET job_id=?, submitted=? WHERE id=?", (job_id, time.time(), row))
@@ -136,9 +175,12 @@ class State:
         )
         return int(cur.lastrowid)
 
-    def record_submit_error(self, row: int, message: str) -> None:
+    def record_submit_error(self, row: int | list[int], message: str) -> None:
         """sbatch failed: keep the intent (it might still have reached the controller) with why."""
-        self.conn.execute("UPDATE submissions SET reason=? WHERE id=?", (message[:2000], row))
+        rows = row if isinstance(row, list) else [row]
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany("UPDATE submissions SET reason=? WHERE id=?", [(message[:2000], r) for r in rows])
 
     def record_pid(self, row: int, pid: int | None) -> None:
         self.conn.execute("UPDATE submissions SET pid=? WHERE id=?", (pid, row))

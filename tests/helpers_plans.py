@@ -39,7 +39,8 @@ def script(out: Path, node: Node, *, sleep: float, exit_code: int, score: float 
         "#SBATCH --time=00:05:00",
         "set -euo pipefail",
         f"cd {shlex.quote(str(node_dir))}",
-        'JOB_ID="${SLURM_JOB_ID:-${CRUIJFF_JOB_ID:-unknown}}"',
+        'JOB_ID="${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}"',
+        'JOB_ID="${JOB_ID:-${SLURM_JOB_ID:-${CRUIJFF_JOB_ID:-unknown}}}"',
         "now() { date +%s.%N; }",
         f"record() {{ printf '%s\\n' \"$1\" >> {record}; }}",
         "on_exit() { rc=$?; record \"{\\\"event\\\": \\\"end\\\", \\\"time\\\": $(now), \\\"job_id\\\": \\\"$JOB_ID\\\", "
@@ -152,7 +153,11 @@ class FakeScheduler:
 
     name = "slurm"
 
-    def __init__(self, fail=(), reject=(), crash_after: int | None = None, clock: float | None = None):
+    def __init__(self, fail=(), reject=(), crash_after: int | None = None, clock: float | None = None,
+                 max_array_size: int = 0, room: int | None = None):
+        self.max_array_size = max_array_size  # 0: no job arrays (one sbatch per node)
+        self.room = room  # how many more jobs may be queued (None: no limit)
+        self.arrays: list[dict] = []  # each submit_array call: its spec and node ids by task
         self.fail = set(fail)
         self.reject = set(reject)
         self.crash_after = crash_after
@@ -173,7 +178,8 @@ class FakeScheduler:
             raise SchedulerError("sbatch: error: Batch job submission failed: Invalid account")
         self._next += 1
         job_id = str(self._next)
-        self._jobs[job_id] = dict(node=node.id, hash=node.hash, deps=list(parent_job_ids), state="pending",
+        deps = [d for p in parent_job_ids for d in self._expand(p)]
+        self._jobs[job_id] = dict(node=node.id, hash=node.hash, deps=deps, state="pending",
                                   reason=None, exit=None, start=None, end=None, out=plan.output_dir,
                                   experiment=plan.experiment)
         self._settle()
@@ -182,12 +188,55 @@ class FakeScheduler:
             raise Crash()
         return job_id
 
+    def array_limit(self):
+        return self.max_array_size
+
+    def check_room(self, n_jobs):
+        from cruijff.errors import SchedulerError
+
+        if self.room is not None and n_jobs > self.room:
+            raise SchedulerError(f"this apply would queue {n_jobs} jobs; nothing was submitted")
+
+    def submit_array(self, plan, array):
+        """Tasks become jobs `<id>_<t>`, named like SLURM names them (the array's name)."""
+        import re
+
+        from cruijff.errors import SchedulerError
+
+        self.sbatch_calls += 1
+        text = Path(array.script).read_text()
+        line = next(line for line in text.splitlines() if line.startswith("nodes=("))
+        nodes = {int(t): shlex.split(d)[0] for t, d in re.findall(r"\[(\d+)\]=(\S+)", line)}
+        assert sorted(nodes) == sorted(array.tasks), (nodes, array.tasks)
+        if any(n in self.reject for n in nodes.values()):
+            raise SchedulerError("sbatch: error: Batch job submission failed: Invalid account")
+        self._next += 1
+        array_id = str(self._next)
+        self.arrays.append({"id": array_id, "spec": array, "nodes": nodes})
+        for t in array.tasks:
+            deps = [d for dep in array.after_ok for d in self._expand(dep)]
+            if array.after_corr:
+                deps.append(f"{array.after_corr}_{t}")
+            self._jobs[f"{array_id}_{t}"] = dict(
+                node=nodes[t], name=array.name, hash=array.digest, deps=deps, state="pending", reason=None,
+                exit=None, start=None, end=None, out=plan.output_dir, experiment=plan.experiment)
+        self._settle()
+        if self.crash_after is not None and self.sbatch_calls >= self.crash_after:
+            self.crash_after = None
+            raise Crash()
+        return array_id
+
+    def _expand(self, job_id):
+        """A whole array's id stands for all its tasks."""
+        tasks = [j for j in self._jobs if j.startswith(f"{job_id}_")]
+        return tasks if job_id not in self._jobs and tasks else [job_id]
+
     def jobs(self, plan):
         from cruijff.executors.base import JobInfo
 
         self.jobs_calls += 1
         return {
-            j: JobInfo(job_id=j, node_id=d["node"], state=d["state"], reason=d["reason"], exit_code=d["exit"],
+            j: JobInfo(job_id=j, node_id=d.get("name", d["node"]), state=d["state"], reason=d["reason"], exit_code=d["exit"],
                        start=d["start"], end=d["end"], node_hash=d["hash"])
             for j, d in self._jobs.items() if j not in self._hidden and d["experiment"] == plan.experiment
         }

@@ -47,9 +47,9 @@ class RichProgress:
         self._task = self._progress.add_task(phase, total=total, last="")
         self._progress.start()
 
-    def advance(self, text: str) -> None:
+    def advance(self, text: str, count: int = 1) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, last=text)
+            self._progress.update(self._task, advance=count, last=text)
 
     def stop(self) -> None:
         if self._progress is not None:

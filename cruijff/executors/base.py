@@ -27,7 +27,22 @@ class JobInfo:
     node_hash: str | None = None  # from the job's comment
 
 
+@dataclass(frozen=True)
+class ArraySubmission:
+    """One job array: task t of `tasks` runs one node (the script maps task ids to nodes)."""
+
+    name: str  # the job name's node part: array/<kind>/<digest>
+    digest: str  # also the job's comment: apply finds a lost submission by name and comment
+    script: str  # absolute path of the array script
+    tasks: tuple[int, ...]
+    after_ok: tuple[str, ...] = ()  # job ids that must all succeed first
+    after_corr: str | None = None  # array id whose task t each task t waits for
+    throttle: int | None = None  # at most this many tasks at once (%N)
+
+
 class Executor(ABC):
+    """A scheduler. Executors without job arrays keep array_limit() 0 and get one node per submit."""
+
     name: str
 
     @abstractmethod
@@ -40,4 +55,15 @@ class Executor(ABC):
 
     @abstractmethod
     def cancel(self, job_ids: list[str]) -> None:
-        """Cancel these jobs; unknown ids are ignored."""
+        """Cancel these jobs (`123` or array tasks `123_4`); unknown ids are ignored."""
+
+    def array_limit(self) -> int:
+        """Task ids of an array must stay below this (SLURM's MaxArraySize); 0: no arrays."""
+        return 0
+
+    def submit_array(self, plan: Plan, array: ArraySubmission) -> str:
+        """Submit one job array; return its array job id (task t is `<id>_<t>`)."""
+        raise NotImplementedError(f"the {self.name} executor has no job arrays")
+
+    def check_room(self, n_jobs: int) -> None:
+        """Raise a CruijffError when `n_jobs` more jobs cannot be queued (cluster or user limits)."""

@@ -33,5 +33,5 @@ def make_executor(name: str, plan: Plan) -> Executor:
             raise UsageError("--executor slurm: `sbatch` is not on PATH",
                              hint="run on a SLURM login node, or use --executor local")
         module = importlib.import_module("cruijff.executors.slurm")
-        return module.SlurmExecutor()
+        return module.SlurmExecutor.for_plan(plan.cluster)
     raise UsageError(f"unknown executor {name!r}", hint=f"use one of {', '.join(EXECUTOR_CHOICES)}")

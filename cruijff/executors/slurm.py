@@ -14,8 +14,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
+from cruijff.batching import parse_task_ranges, task_ranges
 from cruijff.errors import SchedulerError
 from cruijff.executors.base import (
     CANCELLED,
@@ -24,6 +26,7 @@ from cruijff.executors.base import (
     PENDING,
     RUNNING,
     UNKNOWN,
+    ArraySubmission,
     Executor,
     JobInfo,
 )
@@ -34,6 +37,8 @@ from cruijff.model import Node, Plan
 Runner = Callable[[list[str], Mapping[str, str] | None], subprocess.CompletedProcess]
 
 COMMAND_TIMEOUT_S = 120
+DEFAULT_SUBMIT_RATE = 10.0  # sbatch calls per second at most (manifest: cluster.submit_rate)
+DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default, when scontrol does not say
 
 # Scheduler answers that mean "ask again later" (slurmctld busy, restarting or unreachable).
 TRANSIENT_MARKERS = (
@@ -118,6 +123,34 @@ def cluster_limits(runner: Runner = default_runner) -> dict[str, int]:
     return limits
 
 
+def submit_limit(assoc_text: str, qos_text: str, *, account: str | None = None,
+                 qos: str | None = None) -> tuple[int, str] | None:
+    """The user's queued-job limit and where it comes from, from sacctmgr's parsable output.
+
+    assoc_text: `Account|Partition|MaxSubmit|GrpSubmit|QOS|DefaultQOS` rows of the user's
+    associations (only the charged account's when `account` is given); qos_text: `Name|MaxSubmitPU`
+    rows. The smallest of the associations' MaxSubmit/GrpSubmit and the job's QOS's MaxSubmitPU.
+    """
+    found: list[tuple[int, str]] = []
+    qos_names: set[str] = set()
+    for line in assoc_text.splitlines():
+        parts = line.split("|")
+        if len(parts) < 6 or (account and parts[0] != account):
+            continue
+        for value, what in ((parts[2], "MaxSubmitJobs"), (parts[3], "GrpSubmitJobs")):
+            if value.strip().isdigit():
+                found.append((int(value), f"{what} of your association with account {parts[0]}"))
+        qos_names.add(qos or parts[5] or "normal")
+    if qos:
+        qos_names = {qos}
+    for line in qos_text.splitlines():
+        name, _, value = line.partition("|")
+        value = value.split("|", 1)[0]
+        if name in qos_names and value.strip().isdigit():
+            found.append((int(value), f"MaxSubmitJobsPerUser of QOS {name}"))
+    return min(found) if found else None
+
+
 def parse_scontrol_config(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():
@@ -142,6 +175,11 @@ class SlurmExecutor(Executor):
         backoff_s: float = 1.0,
         max_backoff_s: float = 30.0,
         sacct_window_days: int = SACCT_WINDOW_DAYS,
+        arrays: bool = True,
+        submit_rate: float | None = DEFAULT_SUBMIT_RATE,
+        account: str | None = None,
+        qos: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.runner = runner
         self.sleep = sleep
@@ -150,19 +188,65 @@ class SlurmExecutor(Executor):
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.sacct_window_days = sacct_window_days
+        self.arrays = arrays
+        self.min_interval = 1.0 / submit_rate if submit_rate else 0.0
+        self.account = account
+        self.qos = qos
+        self.monotonic = monotonic
+        self.sbatch_calls = 0
+        self._last_sbatch: float | None = None
+        self._limits: dict[str, int] | None = None
+        self._submit_limit: tuple[int, str] | None = None
+        self.queued: tuple[int, int] | None = None  # (all job records, this user's live jobs), from jobs()
+
+    @classmethod
+    def for_plan(cls, cluster: dict) -> "SlurmExecutor":
+        """Settings from the manifest's cluster block (arrays, submit_rate, account, qos)."""
+        rate = cluster.get("submit_rate", DEFAULT_SUBMIT_RATE)
+        return cls(arrays=cluster.get("arrays", True), submit_rate=rate or None,
+                   account=cluster.get("account"), qos=cluster.get("qos"))
 
     # --- Executor -------------------------------------------------------------------------
 
     def submit(self, plan: Plan, node: Node, parent_job_ids: list[str]) -> str:
         argv = self.sbatch_argv(plan, node, parent_job_ids)
-        since = self.clock() - 5
-        proc = self._call(argv, recover=lambda: self._already_submitted(plan, node, since))
-        if proc.returncode != 0:
+        return self._sbatch(argv, node.id, lambda since: self._already_submitted(plan, node.id, node.hash, since))
+
+    def submit_array(self, plan: Plan, array: ArraySubmission) -> str:
+        argv = self.array_argv(plan, array)
+        return self._sbatch(argv, f"job array {array.name} ({len(array.tasks)} tasks)",
+                            lambda since: self._already_submitted(plan, array.name, array.digest, since))
+
+    def array_limit(self) -> int:
+        return self.limits().get("MaxArraySize", DEFAULT_MAX_ARRAY_SIZE) if self.arrays else 0
+
+    def limits(self) -> dict[str, int]:
+        """MaxArraySize and MaxJobCount of the cluster (read once per executor)."""
+        if self._limits is None:
+            self._limits = cluster_limits(lambda argv, env=None: self._call(argv, env))
+            self._submit_limit = self._read_submit_limit()
+        return self._limits
+
+    def check_room(self, n_jobs: int) -> None:
+        self.limits()
+        all_jobs, mine = self.queued or (0, 0)
+        if self._submit_limit is not None and mine + n_jobs > self._submit_limit[0]:
+            limit, source = self._submit_limit
             raise SchedulerError(
-                f"sbatch refused {node.id}: {_clean_stderr(proc.stderr, 'sbatch')}",
-                hint=_sbatch_hint(proc.stderr, argv),
+                f"this apply would queue {n_jobs:,} jobs, but SLURM lets you have at most {limit:,} queued "
+                f"({source}) and you have {mine:,} queued already; nothing was submitted",
+                hint="every array task counts as one job: apply part of the experiment with --only "
+                     "(e.g. --only model=NAME) and the rest once it has finished, or ask your admins to "
+                     "raise the limit (sacctmgr show assoc user=$USER)",
             )
-        return parse_sbatch_output(proc.stdout, node.id)
+        max_jobs = self._limits.get("MaxJobCount")
+        if max_jobs and all_jobs + n_jobs > max_jobs:
+            raise SchedulerError(
+                f"this apply would queue {n_jobs:,} jobs, but the cluster holds at most {max_jobs:,} "
+                f"(MaxJobCount) and has {all_jobs:,} already; nothing was submitted",
+                hint="apply part of the experiment with --only and the rest later, or ask your admins "
+                     "to raise MaxJobCount",
+            )
 
     def jobs(self, plan: Plan) -> dict[str, JobInfo]:
         prefix = f"{plan.experiment}:"
@@ -172,13 +256,16 @@ class SlurmExecutor(Executor):
                 f"squeue failed: {_clean_stderr(proc.stderr, 'squeue')}",
                 hint="check that slurmctld answers: scontrol ping",
             )
-        live = parse_squeue_json(proc.stdout, prefix, uid=os.getuid())
+        data = _load_squeue(proc.stdout)
+        uid = os.getuid()
+        self.queued = queue_counts(data, uid)
+        live = parse_squeue_json(data, prefix, uid=uid)
         finished = self.finished_jobs(plan)
         # squeue is the fresher source for every job it still knows.
         return {**finished, **live}
 
     def cancel(self, job_ids: list[str]) -> None:
-        ids = [str(j) for j in job_ids if str(j).strip()]
+        ids = compact_job_ids(str(j) for j in job_ids if str(j).strip())
         if not ids:
             return
         proc = self._call(["scancel", *ids])
@@ -210,6 +297,59 @@ class SlurmExecutor(Executor):
         argv.append(str(out / node.script))
         return argv
 
+    @staticmethod
+    def array_argv(plan: Plan, array: ArraySubmission) -> list[str]:
+        spec = task_ranges(array.tasks) + (f"%{array.throttle}" if array.throttle else "")
+        argv = [
+            "sbatch",
+            "--parsable",
+            f"--job-name={plan.experiment}:{array.name}",
+            f"--comment={array.digest}",
+            f"--array={spec}",
+            f"--chdir={plan.output_dir}",
+        ]
+        deps = []
+        if array.after_ok:
+            deps.append("afterok:" + ":".join(array.after_ok))
+        if array.after_corr:
+            deps.append(f"aftercorr:{array.after_corr}")
+        if deps:
+            argv.append("--dependency=" + ",".join(deps))
+        argv.append("--kill-on-invalid-dep=yes")
+        argv.append(array.script)
+        return argv
+
+    def _sbatch(self, argv: list[str], what: str, recover: Callable[[float], str | None]) -> str:
+        """One sbatch call, spaced by the submit-rate limit; a lost answer is recovered by name."""
+        if self.min_interval and self._last_sbatch is not None:
+            wait = self._last_sbatch + self.min_interval - self.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+        self._last_sbatch = self.monotonic()
+        self.sbatch_calls += 1
+        since = self.clock() - 5
+        proc = self._call(argv, recover=lambda: recover(since))
+        if proc.returncode != 0:
+            raise SchedulerError(
+                f"sbatch refused {what}: {_clean_stderr(proc.stderr, 'sbatch')}",
+                hint=_sbatch_hint(proc.stderr, argv),
+            )
+        return parse_sbatch_output(proc.stdout, what)
+
+    def _read_submit_limit(self) -> tuple[int, str] | None:
+        """From sacctmgr, where there is one; None when it is absent or does not answer."""
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+        try:
+            assoc = _run(self.runner, ["sacctmgr", "-nP", "show", "assoc", f"users={user}",
+                                       "format=Account,Partition,MaxSubmit,GrpSubmit,QOS,DefaultQOS"])
+            qos = _run(self.runner, ["sacctmgr", "-nP", "show", "qos", "format=Name,MaxSubmitPU"])
+        except SchedulerError:
+            return None
+        if assoc.returncode != 0:
+            return None
+        return submit_limit(assoc.stdout, qos.stdout if qos.returncode == 0 else "",
+                            account=self.account, qos=self.qos)
+
     def sacct_argv(self) -> list[str]:
         since = time.strftime(
             "%Y-%m-%dT%H:%M:%S", time.localtime(self.clock() - self.sacct_window_days * 86400)
@@ -237,8 +377,8 @@ class SlurmExecutor(Executor):
             return {}
         return parse_sacct_text(proc.stdout, prefix)
 
-    def _already_submitted(self, plan: Plan, node: Node, since: float) -> str | None:
-        """The job a timed-out sbatch may still have created (same name and hash, just now)."""
+    def _already_submitted(self, plan: Plan, name_part: str, comment: str, since: float) -> str | None:
+        """The job a timed-out sbatch may still have created (same name and comment, just now)."""
         try:
             proc = _run(self.runner, ["squeue", "--json", "--me"])
             if proc.returncode != 0:
@@ -246,11 +386,11 @@ class SlurmExecutor(Executor):
             jobs = json.loads(proc.stdout).get("jobs") or []
         except (SchedulerError, ValueError, AttributeError):
             return None
-        name = f"{plan.experiment}:{node.id}"
+        name = f"{plan.experiment}:{name_part}"
         for job in jobs:
             submitted = _number(job.get("submit_time")) or 0
-            if job.get("name") == name and job.get("comment") == node.hash and submitted >= since:
-                return str(_number(job.get("job_id")))
+            if job.get("name") == name and job.get("comment") == comment and submitted >= since:
+                return str(_number(job.get("array_job_id")) or _number(job.get("job_id")))
         return None
 
     def _call(
@@ -420,12 +560,52 @@ def _squeue_job_key(job: dict, job_id: int) -> str:
     return f"{array_id}_[{tasks}]" if tasks else str(job_id)
 
 
-def parse_squeue_json(text: str, prefix: str, uid: int | None = None) -> dict[str, JobInfo]:
-    """Jobs named `<prefix><node id>` (22.05's --json ignores squeue's filters: filter here)."""
+def _load_squeue(text: str) -> dict:
     try:
         data = json.loads(text)
     except ValueError as e:
         raise SchedulerError(f"squeue --json printed something that is not JSON: {e}") from e
+    return data if isinstance(data, dict) else {}
+
+
+def _task_count(job: dict) -> int:
+    """How many jobs a record stands for: a pending array's record holds all its unstarted tasks."""
+    tasks = str(job.get("array_task_string") or "")
+    return max(1, len(parse_task_ranges(tasks))) if tasks and _number(job.get("array_job_id")) else 1
+
+
+def queue_counts(data: dict, uid: int | None) -> tuple[int, int]:
+    """(jobs slurmctld holds, this user's pending or running jobs): for MaxJobCount, MaxSubmitJobs."""
+    total = mine = 0
+    for job in data.get("jobs") or []:
+        n = _task_count(job)
+        total += n
+        live = normalise_state(_state_name(job.get("job_state"))) in (PENDING, RUNNING)
+        if live and (uid is None or _number(job.get("user_id")) in (None, uid)):
+            mine += n
+    return total, mine
+
+
+def compact_job_ids(job_ids: Iterable[str]) -> list[str]:
+    """scancel arguments: plain ids as they are, array tasks as `<array>_[0-3,7]`, one per array."""
+    plain: list[str] = []
+    tasks: dict[str, list[int]] = {}
+    for job_id in job_ids:
+        array_id, sep, task = job_id.partition("_")
+        if sep and task.isdigit():
+            tasks.setdefault(array_id, []).append(int(task))
+        elif job_id not in plain:
+            plain.append(job_id)
+    return plain + [f"{a}_{t[0]}" if len(t) == 1 else f"{a}_[{task_ranges(t)}]" for a, t in tasks.items()]
+
+
+def parse_squeue_json(data: str | dict, prefix: str, uid: int | None = None) -> dict[str, JobInfo]:
+    """Jobs named `<prefix><node id>` (22.05's --json ignores squeue's filters: filter here).
+
+    A pending array's one record (`<id>_[2-5%2]`) becomes one JobInfo per task: `<id>_2` ...
+    """
+    if isinstance(data, str):
+        data = _load_squeue(data)
     out: dict[str, JobInfo] = {}
     for job in data.get("jobs") or []:
         name = str(job.get("name") or "")
@@ -437,11 +617,10 @@ def parse_squeue_json(text: str, prefix: str, uid: int | None = None) -> dict[st
         job_id = _number(job.get("job_id"))
         if job_id is None:
             continue
-        job_key = _squeue_job_key(job, job_id)
         state = normalise_state(_state_name(job.get("job_state")))
         start, end = _times(state, _number(job.get("start_time")), _number(job.get("end_time")))
-        out[job_key] = JobInfo(
-            job_id=job_key,
+        info = JobInfo(
+            job_id=_squeue_job_key(job, job_id),
             node_id=name[len(prefix):] or None,
             state=state,
             reason=_reason(job.get("state_reason")),
@@ -450,7 +629,19 @@ def parse_squeue_json(text: str, prefix: str, uid: int | None = None) -> dict[st
             end=end,
             node_hash=str(job.get("comment") or "") or None,
         )
+        for key in _expand_array_key(info.job_id):
+            out[key] = replace(info, job_id=key)
     return out
+
+
+def _expand_array_key(job_id: str) -> list[str]:
+    """`12_[0-2%1]` -> ['12_0', '12_1', '12_2']; any other id as it is."""
+    array_id, sep, tasks = job_id.partition("_")
+    if sep and tasks.startswith("["):
+        ids = parse_task_ranges(tasks)
+        if ids:
+            return [f"{array_id}_{t}" for t in ids]
+    return [job_id]
 
 
 # --- sacct --parsable2 ----------------------------------------------------------------------
@@ -490,7 +681,7 @@ def parse_sacct_text(text: str, prefix: str) -> dict[str, JobInfo]:
             continue
         state = normalise_state(_state_name(row["State"]))  # "CANCELLED by 0" -> CANCELLED
         start, end = _times(state, _sacct_time(row["Start"]), _sacct_time(row["End"]))
-        out[job_id] = JobInfo(
+        info = JobInfo(
             job_id=job_id,
             node_id=name[len(prefix):] or None,
             state=state,
@@ -500,4 +691,6 @@ def parse_sacct_text(text: str, prefix: str) -> dict[str, JobInfo]:
             end=end,
             node_hash=row["Comment"] or None,
         )
+        for key in _expand_array_key(job_id):  # an array cancelled before it started: `12_[0-9]`
+            out[key] = replace(info, job_id=key)
     return out

@@ -1,0 +1,42 @@
+"""The job-array script `cruijff apply` writes under `<output_dir>/arrays/`.
+
+Task t runs node t's own job.sbatch with bash, its output going to `<node dir>/slurm-<array>_<t>.out`
+(where a plain job's `slurm-<id>.out` would be), so each node behaves the same in an array as
+alone: same script, same record.jsonl (its job id is `<array id>_<t>`), same log place.
+Node directories are passed through shlex.quote; the #SBATCH lines are the members' own.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from cruijff.render.sbatch import sbatch_path
+
+ARRAYS_DIR = "arrays"
+
+
+def array_script(*, title: str, root: str, header: Sequence[str], log: str,
+                 members: Sequence[tuple[int, str]]) -> str:
+    """members: (task id, node directory relative to root)."""
+    entries = " ".join(f"[{t}]={shlex.quote(node_dir)}" for t, node_dir in members)
+    lines = [
+        "#!/bin/bash",
+        f"# {' '.join(title.split())}",
+        "# Written by `cruijff apply`: task t runs the job script of node t below.",
+        *header,
+        f"#SBATCH --output={sbatch_path(log)}",
+        "#SBATCH --open-mode=append",
+        "",
+        "set -eo pipefail",
+        f"root={shlex.quote(root)}",
+        f"nodes=({entries})",
+        'node="${nodes[$SLURM_ARRAY_TASK_ID]:-}"',
+        'if [ -z "$node" ]; then',
+        '  echo "cruijff: array task ${SLURM_ARRAY_TASK_ID:-?} has no node in $0" >&2',
+        "  exit 2",
+        "fi",
+        'cd "$root/$node"',
+        'exec bash job.sbatch >> "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.out" 2>&1',
+    ]
+    return "\n".join(lines) + "\n"
