@@ -1,10 +1,12 @@
-"""Benchmark: apply a 200-job plan to the local SLURM; time one status refresh.
+"""Benchmark: apply plans of 50, 200 and 1,000 runs (× 4 evaluations) to the local SLURM.
 
     scripts/slurm_cluster.sh start
-    .venv/bin/python bench/apply_slurm.py [--runs 40 --evals 4]
+    .venv/bin/python bench/apply_slurm.py [--runs 50 200 1000] [--evals 4] [--no-arrays]
 
-Prints the wall time and the number of sbatch/squeue/sacct calls of: the first apply, a
-no-op re-apply, and one `status` refresh (collect). Jobs sleep 0 s; they are cancelled at the end.
+For each size prints: sbatch calls and wall time of the first apply, of a no-op re-apply, and of
+one `status` refresh (collect: one squeue + one sacct), then cancels everything. Jobs sleep 300 s
+so that the queue stays full while it is measured. Targets (issue 7): the 5,000-job plan applied
+in under 10 s, a status refresh under 1 s.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from tests.helpers_plans import make_plan  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--runs", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--evals", type=int, default=4, help="eval nodes per run")
-    parser.add_argument("--sleep", type=float, default=0.0, help="seconds each job sleeps")
+    parser.add_argument("--sleep", type=float, default=300.0, help="seconds each job sleeps")
+    parser.add_argument("--no-arrays", action="store_true", help="one sbatch per job (the old way)")
     args = parser.parse_args()
     calls: Counter[str] = Counter()
 
@@ -37,28 +40,31 @@ def main() -> None:
         calls[argv[0]] += 1
         return default_runner(argv, env)
 
-    ex = SlurmExecutor(counting)
-    with tempfile.TemporaryDirectory() as tmp:
-        plan = make_plan(tmp, runs=args.runs, evals_per_run=args.evals, base_evals=0, sleep=args.sleep,
-                         experiment=f"bench{uuid.uuid4().hex[:6]}", executor="slurm")
-        n = len(plan.nodes)
+    print(f"{'runs':>5} {'jobs':>6} | {'apply s':>8} {'sbatch':>6} | {'re-apply s':>10} | {'status s':>8} "
+          f"{'squeue':>6} {'sacct':>5}")
+    for runs in args.runs:
+        ex = SlurmExecutor(counting, arrays=not args.no_arrays, submit_rate=None if args.no_arrays else 10)
+        with tempfile.TemporaryDirectory() as tmp:
+            plan = make_plan(tmp, runs=runs, evals_per_run=args.evals, base_evals=0, sleep=args.sleep,
+                             experiment=f"bench{uuid.uuid4().hex[:6]}", executor="slurm")
+            n = len(plan.nodes)
 
-        def timed(label, fn):
-            calls.clear()
-            t0 = time.perf_counter()
-            out = fn()
-            dt = time.perf_counter() - t0
-            print(f"{label:<22} {dt:7.2f} s  calls: {dict(calls)}")
-            return out
+            def timed(fn):
+                calls.clear()
+                t0 = time.perf_counter()
+                out = fn()
+                return out, time.perf_counter() - t0, dict(calls)
 
-        print(f"plan: {n} jobs ({args.runs} fine-tunes × {args.evals} evals each)")
-        result = timed("apply (first)", lambda: apply(plan.output_dir, ex))
-        assert len(result.submitted) == n
-        print(f"  → {len(result.submitted)} jobs submitted")
-        timed("apply (no-op re-run)", lambda: apply(plan.output_dir, ex))
-        report = timed("status refresh", lambda: collect(plan.output_dir, ex))
-        print(f"  → counts: {report.counts()}")
-        timed("cancel", lambda: cancel(plan.output_dir, ex))
+            try:
+                result, t_apply, c_apply = timed(lambda: apply(plan.output_dir, ex))
+                assert len(result.submitted) == n
+                _, t_again, _ = timed(lambda: apply(plan.output_dir, ex))
+                report, t_status, c_status = timed(lambda: collect(plan.output_dir, ex))
+                assert sum(report.counts().get(s, 0) for s in ("pending", "running")) == n
+            finally:
+                cancel(plan.output_dir, ex)
+            print(f"{runs:>5} {n:>6} | {t_apply:>8.2f} {c_apply.get('sbatch', 0):>6} | {t_again:>10.2f} | "
+                  f"{t_status:>8.2f} {c_status.get('squeue', 0):>6} {c_status.get('sacct', 0):>5}")
 
 
 if __name__ == "__main__":

@@ -230,7 +230,8 @@ def render_text(report: StatusReport, width: int | None = None):
     for n in report.nodes:
         if n.state == "failed":
             code = f"exit {n.exit_code}" if n.exit_code is not None else (n.reason or "failed")
-            notes.append(f"failed  {n.id}  ({code}; see {n.id}/job.out)")
+            log = "job.out" if report.executor == "local" or not n.job_id else f"slurm-{n.job_id}.out"
+            notes.append(f"failed  {n.id}  ({code}; see {n.id}/{log})")
     blocked: dict[str, int] = {}
     for n in report.nodes:
         if n.state == BLOCKED:

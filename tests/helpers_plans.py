@@ -77,13 +77,16 @@ def make_plan(
     changed: set[str] | frozenset[str] = frozenset(),
     max_parallel: int = 4,
     executor: str = "local",
+    sleeps: dict[str, float] | None = None,
+    cluster: dict | None = None,
 ) -> Plan:
     """Write plan.json and job scripts under tmp_path/<experiment>; return the Plan.
 
     evals_per_run tasks (t0, t1, ...) are evaluated at each of `epochs` epochs of every run
     r0, r1, ...; base_evals tasks on the base model. `changed` node ids get another hash (as a
     manifest edit would; children follow, as the compiler's hash chain does). `scores` maps
-    eval node ids to the accuracy their fake inspect log reports.
+    eval node ids to the accuracy their fake inspect log reports; `sleeps` node ids to their own
+    sleep; `cluster` is the plan's cluster block (e.g. max_concurrent).
     """
     out = Path(tmp_path) / experiment
     out.mkdir(parents=True, exist_ok=True)
@@ -109,11 +112,11 @@ def make_plan(
         nodes.append(node)
         (out / node_id).mkdir(parents=True, exist_ok=True)
         default_score = 0.5 + 0.01 * len(nodes) if kind != FINETUNE else None
-        text = script(out, node, sleep=sleep, exit_code=1 if node_id in fail else 0,
+        text = script(out, node, sleep=(sleeps or {}).get(node_id, sleep), exit_code=1 if node_id in fail else 0,
                       score=scores.get(node_id, default_score), epochs=epochs)
         (out / node.script).write_text(text)
     plan = Plan(experiment=experiment, output_dir=str(out), manifest=str(out / "manifest.yaml"),
-                executor=executor, max_parallel=max_parallel, cluster={}, nodes=tuple(nodes))
+                executor=executor, max_parallel=max_parallel, cluster=dict(cluster or {}), nodes=tuple(nodes))
     (out / "plan.json").write_text(dumps(plan))
     return plan
 

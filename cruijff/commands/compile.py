@@ -67,13 +67,35 @@ def plan(manifest: str, out: str | None, as_json: bool) -> None:
         return
     diff = write_plan(compiled.plan, compiled.files)
     summary = plan_summary(compiled.plan, diff)
+    warnings = list(compiled.checked.warnings)
+    summary["slurm"], fit = _slurm_fit(compiled.plan, compiled.files)
+    warnings += fit
     if as_json:
-        summary["warnings"] = [p.as_dict() for p in compiled.checked.warnings]
+        summary["warnings"] = [p.as_dict() for p in warnings]
         summary["diff"] = diff.as_dict()
         click.echo(json.dumps(summary, indent=2))
         return
-    _print_problems(compiled.checked.warnings)
+    _print_problems(warnings)
     _render_summary(summary)
+
+
+def _slurm_fit(plan, files: dict[str, str]):
+    """Where the plan will go to SLURM: how it is submitted and whether it fits the user's limits."""
+    from cruijff.errors import CruijffError
+    from cruijff.executors.select import make_executor, resolve_name
+    from cruijff.fit import fit_problems, submission_layout
+
+    if resolve_name(None, plan) != "slurm":
+        return None, []
+    try:
+        executor = make_executor("slurm", plan)
+        limits = executor.limits()
+        size = executor.array_limit()
+    except CruijffError as e:
+        return {"error": e.message}, []
+    layout = submission_layout(plan, files, size)
+    layout["limits"] = {k: (v[0] if isinstance(v, tuple) else v) for k, v in limits.items()}
+    return layout, fit_problems(len(plan.nodes), limits)
 
 
 def _render_summary(summary: dict) -> None:
@@ -94,6 +116,14 @@ def _render_summary(summary: dict) -> None:
     if ch:
         console.print(f"changes since the last plan: [green]{ch['added']} added[/], [yellow]{ch['changed']} changed[/], "
                       f"[red]{ch['removed']} removed[/], {ch['unchanged']} unchanged")
+    slurm = summary.get("slurm")
+    if slurm and "error" in slurm:
+        console.print(f"[dim]SLURM limits not read: {slurm['error']}[/]", highlight=False)
+    elif slurm:
+        arrays = f"{slurm['arrays']} job arrays" + (f" and {slurm['plain_jobs']} plain jobs" if slurm["plain_jobs"] else "")
+        size = f"MaxArraySize {slurm['max_array_size']}" if slurm["max_array_size"] else "job arrays off"
+        console.print(f"SLURM: {slurm['jobs']} jobs in {slurm['submissions']} sbatch calls ({arrays}; {size})",
+                      highlight=False, soft_wrap=True)
     console.print(f"wrote {summary['output_dir']}/plan.json — next: cruijff apply {summary['output_dir']}",
                   soft_wrap=True, highlight=False)
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from cruijff.batching import parse_task_ranges, task_ranges
 from cruijff.errors import SchedulerError
@@ -195,8 +196,7 @@ class SlurmExecutor(Executor):
         self.monotonic = monotonic
         self.sbatch_calls = 0
         self._last_sbatch: float | None = None
-        self._limits: dict[str, int] | None = None
-        self._submit_limit: tuple[int, str] | None = None
+        self._limits: dict[str, Any] | None = None
         self.queued: tuple[int, int] | None = None  # (all job records, this user's live jobs), from jobs()
 
     @classmethod
@@ -220,18 +220,23 @@ class SlurmExecutor(Executor):
     def array_limit(self) -> int:
         return self.limits().get("MaxArraySize", DEFAULT_MAX_ARRAY_SIZE) if self.arrays else 0
 
-    def limits(self) -> dict[str, int]:
-        """MaxArraySize and MaxJobCount of the cluster (read once per executor)."""
+    def limits(self) -> dict[str, Any]:
+        """The cluster's MaxArraySize and MaxJobCount, and the user's `submit_limit`: (jobs, source)
+        from sacctmgr where it says one. Read once per executor."""
         if self._limits is None:
-            self._limits = cluster_limits(lambda argv, env=None: self._call(argv, env))
-            self._submit_limit = self._read_submit_limit()
+            limits: dict[str, Any] = dict(cluster_limits(lambda argv, env=None: self._call(argv, env)))
+            submit = self._read_submit_limit()
+            if submit is not None:
+                limits["submit_limit"] = submit
+            self._limits = limits
         return self._limits
 
     def check_room(self, n_jobs: int) -> None:
-        self.limits()
+        limits = self.limits()
         all_jobs, mine = self.queued or (0, 0)
-        if self._submit_limit is not None and mine + n_jobs > self._submit_limit[0]:
-            limit, source = self._submit_limit
+        submit = limits.get("submit_limit")
+        if submit is not None and mine + n_jobs > submit[0]:
+            limit, source = submit
             raise SchedulerError(
                 f"this apply would queue {n_jobs:,} jobs, but SLURM lets you have at most {limit:,} queued "
                 f"({source}) and you have {mine:,} queued already; nothing was submitted",
@@ -239,7 +244,7 @@ class SlurmExecutor(Executor):
                      "(e.g. --only model=NAME) and the rest once it has finished, or ask your admins to "
                      "raise the limit (sacctmgr show assoc user=$USER)",
             )
-        max_jobs = self._limits.get("MaxJobCount")
+        max_jobs = limits.get("MaxJobCount")
         if max_jobs and all_jobs + n_jobs > max_jobs:
             raise SchedulerError(
                 f"this apply would queue {n_jobs:,} jobs, but the cluster holds at most {max_jobs:,} "
