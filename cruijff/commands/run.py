@@ -119,8 +119,14 @@ def _print_apply(result) -> None:
         for node_id in result.ids(SUBMIT):
             say(f"  + {node_id}  ({result.decisions[node_id].reason})")
     else:
-        say(f"submitted {len(result.submitted)} job(s) with the {result.executor} executor")
+        calls = f" in {result.sbatch_calls} sbatch call(s)" if result.executor == "slurm" else ""
+        say(f"submitted {len(result.submitted)} job(s){calls} with the {result.executor} executor")
+    adopted_arrays = Counter(job_id.split("_")[0] for _, job_id in result.adopted if "_" in job_id)
+    for array_id, n in adopted_arrays.items():
+        say(f"  recovered job array {array_id}: {n} task(s) (submitted by an interrupted apply)")
     for node_id, job_id in result.adopted:
+        if "_" in job_id:
+            continue
         say(f"  recovered {node_id} → job {job_id} (submitted by an interrupted apply)")
     if result.replaced:
         say(f"  cancelled {len(result.replaced)} superseded job(s): {', '.join(result.replaced)}")

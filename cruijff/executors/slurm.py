@@ -134,10 +134,10 @@ def submit_limit(assoc_text: str, qos_text: str, *, account: str | None = None,
     """
     found: list[tuple[int, str]] = []
     qos_names: set[str] = set()
-    for line in assoc_text.splitlines():
-        parts = line.split("|")
-        if len(parts) < 6 or (account and parts[0] != account):
-            continue
+    rows = [parts for parts in (line.split("|") for line in assoc_text.splitlines()) if len(parts) >= 6]
+    if account and any(parts[0] == account for parts in rows):
+        rows = [parts for parts in rows if parts[0] == account]  # else: all of them, the strictest
+    for parts in rows:
         for value, what in ((parts[2], "MaxSubmitJobs"), (parts[3], "GrpSubmitJobs")):
             if value.strip().isdigit():
                 found.append((int(value), f"{what} of your association with account {parts[0]}"))
@@ -343,7 +343,12 @@ class SlurmExecutor(Executor):
 
     def _read_submit_limit(self) -> tuple[int, str] | None:
         """From sacctmgr, where there is one; None when it is absent or does not answer."""
-        user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+        import pwd
+
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            return None
         try:
             assoc = _run(self.runner, ["sacctmgr", "-nP", "show", "assoc", f"users={user}",
                                        "format=Account,Partition,MaxSubmit,GrpSubmit,QOS,DefaultQOS"])

@@ -6,6 +6,7 @@ timestamps show what waited for what. Each test has its own experiment name.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -144,3 +145,42 @@ def test_cancel_and_status_with_arrays(tmp_path, experiment):
     for i in range(3):
         assert shown[f"finetune/r{i}"] == "cancelled"
         assert shown[f"eval/r{i}/epoch_0/t0"] == f"blocked-by-finetune/r{i}"
+
+
+@pytest.fixture
+def max_submit_jobs(slurm_cluster):
+    """The user's association limited to 10 queued jobs (sacctmgr), then unlimited again."""
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+
+    def limit(value: str) -> None:
+        proc = subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", f"MaxSubmitJobs={value}"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    limit("10")
+    try:
+        yield 10
+    finally:
+        limit("-1")
+
+
+def test_an_experiment_over_the_users_job_limit_is_refused_whole(tmp_path, experiment, max_submit_jobs):
+    from cruijff.errors import SchedulerError
+    from cruijff.state import State
+    from tests.integration.test_apply_slurm import cli
+
+    planned = cli("plan", "experiments/twins.yaml", "--out", str(tmp_path / "twins"), "--json",
+                  env={"SCRATCH": str(tmp_path)})
+    assert planned.returncode == 0, planned.stderr
+    data = json.loads(planned.stdout)
+    assert data["slurm"]["limits"]["submit_limit"] == 10
+    assert any("at most 10" in w["message"] and "MaxSubmitJobs" in w["message"] for w in data["warnings"])
+
+    plan = make_plan(tmp_path, runs=3, evals_per_run=3, base_evals=0, experiment=experiment, executor="slurm")
+    with pytest.raises(SchedulerError, match="at most 10 queued"):
+        apply(plan.output_dir, SlurmExecutor())
+    assert scheduler_jobs(experiment) == {}
+    with State(plan.output_dir) as state:
+        assert all(s.job_id is None for s in state.all())

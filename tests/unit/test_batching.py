@@ -70,9 +70,37 @@ def expected_waits(plan: Plan, node_id: str, placed: dict, live: dict[str, str])
 KINDS = (PREPARE, FINETUNE, EVAL, BASE_EVAL)
 
 
+def _fates(draw, plan: Plan) -> tuple[list[str], dict[str, str]]:
+    """Each node is submitted now, done, or live from an earlier apply: a plain job or an array task."""
+    fate = draw(st.lists(st.sampled_from(["submit", "submit", "submit", "done", "job", "task"]),
+                         min_size=len(plan.nodes), max_size=len(plan.nodes)))
+    to_submit = [n.id for n, f in zip(plan.nodes, fate) if f == "submit"]
+    live = {}
+    for i, (node, f) in enumerate(zip(plan.nodes, fate)):
+        if f == "job":
+            live[node.id] = str(100 + i)
+        elif f == "task":
+            live[node.id] = f"70_{i}"
+    return to_submit, live
+
+
 @st.composite
-def scenarios(draw):
-    """A random DAG; each node submitted now, done, or live from an earlier apply (a job or a task)."""
+def grids(draw):
+    """An experiment grid (runs of mixed resources) plus a few nodes joining several others."""
+    runs = draw(st.integers(1, 8))
+    gpus = draw(st.lists(st.integers(1, 2), min_size=runs, max_size=runs))
+    plan = make_grid(runs, epochs=draw(st.integers(1, 2)), tasks=draw(st.integers(0, 3)),
+                     base=draw(st.integers(0, 2)), gpus=lambda r: gpus[r])
+    nodes = list(plan.nodes)
+    for j in range(draw(st.integers(0, 3))):
+        parents = draw(st.sets(st.sampled_from([n.id for n in nodes]), min_size=1, max_size=3))
+        nodes.append(Node(f"join/{j}", EVAL, tuple(sorted(parents)), Resources(gpus=1), f"h-join-{j}"))
+    return Plan(plan.experiment, plan.output_dir, plan.manifest, "slurm", 1, {}, tuple(nodes))
+
+
+@st.composite
+def dags(draw):
+    """Any DAG of nodes of any kind."""
     n = draw(st.integers(1, 30))
     nodes = []
     for i in range(n):
@@ -80,15 +108,13 @@ def scenarios(draw):
         kind = draw(st.sampled_from(KINDS))
         gpus = draw(st.integers(0, 1))
         nodes.append(Node(f"n{i}", kind, tuple(f"n{p}" for p in parents), Resources(gpus=gpus), f"h{i}"))
-    plan = Plan("exp", "/plans/exp", "/plans/exp.yaml", "slurm", 1, {}, tuple(nodes))
-    fate = draw(st.lists(st.sampled_from(["submit", "submit", "done", "job", "task"]), min_size=n, max_size=n))
-    to_submit = [f"n{i}" for i in range(n) if fate[i] == "submit"]
-    live = {}
-    for i in range(n):
-        if fate[i] == "job":
-            live[f"n{i}"] = str(100 + i)
-        elif fate[i] == "task":
-            live[f"n{i}"] = f"{70 + i % 2}_{draw(st.integers(0, 12))}"
+    return Plan("exp", "/plans/exp", "/plans/exp.yaml", "slurm", 1, {}, tuple(nodes))
+
+
+@st.composite
+def scenarios(draw):
+    plan = draw(st.one_of(grids(), dags()))
+    to_submit, live = _fates(draw, plan)
     size = draw(st.sampled_from([0, 1, 2, 3, 5, 1001]))
     limits = draw(st.dictionaries(st.sampled_from(KINDS), st.integers(1, 9), max_size=2))
     return plan, to_submit, live, size, limits
