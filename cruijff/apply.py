@@ -158,7 +158,36 @@ def observe_plan(plan: Plan, state: State, executor: Executor) -> dict[str, Obse
     from cruijff.executors.local import orphan_group
 
     jobs = scheduler_view(plan, state, executor)
-    return observe(plan, state.current(), jobs, plan_attempts(plan), state.known_job_ids(), orphan_group)
+    known = state.known_job_ids()
+    jobs = name_array_tasks(plan, jobs, known)
+    return observe(plan, state.current(), jobs, plan_attempts(plan), known, orphan_group)
+
+
+def name_array_tasks(plan: Plan, jobs: dict[str, JobInfo], known: set[str]) -> dict[str, JobInfo]:
+    """Array tasks state.db does not know (it was lost or moved aside) get their node's id and
+    hash from the array's script, so apply adopts them instead of submitting them again."""
+    from dataclasses import replace
+
+    from cruijff.render.array import ARRAYS_DIR, array_members
+
+    scripts: dict[str, dict[int, tuple[str, str | None]]] = {}
+    out = dict(jobs)
+    for job_id, info in jobs.items():
+        name = info.node_id or ""
+        array_id, _, task = job_id.partition("_")
+        if job_id in known or not name.startswith("array/") or not task.isdigit():
+            continue
+        if name not in scripts:
+            _, kind, digest = (name.split("/") + ["", ""])[:3]
+            try:
+                text = (Path(plan.output_dir) / ARRAYS_DIR / f"{kind}-{digest}.sbatch").read_text()
+            except OSError:
+                text = ""
+            scripts[name] = array_members(text)
+        member = scripts[name].get(int(task))
+        if member is not None:
+            out[job_id] = replace(info, node_id=member[0], node_hash=member[1])
+    return out
 
 
 def load_or_compile(target: str | Path) -> Path:
@@ -189,7 +218,10 @@ def apply(
     if dry_run:
         with State(plan.output_dir, create=False) as state:
             obs = observe_plan(plan, state, executor)
-        return ApplyResult(plan.output_dir, executor.name, True, decide(plan, obs, selected, retry_failed))
+        result = ApplyResult(plan.output_dir, executor.name, True, decide(plan, obs, selected, retry_failed))
+        to_submit = result.ids(SUBMIT)
+        result.sbatch_calls = len(_layout(plan, to_submit, _live_parents(obs, to_submit), executor))
+        return result
     with apply_lock(plan.output_dir), State(plan.output_dir) as state:
         obs = observe_plan(plan, state, executor)
         result = ApplyResult(plan.output_dir, executor.name, False, {})
@@ -197,6 +229,8 @@ def apply(
         result.decisions = decide(plan, obs, selected, retry_failed)
         to_submit = result.ids(SUBMIT)
         result.ancestors_added = [i for i in to_submit if i not in selected]
+        superseded = sum(1 for i in to_submit if obs[i].state in LIVE)
+        executor.check_room(len(to_submit) - superseded)  # before anything is cancelled or submitted
         _retire(plan, state, obs, to_submit, executor, result)
         rows = _submit_all(plan, state, obs, to_submit, executor, progress, result)
         wait = getattr(executor, "wait", None)
@@ -257,6 +291,11 @@ def _layout(plan: Plan, to_submit: list[str], live: dict[str, str], executor: Ex
                         max_array_size=limit, max_concurrent=plan.cluster.get("max_concurrent") or {})
 
 
+def _live_parents(obs: dict[str, Observation], to_submit: list[str]) -> dict[str, str]:
+    """Job ids of queued or running nodes that stay: children wait for them."""
+    return {i: o.adopt or o.job_id for i, o in obs.items() if o.state in LIVE and i not in to_submit}
+
+
 def _resolve(dep: Dep, job_of_batch: dict[int, str]) -> str:
     if isinstance(dep, Ref):
         base = job_of_batch[dep.batch]
@@ -274,7 +313,7 @@ def _write_array_script(plan: Plan, batch: Batch) -> Path:
     text = array_script(
         title=f"{plan.experiment}: {len(batch.nodes)} {batch.kind} jobs as one job array",
         root=str(root), header=header_shape(first), log=str(path.with_suffix(".out")),
-        members=[(t, n.dir) for t, n in zip(batch.tasks, batch.nodes)],
+        members=[(t, n.dir, n.hash) for t, n in zip(batch.tasks, batch.nodes)],
     )
     path.parent.mkdir(exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -285,11 +324,9 @@ def _write_array_script(plan: Plan, batch: Batch) -> Path:
 
 def _submit_all(plan, state, obs, to_submit, executor, progress, result) -> dict[str, int]:
     """The submit loop, one batch (job or array) per sbatch. Returns job id -> state row."""
-    live = {i: o.adopt or o.job_id for i, o in obs.items() if o.state in LIVE and i not in to_submit}
     if not to_submit:
         return {}
-    layout = _layout(plan, to_submit, live, executor)
-    executor.check_room(len(to_submit))
+    layout = _layout(plan, to_submit, _live_parents(obs, to_submit), executor)
     job_of_batch: dict[int, str] = {}
     rows: dict[str, int] = {}
     kill_after = _kill_after()

@@ -70,7 +70,9 @@ def observe(
         sub = current.get(node.id)
         node_attempts = attempts.get(node.id, [])
         if sub is None or sub.job_id is None:
-            infos = by_node.get(sub.batch if sub is not None and sub.batch else node.id, [])
+            infos = by_node.get(node.id, [])
+            if sub is not None and sub.batch:  # its array's tasks, named by node or by array
+                infos = infos + by_node.get(sub.batch, [])
             out[node.id] = _unrecorded(node.id, node.hash, sub, infos, node_attempts, known_job_ids)
         else:
             obs = _recorded(sub, jobs.get(sub.job_id), node_attempts, orphan_check)

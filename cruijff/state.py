@@ -93,6 +93,9 @@ class State:
         """Version 1 had no array columns; its rows are all plain jobs."""
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row and int(row[0]) != 1:
+                return  # another process upgraded it while we waited for the lock
             self.conn.execute("ALTER TABLE submissions ADD COLUMN batch TEXT")
             self.conn.execute("ALTER TABLE submissions ADD COLUMN task INTEGER")
             self.conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))

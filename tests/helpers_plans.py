@@ -202,14 +202,11 @@ class FakeScheduler:
 
     def submit_array(self, plan, array):
         """Tasks become jobs `<id>_<t>`, named like SLURM names them (the array's name)."""
-        import re
-
         from cruijff.errors import SchedulerError
+        from cruijff.render.array import array_members
 
         self.sbatch_calls += 1
-        text = Path(array.script).read_text()
-        line = next(line for line in text.splitlines() if line.startswith("nodes=("))
-        nodes = {int(t): shlex.split(d)[0] for t, d in re.findall(r"\[(\d+)\]=(\S+)", line)}
+        nodes = {t: node_dir for t, (node_dir, _) in array_members(Path(array.script).read_text()).items()}
         assert sorted(nodes) == sorted(array.tasks), (nodes, array.tasks)
         if any(n in self.reject for n in nodes.values()):
             raise SchedulerError("sbatch: error: Batch job submission failed: Invalid account")

@@ -115,7 +115,8 @@ def _print_apply(result) -> None:
 
     say = click.echo
     if result.dry_run:
-        say(f"would submit {len(result.ids(SUBMIT))} job(s) with the {result.executor} executor:")
+        calls = f" in {result.sbatch_calls} sbatch call(s)" if result.executor == "slurm" else ""
+        say(f"would submit {len(result.ids(SUBMIT))} job(s){calls} with the {result.executor} executor:")
         for node_id in result.ids(SUBMIT):
             say(f"  + {node_id}  ({result.decisions[node_id].reason})")
     else:

@@ -475,6 +475,9 @@ def _sbatch_hint(stderr: str, argv: list[str]) -> str:
         hint = "the job script is missing; re-run `cruijff plan` to write the plan directory"
     elif "invalid account" in low or "association" in low:
         hint = "SLURM does not know your account/partition pairing; set the right account (sacctmgr show assoc)"
+    elif "invalid job array specification" in low:
+        hint = ("the array is larger than the cluster's MaxArraySize allows; apply reads it with "
+                "`scontrol show config` and splits arrays to fit, so it may have changed: re-run `cruijff apply`")
     elif "qosmaxsubmitjob" in low or "maxsubmit" in low:
         hint = "you have too many jobs queued for this QOS; wait for some to finish or cancel some"
     else:

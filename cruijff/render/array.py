@@ -17,9 +17,10 @@ ARRAYS_DIR = "arrays"
 
 
 def array_script(*, title: str, root: str, header: Sequence[str], log: str,
-                 members: Sequence[tuple[int, str]]) -> str:
-    """members: (task id, node directory relative to root)."""
-    entries = " ".join(f"[{t}]={shlex.quote(node_dir)}" for t, node_dir in members)
+                 members: Sequence[tuple[int, str, str]]) -> str:
+    """members: (task id, node directory relative to root, node hash)."""
+    entries = " ".join(f"[{t}]={shlex.quote(node_dir)}" for t, node_dir, _ in members)
+    hashes = " ".join(f"[{t}]={shlex.quote(node_hash)}" for t, _, node_hash in members)
     lines = [
         "#!/bin/bash",
         f"# {' '.join(title.split())}",
@@ -31,6 +32,7 @@ def array_script(*, title: str, root: str, header: Sequence[str], log: str,
         "set -eo pipefail",
         f"root={shlex.quote(root)}",
         f"nodes=({entries})",
+        f"hashes=({hashes})  # each node's plan hash: apply recognises the tasks without state.db",
         'node="${nodes[$SLURM_ARRAY_TASK_ID]:-}"',
         'if [ -z "$node" ]; then',
         '  echo "cruijff: array task ${SLURM_ARRAY_TASK_ID:-?} has no node in $0" >&2',
@@ -40,3 +42,17 @@ def array_script(*, title: str, root: str, header: Sequence[str], log: str,
         'exec bash job.sbatch >> "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.out" 2>&1',
     ]
     return "\n".join(lines) + "\n"
+
+
+def array_members(script_text: str) -> dict[int, tuple[str, str | None]]:
+    """The inverse of array_script: task id -> (node directory, node hash)."""
+    arrays: dict[str, dict[int, str]] = {"nodes": {}, "hashes": {}}
+    for line in script_text.splitlines():
+        name, sep, rest = line.partition("=(")
+        if sep and name in arrays:
+            body = rest.split(")  #", 1)[0].rstrip().removesuffix(")")
+            for word in shlex.split(body):
+                index, _, value = word.partition("=")
+                if index.startswith("[") and index.endswith("]") and index[1:-1].isdigit():
+                    arrays[name][int(index[1:-1])] = value
+    return {t: (node_dir, arrays["hashes"].get(t)) for t, node_dir in arrays["nodes"].items()}

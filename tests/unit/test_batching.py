@@ -355,6 +355,19 @@ def test_header_shape_is_the_same_for_any_per_node_values(name, directory):
     assert header_shape(SCRIPT.format(name=name, dir=directory)) == base
 
 
+def test_rendered_job_scripts_of_one_stage_share_a_shape():
+    from cruijff.render.sbatch import job_script
+
+    def rendered(node_id: str, gpus: int) -> str:
+        return job_script(title=node_id, job_name=f"exp:{node_id}", node_dir=f"/out/my exp/{node_id}",
+                          resources=Resources(gpus=gpus, cpus=4, mem="32G", time="02:00:00"),
+                          cluster={"partition": "gpu", "account": "proj"}, commands=[["echo", node_id]])
+
+    r0, r1 = header_shape(rendered("finetune/r0", 1)), header_shape(rendered("finetune/r1", 1))
+    assert r0 == r1 and "#SBATCH --gres=gpu:1" in r0 and "#SBATCH --partition=gpu" in r0
+    assert header_shape(rendered("finetune/r2", 2)) != r0
+
+
 def test_header_shape_differs_when_resources_differ():
     a = SCRIPT.format(name="a", dir="/a")
     assert header_shape(a) != header_shape(a.replace("gpu:1", "gpu:2"))

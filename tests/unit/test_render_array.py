@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from cruijff.render.array import array_script
+from cruijff.render.array import array_members, array_script
 
 HEADER = ("#SBATCH --gres=gpu:1", "#SBATCH --time=01:00:00")
 
@@ -29,7 +29,7 @@ def make_array(root: Path, members: dict[int, str], codes: dict[int, int] | None
     script = root / "arrays" / "eval-abc.sbatch"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(array_script(title="exp: eval jobs as one job array", root=str(root), header=HEADER,
-                                   log=str(script.with_suffix(".out")), members=sorted(members.items())))
+                                   log=str(script.with_suffix(".out")), members=[(t, d, f"h{t}") for t, d in sorted(members.items())]))
     return script
 
 
@@ -103,7 +103,7 @@ def test_hostile_node_dirs_are_never_executed(tmp_path):
 
 def test_header_lines_are_copied_before_the_first_command_with_the_output_line(tmp_path):
     text = array_script(title="exp: 3 eval jobs as one job array", root="/out/exp", header=HEADER,
-                        log="/out/exp/arrays/eval-abc.out", members=[(0, "a"), (1, "b")])
+                        log="/out/exp/arrays/eval-abc.out", members=[(0, "a", "h0"), (1, "b", "h1")])
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
     first_command = next(i for i, line in enumerate(lines) if line and not line.startswith("#"))
@@ -115,13 +115,13 @@ def test_header_lines_are_copied_before_the_first_command_with_the_output_line(t
 
 def test_output_path_is_quoted_for_sbatch(tmp_path):
     text = array_script(title="t", root="/out/my exp", header=(), log="/out/my exp/arrays/e-1%.out",
-                        members=[(0, "a")])
+                        members=[(0, "a", "h0")])
     assert '#SBATCH --output="/out/my exp/arrays/e-1%%.out"' in text.splitlines()
 
 
 def test_a_title_with_line_breaks_stays_one_comment_line(tmp_path):
     text = array_script(title="exp\ntouch CANARY\n#SBATCH --mem=1T", root=str(tmp_path), header=(),
-                        log=str(tmp_path / "a.out"), members=[(0, "a")])
+                        log=str(tmp_path / "a.out"), members=[(0, "a", "h0")])
     assert text.splitlines()[1] == "# exp touch CANARY #SBATCH --mem=1T"
     assert "touch CANARY" not in text.splitlines()[2:]
 
@@ -130,3 +130,9 @@ def test_the_script_is_valid_bash(tmp_path):
     script = make_array(tmp_path, dict(enumerate(HOSTILE)))
     proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_array_members_reads_back_what_array_script_wrote():
+    members = [(0, "eval/r0/epoch_0/t0", "abc"), (3, "eval/it's $(x)/t", "d e"), (1001, "b", "h")]
+    text = array_script(title="t", root="/r", header=[], log="/r/a.out", members=members)
+    assert array_members(text) == {t: (d, h) for t, d, h in members}
