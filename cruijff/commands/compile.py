@@ -89,6 +89,7 @@ def _slurm_fit(plan, files: dict[str, str]):
         return None, []
     try:
         executor = make_executor("slurm", plan)
+        executor.attempts = 1  # plan must not wait out a down slurmctld: just say it could not ask
         limits = executor.limits()
         size = executor.array_limit()
     except CruijffError as e:
