@@ -344,44 +344,39 @@ def _submit_all(plan, state, obs, to_submit, executor, progress, result) -> dict
         for batch in layout:
             after_ok = [_resolve(d, job_of_batch) for d in batch.after_ok]
             if batch.is_array:
-                script = _write_array_script(plan, batch)
-                batch_rows = state.record_array_intent([(n.id, n.hash) for n in batch.nodes], executor.name,
-                                                       batch.name, batch.tasks)
                 spec = ArraySubmission(
-                    name=batch.name, digest=batch.digest, script=str(script), tasks=batch.tasks,
-                    after_ok=tuple(after_ok), throttle=batch.throttle,
+                    name=batch.name, digest=batch.digest, script=str(_write_array_script(plan, batch)),
+                    tasks=batch.tasks, after_ok=tuple(after_ok), throttle=batch.throttle,
                     after_corr=_resolve(batch.after_corr, job_of_batch) if batch.after_corr is not None else None,
                 )
-                try:
-                    array_id = executor.submit_array(plan, spec)
-                except SchedulerError as e:
-                    state.record_submit_error(batch_rows, e.message)
-                    raise failed(f"{batch.kind} array {batch.name}", e) from None
-                result.sbatch_calls += 1
-                if kill_after is not None and result.sbatch_calls >= kill_after:
-                    os.kill(os.getpid(), signal.SIGKILL)  # test hook: die between sbatch and commit
-                state.record_array_jobs(batch_rows, array_id)
-                job_of_batch[batch.index] = array_id
-                for node, task, row in zip(batch.nodes, batch.tasks, batch_rows):
-                    rows[f"{array_id}_{task}"] = row
-                    result.submitted.append((node.id, f"{array_id}_{task}"))
-                progress.advance(f"{batch.name} → {array_id} ({len(batch.nodes)} tasks)", len(batch.nodes))
-                continue
-            node = batch.nodes[0]
-            row = state.record_intent(node.id, node.hash, executor.name)
+                what = f"{batch.kind} array {batch.name}"
+                batch_rows = state.record_array_intent([(n.id, n.hash) for n in batch.nodes], executor.name,
+                                                       batch.name, batch.tasks)
+            else:
+                what = batch.nodes[0].id
+                batch_rows = [state.record_intent(batch.nodes[0].id, batch.nodes[0].hash, executor.name)]
             try:
-                job_id = executor.submit(plan, node, after_ok)
+                if batch.is_array:
+                    job_id = executor.submit_array(plan, spec)
+                else:
+                    job_id = executor.submit(plan, batch.nodes[0], after_ok)
             except SchedulerError as e:
-                state.record_submit_error(row, e.message)
-                raise failed(node.id, e) from None
+                state.record_submit_error(batch_rows, e.message)
+                raise failed(what, e) from None
             result.sbatch_calls += 1
             if kill_after is not None and result.sbatch_calls >= kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)  # test hook: die between sbatch and commit
-            state.record_job(row, job_id)
+            if batch.is_array:
+                state.record_array_jobs(batch_rows, job_id)
+                job_ids = [f"{job_id}_{t}" for t in batch.tasks]
+            else:
+                state.record_job(batch_rows[0], job_id)
+                job_ids = [job_id]
             job_of_batch[batch.index] = job_id
-            rows[job_id] = row
-            result.submitted.append((node.id, job_id))
-            progress.advance(f"{node.id} → {job_id}")
+            for node, node_job, row in zip(batch.nodes, job_ids, batch_rows):
+                rows[node_job] = row
+                result.submitted.append((node.id, node_job))
+            progress.advance(f"{what} → {job_id}", len(batch.nodes))
     finally:
         progress.stop()
     return rows
