@@ -168,19 +168,18 @@ def name_array_tasks(plan: Plan, jobs: dict[str, JobInfo], known: set[str]) -> d
     hash from the array's script, so apply adopts them instead of submitting them again."""
     from dataclasses import replace
 
-    from cruijff.render.array import ARRAYS_DIR, array_members
+    from cruijff.render.array import array_members, array_script_path
 
     scripts: dict[str, dict[int, tuple[str, str | None]]] = {}
     out = dict(jobs)
     for job_id, info in jobs.items():
         name = info.node_id or ""
-        array_id, _, task = job_id.partition("_")
+        _, _, task = job_id.partition("_")
         if job_id in known or not name.startswith("array/") or not task.isdigit():
             continue
         if name not in scripts:
-            _, kind, digest = (name.split("/") + ["", ""])[:3]
             try:
-                text = (Path(plan.output_dir) / ARRAYS_DIR / f"{kind}-{digest}.sbatch").read_text()
+                text = array_script_path(plan.output_dir, name).read_text()
             except OSError:
                 text = ""
             scripts[name] = array_members(text)
@@ -305,11 +304,11 @@ def _resolve(dep: Dep, job_of_batch: dict[int, str]) -> str:
 
 def _write_array_script(plan: Plan, batch: Batch) -> Path:
     """arrays/<kind>-<digest>.sbatch: written before its intent rows, so a retry finds it in place."""
-    from cruijff.render.array import ARRAYS_DIR, array_script
+    from cruijff.render.array import array_script, array_script_path
 
     root = Path(plan.output_dir)
     first = (root / batch.nodes[0].script).read_text()
-    path = root / ARRAYS_DIR / f"{batch.kind}-{batch.digest}.sbatch"
+    path = array_script_path(root, batch.name)
     text = array_script(
         title=f"{plan.experiment}: {len(batch.nodes)} {batch.kind} jobs as one job array",
         root=str(root), header=header_shape(first), log=str(path.with_suffix(".out")),

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 
 from cruijff.render.sbatch import sbatch_path
 
 ARRAYS_DIR = "arrays"
+
+
+def array_script_path(root: str | Path, name: str) -> Path:
+    """Where the array named `array/<kind>/<digest>` has its script: `<root>/arrays/<kind>-<digest>.sbatch`."""
+    return Path(root) / ARRAYS_DIR / (name.removeprefix("array/").replace("/", "-") + ".sbatch")
 
 
 def array_script(*, title: str, root: str, header: Sequence[str], log: str,
