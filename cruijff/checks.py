@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from cruijff.errors import Problem
 from cruijff.expand import Run, axes_of
 from cruijff.registry import CUSTOM, FAMILIES, family_names
 from cruijff.resolve import HYPERPARAMETER_DEFAULTS
 from cruijff.schema import load_schema, subschema
 from cruijff.source import Source
-from cruijff.validate import _choices_hint
+from cruijff.validate import StrictValidator, _choices_hint
 
 
 def resolve_epochs(selection: Any, epochs: int, saved: list[int] | None = None) -> list[int]:
@@ -60,7 +58,7 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                                                 source.locate(where), _choices_hint(declared[key], str(value))))
                 else:
                     sub = {"$defs": schema["$defs"], "$ref": f"#/$defs/hyperparameters/properties/{key}"}
-                    for err in Draft202012Validator(sub).iter_errors(value):
+                    for err in StrictValidator(sub).iter_errors(value):
                         problems.append(Problem(f"grid.{section}[{i}].{key}: {err.message}", source.locate(where),
                                                 subschema(f"#/$defs/hyperparameters/properties/{key}").get("description")))
     ev = m.get("eval")
