@@ -46,8 +46,8 @@ def manifest(runs: int, out: Path) -> dict:
         "finetune": {"hyperparameters": {"epochs": 2, "batch_size": 8}, "save_epochs": "all",
                      "resources": {"gpus": 1, "cpus": 4, "mem": "32G", "time": "01:00:00"}},
         "grid": {"lr": lrs, "lora_rank": ranks, "seed": seeds},
-        "eval": {"tasks": [{"name": "exact", "file": "/nonexistent/tasks.py", "task": "exact"},
-                           {"name": "fuzzy", "file": "/nonexistent/tasks.py", "task": "fuzzy"}],
+        "eval": {"tasks": [{"name": "exact", "file": "tasks.py", "task": "exact"},
+                           {"name": "fuzzy", "file": "tasks.py", "task": "fuzzy"}],
                  "epochs": "all", "resources": {"gpus": 1, "time": "00:20:00"}},
     }
 
@@ -60,6 +60,8 @@ def plan_once(runs: int, root: Path, profile: bool = False) -> dict[str, float]:
     work.mkdir()
     path = work / "bench.yaml"
     path.write_text(dump_yaml(manifest(runs, work / "out")))
+    (work / "tasks.py").write_text("from inspect_ai import task\n\n\n@task\ndef exact(**kwargs):\n    pass\n\n\n"
+                                   "@task\ndef fuzzy(**kwargs):\n    pass\n")
     prof = cProfile.Profile() if profile else None
     if prof:
         prof.enable()

@@ -143,6 +143,7 @@ def hostile_manifest(tmp: Path, env_kind: str) -> dict:
         env["conda"] = HOSTILE
     else:
         env["venv"] = str(tmp / f"venv {HOSTILE_PATH}")
+    (tmp / f"task {PATH_NL}.py").write_text("from inspect_ai import task\n\n@task\ndef t(**kwargs):\n    pass\n")
     return {
         "experiment": "hostile",
         "description": HOSTILE_NL,
