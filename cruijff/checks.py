@@ -274,15 +274,92 @@ def _is_task(fn: ast.FunctionDef | ast.AsyncFunctionDef, tree: ast.Module) -> bo
     return False
 
 
+def _dataset_info(path: str, fmt: str):
+    """inspect_dataset, read once per compile (check_files and check_steps both ask)."""
+    import os
+
+    from cruijff.data.formats import inspect_dataset
+
+    try:
+        st = os.stat(path)
+        key = (path, fmt, st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = (path, fmt, None, None)
+    if key not in _INFO:
+        if len(_INFO) > 64:
+            _INFO.clear()
+        _INFO[key] = inspect_dataset(path, fmt)
+    return _INFO[key]
+
+
+_INFO: dict[tuple, Any] = {}
+MIN_STEPS = 10  # below this a schedule (warm-up, cosine) hardly applies and the run is likely a mistake
+
+
+def check_steps(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Problem]:
+    """Optimizer steps per run, from the train split's row count where the data exists now.
+
+    torchtune splits the rows over the GPUs, drops an incomplete last batch and steps once per
+    gradient_accumulation_steps batches: fewer rows than one batch train nothing at all. Warnings,
+    not errors: a smoke test on a few rows is a fair thing to plan.
+    """
+    from cruijff.errors import CruijffError
+    from cruijff.graph import finetune_resources
+
+    few: dict[tuple, list[str]] = {}
+    for run in runs:
+        ds = m["datasets"][run.dataset]
+        if "generate" in ds:
+            continue
+        try:
+            rows = _dataset_info(ds["path"], ds["format"]).splits.get(ds["splits"]["train"])
+        except (CruijffError, OSError, ImportError):
+            continue  # reported by check_files, or not reachable from here
+        if rows is None:
+            continue
+        hp = hyperparameters_of(m, run)
+        gpus = max(1, finetune_resources(m, run.model).gpus)
+        per_device = -(-rows // gpus)
+        steps = (per_device // hp["batch_size"]) // hp["gradient_accumulation_steps"]
+        if hp["max_steps_per_epoch"]:
+            steps = min(steps, hp["max_steps_per_epoch"])
+        total = steps * hp["epochs"]
+        if total < MIN_STEPS or hp["warmup_steps"] >= max(total, 1):
+            key = (run.dataset, rows, hp["batch_size"], hp["gradient_accumulation_steps"], gpus, hp["epochs"],
+                   total, hp["warmup_steps"], bool(hp["packed"]))
+            few.setdefault(key, []).append(run.name)
+    problems = []
+    for (dataset, rows, bs, ga, gpus, epochs, total, warmup, packed), names in few.items():
+        who = f"run '{names[0]}'" + (f" (and {len(names) - 1} more)" if len(names) > 1 else "")
+        how = (f"{rows} training rows of '{dataset}' / (batch_size {bs} × gradient_accumulation_steps {ga}"
+               f"{f' × {gpus} GPUs' if gpus > 1 else ''}), incomplete batches dropped, × {epochs} epoch(s)")
+        where = source.locate(["grid", "batch_size"] if "batch_size" in m["grid"]
+                              else ["finetune", "hyperparameters", "batch_size"])
+        if total == 0 and not packed:
+            problems.append(Problem(f"{who} would make no optimizer step: {how} = 0", where,
+                                    "lower batch_size or gradient_accumulation_steps, or add training rows",
+                                    severity="warning"))
+        elif total < MIN_STEPS:
+            problems.append(Problem(f"{who} makes only {total} optimizer step(s): {how}"
+                                    + (" (before packing)" if packed else ""), where,
+                                    f"fewer than {MIN_STEPS} steps is rarely a real fine-tune: lower batch_size or "
+                                    "gradient_accumulation_steps, or add epochs or data", severity="warning"))
+        if warmup >= max(total, 1) and (total > 0 or packed):
+            problems.append(Problem(f"{who}: warmup_steps {warmup} ≥ its {total} optimizer step(s), so the "
+                                    "learning rate never reaches its peak", where,
+                                    "lower warmup_steps", severity="warning"))
+    return problems
+
+
 def _check_dataset(source: Source, name: str, ds: dict[str, Any], where: list[Any]) -> list[Problem]:
     from cruijff.errors import CruijffError
 
     try:
-        from cruijff.data.formats import inspect_dataset
+        import cruijff.data.formats  # noqa: F401
     except ImportError:  # the data kit is optional for planning
         return []
     try:
-        info = inspect_dataset(ds["path"], ds["format"])
+        info = _dataset_info(ds["path"], ds["format"])
     except CruijffError as e:
         return [Problem(f"dataset '{name}': {e.message}", source.locate(where), e.hint)]
     problems = []

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
-from cruijff.checks import check_files, check_models, check_references, check_runs, hyperparameters_of
+from cruijff.checks import check_files, check_models, check_references, check_runs, check_steps, hyperparameters_of
 from cruijff.errors import ManifestError, Problem
 from cruijff.expand import Run, expand
 from cruijff.graph import JobSpec, build_graph, topological
@@ -69,6 +69,7 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
         problems += check_runs(source, manifest, runs)
     if check_paths:
         problems += check_files(source, manifest)
+        problems += check_steps(source, manifest, runs)
     problems = sorted(problems, key=_file_order)
     errors = [p for p in problems if p.severity == "error"]
     if errors:

@@ -187,3 +187,45 @@ def test_check_paths_false_skips_file_checks(tmp_path):
     with pytest.raises(ManifestError):
         check(path, env={})
     assert check(path, env={}, check_paths=False).runs
+
+
+def rows_file(tmp_path, n: int) -> str:
+    import json
+
+    path = tmp_path / f"rows{n}.json"
+    row = {"input": "a", "output": "A"}
+    path.write_text(json.dumps({"train": [row] * n, "validation": [row], "test": [row]}))
+    return str(path)
+
+
+def step_warnings(checked) -> list[str]:
+    return [str(w) for w in checked.warnings if "optimizer step" in w.message]
+
+
+def test_few_optimizer_steps_warn_with_the_arithmetic(tmp_path):
+    # 40 rows / (batch 4 × accumulation 2) = 5 steps per epoch, × 1 epoch: below 10
+    m = base(datasets={"words": {"path": rows_file(tmp_path, 40), "format": "instruct_json"}},
+             finetune={"hyperparameters": {"epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 2},
+                       "resources": {"gpus": 0}}, grid={"seed": [1, 2]})
+    (msg,) = step_warnings(run_check(tmp_path, m))
+    assert "run 'tiny_words_seed1' (and 1 more) makes only 5 optimizer step(s)" in msg
+    assert "40 training rows of 'words'" in msg and "batch_size 4 × gradient_accumulation_steps 2" in msg
+    m["finetune"]["hyperparameters"]["epochs"] = 2  # 10 steps: fine
+    assert not step_warnings(run_check(tmp_path, m))
+
+
+def test_fewer_rows_than_a_batch_train_nothing(tmp_path):
+    m = base(datasets={"words": {"path": rows_file(tmp_path, 3), "format": "instruct_json"}},
+             finetune={"hyperparameters": {"batch_size": 4}, "resources": {"gpus": 0}})
+    (msg,) = step_warnings(run_check(tmp_path, m))
+    assert "would make no optimizer step" in msg and "= 0" in msg
+    line = next(i for i, t in enumerate((tmp_path / "m.yaml").read_text().splitlines(), 1) if "batch_size" in t)
+    assert msg.startswith(f"{tmp_path / 'm.yaml'}:{line}:")
+
+
+def test_warmup_longer_than_the_run_warns(tmp_path):
+    m = base(datasets={"words": {"path": rows_file(tmp_path, 400), "format": "instruct_json"}},
+             finetune={"hyperparameters": {"epochs": 1, "batch_size": 4, "warmup_steps": 200},
+                       "resources": {"gpus": 0}})
+    (msg,) = [str(w) for w in run_check(tmp_path, m).warnings]
+    assert "warmup_steps 200 ≥ its 100 optimizer step(s)" in msg
