@@ -1,8 +1,9 @@
 """How long `cruijff plan` takes as the grid grows: compile vs write, for 250 … 2,000 runs.
 
 Each run is evaluated at 2 epochs on 2 tasks, so N runs make 5·N jobs (1,000 runs → 5,000 jobs).
-The model is a custom family (no registry paths) and the dataset and task files do not exist
-(warnings only), so nothing outside the temp folder is read.
+The model is a custom family (no registry paths), the dataset does not exist (a warning only) and
+the task file is written next to the manifest (plan checks its @task functions), so nothing outside
+the temp folder is read.
 
     python bench/plan_scale.py                  # 250, 500, 1000, 2000 runs
     python bench/plan_scale.py --runs 1000 --profile   # cProfile of one compile + write

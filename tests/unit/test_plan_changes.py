@@ -161,6 +161,6 @@ def test_plan_json_lists_every_changed_setting(tmp_path):
     settings = data["diff"]["settings"]
     assert set(settings) == set(data["diff"]["changed"])
     ft = settings["finetune/tiny_words_r4"]
-    assert {"setting": "finetune.yaml:dataset.system", "old": None, "new": "Be brief."} in ft
+    assert {"setting": "finetune.yaml:dataset.system", "old": "null", "new": "Be brief."} in ft
     base = settings["base_eval/tiny/words/t"]
-    assert {"setting": "task_config.yaml:system", "old": None, "new": "Be brief."} in base
+    assert {"setting": "task_config.yaml:system", "old": "null", "new": "Be brief."} in base
