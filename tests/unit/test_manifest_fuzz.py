@@ -129,7 +129,7 @@ def no_slurm(monkeypatch):
     monkeypatch.delenv("CRUIJFF_UNSET_FUZZ", raising=False)
 
 
-@settings(max_examples=int(os.environ.get("CRUIJFF_FUZZ_EXAMPLES", "150")), deadline=None,
+@settings(max_examples=int(os.environ.get("CRUIJFF_FUZZ_EXAMPLES", "120")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=mutated())
 def test_mutated_manifests_exit_0_or_2_without_a_traceback(case, tmp_path, capsys, no_slurm, monkeypatch):
