@@ -229,3 +229,9 @@ def test_warmup_longer_than_the_run_warns(tmp_path):
                        "resources": {"gpus": 0}})
     (msg,) = [str(w) for w in run_check(tmp_path, m).warnings]
     assert "warmup_steps 200 ≥ its 100 optimizer step(s)" in msg
+
+
+def test_include_values_are_held_to_the_same_types(tmp_path):
+    m = base(grid={"lora_rank": [4], "include": [{"lora_rank": 4, "epochs": 2.0}]})
+    (msg,) = errors(tmp_path, m)
+    assert "grid.include[0].epochs: 2.0 is not of type 'integer'" in msg
