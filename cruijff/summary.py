@@ -138,6 +138,9 @@ def describe_change(change: dict[str, Any], width: int = 40) -> str:
     if setting.endswith(".sbatch") and isinstance(a, list):
         if len(a) == 1 and len(b) == 1:
             return f"{setting}: {_short(a[0].strip(), width)} → {_short(b[0].strip(), width)}"
+        if len(a) + len(b) <= 2:
+            return f"{setting}: " + ", ".join([*(f"-{_short(x.strip(), width)}" for x in a),
+                                               *(f"+{_short(x.strip(), width)}" for x in b)])
         return f"{setting}: {max(len(a), len(b))} line(s) changed"
     return f"{setting}: {_short(a, width)} → {_short(b, width)}"
 
@@ -151,12 +154,12 @@ def _short(value: Any, width: int) -> str:
 def change_groups(details: dict[str, list[dict[str, Any]]]) -> list[tuple[list[str], list[str]]]:
     """Changed nodes grouped by what changed, biggest group first: [(node ids, descriptions)].
 
-    A job script's lines follow from the settings shown beside them, so they are shown only when
-    nothing else changed (a cluster or environment edit).
+    A job script's lines follow from changed resources, so beside those they are not repeated.
     """
     groups: dict[tuple[str, ...], list[str]] = {}
     for node_id, changes in details.items():
-        shown = [c for c in changes if not c["setting"].endswith(".sbatch")] or changes
+        resources = any(c["setting"].startswith("resources.") for c in changes)
+        shown = [c for c in changes if not (resources and c["setting"].endswith(".sbatch"))]
         key = tuple(dict.fromkeys(describe_change(c) for c in shown)) or ("hash changed",)
         groups.setdefault(key, []).append(node_id)
     return sorted(((ids, list(key)) for key, ids in groups.items()), key=lambda g: -len(g[0]))

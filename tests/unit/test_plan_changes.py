@@ -164,3 +164,12 @@ def test_plan_json_lists_every_changed_setting(tmp_path):
     assert {"setting": "finetune.yaml:dataset.system", "old": "null", "new": "Be brief."} in ft
     base = settings["base_eval/tiny/words/t"]
     assert {"setting": "task_config.yaml:system", "old": "null", "new": "Be brief."} in base
+
+
+def test_a_cluster_edit_shows_the_job_script_line(tmp_path):
+    path = manifest(tmp_path)
+    plan(path)
+    path = manifest(tmp_path, cluster={"partition": "gpu"})
+    out = plan(path)
+    lines = [l for l in out.splitlines() if "~ " in l]
+    assert lines and all("job.sbatch: +#SBATCH --partition=gpu" in l for l in lines)
