@@ -91,6 +91,8 @@ def _generator_command(kind: str, options: tuple[Option, ...]) -> click.Command:
     doc = {
         "capitalization": "Capitalize English words: OUT is a .json file (instruct_json) or a folder (chat_json).",
         "twins": "Simulated twin pairs -> zygosity classification, written to OUT as instruct_json.",
+        "tabular": "Table rows -> text (dictionary or narrative) with seeded perturbations: OUT is instruct_json.",
+        "organisms": "Sequences labelled by a known rule (parity, majority, ...), with a test_ood split: OUT is instruct_json.",
     }[kind]
     return click.Command(kind, callback=run, params=params, help=doc, short_help=doc.split(":")[0])
 
