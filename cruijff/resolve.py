@@ -87,9 +87,9 @@ def resolve(source: Source, data: dict[str, Any], env: dict[str, str] | None = N
         gen = ds.get("generate") or {}
         from cruijff.data.generate import path_options  # generator options naming files
 
-        for key in path_options(gen.get("kind", "")):
-            if isinstance(gen.get(key), str):
-                gen[key] = path_at(["datasets", name, "generate", key], gen[key])
+        for key in path_options(gen.get("kind", "")):  # relative to the manifest's folder, as written
+            if isinstance(gen.get(key), str) and gen[key] and not os.path.isabs(gen[key]):
+                gen[key] = os.path.normpath(str(base / gen[key]))
         splits = ds.setdefault("splits", {})
         splits.setdefault("train", "train")
         splits.setdefault("validation", "validation")

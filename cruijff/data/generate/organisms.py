@@ -122,20 +122,24 @@ def generate_organisms(out: str | Path, *, rule: str = "parity", alphabet: str =
     kw = dict(rule=rule, alphabet=alphabet, p=p, constant=constant, weights=w, threshold=thr, seed=seed)
     rng = random.Random(f"organisms:{seed}")
 
+    rule_kw = {k: v for k, v in kw.items() if k != "rule"}
+
     def draw(n: int, size: int, where: str) -> list[dict]:
         rows = []
         for _ in range(n):
             symbols = [rng.choice(alphabet) for _ in range(size)]
             rows.append({"input": separator.join(symbols), "output": label(symbols, **kw),
-                         "meta": {"length": size, "distribution": where,
-                                  "bayes": bayes_label(rule, symbols, **{k: v for k, v in kw.items() if k != "rule"})}})
+                         "meta": {"length": size, "distribution": where}})
         return rows
+
+    def bayes_hits(row: dict) -> bool:
+        symbols = row["input"].split(separator) if separator else list(row["input"])
+        return bayes_label(rule, symbols, **rule_kw) == row["output"]
 
     splits = split_rows(draw(count, length, "in"), pct, seed + 1)
     if ood_count:
         splits[OOD_SPLIT] = draw(ood_count, ood_length, "out")
-    realised = {s: (sum(r["output"] == r["meta"]["bayes"] for r in rows) / len(rows) if rows else None)
-                for s, rows in splits.items()}
+    realised = {s: (sum(map(bayes_hits, rows)) / len(rows) if rows else None) for s, rows in splits.items()}
     config = {"generator": "organisms", "rule": rule, "alphabet": alphabet, "length": length,
               "ood_length": ood_length, "count": count, "ood_count": ood_count, "p": p, "constant": constant,
               "weights": w, "threshold": thr, "separator": separator, "split": list(pct), "seed": seed}
