@@ -133,3 +133,50 @@ def test_wall_seconds_sums_attempts(tmp_path):
                    '{"event": "start", "time": 20}\n{"event": "end", "time": 25}\n{"event": "start", "time": 30}\n')
     assert wall_seconds(rec) == 15.0
     assert wall_seconds(tmp_path / "none.jsonl") is None
+
+
+def test_rank_auc_equals_the_task_metric():
+    import random
+
+    from cruijff.report_groups import rank_auc
+    from cruijff.tasks import _metrics
+
+    rng = random.Random(3)
+    for n in (2, 5, 40, 301):
+        p = [round(rng.random(), 1) for _ in range(n)]  # rounded: many ties
+        y = [rng.randint(0, 1) for _ in range(n)]
+        expected = _metrics.auc(p, y)
+        assert (math.isnan(expected) and math.isnan(rank_auc(p, y))) or rank_auc(p, y) == pytest.approx(expected)
+    assert math.isnan(rank_auc([0.2, 0.3], [1, 1]))
+
+
+def test_bootstrap_of_a_large_group_is_quick():
+    import random
+    import time
+
+    from cruijff.report_groups import group_scores
+
+    rng = random.Random(0)
+    outcomes = [{"p": rng.random(), "y": rng.randint(0, 1), "correct": True} for _ in range(2000)]
+    start = time.perf_counter()
+    row = group_scores(outcomes)
+    assert time.perf_counter() - start < 20
+    assert row["auc_low"] <= row["auc"] <= row["auc_high"]
+
+
+def test_vectorised_replicates_equal_the_task_metrics():
+    import numpy as np
+
+    from cruijff.report_groups import replicates
+    from cruijff.tasks import _metrics
+
+    rng = np.random.default_rng(1)
+    p = np.round(rng.random(50), 2)
+    p[:3] = [0.0, 1.0, 0.1]  # the bin edges
+    y = rng.integers(0, 2, 50).astype(float)
+    idx = rng.integers(0, 50, (7, 50))
+    reps = replicates(p, y, idx)
+    for i in range(7):
+        assert reps["brier"][i] == pytest.approx(_metrics.brier(p[idx[i]], y[idx[i]]))
+        assert reps["ece"][i] == pytest.approx(_metrics.ece(p[idx[i]], y[idx[i]]))
+        assert reps["auc"][i] == pytest.approx(_metrics.auc(p[idx[i]], y[idx[i]]))
