@@ -277,3 +277,22 @@ def test_worked_examples_compile_with_generator_paths_absolute(name, monkeypatch
     assert "cruijff data generate" in script
     if name == "census_perturbations":
         assert f"--table {REPO}/experiments/data/census.csv" in script  # made absolute by the compiler
+
+
+def test_a_missing_generator_input_warns_at_its_line(tmp_path, monkeypatch):
+    from cruijff.compile import check
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("SCRATCH", "/scratch")
+    text = (REPO / "experiments" / "census_perturbations.yaml").read_text()
+    path = tmp_path / "m.yaml"
+    path.write_text(text.replace("table: data/census.csv", "table: data/missing.csv"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "census_columns.json").write_text("{}")
+    (tmp_path / "tasks").symlink_to(REPO / "experiments" / "tasks")
+    warnings = [w for w in check(path).warnings if "generate.table" in w.message]
+    assert len(warnings) == 6 and all(w.severity == "warning" for w in warnings)
+    first = next(i for i, line in enumerate(path.read_text().splitlines(), 1) if "missing.csv" in line)
+    assert warnings[0].location.line == first
+    assert str(tmp_path / "data" / "missing.csv") in warnings[0].message  # made absolute
+    assert not any("generate.columns" in w.message for w in check(path).warnings)  # that one exists

@@ -26,7 +26,8 @@ class Option:
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
-    metavar: str | None = None  # for --help only
+    metavar: str | None = None  # for --help only; "PATH": a file, made absolute against the manifest
+    reads: bool = False  # a file the generator reads: plan warns when it cannot see it
 
     @property
     def flag(self) -> str:
@@ -56,13 +57,13 @@ GENERATORS: dict[str, tuple[Option, ...]] = {
         _SEED,
         Option("csv", str, None, "Also write the simulated twin CSV to this path.", metavar="PATH"),
         Option("from_csv", str, None, "Preprocess this twin CSV instead of simulating (simulation options ignored).",
-               metavar="PATH"),
+               metavar="PATH", reads=True),
     ),
     "tabular": (
         Option("table", str, None, "CSV or parquet table (default: the built-in synthetic census table).",
-               metavar="PATH"),
+               metavar="PATH", reads=True),
         Option("columns", str, None, "Column schema, JSON or YAML (default: the built-in census schema).",
-               metavar="PATH"),
+               metavar="PATH", reads=True),
         Option("rows", int, 1000, "Rows of the built-in census table (ignored with table)."),
         Option("target", str, None, "Target column (default: the schema's target)."),
         Option("template", str, "dictionary", "How a record reads.", ("dictionary", "narrative")),
@@ -98,9 +99,9 @@ GENERATORS: dict[str, tuple[Option, ...]] = {
 _OUTPUT_FORMAT = {"twins": "instruct_json", "tabular": "instruct_json", "organisms": "instruct_json"}
 
 
-def path_options(kind: str) -> tuple[str, ...]:
-    """Options that name files: the compiler makes them absolute against the manifest's folder."""
-    return tuple(o.name for o in GENERATORS.get(kind, ()) if o.metavar == "PATH")
+def path_options(kind: str, *, reads: bool = False) -> tuple[str, ...]:
+    """Options that name files (only those read, with reads): made absolute against the manifest."""
+    return tuple(o.name for o in GENERATORS.get(kind, ()) if o.metavar == "PATH" and (o.reads or not reads))
 
 
 def generator_options(kind: str) -> tuple[Option, ...]:
