@@ -162,6 +162,13 @@ def check_files(source: Source, m: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for name, ds in m["datasets"].items():
         if "generate" in ds:
+            from cruijff.data.generate import path_options
+
+            for key in path_options(ds["generate"]["kind"], reads=True):
+                if ds["generate"].get(key) and not Path(ds["generate"][key]).exists():
+                    problems.append(Problem(f"dataset '{name}': generate.{key} {ds['generate'][key]} is not reachable "
+                                            "from here; not checked", source.locate(["datasets", name, "generate", key]),
+                                            "fine if it exists on the cluster", severity="warning"))
             continue
         path = Path(ds["path"])
         where = ["datasets", name, "path"]
