@@ -50,6 +50,9 @@ def normalise_token(token: str) -> str:
 
 
 MISSING_RULES = ("floor", "drop")
+# The value of a sample without a number (unparsed, dropped). Not NaN: inspect drops NaN-valued
+# scores before any metric sees them, so parse_rate and the rule counts would miss them.
+NO_VALUE = INCORRECT
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,8 @@ def label_probability(labels: Sequence[str] = ("1", "0"), positive: str = "1", m
     """Score value = P(positive label) from the model's logprobs; metadata y = 1 if the target is positive.
 
     Needs logprobs: the task's GenerateConfig sets logprobs=True and top_logprobs. missing:
-    "floor" or "drop" (module docstring); a dropped sample's value is NaN.
+    "floor" or "drop" (module docstring); a dropped sample's value is INCORRECT ("I"), not NaN,
+    which inspect treats as unscored and hides from every metric, the counts included.
     """
     labels = tuple(labels)
     if positive not in labels or len(labels) != 2:
@@ -225,7 +229,7 @@ def label_probability(labels: Sequence[str] = ("1", "0"), positive: str = "1", m
         truth = target.text.strip()
         y = (1 if truth == positive else 0) if truth in labels else None
         predicted = max(labels, key=lambda lab: lp.probs[lab])
-        value = float("nan") if lp.dropped else lp.probs[positive]
+        value = NO_VALUE if lp.dropped else lp.probs[positive]
         return Score(
             value=value,
             answer=predicted,
@@ -331,8 +335,8 @@ def parse_rate() -> Metric:
 def continuous() -> Scorer:
     """A numeric answer against a numeric target (like cruijff_kit's continuous_scorer).
 
-    Score value = |answer - target|, NaN when no number was found in the answer (or the target);
-    metadata holds prediction, target_value and error for the metrics and the report.
+    Score value = |answer - target|, or INCORRECT ("I") when no number was found in the answer (or
+    the target), as cruijff_kit; metadata holds prediction, target_value and error for the metrics.
     """
 
     async def score(state: TaskState, target: Target) -> Score:
@@ -341,7 +345,7 @@ def continuous() -> Scorer:
         parsed = prediction is not None
         error = prediction - target_value if parsed and target_value is not None else None
         return Score(
-            value=abs(error) if error is not None else float("nan"),
+            value=abs(error) if error is not None else NO_VALUE,
             answer=completion.strip(),
             explanation=None if parsed else "no number in the answer",
             metadata={"prediction": prediction, "target_value": target_value, "error": error, "parsed": parsed},
@@ -354,7 +358,7 @@ def continuous() -> Scorer:
 def numeric_risk(labels: Sequence[str] = ("1", "0"), positive: str = "1") -> Scorer:
     """A probability of the positive label stated as a number ("0.73", "73%"), scored like
     label_probability (like cruijff_kit's numeric_risk_scorer). Answers without a probability in
-    [0, 1] count in parse_rate and are left out of the other metrics (value NaN).
+    [0, 1] count in parse_rate and are left out of the other metrics (value INCORRECT, "I").
     """
     labels = tuple(labels)
     if positive not in labels or len(labels) != 2:
@@ -367,7 +371,7 @@ def numeric_risk(labels: Sequence[str] = ("1", "0"), positive: str = "1") -> Sco
         y = (1 if truth == positive else 0) if truth in labels else None
         negative = next(lab for lab in labels if lab != positive)
         return Score(
-            value=risk if risk is not None else float("nan"),
+            value=risk if risk is not None else NO_VALUE,
             answer=completion.strip(),
             explanation=None if risk is not None else "no probability in [0, 1] in the answer",
             metadata={"y": y, "risk": risk, "parsed": risk is not None,

@@ -247,7 +247,7 @@ def test_label_probability_scorer_records_probability_and_truth():
     score = _score(label_probability(), _output({"0": 0.6, "1": 0.2}), "maybe")
     assert score.metadata["y"] is None  # not a label: left out of the metrics
     score = _score(label_probability(missing="drop"), _output({"0": 0.6, "z": 0.2}), "1")
-    assert math.isnan(score.value) and score.metadata["dropped"] and score.metadata["missing_rule"] == "drop"
+    assert score.value == "I" and score.metadata["dropped"] and score.metadata["missing_rule"] == "drop"
 
 
 def test_rule_counts_and_dropped_samples_in_the_metrics():
@@ -277,7 +277,7 @@ def test_continuous_scorer_parses_numbers_and_reports_error_metrics():
     scores = [SampleScore(score=_score(continuous(), ModelOutput.from_content("m", a), t), sample_id=i)
               for i, (a, t) in enumerate(answers)]
     assert scores[0].score.value == 2.0 and scores[0].score.metadata["error"] == 2.0
-    assert math.isnan(scores[2].score.value) and scores[2].score.metadata["parsed"] is False
+    assert scores[2].score.value == "I" and scores[2].score.metadata["parsed"] is False
     expected = _metrics.regression([42, 35, 1000], [40, 30, 990])
     assert mae()(scores) == pytest.approx(expected["mae"]) == pytest.approx((2 + 5 + 10) / 3)
     assert rmse()(scores) == pytest.approx(expected["rmse"]) and r2()(scores) == pytest.approx(expected["r2"])
@@ -299,7 +299,7 @@ def test_numeric_risk_scorer_reads_a_stated_probability():
               for i, (a, t) in enumerate(answers)]
     assert scores[1].score.value == pytest.approx(0.2) and scores[1].score.metadata["y"] == 1
     assert scores[2].score.metadata["predicted"] == "1"  # a tie at 0.5 predicts positive
-    assert math.isnan(scores[3].score.value)
+    assert scores[3].score.value == "I"
     p, y = [0.9, 0.2, 0.5, 1.0], [1, 1, 0, 1]
     assert brier()(scores) == pytest.approx(_metrics.brier(p, y))
     assert ece()(scores) == pytest.approx(_metrics.ece(p, y))
