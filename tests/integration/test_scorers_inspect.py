@@ -3,7 +3,6 @@ no network), read back by cruijff.scores: the logged metrics equal the pure func
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
