@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("cruijff.commands.compile", "validate", "Check a manifest; print every error at once."),
     "plan": ("cruijff.commands.compile", "plan", "Compile a manifest into a plan directory."),
     "schema": ("cruijff.commands.compile", "schema", "Print the manifest JSON Schema."),
+    "import": ("cruijff.commands.kit", "import_summary", "Translate cruijff_kit's experiment_summary.yaml to a manifest."),
     "apply": ("cruijff.commands.run", "apply", "Submit a plan (or manifest) to SLURM or run it locally."),
     "status": ("cruijff.commands.run", "status", "Show the grid: pending, running, done, failed, scores."),
     "cancel": ("cruijff.commands.run", "cancel", "Cancel submitted jobs of a plan."),

@@ -207,6 +207,7 @@ class _Renderer:
             metadata.update({f"hp.{k}": v for k, v in spec.attrs["grid"].items() if k not in ("model", "dataset")})
         commands = render_inspect.eval_commands(task_file=task["file"], task_name=task["task"], model_dir=model_dir,
                                                 provider=ev["provider"], seed=ev["seed"], limit=ev["limit"],
+                                                max_tokens=task.get("max_tokens", ev["max_tokens"]),
                                                 metadata=metadata)
         what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from cruijff.schema import load_schema
@@ -15,6 +16,12 @@ A manifest is one YAML file. Relative paths are relative to the manifest's folde
 variables (`$SCRATCH`, `${USER}`) and `~` are expanded in paths. Editors with a YAML language
 server autocomplete it when the file starts with
 `# yaml-language-server: $schema=../schemas/experiment.schema.json` (or `cruijff schema > file`).
+
+Every default below lives in the schema (`default:`), which the compiler reads too, so the
+editor, this page and `cruijff plan` cannot disagree. The defaults that change results are
+cruijff_kit 0.3.4's (LoRA rank 64 / alpha 128, lr 1e-4, 100 warm-up steps, seed 14 for training
+and evaluation, every epoch saved and evaluated, 20 new tokens per answer); see
+docs/cruijff_kit.md for the comparison key by key.
 
 Epochs are 0-based, like torchtune's `epoch_0`. Integers are written without a decimal point (`3`,
 not `3.0`); every number must be finite and within the range its row gives. Every value that ends up in a job script is
@@ -32,7 +39,7 @@ def _type(node: dict[str, Any], schema: dict[str, Any]) -> str:
             return f"[{name}](#{name})"
         return _type(target, schema)
     if "enum" in node:
-        return " \\| ".join(f"`{v}`" for v in node["enum"])
+        return " \\| ".join(f"`{v if isinstance(v, str) else json.dumps(v)}`" for v in node["enum"])
     if "oneOf" in node:
         return " or ".join(_type(o, schema) for o in node["oneOf"])
     t = node.get("type", "any")
@@ -56,6 +63,16 @@ def _range(node: dict[str, Any]) -> str:
         else f" ({low_text}, ≤ {high:,})"
 
 
+_NONE = object()
+
+
+def _default_text(value: Any) -> str:
+    """A schema default as YAML would spell it; an empty object (created when absent) shows nothing."""
+    if value is _NONE or value == {}:
+        return ""
+    return f"`{json.dumps(value)}`" if not isinstance(value, str) else f"`{value}`"
+
+
 def _deref(ref: str, schema: dict[str, Any]) -> dict[str, Any]:
     node: Any = schema
     for part in ref.lstrip("#/").split("/"):
@@ -72,8 +89,7 @@ def _section(title: str, node: dict[str, Any], schema: dict[str, Any]) -> list[s
         for key, sub in props.items():
             target = _deref(sub["$ref"], schema) if "$ref" in sub else sub
             desc = sub.get("description") or target.get("description", "")
-            default = sub.get("default", target.get("default", ""))
-            default = f"`{default}`" if default != "" else ""
+            default = _default_text(sub.get("default", target.get("default", _NONE)))
             desc = desc.replace("|", "\\|")
             lines.append(f"| `{key}` | {_type(sub, schema)} | {'yes' if key in required else ''} | {default} | {desc} |")
         lines.append("")

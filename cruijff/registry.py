@@ -18,7 +18,7 @@ class Family:
     tokenizer: dict[str, Any]  # tokenizer component; paths relative to the model folder
     checkpoint_files: Any  # list of files, or torchtune's {filename_format, max_filename}
     model_type: str  # FullModelHFCheckpointer model_type
-    finetune: Resources  # default fine-tuning resources
+    finetune: Resources  # default fine-tuning resources (docs/cruijff_kit.md: against cruijff_kit's)
     eval: Resources  # default evaluation resources
     min_gpus: int = 1  # fewer GPUs cannot hold it (for GPU runs)
     max_seq_len: int = 2048
@@ -59,9 +59,10 @@ FAMILIES: dict[str, Family] = {
                Resources(gpus=1, cpus=8, mem="64G", time="01:00:00")),
         Family("Llama-3.3-70B-Instruct", "torchtune.models.llama3_3.lora_llama3_3_70b", _LLAMA3_TOK,
                _shards(30), "LLAMA3",
-               Resources(gpus=8, cpus=32, mem="512G", time="24:00:00"),
+               Resources(gpus=4, cpus=16, mem="320G", time="24:00:00"),
                Resources(gpus=4, cpus=16, mem="256G", time="04:00:00"),
-               min_gpus=4, notes="bf16 weights alone are 140 GB: at least 4 × 80 GB GPUs"),
+               min_gpus=4, notes="bf16 weights alone are 140 GB: 4 × 80 GB GPUs (FSDP shards them; "
+                                 "cruijff_kit's 4 GPUs / 320G on 4-GPU nodes)"),
         Family("Qwen2.5-3B", "torchtune.models.qwen2_5.lora_qwen2_5_3b", _QWEN25_TOK,
                _shards(2), "QWEN2",
                Resources(gpus=1, cpus=4, mem="48G", time="06:00:00"),

@@ -25,6 +25,7 @@ from typing import Any
 from cruijff.artifact import load_plan
 from cruijff.errors import CruijffError
 from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Plan
+from cruijff.scorer_summary import summaries_html
 from cruijff.scores import EvalScore, read_scores
 
 BASE_EPOCH = -1  # where the untuned base model sits on an epoch axis
@@ -365,6 +366,7 @@ figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
 {imgs or "<p>Nothing to plot yet.</p>"}
 {board}
 {"".join(report.sections)}
+{summaries_html(scores)}
 <h2>All scores</h2>
 {table}
 </body></html>

@@ -13,30 +13,58 @@ from pathlib import Path
 from typing import Any
 
 from cruijff.errors import Problem
+from cruijff.schema import load_schema
 from cruijff.source import Source
 
-HYPERPARAMETER_DEFAULTS: dict[str, Any] = {
-    "epochs": 1,
-    "batch_size": 4,
-    "gradient_accumulation_steps": 1,
-    "lr": 3.0e-4,
-    "weight_decay": 0.01,
-    "lr_scheduler": "cosine",
-    "warmup_steps": 0,
-    "lora_rank": 8,
-    "lora_alpha": None,  # 2 × lora_rank
-    "lora_dropout": 0.0,
-    "lora_attn_modules": ["q_proj", "v_proj", "output_proj"],
-    "apply_lora_to_mlp": True,
-    "max_seq_len": None,  # the family's default
-    "max_steps_per_epoch": None,
-    "val_every_n_steps": None,
-    "seed": 0,
-    "dtype": None,  # bf16 on GPU, fp32 on CPU
-    "packed": False,
-    "train_on_input": False,
-    "clip_grad_norm": None,
-}
+
+_MISSING = object()
+
+
+def _deref(node: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """A schema node with its $ref followed; the referring node's own keys (default) win."""
+    while "$ref" in node:
+        target: Any = root
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def fill_defaults(value: Any, node: dict[str, Any], root: dict[str, Any]) -> None:
+    """Fill every absent key that has a `default` in the schema, recursively, in place.
+
+    The schema is the one home of every default (docs/manifest.md shows them): an object whose
+    schema default is {} is created when absent, so its own defaults apply too.
+    """
+    node = _deref(node, root)
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        for key, sub in props.items():
+            if key not in value:
+                default = _deref(sub, root).get("default", _MISSING)
+                if default is _MISSING:
+                    continue
+                value[key] = copy.deepcopy(default)
+            fill_defaults(value[key], sub, root)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, item in value.items():
+                if key not in props:
+                    fill_defaults(item, extra, root)
+    elif isinstance(value, list) and isinstance(node.get("items"), dict):
+        for item in value:
+            fill_defaults(item, node["items"], root)
+
+
+def schema_defaults(pointer: str) -> dict[str, Any]:
+    """The defaults of one object in the schema, e.g. '#/$defs/hyperparameters'."""
+    root = load_schema()
+    out: dict[str, Any] = {}
+    fill_defaults(out, {"$ref": pointer}, root)
+    return out
+
+
+HYPERPARAMETER_DEFAULTS: dict[str, Any] = schema_defaults("#/$defs/hyperparameters")
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -56,7 +84,7 @@ def expand_path(raw: str, base: Path, env: dict[str, str]) -> tuple[str | None, 
 
 def resolve(source: Source, data: dict[str, Any], env: dict[str, str] | None = None
             ) -> tuple[dict[str, Any], list[Problem]]:
-    """Defaults filled, env vars expanded, paths absolute (relative to the manifest's folder)."""
+    """Defaults filled (from the schema), env vars expanded, paths absolute (relative to the manifest's folder)."""
     env = dict(os.environ) if env is None else env
     base = source.path.resolve().parent
     m = copy.deepcopy(data)
@@ -70,16 +98,11 @@ def resolve(source: Source, data: dict[str, Any], env: dict[str, str] | None = N
             return value
         return resolved
 
+    fill_defaults(m, load_schema(), load_schema())
     m["output_dir"] = path_at(["output_dir"], m["output_dir"])
-    ex = m.setdefault("executor", {})
-    ex.setdefault("kind", "auto")
-    ex.setdefault("max_parallel", 1)
-    cluster = m.setdefault("cluster", {})
-    env_block = cluster.setdefault("env", {})
+    env_block = m["cluster"]["env"]
     if "venv" in env_block:
         env_block["venv"] = path_at(["cluster", "env", "venv"], env_block["venv"])
-    if cluster.get("mail"):
-        cluster.setdefault("mail_type", "END,FAIL")
     for name, model in m["models"].items():
         model["path"] = path_at(["models", name, "path"], model["path"])
     for name, ds in m["datasets"].items():
@@ -90,30 +113,6 @@ def resolve(source: Source, data: dict[str, Any], env: dict[str, str] | None = N
         for key in path_options(gen.get("kind", "")):  # relative to the manifest's folder, as written
             if isinstance(gen.get(key), str) and gen[key] and not os.path.isabs(gen[key]):
                 gen[key] = os.path.normpath(str(base / gen[key]))
-        splits = ds.setdefault("splits", {})
-        splits.setdefault("train", "train")
-        splits.setdefault("validation", "validation")
-        splits.setdefault("test", "test")
-    prompt = m.setdefault("prompt", {})
-    prompt.setdefault("system", None)
-    prompt.setdefault("template", None)
-    ft = m["finetune"]
-    ft.setdefault("recipe", "lora")
-    ft["hyperparameters"] = {**HYPERPARAMETER_DEFAULTS, **ft.get("hyperparameters", {})}
-    ft.setdefault("save_epochs", "last")
-    ft.setdefault("resources", {})
-    if "wandb" in ft:
-        ft["wandb"].setdefault("mode", "offline")
-    m.setdefault("grid", {})
-    if "eval" in m:
-        ev = m["eval"]
-        ev.setdefault("epochs", "all")
-        ev.setdefault("base_models", False)
-        ev.setdefault("provider", "hf")
-        ev.setdefault("seed", 42)
-        ev.setdefault("limit", None)
-        ev.setdefault("resources", {})
-        for i, t in enumerate(ev["tasks"]):
-            t["file"] = path_at(["eval", "tasks", i, "file"], t["file"])
-            t.setdefault("args", {})
+    for i, t in enumerate(m.get("eval", {}).get("tasks", [])):
+        t["file"] = path_at(["eval", "tasks", i, "file"], t["file"])
     return m, problems

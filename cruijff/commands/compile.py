@@ -100,7 +100,8 @@ def _slurm_fit(plan, files: dict[str, str]):
     """Where the plan will go to SLURM: how it is submitted and whether it fits the user's limits."""
     from cruijff.errors import CruijffError
     from cruijff.executors.select import make_executor, resolve_name
-    from cruijff.fit import fit_problems, submission_layout
+    from cruijff.executors.slurm import sinfo_nodes
+    from cruijff.fit import SINFO_NODE_FORMAT, fit_problems, parse_sinfo_nodes, resource_problems, submission_layout
 
     if resolve_name(None, plan) != "slurm":
         return None, []
@@ -109,11 +110,12 @@ def _slurm_fit(plan, files: dict[str, str]):
         executor.attempts = 1  # plan must not wait out a down slurmctld: just say it could not ask
         limits = executor.limits()
         size = executor.array_limit()
+        nodes = parse_sinfo_nodes(sinfo_nodes(executor.runner, SINFO_NODE_FORMAT))
     except CruijffError as e:
         return {"error": e.message}, []
     layout = submission_layout(plan, files, size)
     layout["limits"] = {k: (v[0] if isinstance(v, tuple) else v) for k, v in limits.items()}
-    return layout, fit_problems(len(plan.nodes), limits)
+    return layout, fit_problems(len(plan.nodes), limits) + resource_problems(plan, nodes)
 
 
 def _render_summary(summary: dict, diff=None) -> None:

@@ -124,6 +124,15 @@ def cluster_limits(runner: Runner = default_runner) -> dict[str, int]:
     return limits
 
 
+def sinfo_nodes(runner: Runner, node_format: str) -> str:
+    """`sinfo -h -N -o FORMAT`: one line per node and partition (for cruijff.fit.resource_problems)."""
+    proc = _run(runner, ["sinfo", "-h", "-N", "-o", node_format])
+    if proc.returncode != 0:
+        raise SchedulerError(f"sinfo failed: {_clean_stderr(proc.stderr, 'sinfo')}",
+                             hint="check that slurmctld answers: scontrol ping")
+    return proc.stdout
+
+
 def submit_limit(assoc_text: str, qos_text: str, *, account: str | None = None,
                  qos: str | None = None) -> tuple[int, str] | None:
     """The user's queued-job limit and where it comes from, from sacctmgr's parsable output.

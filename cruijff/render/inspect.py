@@ -21,12 +21,19 @@ def model_config(*, model_dir: str, gpus: int, provider: str) -> dict[str, Any]:
     """Model arguments (inspect's --model-config).
 
     hf: the local directory goes in model_path; do_sample false, or transformers rejects
-    temperature 0. vllm: the directory is the model name and these keys become `vllm serve` flags.
+    temperature 0. inspect's hf provider passes `device` to from_pretrained as device_map, so
+    with more than one GPU it is "auto" (accelerate spreads the layers over every GPU, as
+    cruijff_kit does) - "cuda:0" would load a 70B model onto one GPU. vllm: the directory is the
+    model name and these keys become `vllm serve` flags.
     """
     if provider == "vllm":
         return {"tensor_parallel_size": max(1, gpus), "timeout": 1800}
-    return {"model_path": model_dir, "tokenizer_path": model_dir, "device": "cuda:0" if gpus else "cpu",
-            "do_sample": False}
+    return {"model_path": model_dir, "tokenizer_path": model_dir, "device": device_map(gpus), "do_sample": False}
+
+
+def device_map(gpus: int) -> str:
+    """The hf provider's device (its device_map) for a job with this many GPUs."""
+    return "auto" if gpus > 1 else "cuda:0" if gpus == 1 else "cpu"
 
 
 def model_name(*, model_dir: str, provider: str) -> str:
@@ -34,12 +41,16 @@ def model_name(*, model_dir: str, provider: str) -> str:
 
 
 def eval_commands(*, task_file: str, task_name: str, model_dir: str, provider: str, seed: int,
-                  limit: int | None, metadata: dict[str, Any]) -> list[list[str]]:
-    """`inspect eval`, then a check of its log: inspect exits 0 even when the evaluation errored."""
+                  limit: int | None, metadata: dict[str, Any], max_tokens: int) -> list[list[str]]:
+    """`inspect eval`, then a check of its log: inspect exits 0 even when the evaluation errored.
+
+    --seed and --max-tokens on the command line beat the task's own GenerateConfig (inspect merges
+    the CLI's generate arguments over the task's), so the manifest's values hold for every task.
+    """
     argv = ["inspect", "eval", f"{task_file}@{task_name}", "--model", model_name(model_dir=model_dir, provider=provider),
             "--model-config", "model_config.yaml", "--task-config", "task_config.yaml",
-            "--log-dir", "logs", "--seed", str(seed), "--temperature", "0", "--display", "none",
-            "--log-format", "eval"]
+            "--log-dir", "logs", "--seed", str(seed), "--max-tokens", str(max_tokens), "--temperature", "0",
+            "--display", "none", "--log-format", "eval"]
     if limit:
         argv += ["--limit", str(limit)]
     for key, value in metadata.items():

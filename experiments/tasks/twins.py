@@ -14,7 +14,8 @@ def zygosity(data: str, format: str = "instruct_json", split: str = "test",
              template: str | None = None, system: str | None = None,
              positive: str = "1", negative: str = "0", top_logprobs: int = 20,
              limit: int | None = None) -> Task:
-    """Accuracy of the answer; label accuracy, Brier, ECE (10 equal-width bins) and AUC of P(positive)."""
+    """Accuracy of the answer; label accuracy, Brier, ECE (positive-class and top-label, scikit-learn's
+    bins) and AUC of P(positive), and how many samples each label rule touched."""
     return instruct_task(
         data, format=format, split=split, template=template, system=system,
         scorers=[exact_match(), label_probability(labels=(positive, negative), positive=positive)],

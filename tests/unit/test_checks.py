@@ -64,8 +64,8 @@ def test_defaults_and_paths_are_resolved(tmp_path):
     m = checked.manifest
     assert m["output_dir"] == "/w/out"
     assert m["models"]["tiny"]["path"] == str(tmp_path / "model")  # relative to the manifest's folder
-    assert m["finetune"]["save_epochs"] == "last"
-    assert m["finetune"]["hyperparameters"]["lora_rank"] == 8 and m["finetune"]["hyperparameters"]["epochs"] == 3
+    assert m["finetune"]["save_epochs"] == "all"
+    assert m["finetune"]["hyperparameters"]["lora_rank"] == 64 and m["finetune"]["hyperparameters"]["epochs"] == 3
     assert m["datasets"]["words"]["splits"] == {"train": "train", "validation": "validation", "test": "test"}
     assert m["executor"] == {"kind": "auto", "max_parallel": 1}
     assert [r.name for r in checked.runs] == ["tiny_words"]

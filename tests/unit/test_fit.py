@@ -47,3 +47,57 @@ def test_fit_problems_max_job_count_and_nothing_when_it_fits():
     assert "MaxJobCount" in str(fit_problems(30000, {"MaxJobCount": 20000})[0])
     assert fit_problems(100, {"submit_limit": (100, "x"), "MaxJobCount": 100}) == []
     assert fit_problems(100, {}) == []
+
+
+# --- can any node run each job? -----------------------------------------------------------------
+
+from cruijff.fit import mem_to_mb, parse_sinfo_nodes, resource_problems  # noqa: E402
+from cruijff.model import Node, Plan, Resources  # noqa: E402
+
+SINFO = """\
+gpu|64|512000|gpu:a100:4(S:0-1)|1-00:00:00|a100,gpu80
+gpu|48|256000|gpu:4|1-00:00:00|v100
+cpu|32|128000|(null)|infinite|(null)
+"""
+
+
+def plan_of(*resources: Resources, kind: str = "finetune", cluster=None) -> Plan:
+    nodes = tuple(Node(f"{kind}/r{i}", kind, (), r, "h", attrs={"model": "big"}) for i, r in enumerate(resources))
+    return Plan(experiment="e", output_dir="/o", manifest="m.yaml", nodes=nodes, executor="slurm", max_parallel=1,
+                cluster=cluster or {})
+
+
+def test_sinfo_nodes_are_parsed():
+    nodes = parse_sinfo_nodes(SINFO + "garbage line\n")
+    assert [(n.partition, n.cpus, n.mem_mb, n.gpus, n.max_hours) for n in nodes] == [
+        ("gpu", 64, 512000, 4, 24.0), ("gpu", 48, 256000, 4, 24.0), ("cpu", 32, 128000, 0, None)]
+    assert nodes[0].features == {"a100", "gpu80"} and nodes[2].features == set()
+    assert parse_sinfo_nodes("g|8|1000|gpu:a:2,gpu:b:2|4:00:00|x")[0].gpus == 4
+    assert mem_to_mb("64G") == 65536 and mem_to_mb("500M") == 500 and mem_to_mb("1T") == 1048576
+    assert mem_to_mb("2000") == 2000 and mem_to_mb(None) == 0
+
+
+def test_the_old_70b_request_fits_no_4_gpu_node():
+    nodes = parse_sinfo_nodes(SINFO)
+    old = Resources(gpus=8, cpus=32, mem="512G", time="24:00:00")
+    (problem,) = resource_problems(plan_of(old, old), nodes)
+    text = str(problem)
+    assert "2 finetune jobs of model big ask for 8 GPUs, 32 CPUs, 512G memory" in text
+    assert "no node in the cluster" in text and "largest node there has 4 GPUs" in text
+    assert problem.severity == "warning"
+    assert resource_problems(plan_of(Resources(gpus=4, cpus=16, mem="320G", time="24:00:00")), nodes) == []
+
+
+def test_partition_constraint_and_time_limit_narrow_the_nodes():
+    nodes = parse_sinfo_nodes(SINFO)
+    job = Resources(gpus=4, cpus=16, mem="300G", time="04:00:00")
+    assert resource_problems(plan_of(job, cluster={"partition": "gpu"}), nodes) == []
+    assert "partition cpu" in str(resource_problems(plan_of(job, cluster={"partition": "cpu"}), nodes)[0])
+    # v100 nodes have 250G: the constraint leaves only them
+    assert resource_problems(plan_of(job, cluster={"constraint": "v100"}), nodes)
+    assert resource_problems(plan_of(job, cluster={"constraint": "v100|a100"}), nodes) == []
+    long = Resources(gpus=1, cpus=1, mem="1G", time="2-00:00:00")
+    assert "24 h time limit" in str(resource_problems(plan_of(long, cluster={"partition": "gpu"}), nodes)[0])
+    assert "1 finetune job of model big asks for" in str(resource_problems(plan_of(long), nodes)[0])  # GPU: 24 h
+    assert resource_problems(plan_of(Resources(gpus=0, cpus=1, time="2-00:00:00")), nodes) == []  # cpu: no limit
+    assert resource_problems(plan_of(long), []) == []  # nothing known: nothing said

@@ -8,9 +8,10 @@ def test_hf_reads_the_local_directory_greedily():
     assert cfg == {"model_path": "/m/epoch_1/model", "tokenizer_path": "/m/epoch_1/model", "device": "cpu",
                    "do_sample": False}
     eval_argv, check_argv = eval_commands(task_file="/t.py", task_name="task", model_dir="/m", provider="hf",
-                                          seed=1, limit=None, metadata={"run": "r"})
+                                          seed=1, limit=None, metadata={"run": "r"}, max_tokens=20)
     assert eval_argv[:5] == ["inspect", "eval", "/t.py@task", "--model", "hf/local"]
     assert ["--metadata", "run=r"] == eval_argv[-2:]
+    assert eval_argv[eval_argv.index("--max-tokens") + 1] == "20" and eval_argv[eval_argv.index("--seed") + 1] == "1"
     assert check_argv == ["python", "-m", "cruijff.scores", "logs"]  # inspect exits 0 on errored evals
 
 
@@ -18,6 +19,54 @@ def test_vllm_names_the_directory_in_the_model_and_serves_on_all_gpus():
     cfg = model_config(model_dir="/m", gpus=4, provider="vllm")
     assert cfg["tensor_parallel_size"] == 4 and "model_path" not in cfg and "device" not in cfg
     eval_argv, _ = eval_commands(task_file="/t.py", task_name="task", model_dir="/m/epoch_0/model",
-                                 provider="vllm", seed=1, limit=5, metadata={})
+                                 provider="vllm", seed=1, limit=5, metadata={}, max_tokens=7)
     assert eval_argv[eval_argv.index("--model") + 1] == "vllm//m/epoch_0/model"
     assert eval_argv[eval_argv.index("--limit") + 1] == "5"
+    assert eval_argv[eval_argv.index("--max-tokens") + 1] == "7"
+
+
+def test_hf_spreads_a_multi_gpu_model_over_every_gpu():
+    """inspect's hf provider hands `device` to from_pretrained as device_map: 'auto' spreads the layers."""
+    assert model_config(model_dir="/m", gpus=4, provider="hf") == {
+        "model_path": "/m", "tokenizer_path": "/m", "device": "auto", "do_sample": False}
+    assert model_config(model_dir="/m", gpus=2, provider="hf")["device"] == "auto"
+    assert model_config(model_dir="/m", gpus=1, provider="hf")["device"] == "cuda:0"
+
+
+def test_hf_provider_really_uses_device_as_device_map():
+    """Pins the inspect-ai behaviour the rendered config relies on (read from its installed source)."""
+    import inspect as pyinspect
+
+    from inspect_ai.model._providers import hf
+
+    source = pyinspect.getsource(hf.HuggingFaceAPI.__init__)
+    assert 'collect_model_arg("device")' in source and "device_map=self.device" in source
+
+
+BIG = """\
+experiment: big
+output_dir: out
+models:
+  llama-70b: {path: /models/Llama-3.3-70B-Instruct, family: Llama-3.3-70B-Instruct}
+datasets:
+  words: {path: words.json, format: instruct_json}
+finetune: {hyperparameters: {epochs: 1}}
+eval:
+  tasks: [{name: cap, file: cap.py, task: cap}]
+  base_models: true
+"""
+
+
+def test_a_70b_evaluation_plan_renders_device_map_auto(tmp_path):
+    from cruijff.compile import compile_manifest
+    import yaml
+
+    (tmp_path / "m.yaml").write_text(BIG)
+    files = compile_manifest(tmp_path / "m.yaml").files
+    configs = {k: yaml.safe_load(v) for k, v in files.items() if k.endswith("model_config.yaml")}
+    assert set(configs) == {"eval/llama-70b_words/epoch_0/cap/model_config.yaml",
+                            "base_eval/llama-70b/words/cap/model_config.yaml"}
+    for cfg in configs.values():
+        assert cfg["device"] == "auto"
+    script = files["base_eval/llama-70b/words/cap/job.sbatch"]
+    assert "#SBATCH --gres=gpu:4" in script

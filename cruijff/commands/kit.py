@@ -1,0 +1,61 @@
+"""`cruijff import SUMMARY`: cruijff_kit's experiment_summary.yaml as a manifest on stdout."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from cruijff.errors import Location, ManifestError, Problem
+
+CHECKED_AS = "imported manifest"
+
+
+def _checked(text: str) -> list[Problem]:
+    """Validate the manifest text as `cruijff validate` would; problems point into the printed text."""
+    from cruijff.compile import check
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "manifest.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            check(path, env=dict(os.environ))
+        except ManifestError as e:
+            return [replace(p, location=replace(p.location, file=CHECKED_AS) if p.location else Location(CHECKED_AS))
+                    for p in e.problems]
+    return []
+
+
+@click.command("import")
+@click.argument("summary", type=click.Path(dir_okay=False))
+@click.option("--no-check", is_flag=True, help="Print the manifest even when it does not validate.")
+def import_summary(summary: str, no_check: bool) -> None:
+    """Translate cruijff_kit's experiment_summary.yaml into a cruijff manifest (printed on stdout).
+
+    Fields without an equivalent become comments; the manifest is validated before it is printed.
+    """
+    from cruijff.commands.compile import _fail
+    from cruijff.kit_import import render, translate
+    from cruijff.source import load
+
+    try:
+        if not Path(summary).is_file():
+            raise ManifestError([Problem(f"no such file: {summary}", Location(summary),
+                                         "pass cruijff_kit's experiment_summary.yaml")])
+        imported = translate(load(summary))
+    except ManifestError as e:
+        _fail(e, as_json=False)
+        return
+    text = render(imported, Path(summary).name)
+    problems = [] if no_check else _checked(text)
+    if problems:
+        _fail(ManifestError([*problems, Problem(
+            "the imported manifest does not validate", hint="fix the design file, or print it anyway with "
+            "--no-check and edit it")]), as_json=False)
+        return
+    click.echo(text, nl=False)
+    if imported.notes:
+        click.echo(f"{len(imported.notes)} field(s) without an equivalent: see the comments at the end", err=True)
