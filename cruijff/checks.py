@@ -165,7 +165,12 @@ def check_files(source: Source, m: dict[str, Any]) -> list[Problem]:
             from cruijff.data.generate import path_options
 
             for key in path_options(ds["generate"]["kind"], reads=True):
-                if ds["generate"].get(key) and not Path(ds["generate"][key]).exists():
+                value = ds["generate"].get(key)
+                if value is not None and not isinstance(value, str):
+                    problems.append(Problem(f"dataset '{name}': generate.{key} must be a file path, not {value!r}",
+                                            source.locate(["datasets", name, "generate", key]),
+                                            f"write the path of the {key} file"))
+                elif value and not Path(value).exists():
                     problems.append(Problem(f"dataset '{name}': generate.{key} {ds['generate'][key]} is not reachable "
                                             "from here; not checked", source.locate(["datasets", name, "generate", key]),
                                             "fine if it exists on the cluster", severity="warning"))

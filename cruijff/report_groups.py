@@ -145,14 +145,17 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def replicates(pa, ya, idx, n_bins: int = 10) -> dict[str, Any]:
+def replicates(pa, ya, idx, n_bins: int | None = None) -> dict[str, Any]:
     """Brier, ECE and AUC of every resample (rows of idx) at once: vectorised forms of
-    cruijff.tasks._metrics.brier / ece (same bins) and rank_auc, pinned equal by a test."""
+    cruijff.tasks._metrics.brier / ece (its bin_ids, so the same bins) and rank_auc, pinned equal by a test."""
     import numpy as np
 
+    from cruijff.tasks._metrics import ECE_BINS, bin_ids
+
+    n_bins = n_bins or ECE_BINS
     P, Y = pa[idx], ya[idx]
     brier = ((P - Y) ** 2).mean(axis=1)
-    bins = np.minimum((P * n_bins).astype(int), n_bins - 1)
+    bins = bin_ids(P.ravel(), n_bins).reshape(P.shape)
     ece = np.zeros(len(idx))
     for b in range(n_bins):
         m = bins == b  # per bin, count x |mean(y) - mean(p)| = |sum(y) - sum(p)|

@@ -14,15 +14,17 @@ from cruijff.errors import Location, ManifestError, Problem
 CHECKED_AS = "imported manifest"
 
 
-def _checked(text: str) -> list[Problem]:
-    """Validate the manifest text as `cruijff validate` would; problems point into the printed text."""
+def _checked(text: str, folder: Path) -> list[Problem]:
+    """Validate the manifest text as `cruijff validate` would, as if saved in `folder` (relative paths
+    are the design file's); problems point into the printed text."""
     from cruijff.compile import check
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "manifest.yaml"
-        path.write_text(text, encoding="utf-8")
+    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".cruijff-import-", suffix=".yaml",
+                                     encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
         try:
-            check(path, env=dict(os.environ))
+            check(Path(f.name), env=dict(os.environ))
         except ManifestError as e:
             return [replace(p, location=replace(p.location, file=CHECKED_AS) if p.location else Location(CHECKED_AS))
                     for p in e.problems]
@@ -50,7 +52,7 @@ def import_summary(summary: str, no_check: bool) -> None:
         _fail(e, as_json=False)
         return
     text = render(imported, Path(summary).name)
-    problems = [] if no_check else _checked(text)
+    problems = [] if no_check else _checked(text, Path(summary).resolve().parent)
     if problems:
         _fail(ManifestError([*problems, Problem(
             "the imported manifest does not validate", hint="fix the design file, or print it anyway with "

@@ -205,7 +205,7 @@ def step_warnings(checked) -> list[str]:
 def test_few_optimizer_steps_warn_with_the_arithmetic(tmp_path):
     # 40 rows / (batch 4 × accumulation 2) = 5 steps per epoch, × 1 epoch: below 10
     m = base(datasets={"words": {"path": rows_file(tmp_path, 40), "format": "instruct_json"}},
-             finetune={"hyperparameters": {"epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 2},
+             finetune={"hyperparameters": {"epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 2, "warmup_steps": 0},
                        "resources": {"gpus": 0}}, grid={"seed": [1, 2]})
     (msg,) = step_warnings(run_check(tmp_path, m))
     assert "run 'tiny_words_seed1' (and 1 more) makes only 5 optimizer step(s)" in msg

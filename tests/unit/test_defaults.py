@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import copy
 from pathlib import Path
+
+import pytest
 from typing import Any
 
 from cruijff.compile import check, compile_manifest
@@ -23,6 +25,12 @@ MINIMAL = {
     "finetune": {},
     "eval": {"tasks": [{"name": "t", "file": "t.py", "task": "t"}]},
 }
+
+
+@pytest.fixture(autouse=True)
+def task_file(tmp_path):
+    """The manifests' task file: plan reads its @task signature."""
+    (tmp_path / "t.py").write_text("from inspect_ai import task\n\n\n@task\ndef t(**kwargs):\n    ...\n")
 
 
 def defaults_by_path(node: dict[str, Any], root: dict[str, Any], prefix: tuple = ()) -> dict[tuple, Any]:

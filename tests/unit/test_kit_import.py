@@ -76,6 +76,7 @@ def test_import_renders_cruijff_kit_values_into_finetune_yaml(tmp_path):
     """The design file of cruijff_kit's own tests sets only epochs and batch size: everything else
     in finetune.yaml (and the eval command) must be cruijff_kit's value."""
     summary = tmp_path / "experiment_summary.yaml"
+    (tmp_path / "cap.py").write_text("from inspect_ai import task\n\n\n@task\ndef cap(**kwargs):\n    ...\n")
     summary.write_text("""\
 experiment: {name: parity, question: same results?, dir: out}
 tools: {preparation: torchtune, evaluation: inspect-ai}

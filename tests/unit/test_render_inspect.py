@@ -62,6 +62,7 @@ def test_a_70b_evaluation_plan_renders_device_map_auto(tmp_path):
     import yaml
 
     (tmp_path / "m.yaml").write_text(BIG)
+    (tmp_path / "cap.py").write_text("from inspect_ai import task\n\n\n@task\ndef cap(**kwargs):\n    ...\n")
     files = compile_manifest(tmp_path / "m.yaml").files
     configs = {k: yaml.safe_load(v) for k, v in files.items() if k.endswith("model_config.yaml")}
     assert set(configs) == {"eval/llama-70b_words/epoch_0/cap/model_config.yaml",
