@@ -34,6 +34,7 @@ from torchtune.data import padded_collate_packed
 from tqdm import tqdm
 
 from cruijff.errors import CruijffError
+from cruijff.records import record_error
 from cruijff.train.export import export_dir, export_merged
 from cruijff.train.metrics import EpochRecord, MetricsLog, peak_memory, reset_peak_memory
 from cruijff.train.stock import stock_recipe
@@ -491,6 +492,7 @@ def run(main) -> int:
         return main()
     except CruijffError as e:
         print(f"\nerror: {e}", file=sys.stderr)  # on a line of its own, after tqdm's bar
+        record_error(f"fine-tune failed: {e}")  # for `cruijff status`
         return int(e.exit_code)
 
 
