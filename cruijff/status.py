@@ -214,7 +214,8 @@ def render_text(report: StatusReport, width: int | None = None):
 
     by_id = {n.id: n for n in report.nodes}
     g = grid(report.nodes)
-    table = Table(title=f"{report.experiment}  ({report.executor})", title_justify="left")
+    table = Table(title=f"{report.experiment}  ({report.executor})", title_justify="left",
+                  caption=score_legend(report.nodes), caption_justify="left")
     table.add_column("run")
     for col in g["columns"]:
         table.add_column(col, justify="right" if col != "finetune" else "left")
@@ -248,6 +249,19 @@ def render_text(report: StatusReport, width: int | None = None):
         notes.append("* changed since submitted: `cruijff apply` submits the new version")
     parts += [Text(x) for x in notes]
     return Group(*parts)
+
+
+def score_legend(nodes) -> str | None:
+    """Which metric a number in the grid is: each task's headline metric, by task."""
+    by_task: dict[str, list[str]] = {}
+    for n in nodes:
+        if n.score is not None:
+            names = by_task.setdefault(str(n.attrs.get("task", "?")), [])
+            if n.score[0] not in names:
+                names.append(n.score[0])
+    if not by_task:
+        return None
+    return "scores: " + "; ".join(f"{task} {', '.join(names)}" for task, names in by_task.items())
 
 
 def render_plain(report: StatusReport, width: int = 120) -> str:
