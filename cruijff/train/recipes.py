@@ -53,8 +53,8 @@ class TrainingError(CruijffError):
     """The run would train on nothing, or diverged: stop it rather than report a score for it."""
 
 
-TRUNCATION_FIX = ("raise max_seq_len (hyperparameters.max_seq_len in the manifest), shorten the prompt "
-                  "(template, system) or the inputs, or train on the input as well")
+TRUNCATION_FIX = ("raise max_seq_len (finetune.hyperparameters.max_seq_len in the manifest), or shorten "
+                  "the prompt (prompt.template, prompt.system) or the inputs")
 
 DIVERGED_FIX = "lower the learning rate, set clip_grad_norm, or train in fp32/bf16 rather than fp16"
 
