@@ -1,8 +1,9 @@
 """How long `cruijff plan` takes as the grid grows: compile vs write, for 250 … 2,000 runs.
 
 Each run is evaluated at 2 epochs on 2 tasks, so N runs make 5·N jobs (1,000 runs → 5,000 jobs).
-The model is a custom family (no registry paths) and the dataset and task files do not exist
-(warnings only), so nothing outside the temp folder is read.
+The model is a custom family (no registry paths), the dataset does not exist (a warning only) and
+the task file is written next to the manifest (plan checks its @task functions), so nothing outside
+the temp folder is read.
 
     python bench/plan_scale.py                  # 250, 500, 1000, 2000 runs
     python bench/plan_scale.py --runs 1000 --profile   # cProfile of one compile + write
@@ -46,8 +47,8 @@ def manifest(runs: int, out: Path) -> dict:
         "finetune": {"hyperparameters": {"epochs": 2, "batch_size": 8}, "save_epochs": "all",
                      "resources": {"gpus": 1, "cpus": 4, "mem": "32G", "time": "01:00:00"}},
         "grid": {"lr": lrs, "lora_rank": ranks, "seed": seeds},
-        "eval": {"tasks": [{"name": "exact", "file": "/nonexistent/tasks.py", "task": "exact"},
-                           {"name": "fuzzy", "file": "/nonexistent/tasks.py", "task": "fuzzy"}],
+        "eval": {"tasks": [{"name": "exact", "file": "tasks.py", "task": "exact"},
+                           {"name": "fuzzy", "file": "tasks.py", "task": "fuzzy"}],
                  "epochs": "all", "resources": {"gpus": 1, "time": "00:20:00"}},
     }
 
@@ -60,6 +61,8 @@ def plan_once(runs: int, root: Path, profile: bool = False) -> dict[str, float]:
     work.mkdir()
     path = work / "bench.yaml"
     path.write_text(dump_yaml(manifest(runs, work / "out")))
+    (work / "tasks.py").write_text("from inspect_ai import task\n\n\n@task\ndef exact(**kwargs):\n    pass\n\n\n"
+                                   "@task\ndef fuzzy(**kwargs):\n    pass\n")
     prof = cProfile.Profile() if profile else None
     if prof:
         prof.enable()

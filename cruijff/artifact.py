@@ -43,6 +43,7 @@ def plan_from_dict(data: dict[str, Any], *, source: str = PLAN_FILE) -> Plan:
             resources=Resources(**n["resources"]),
             hash=n["hash"],
             attrs=n.get("attrs", {}),
+            inputs=n.get("inputs", {}),
         )
         for n in data["nodes"]
     )

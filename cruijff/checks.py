@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from cruijff.errors import Problem
 from cruijff.expand import Run, axes_of
 from cruijff.registry import CUSTOM, FAMILIES, family_names
 from cruijff.resolve import HYPERPARAMETER_DEFAULTS
 from cruijff.schema import load_schema, subschema
 from cruijff.source import Source
-from cruijff.validate import _choices_hint
+from cruijff.taskfile import check_tasks
+from cruijff.validate import StrictValidator, _choices_hint
 
 
 def resolve_epochs(selection: Any, epochs: int, saved: list[int] | None = None) -> list[int]:
@@ -60,7 +59,7 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                                                 source.locate(where), _choices_hint(declared[key], str(value))))
                 else:
                     sub = {"$defs": schema["$defs"], "$ref": f"#/$defs/hyperparameters/properties/{key}"}
-                    for err in Draft202012Validator(sub).iter_errors(value):
+                    for err in StrictValidator(sub).iter_errors(value):
                         problems.append(Problem(f"grid.{section}[{i}].{key}: {err.message}", source.locate(where),
                                                 subschema(f"#/$defs/hyperparameters/properties/{key}").get("description")))
     ev = m.get("eval")
@@ -163,6 +162,13 @@ def check_files(source: Source, m: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for name, ds in m["datasets"].items():
         if "generate" in ds:
+            from cruijff.data.generate import path_options
+
+            for key in path_options(ds["generate"]["kind"], reads=True):
+                if ds["generate"].get(key) and not Path(ds["generate"][key]).exists():
+                    problems.append(Problem(f"dataset '{name}': generate.{key} {ds['generate'][key]} is not reachable "
+                                            "from here; not checked", source.locate(["datasets", name, "generate", key]),
+                                            "fine if it exists on the cluster", severity="warning"))
             continue
         path = Path(ds["path"])
         where = ["datasets", name, "path"]
@@ -171,11 +177,84 @@ def check_files(source: Source, m: dict[str, Any]) -> list[Problem]:
                                     source.locate(where), "fine if it exists on the cluster", severity="warning"))
             continue
         problems.extend(_check_dataset(source, name, ds, where))
-    for i, task in enumerate(m.get("eval", {}).get("tasks", [])):
-        if not Path(task["file"]).exists():
-            problems.append(Problem(f"eval task file {task['file']} is not reachable from here; not checked",
-                                    source.locate(["eval", "tasks", i, "file"]), "fine if it exists on the cluster",
+    problems += check_tasks(source, m)
+    return problems
+
+
+def _dataset_info(path: str, fmt: str):
+    """inspect_dataset, read once per compile (check_files and check_steps both ask)."""
+    import os
+
+    from cruijff.data.formats import inspect_dataset
+
+    try:
+        st = os.stat(path)
+        key = (path, fmt, st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = (path, fmt, None, None)
+    if key not in _INFO:
+        if len(_INFO) > 64:
+            _INFO.clear()
+        _INFO[key] = inspect_dataset(path, fmt)
+    return _INFO[key]
+
+
+_INFO: dict[tuple, Any] = {}
+MIN_STEPS = 10  # below this a schedule (warm-up, cosine) hardly applies and the run is likely a mistake
+
+
+def check_steps(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Problem]:
+    """Optimizer steps per run, from the train split's row count where the data exists now.
+
+    torchtune splits the rows over the GPUs, drops an incomplete last batch and steps once per
+    gradient_accumulation_steps batches: fewer rows than one batch train nothing at all. Warnings,
+    not errors: a smoke test on a few rows is a fair thing to plan.
+    """
+    from cruijff.errors import CruijffError
+    from cruijff.graph import finetune_resources
+
+    few: dict[tuple, list[str]] = {}
+    for run in runs:
+        ds = m["datasets"][run.dataset]
+        if "generate" in ds:
+            continue
+        try:
+            rows = _dataset_info(ds["path"], ds["format"]).splits.get(ds["splits"]["train"])
+        except (CruijffError, OSError, ImportError):
+            continue  # reported by check_files, or not reachable from here
+        if rows is None:
+            continue
+        hp = hyperparameters_of(m, run)
+        gpus = max(1, finetune_resources(m, run.model).gpus)
+        per_device = -(-rows // gpus)
+        steps = (per_device // hp["batch_size"]) // hp["gradient_accumulation_steps"]
+        if hp["max_steps_per_epoch"]:
+            steps = min(steps, hp["max_steps_per_epoch"])
+        total = steps * hp["epochs"]
+        if total < MIN_STEPS or hp["warmup_steps"] >= max(total, 1):
+            key = (run.dataset, rows, hp["batch_size"], hp["gradient_accumulation_steps"], gpus, hp["epochs"],
+                   total, hp["warmup_steps"], bool(hp["packed"]))
+            few.setdefault(key, []).append(run.name)
+    problems = []
+    for (dataset, rows, bs, ga, gpus, epochs, total, warmup, packed), names in few.items():
+        who = f"run '{names[0]}'" + (f" (and {len(names) - 1} more)" if len(names) > 1 else "")
+        how = (f"{rows} training rows of '{dataset}' / (batch_size {bs} × gradient_accumulation_steps {ga}"
+               f"{f' × {gpus} GPUs' if gpus > 1 else ''}), incomplete batches dropped, × {epochs} epoch(s)")
+        where = source.locate(["grid", "batch_size"] if "batch_size" in m["grid"]
+                              else ["finetune", "hyperparameters", "batch_size"])
+        if total == 0 and not packed:
+            problems.append(Problem(f"{who} would make no optimizer step: {how} = 0", where,
+                                    "lower batch_size or gradient_accumulation_steps, or add training rows",
                                     severity="warning"))
+        elif total < MIN_STEPS:
+            problems.append(Problem(f"{who} makes only {total} optimizer step(s): {how}"
+                                    + (" (before packing)" if packed else ""), where,
+                                    f"fewer than {MIN_STEPS} steps is rarely a real fine-tune: lower batch_size or "
+                                    "gradient_accumulation_steps, or add epochs or data", severity="warning"))
+        if warmup >= max(total, 1) and (total > 0 or packed):
+            problems.append(Problem(f"{who}: warmup_steps {warmup} ≥ its {total} optimizer step(s), so the "
+                                    "learning rate never reaches its peak", where,
+                                    "lower warmup_steps", severity="warning"))
     return problems
 
 
@@ -183,11 +262,11 @@ def _check_dataset(source: Source, name: str, ds: dict[str, Any], where: list[An
     from cruijff.errors import CruijffError
 
     try:
-        from cruijff.data.formats import inspect_dataset
+        import cruijff.data.formats  # noqa: F401
     except ImportError:  # the data kit is optional for planning
         return []
     try:
-        info = inspect_dataset(ds["path"], ds["format"])
+        info = _dataset_info(ds["path"], ds["format"])
     except CruijffError as e:
         return [Problem(f"dataset '{name}': {e.message}", source.locate(where), e.hint)]
     problems = []

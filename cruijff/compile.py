@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 
-from cruijff.checks import check_files, check_models, check_references, check_runs, hyperparameters_of
+from cruijff.checks import check_files, check_models, check_references, check_runs, check_steps, hyperparameters_of
 from cruijff.errors import ManifestError, Problem
 from cruijff.expand import Run, expand
 from cruijff.graph import JobSpec, build_graph, topological
+from cruijff.inputs import code_digest, fingerprint
 from cruijff.model import BASE_EVAL, EVAL, FINETUNE, PREPARE, Node, Plan
 from cruijff.paths import recipes_dir
 from cruijff.render import inspect as render_inspect
@@ -68,6 +69,7 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
         problems += check_runs(source, manifest, runs)
     if check_paths:
         problems += check_files(source, manifest)
+        problems += check_steps(source, manifest, runs)
     problems = sorted(problems, key=_file_order)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -98,15 +100,17 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
         except UnsafeValue as e:
             raise ManifestError([Problem(str(e), checked.source.locate(list(e.where)),
                                          "use plain words for SLURM settings")]) from None
+        inputs = renderer.inputs(spec)
         digest = hashlib.sha256()
         digest.update(json.dumps({"kind": spec.kind, "resources": vars(spec.resources),
-                                  "parents": [hashes[p] for p in parents]}, sort_keys=True).encode())
+                                  "parents": [hashes[p] for p in parents], "inputs": inputs},
+                                 sort_keys=True).encode())
         for rel in sorted(node_files):
             digest.update(rel.encode() + b"\0" + node_files[rel].encode() + b"\0")
         hashes[node_id] = digest.hexdigest()[:16]
         files.update({f"{node_id}/{rel}": text for rel, text in node_files.items()})
         nodes.append(Node(id=node_id, kind=spec.kind, parents=parents, resources=spec.resources,
-                          hash=hashes[node_id], attrs=spec.attrs))
+                          hash=hashes[node_id], attrs=spec.attrs, inputs=inputs))
     plan = Plan(
         experiment=m["experiment"],
         output_dir=m["output_dir"],
@@ -132,6 +136,26 @@ class _Renderer:
         wandb = m["finetune"].get("wandb")
         if wandb:
             self.variables["WANDB_MODE"] = wandb["mode"]
+
+        self._fingerprints: dict[str, str] = {}
+
+    def inputs(self, spec: JobSpec) -> dict[str, str]:
+        """What the job reads beyond its rendered files: name → fingerprint (see cruijff.inputs)."""
+        out = {"cruijff code": code_digest(spec.kind)}
+        if spec.kind == FINETUNE:
+            out["recipe"] = self._fingerprint(os.path.join(self.recipes, render_torchtune.recipe_file(spec.resources.gpus)))
+        dataset = spec.attrs.get("eval_dataset", spec.attrs.get("dataset"))
+        if spec.kind != PREPARE and "generate" not in self.m["datasets"][dataset]:
+            out["dataset"] = self._fingerprint(self.m["datasets"][dataset]["path"])
+        if spec.kind in (EVAL, BASE_EVAL):
+            task = next(t for t in self.m["eval"]["tasks"] if t["name"] == spec.attrs["task"])
+            out["task file"] = self._fingerprint(task["file"])
+        return out
+
+    def _fingerprint(self, path: str) -> str:
+        if path not in self._fingerprints:
+            self._fingerprints[path] = fingerprint(path)
+        return self._fingerprints[path]
 
     def render(self, spec: JobSpec) -> dict[str, str]:
         return {PREPARE: self.prepare, FINETUNE: self.finetune, EVAL: self.evaluation,

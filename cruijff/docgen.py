@@ -16,7 +16,8 @@ variables (`$SCRATCH`, `${USER}`) and `~` are expanded in paths. Editors with a 
 server autocomplete it when the file starts with
 `# yaml-language-server: $schema=../schemas/experiment.schema.json` (or `cruijff schema > file`).
 
-Epochs are 0-based, like torchtune's `epoch_0`. Every value that ends up in a job script is
+Epochs are 0-based, like torchtune's `epoch_0`. Integers are written without a decimal point (`3`,
+not `3.0`); every number must be finite and within the range its row gives. Every value that ends up in a job script is
 quoted, except `cluster.env.setup`, whose lines are shell code by design.
 """
 
@@ -39,7 +40,20 @@ def _type(node: dict[str, Any], schema: dict[str, Any]) -> str:
         return f"list of {_type(node['items'], schema)}"
     if t == "object" and "additionalProperties" in node and isinstance(node["additionalProperties"], dict):
         return f"mapping of name → {_type(node['additionalProperties'], schema)}"
-    return " or ".join(t) if isinstance(t, list) else t
+    return (" or ".join(t) if isinstance(t, list) else t) + _range(node)
+
+
+def _range(node: dict[str, Any]) -> str:
+    """' (1 to 1000)' for a bounded number: the schema rejects anything outside."""
+    low = node.get("minimum", node.get("exclusiveMinimum"))
+    high = node.get("maximum")
+    if low is None and high is None:
+        return ""
+    low_text = "" if low is None else (f"> {low:,}" if "exclusiveMinimum" in node else f"{low:,}")
+    if high is None:
+        return f" ({'≥ ' + low_text if 'exclusiveMinimum' not in node else low_text})"
+    return f" ({low_text + ' to ' if low_text else '≤ '}{high:,})" if not low_text.startswith(">") \
+        else f" ({low_text}, ≤ {high:,})"
 
 
 def _deref(ref: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,9 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, float):
-        if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e6):
+        if value != value or value in (float("inf"), float("-inf")):
+            text = str(value)  # the schema rejects these; never crash on one
+        elif value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e6):
             mantissa, exponent = f"{value:.6e}".split("e")
             mantissa = mantissa.rstrip("0").rstrip(".")
             text = f"{mantissa}e{int(exponent)}"

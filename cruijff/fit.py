@@ -34,7 +34,7 @@ def fit_problems(n_jobs: int, limits: dict[str, Any]) -> list[Problem]:
     """
     problems = []
     submit = limits.get("submit_limit")
-    how = ("apply it in parts with `cruijff apply --only ...` (e.g. --only model=NAME), each once the "
+    how = ("apply it in parts with `cruijff apply --only ...` (e.g. --only model:NAME), each once the "
            "previous part has finished, or shrink the grid")
     if submit and n_jobs > submit[0]:
         problems.append(Problem(

@@ -55,8 +55,10 @@ class Node:
     """One job in the graph.
 
     attrs holds what selectors, status and report group by: run, model, dataset, epoch, task,
-    hyperparameters. hash covers everything that makes the job what it is (its rendered files,
-    resources and its parents' hashes), so a changed hash means the job must run again.
+    hyperparameters. inputs fingerprints what the job reads beyond its own files (task file,
+    dataset, recipe, the cruijff code it runs; see cruijff.inputs). hash covers everything that
+    makes the job what it is (its rendered files, resources, inputs and its parents' hashes), so a
+    changed hash means the job must run again.
     """
 
     id: str
@@ -65,6 +67,7 @@ class Node:
     resources: Resources
     hash: str
     attrs: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def dir(self) -> str:
@@ -90,6 +93,7 @@ class Node:
             "script": self.script,
             "resources": self.resources.as_dict(),
             "attrs": self.attrs,
+            "inputs": self.inputs,
         }
 
 

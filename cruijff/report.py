@@ -46,6 +46,7 @@ class Report:
     evals_total: int = 0
     evals_scored: int = 0
     missing: list[str] = field(default_factory=list)  # eval node ids with no successful log
+    sections: list[str] = field(default_factory=list)  # HTML of the extra sections (cost, groups)
 
 
 # ---- collecting ------------------------------------------------------------------------------
@@ -434,6 +435,7 @@ figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
 <h2>Plots</h2>
 {imgs or "<p>Nothing to plot yet.</p>"}
 {board}
+{"".join(report.sections)}
 <h2>All scores</h2>
 {table}
 </body></html>
@@ -454,6 +456,13 @@ def build_report(plan_dir: str | Path, out: str | Path | None = None) -> Report:
     report = Report(out_dir=out_dir, evals_total=total, evals_scored=total - len(missing), missing=missing)
     report.tables = _write_tables(scores, losses, out_dir)
     report.plots = _plots(scores, losses, plan, out_dir)
+    from cruijff import report_cost, report_groups  # research-kit sections (own modules)
+
+    for extra in (report_groups, report_cost):
+        tables, plots, section = extra.write_sections(plan, root, out_dir)
+        report.tables.update(tables)
+        report.plots += plots
+        report.sections.append(section)
     report.html = out_dir / "report.html"
     report.html.write_text(_html(plan, scores, report), encoding="utf-8")
     return report

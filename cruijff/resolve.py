@@ -84,6 +84,12 @@ def resolve(source: Source, data: dict[str, Any], env: dict[str, str] | None = N
         model["path"] = path_at(["models", name, "path"], model["path"])
     for name, ds in m["datasets"].items():
         ds["path"] = path_at(["datasets", name, "path"], ds["path"])
+        gen = ds.get("generate") or {}
+        from cruijff.data.generate import path_options  # generator options naming files
+
+        for key in path_options(gen.get("kind", "")):  # relative to the manifest's folder, as written
+            if isinstance(gen.get(key), str) and gen[key] and not os.path.isabs(gen[key]):
+                gen[key] = os.path.normpath(str(base / gen[key]))
         splits = ds.setdefault("splits", {})
         splits.setdefault("train", "train")
         splits.setdefault("validation", "validation")

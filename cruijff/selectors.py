@@ -2,7 +2,8 @@
 
 Syntax: `kind:PATTERN` or a bare PATTERN (a glob on the node id); several, comma-separated,
 select their union; a `+` suffix adds every descendant (`run:lr_1e-4+`). Patterns are
-shell globs (fnmatch), matched case-sensitively.
+shell globs (fnmatch), matched case-sensitively. A term that selects nothing is an error, never
+an empty selection: `--only run:typo` must not apply (or cancel) nothing and exit 0.
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def select(plan: Plan, expression: str | None) -> set[str]:
         kind, sep, pattern = body.partition(":")
         if not sep:
             kind, pattern = "id", body
+            named, eq, value = body.partition("=")
+            if eq and named in SELECTORS:
+                raise UsageError(f"--only {expression!r}: {term!r} is not a selector",
+                                 hint=f"write {named}:{value} (kind:PATTERN, with a colon)")
         if kind not in SELECTORS:
             raise UsageError(
                 f"--only {expression!r}: unknown selector kind {kind!r}",
@@ -94,5 +99,21 @@ def select(plan: Plan, expression: str | None) -> set[str]:
                              hint=f"kinds are {', '.join(NODE_KINDS)}")
         matcher = SELECTORS[kind][0]
         hits = {n.id for n in plan.nodes if matcher(n, pattern)}
+        if not hits:
+            raise UsageError(f"--only {expression!r}: {term!r} matches no node of this plan",
+                             hint=existing(plan))
         selected |= _descendants(plan, hits) if with_descendants else hits
     return selected
+
+
+def existing(plan: Plan, shown: int = 5) -> str:
+    """What a selector could name in this plan, a few of each, so a typo can be fixed at once."""
+    parts = []
+    for name in ("run", "model", "task"):
+        values = list(dict.fromkeys(str(n.attrs[name]) for n in plan.nodes if n.attrs.get(name) is not None))
+        if values:
+            more = f" (+{len(values) - shown} more)" if len(values) > shown else ""
+            parts.append(f"{name}:{{{','.join(values[:shown])}}}{more}")
+    kinds = list(dict.fromkeys(n.kind for n in plan.nodes))
+    parts.append(f"kind:{{{','.join(kinds)}}}")
+    return "this plan has " + "; ".join(parts) + " — or a glob on the node id, e.g. 'eval/*/epoch_0/*'"

@@ -6,24 +6,43 @@ Semantic checks the schema cannot express live in cruijff/checks.py.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, Iterable
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from cruijff.errors import Problem
 from cruijff.schema import load_schema
 from cruijff.source import Source
 
-_validator: Draft202012Validator | None = None
 NO_LINE_BREAK = "^[^\\n\\r]+$"  # the schema's pattern for values that reach a job script's header
 
+# JSON Schema counts 1.0 as an integer; torchtune does not (`range(1.0)` fails at run time), so an
+# integer here is a Python int and nothing else.
+_TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _checker, x: isinstance(x, int) and not isinstance(x, bool))
+StrictValidator = validators.extend(Draft202012Validator, type_checker=_TYPES)
+_validator: Any = None
 
-def validator() -> Draft202012Validator:
+
+def validator() -> Any:
     global _validator
     if _validator is None:
-        _validator = Draft202012Validator(load_schema())
+        _validator = StrictValidator(load_schema())
     return _validator
+
+
+def non_finite(value: Any, path: tuple = ()) -> Iterable[tuple[tuple, float]]:
+    """Every inf/nan anywhere in the data (YAML's .inf, .nan, and 1e999, which it reads as inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from non_finite(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from non_finite(v, (*path, i))
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
@@ -91,15 +110,43 @@ def _describe(error: ValidationError, source: Source) -> list[Problem]:
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         desc = error.schema.get("description")
-        return [Problem(f"{where} must be {expected}, not {type(error.instance).__name__} {error.instance!r}",
+        if "integer" in expected and isinstance(error.instance, float) and error.instance.is_integer() \
+                and abs(error.instance) < 1e15:
+            desc = f"write {int(error.instance)}, not {error.instance!r}" + (f" ({desc})" if desc else "")
+        return [Problem(f"{where} must be {expected}, not {_type_name(error.instance)} {error.instance!r}",
                         source.locate(path), desc)]
+    if v in ("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum"):
+        return [Problem(f"{where}: {error.message}", source.locate(path),
+                        error.schema.get("description") or "see `cruijff schema` for the allowed range")]
     return [Problem(f"{where}: {error.message}", source.locate(path), error.schema.get("description"))]
 
 
 def schema_problems(source: Source) -> list[Problem]:
     """Every schema violation in the manifest, each mapped to file:line:col, in file order."""
-    problems: list[Problem] = []
-    for error in validator().iter_errors(source.data):
+    problems: list[Problem] = [
+        Problem(f"{_where(path)} is {value!r}, not a finite number", source.locate(list(path)),
+                "write a finite number (YAML reads .inf, .nan and values like 1e999 as infinite or not a number)")
+        for path, value in non_finite(source.data)]
+    errors = [e for e in validator().iter_errors(source.data) if not _about_non_finite(e)]
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    for error in errors:
+        if error.validator != "type" and tuple(error.absolute_path) in mistyped:
+            continue  # "must be integer" says it; "greater than the maximum" of 1e30 adds nothing
         problems.extend(_describe(error, source))
     problems.sort(key=lambda p: (p.location.line or 0, p.location.col or 0) if p.location else (0, 0))
     return problems
+
+
+def _type_name(value: Any) -> str:
+    """The plain type (ruamel's ScalarFloat is a float to the user)."""
+    for t in (bool, int, float, str, list, dict):
+        if isinstance(value, t):
+            return {"list": "list", "dict": "mapping"}.get(t.__name__, t.__name__)
+    return type(value).__name__
+
+
+def _about_non_finite(error: ValidationError) -> bool:
+    """A bound or type error caused by an inf/nan (said once already), not an error of its parent."""
+    if isinstance(error.instance, float):
+        return not math.isfinite(error.instance)
+    return error.validator in ("oneOf", "anyOf", "uniqueItems") and next(iter(non_finite(error.instance)), None) is not None

@@ -56,27 +56,44 @@ def validate(manifest: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def plan(manifest: str, out: str | None, as_json: bool) -> None:
     """Compile MANIFEST into a plan directory: configs, job scripts and plan.json."""
+    from pathlib import Path
+
     from cruijff.compile import compile_manifest
-    from cruijff.summary import plan_summary
-    from cruijff.write import write_plan
+    from cruijff.summary import plan_summary, setting_changes
+    from cruijff.write import previous_plan, write_plan
 
     try:
         compiled = compile_manifest(manifest, out=out)
     except ManifestError as e:
         _fail(e, as_json)
         return
+    root = Path(compiled.plan.output_dir)
+    old = previous_plan(root)
+    # Read before write_plan replaces them: the old rendered files say which settings changed.
+    details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
     diff = write_plan(compiled.plan, compiled.files)
     summary = plan_summary(compiled.plan, diff)
+    summary["changed_settings"] = details
     warnings = list(compiled.checked.warnings)
     summary["slurm"], fit = _slurm_fit(compiled.plan, compiled.files)
+    from cruijff.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
+
+    summary["estimate"] = estimate_plan(compiled.checked.manifest, compiled.plan)
     warnings += fit
     if as_json:
         summary["warnings"] = [p.as_dict() for p in warnings]
-        summary["diff"] = diff.as_dict()
-        click.echo(json.dumps(summary, indent=2))
+        summary["diff"] = {**diff.as_dict(), "settings": summary.pop("changed_settings")}
+        click.echo(json.dumps(summary, indent=2, default=str))
         return
     _print_problems(warnings)
-    _render_summary(summary)
+    _render_summary(summary, diff)
+
+
+def _read(path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _slurm_fit(plan, files: dict[str, str]):
@@ -99,7 +116,7 @@ def _slurm_fit(plan, files: dict[str, str]):
     return layout, fit_problems(len(plan.nodes), limits)
 
 
-def _render_summary(summary: dict) -> None:
+def _render_summary(summary: dict, diff=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -117,6 +134,7 @@ def _render_summary(summary: dict) -> None:
     if ch:
         console.print(f"changes since the last plan: [green]{ch['added']} added[/], [yellow]{ch['changed']} changed[/], "
                       f"[red]{ch['removed']} removed[/], {ch['unchanged']} unchanged")
+        _render_changes(console, diff, summary.get("changed_settings") or {})
     slurm = summary.get("slurm")
     if slurm and "error" in slurm:
         console.print(f"[dim]SLURM limits not read: {slurm['error']}[/]", highlight=False)
@@ -125,8 +143,50 @@ def _render_summary(summary: dict) -> None:
         size = f"MaxArraySize {slurm['max_array_size']}" if slurm["max_array_size"] else "job arrays off"
         console.print(f"SLURM: {slurm['jobs']} jobs in {slurm['submissions']} sbatch calls ({arrays}; {size})",
                       highlight=False, soft_wrap=True)
+    _render_estimate(console, summary.get("estimate"))
     console.print(f"wrote {summary['output_dir']}/plan.json — next: cruijff apply {summary['output_dir']}",
                   soft_wrap=True, highlight=False)
+
+
+def _render_changes(console, diff, details: dict, groups_shown: int = 12) -> None:
+    """terraform-style lines: `~ node (+N more): setting: old → new`; every node with --json."""
+    from rich.markup import escape
+
+    from cruijff.summary import change_groups
+
+    if diff is not None and not (diff.changed or diff.removed or diff.unchanged):
+        return  # a first plan: everything is new, the counts say it
+    def ids(nodes) -> str:
+        nodes = list(nodes)
+        return escape(nodes[0]) + (f" (+{len(nodes) - 1} more)" if len(nodes) > 1 else "")
+
+    lines = [f"  [yellow]~[/] {ids(nodes)}: {escape('; '.join(what))}" for nodes, what in change_groups(details)]
+    if diff is not None:
+        lines += [f"  [green]+[/] {ids(diff.added)}"] if diff.added else []
+        lines += [f"  [red]-[/] {ids(diff.removed)}"] if diff.removed else []
+    for line in lines[:groups_shown]:
+        console.print(line, highlight=False, soft_wrap=True)
+    if len(lines) > groups_shown:
+        console.print(f"  … {len(lines) - groups_shown} more kinds of change (`cruijff plan --json` lists every node)",
+                      highlight=False)
+
+
+def _render_estimate(console, est: dict | None) -> None:
+    """One line of totals, then the basis of every number (see cruijff/estimate.py)."""
+    from cruijff.estimate import human_bytes
+
+    if not est or (not est["runs"] and not est["not_estimated"]):
+        return
+    if est["runs"]:
+        console.print(f"estimate for {len(est['runs'])} fine-tune run{'s' if len(est['runs']) != 1 else ''}: "
+                      f"{est['gpu_hours']:.3g} GPU-hours, {human_bytes(est['disk_bytes'])} disk", highlight=False)
+        for basis in est["basis"]:
+            console.print(f"  basis: {basis}", highlight=False, soft_wrap=True)
+        console.print(f"  method: {est['method']}", highlight=False, soft_wrap=True)
+    if est["not_estimated"]:
+        console.print(f"  not estimated ({len(est['not_estimated'])} runs): their data does not exist yet "
+                      "(generated by a prepare job) or the model size is unknown; plan again once it exists",
+                      highlight=False, soft_wrap=True)
 
 
 @click.command()

@@ -67,6 +67,55 @@ def convert_cmd(src: str, dst: str, to: str, src_format: str | None, template: s
     _show(result.info, verb="wrote")
 
 
+@data.command("stats")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Model folder whose tokenizer counts the tokens (Hugging Face layout).")
+@click.option("--max-seq-len", type=click.IntRange(min=1), default=None,
+              help="Also count the rows longer than this many tokens (training truncates them).")
+@click.option("--format", "format_", type=click.Choice(FORMATS), default=None,
+              help="The dataset's format (detected when left out).")
+@click.option("--template", default=None, help="Prompt template with {input}, as in the manifest's prompt.")
+@click.option("--system", default=None, help="System message, as in the manifest's prompt.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+def stats_cmd(path: str, model_dir: str, max_seq_len: int | None, format_: str | None, template: str | None,
+              system: str | None, as_json: bool) -> None:
+    """Token statistics of a dataset with a model's tokenizer: lengths, percentiles, rows over max_seq_len."""
+    from dataclasses import asdict
+
+    from cruijff.data.stats import PERCENTILES, token_stats
+
+    stats, method = token_stats(path, model_dir, format=format_, template=template, system=system,
+                                max_seq_len=max_seq_len)
+    if as_json:
+        click.echo(json.dumps({"path": path, "model": model_dir, "method": method, "max_seq_len": max_seq_len,
+                               "splits": [asdict(s) for s in stats]}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    console.print(f"{path}: tokens with the tokenizer of {model_dir} ({method})", soft_wrap=True)
+    table = Table(show_edge=False)
+    cols = ["split", "rows", "part", "mean", *[f"p{q}" for q in PERCENTILES], "max", "sum"]
+    if max_seq_len:
+        cols.append(f"> {max_seq_len}")
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("split", "part") else "right")
+    for s in stats:
+        for part in ("prompt", "answer", "total"):
+            d = getattr(s, part)
+            if not d:
+                continue
+            row = [s.split if part == "prompt" else "", str(s.rows) if part == "prompt" else "", part,
+                   f"{d['mean']:.1f}", *[f"{d[f'p{q}']:.0f}" for q in PERCENTILES], f"{d['max']:.0f}",
+                   f"{d['sum']:.0f}"]
+            if max_seq_len:
+                row.append(str(s.over_max) if part == "total" else "")
+            table.add_row(*row)
+    console.print(table)
+
+
 @data.group("generate")
 def generate() -> None:
     """Generate a synthetic dataset (deterministic for a seed)."""
@@ -91,6 +140,8 @@ def _generator_command(kind: str, options: tuple[Option, ...]) -> click.Command:
     doc = {
         "capitalization": "Capitalize English words: OUT is a .json file (instruct_json) or a folder (chat_json).",
         "twins": "Simulated twin pairs -> zygosity classification, written to OUT as instruct_json.",
+        "tabular": "Table rows -> text (dictionary or narrative) with seeded perturbations: OUT is instruct_json.",
+        "organisms": "Sequences labelled by a known rule (parity, majority, ...), with a test_ood split: OUT is instruct_json.",
     }[kind]
     return click.Command(kind, callback=run, params=params, help=doc, short_help=doc.split(":")[0])
 

@@ -241,7 +241,7 @@ class SlurmExecutor(Executor):
                 f"this apply would queue {n_jobs:,} jobs, but SLURM lets you have at most {limit:,} queued "
                 f"({source}) and you have {mine:,} queued already; nothing was submitted",
                 hint="every array task counts as one job: apply part of the experiment with --only "
-                     "(e.g. --only model=NAME) and the rest once it has finished, or ask your admins to "
+                     "(e.g. --only model:NAME) and the rest once it has finished, or ask your admins to "
                      "raise the limit (sacctmgr show assoc user=$USER)",
             )
         max_jobs = limits.get("MaxJobCount")

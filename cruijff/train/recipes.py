@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchtune import config, training, utils
 from torchtune.config._utils import _get_component_from_path
 from torchtune.data import padded_collate_packed
+from torchtune.datasets import PackedDataset
 from tqdm import tqdm
 
 from cruijff.errors import CruijffError
@@ -74,7 +75,7 @@ def check_trainable(ds, *, ignore_index: int, split: str, max_seq_len: int | Non
     builds them, a row whose whole answer was cut is found before training, not as a NaN loss.
     A PackedDataset is checked on the rows it packs.
     """
-    rows = getattr(ds, "ds", ds) if type(ds).__name__ == "PackedDataset" else ds
+    rows = ds.ds if isinstance(ds, PackedDataset) else ds
     empty = [i for i in range(len(rows)) if trainable_tokens(rows[i], ignore_index) == 0]
     limit = f"max_seq_len {max_seq_len}" if max_seq_len else "the tokenizer's max_seq_len"
     if rows and len(empty) == len(rows):

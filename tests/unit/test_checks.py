@@ -29,7 +29,18 @@ def base(**over) -> dict:
     return m
 
 
+GOOD_TASK = """from inspect_ai import task
+
+
+@task
+def t(data, format="instruct_json", split="test", template=None, system=None):
+    return None
+"""
+
+
 def run_check(tmp_path, m, env=None):
+    if not (tmp_path / "t.py").exists():
+        (tmp_path / "t.py").write_text(GOOD_TASK)
     path = tmp_path / "m.yaml"
     path.write_text(dump_yaml(m))
     return check(path, env=env if env is not None else {})
@@ -96,11 +107,57 @@ def test_base_models_must_be_declared(tmp_path):
     assert "eval.base_models names 'tinny'" in msg and "did you mean 'tiny'" in msg
 
 
-def test_unreachable_files_only_warn(tmp_path):
+def test_unreachable_dataset_only_warns(tmp_path):
     m = base(datasets={"words": {"path": "/nowhere/words.json", "format": "instruct_json"}},
-             eval={"tasks": [{"name": "t", "file": "/nowhere/t.py", "task": "t"}]})
+             eval={"tasks": [{"name": "t", "file": "t.py", "task": "t"}]})
     checked = run_check(tmp_path, m)
-    assert len(checked.warnings) == 2 and all(w.severity == "warning" for w in checked.warnings)
+    assert len(checked.warnings) == 1 and all(w.severity == "warning" for w in checked.warnings)
+
+
+def with_task(task="t", file="t.py", **extra) -> dict:
+    return base(eval={"tasks": [{"name": "ev", "file": file, "task": task, **extra}]})
+
+
+def test_missing_task_file_is_an_error(tmp_path):
+    (msg,) = errors(tmp_path, with_task(file="/nowhere/t.py"))
+    assert "eval task file /nowhere/t.py does not exist" in msg and "m.yaml:" in msg
+
+
+def test_misspelt_task_function(tmp_path):
+    (msg,) = errors(tmp_path, with_task(task="tt"))
+    assert "defines no function 'tt'" in msg and "did you mean 't'" in msg
+
+
+@pytest.mark.parametrize("source, want, at", [
+    # inspect drops template and system without a word: the evaluation would lose the training prompt
+    ('@task\ndef stance(data, split="test"):\n    pass\n', "does not take format, template, system", "task"),
+    ('@task\ndef stance(data, format, split, template, system, labels):\n    pass\n', "needs labels", "task"),
+    ('def stance(**kwargs):\n    pass\n', "is not decorated with @task", "task"),
+    ('def broken(:\n', "Python syntax error", "file"),
+])
+def test_task_signature_is_checked_without_importing(tmp_path, source, want, at):
+    (tmp_path / "stance.py").write_text("import sys\nsys.exit('imported!')\nfrom inspect_ai import task\n" + source)
+    (msg,) = errors(tmp_path, with_task(task="stance", file="stance.py"))
+    assert want in msg
+    text = (tmp_path / "m.yaml").read_text().splitlines()
+    line = next(i for i, t in enumerate(text, 1) if t.strip().startswith(f"{at}: stance"))  # eval.tasks[0].task/file
+    assert msg.startswith(f"{tmp_path / 'm.yaml'}:{line}:")
+
+
+@pytest.mark.parametrize("source", [
+    '@task\ndef stance(**kwargs):\n    pass\n',
+    '@task()\nasync def stance(data, format, split, template=None, system=None, *, labels="ab"):\n    pass\n',
+    'from inspect_ai import task as inspect_task\n@inspect_task\ndef stance(data, format, split, template, system):\n    pass\n',
+    'from elsewhere import stance\n',
+])
+def test_good_task_signatures(tmp_path, source):
+    (tmp_path / "stance.py").write_text("from inspect_ai import task\n" + source)
+    assert run_check(tmp_path, with_task(task="stance", file="stance.py")).runs
+
+
+def test_task_args_must_be_accepted(tmp_path):
+    (msg,) = errors(tmp_path, with_task(args={"labels": "ab"}))
+    assert "does not take labels" in msg
 
 
 def test_broken_dataset_file_is_an_error(tmp_path):
@@ -130,3 +187,51 @@ def test_check_paths_false_skips_file_checks(tmp_path):
     with pytest.raises(ManifestError):
         check(path, env={})
     assert check(path, env={}, check_paths=False).runs
+
+
+def rows_file(tmp_path, n: int) -> str:
+    import json
+
+    path = tmp_path / f"rows{n}.json"
+    row = {"input": "a", "output": "A"}
+    path.write_text(json.dumps({"train": [row] * n, "validation": [row], "test": [row]}))
+    return str(path)
+
+
+def step_warnings(checked) -> list[str]:
+    return [str(w) for w in checked.warnings if "optimizer step" in w.message]
+
+
+def test_few_optimizer_steps_warn_with_the_arithmetic(tmp_path):
+    # 40 rows / (batch 4 × accumulation 2) = 5 steps per epoch, × 1 epoch: below 10
+    m = base(datasets={"words": {"path": rows_file(tmp_path, 40), "format": "instruct_json"}},
+             finetune={"hyperparameters": {"epochs": 1, "batch_size": 4, "gradient_accumulation_steps": 2},
+                       "resources": {"gpus": 0}}, grid={"seed": [1, 2]})
+    (msg,) = step_warnings(run_check(tmp_path, m))
+    assert "run 'tiny_words_seed1' (and 1 more) makes only 5 optimizer step(s)" in msg
+    assert "40 training rows of 'words'" in msg and "batch_size 4 × gradient_accumulation_steps 2" in msg
+    m["finetune"]["hyperparameters"]["epochs"] = 2  # 10 steps: fine
+    assert not step_warnings(run_check(tmp_path, m))
+
+
+def test_fewer_rows_than_a_batch_train_nothing(tmp_path):
+    m = base(datasets={"words": {"path": rows_file(tmp_path, 3), "format": "instruct_json"}},
+             finetune={"hyperparameters": {"batch_size": 4}, "resources": {"gpus": 0}})
+    (msg,) = step_warnings(run_check(tmp_path, m))
+    assert "would make no optimizer step" in msg and "= 0" in msg
+    line = next(i for i, t in enumerate((tmp_path / "m.yaml").read_text().splitlines(), 1) if "batch_size" in t)
+    assert msg.startswith(f"{tmp_path / 'm.yaml'}:{line}:")
+
+
+def test_warmup_longer_than_the_run_warns(tmp_path):
+    m = base(datasets={"words": {"path": rows_file(tmp_path, 400), "format": "instruct_json"}},
+             finetune={"hyperparameters": {"epochs": 1, "batch_size": 4, "warmup_steps": 200},
+                       "resources": {"gpus": 0}})
+    (msg,) = [str(w) for w in run_check(tmp_path, m).warnings]
+    assert "warmup_steps 200 ≥ its 100 optimizer step(s)" in msg
+
+
+def test_include_values_are_held_to_the_same_types(tmp_path):
+    m = base(grid={"lora_rank": [4], "include": [{"lora_rank": 4, "epochs": 2.0}]})
+    (msg,) = errors(tmp_path, m)
+    assert "grid.include[0].epochs: 2.0 is not of type 'integer'" in msg

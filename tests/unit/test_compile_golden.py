@@ -51,6 +51,7 @@ def rendered(name: str, machine) -> dict[str, str]:
     plan.pop("cruijff_version")
     for node in plan["nodes"]:
         node.pop("hash")  # covers absolute paths; pinned through the files it hashes
+        node["inputs"] = sorted(node["inputs"])  # which inputs, not their digests (code and data change)
     files["plan.nodes.json"] = normalise(json.dumps(plan, indent=1) + "\n", machine)
     return files
 

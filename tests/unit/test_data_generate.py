@@ -180,7 +180,7 @@ def test_check_options_reports_every_problem():
     assert check_options("capitalization", {"format": "parquet"}) == [
         "capitalization.format: 'parquet' is not one of instruct_json, chat_json"]
     assert check_options("twins", {"split": "70,70"})[0].startswith("twins.split:")
-    assert check_options("sudoku", {}) == ["unknown generator 'sudoku' (generators: capitalization, twins)"]
+    assert check_options("sudoku", {}) == [f"unknown generator 'sudoku' (generators: {', '.join(GENERATORS)})"]
     with pytest.raises(DataFormatError):
         cli_args("twins", "o", {"pairs": "many"})
 

@@ -39,6 +39,7 @@ def test_fit_problems_name_the_limit_and_its_source():
     assert len(problems) == 1
     text = str(problems[0])
     assert "5,000 jobs" in text and "at most 1,000" in text and "MaxSubmitJobs" in text and "--only" in text
+    assert "--only model:NAME" in text  # the selector syntax; model=NAME selects nothing
     assert problems[0].severity == "warning"
 
 

@@ -143,6 +143,7 @@ def hostile_manifest(tmp: Path, env_kind: str) -> dict:
         env["conda"] = HOSTILE
     else:
         env["venv"] = str(tmp / f"venv {HOSTILE_PATH}")
+    (tmp / f"task {PATH_NL}.py").write_text("from inspect_ai import task\n\n@task\ndef t(**kwargs):\n    pass\n")
     return {
         "experiment": "hostile",
         "description": HOSTILE_NL,
@@ -237,7 +238,8 @@ def test_hostile_values_never_run(tmp_path, env_kind):
 
     (prep,) = by_cmd["cruijff"]
     assert prep["argv"][:4] == ["data", "generate", "twins", m["datasets"]["words"]["path"]]
-    assert prep["argv"][prep["argv"].index("--from-csv") + 1] == HOSTILE_NL
+    # a relative from_csv is made absolute against the manifest's folder (the job runs in its node dir)
+    assert prep["argv"][prep["argv"].index("--from-csv") + 1] == os.path.normpath(str(tmp_path / HOSTILE_NL))
     assert prep["cwd"] == str(out / "prepare" / "words")
 
     run_dirs = [str(out / nd.id) for nd in compiled.plan.nodes if nd.kind == "finetune"]

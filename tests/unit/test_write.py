@@ -38,11 +38,13 @@ finetune:
 grid:
   lr: [{', '.join(map(str, lr))}]
 eval:
-  tasks: [{', '.join(f'{{name: {t}, file: t.py, task: {t}}}' for t in tasks)}]
+  tasks: [{', '.join(f'{{name: {t}, file: {t}.py, task: {t}}}' for t in tasks)}]
   epochs: {'[7]' if broken else 'last'}
 """
     path = tmp_path / "exp.yaml"
     path.write_text(text)
+    for t in tasks:  # a file per task: adding task b must not edit task a's file (its hash reads it)
+        (tmp_path / f"{t}.py").write_text(f"from inspect_ai import task\n\n\n@task\ndef {t}(**kwargs):\n    pass\n")
     return path
 
 

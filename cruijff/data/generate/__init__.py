@@ -26,7 +26,8 @@ class Option:
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
-    metavar: str | None = None  # for --help only
+    metavar: str | None = None  # for --help only; "PATH": a file, made absolute against the manifest
+    reads: bool = False  # a file the generator reads: plan warns when it cannot see it
 
     @property
     def flag(self) -> str:
@@ -56,12 +57,51 @@ GENERATORS: dict[str, tuple[Option, ...]] = {
         _SEED,
         Option("csv", str, None, "Also write the simulated twin CSV to this path.", metavar="PATH"),
         Option("from_csv", str, None, "Preprocess this twin CSV instead of simulating (simulation options ignored).",
-               metavar="PATH"),
+               metavar="PATH", reads=True),
+    ),
+    "tabular": (
+        Option("table", str, None, "CSV or parquet table (default: the built-in synthetic census table).",
+               metavar="PATH", reads=True),
+        Option("columns", str, None, "Column schema, JSON or YAML (default: the built-in census schema).",
+               metavar="PATH", reads=True),
+        Option("rows", int, 1000, "Rows of the built-in census table (ignored with table)."),
+        Option("target", str, None, "Target column (default: the schema's target)."),
+        Option("template", str, "dictionary", "How a record reads.", ("dictionary", "narrative")),
+        Option("reorder_seed", int, None, "Perturbation: one random feature order for the whole dataset."),
+        Option("shuffle_seed", int, None, "Perturbation: a random feature order per record."),
+        Option("synonyms_seed", int, None, "Perturbation: value phrases and units replaced by synonyms."),
+        Option("shorthand_seed", int, None, "Perturbation: features written in short form."),
+        Option("shorthand_rate", float, 1.0, "Share of features written short (with shorthand_seed)."),
+        Option("irrelevant_seed", int, None, "Perturbation: irrelevant clauses inserted at random places."),
+        Option("irrelevant_clauses", int, 2, "Irrelevant clauses per record (with irrelevant_seed)."),
+        _SPLIT,
+        _SEED,
+    ),
+    "organisms": (
+        Option("rule", str, "parity", "Rule from sequence to label.",
+               ("parity", "majority", "first", "constant", "coin", "weighted")),
+        Option("alphabet", str, "01", "Symbols of the sequences (letters or digits)."),
+        Option("length", int, 8, "Sequence length in distribution (train, validation, test)."),
+        Option("ood_length", int, None, "Sequence length of the test_ood split (default: 2 x length)."),
+        Option("count", int, 1000, "In-distribution sequences (split by `split`)."),
+        Option("ood_count", int, 200, "Out-of-distribution sequences (split test_ood; 0 for none)."),
+        Option("p", float, 0.7, "coin: probability of label 1."),
+        Option("constant", str, "1", "constant: the label."),
+        Option("weights", str, "1", "weighted: comma-separated weights, cycled over positions."),
+        Option("threshold", float, None, "weighted: label 1 above this sum (default: the expected sum)."),
+        Option("separator", str, " ", "Between symbols in the input."),
+        _SPLIT,
+        _SEED,
     ),
 }
 
 # The dataset format each generator writes; capitalization's follows its `format` option.
-_OUTPUT_FORMAT = {"twins": "instruct_json"}
+_OUTPUT_FORMAT = {"twins": "instruct_json", "tabular": "instruct_json", "organisms": "instruct_json"}
+
+
+def path_options(kind: str, *, reads: bool = False) -> tuple[str, ...]:
+    """Options that name files (only those read, with reads): made absolute against the manifest."""
+    return tuple(o.name for o in GENERATORS.get(kind, ()) if o.metavar == "PATH" and (o.reads or not reads))
 
 
 def generator_options(kind: str) -> tuple[Option, ...]:
@@ -154,6 +194,20 @@ def planned_info(kind: str, out: str | Path, options: dict[str, Any]) -> Dataset
         fmt = opts["format"]
         fields = ("input", "output") if fmt == "instruct_json" else ("messages",)
         kind_ = INSTRUCT if fmt == "instruct_json" else CHAT
+    elif kind == "tabular":
+        n = opts["rows"]
+        if opts.get("table"):
+            from cruijff.data.generate.tabular import table_rows_count
+
+            n = table_rows_count(opts["table"])
+        return DatasetInfo(str(Path(out).expanduser().resolve()), "instruct_json", split_sizes(n, pct),
+                           ("input", "output", "meta"), INSTRUCT)
+    elif kind == "organisms":
+        from cruijff.data.generate.organisms import planned_sizes
+
+        return DatasetInfo(str(Path(out).expanduser().resolve()), "instruct_json",
+                           planned_sizes(opts["count"], opts["ood_count"], pct), ("input", "output", "meta"),
+                           INSTRUCT)
     else:
         n = opts["pairs"]
         if opts.get("from_csv"):
@@ -174,6 +228,14 @@ def generate(kind: str, out: str | Path, **options: Any) -> DatasetInfo:
         from cruijff.data.generate.capitalization import generate_capitalization
 
         return generate_capitalization(out, **opts)
+    if kind == "tabular":
+        from cruijff.data.generate.tabular import generate_tabular
+
+        return generate_tabular(out, **opts)
+    if kind == "organisms":
+        from cruijff.data.generate.organisms import generate_organisms
+
+        return generate_organisms(out, **opts)
     from cruijff.data.generate.twins import generate_twins
 
     return generate_twins(out, **opts)

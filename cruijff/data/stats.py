@@ -1,0 +1,115 @@
+"""Token statistics of a dataset with a model's own tokenizer (`cruijff data stats`).
+
+Each row becomes chat messages exactly as training builds them (cruijff.prompting, with the same
+template and system message), then is tokenized with the model folder's Hugging Face tokenizer:
+with its chat template when it has one (the tokens training sees, special tokens included), else
+the messages' contents alone (said in the output). Reported per split: rows, prompt / answer / total
+tokens (mean, percentiles, max) and how many rows exceed a max_seq_len (training truncates them).
+Imports transformers: not for `plan`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from cruijff.data.formats import DataFormatError, read_dataset
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+@dataclass
+class SplitStats:
+    split: str
+    rows: int
+    prompt: dict[str, float] = field(default_factory=dict)
+    answer: dict[str, float] = field(default_factory=dict)
+    total: dict[str, float] = field(default_factory=dict)
+    over_max: int | None = None
+
+
+def percentile(sorted_values: Sequence[int], q: float) -> float:
+    """Nearest-rank percentile (the smallest value with at least q% of the values at or below it)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return float(sorted_values[rank - 1])
+
+
+def summarise(lengths: Sequence[int]) -> dict[str, float]:
+    xs = sorted(lengths)
+    if not xs:
+        return {}
+    out = {"min": float(xs[0]), "mean": sum(xs) / len(xs)}
+    out.update({f"p{q}": percentile(xs, q) for q in PERCENTILES})
+    out["max"] = float(xs[-1])
+    out["sum"] = float(sum(xs))
+    return out
+
+
+def load_tokenizer(model_dir: str | Path):
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise DataFormatError("data stats needs transformers", hint="pip install transformers") from None
+    try:
+        return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    except Exception as e:  # transformers raises OSError, ValueError, ... for a folder without a tokenizer
+        raise DataFormatError(f"{model_dir}: no Hugging Face tokenizer could be loaded ({type(e).__name__})",
+                              hint="pass the model folder that holds tokenizer.json / tokenizer_config.json") from None
+
+
+def _messages(row: dict[str, Any], template: str | None, system: str | None) -> tuple[list[dict], list[dict]]:
+    """(prompt messages, answer messages) of a row, built as training builds them."""
+    from cruijff.prompting import build_messages
+
+    if "messages" in row:
+        msgs = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=len(msgs))
+        return msgs[:last], msgs[last:]
+    if "text" in row and "input" not in row:
+        return [], [{"role": "assistant", "content": row["text"]}]
+    msgs = build_messages(row["input"], template=template, system=system, output=str(row["output"]))
+    msgs = [{"role": m["role"], "content": m["content"]} for m in msgs]
+    return msgs[:-1], msgs[-1:]
+
+
+def _counter(tokenizer):
+    """count(prompt, answer) -> (prompt tokens, total tokens), and the method's name."""
+    if getattr(tokenizer, "chat_template", None):
+        def ids(messages, **kw) -> int:
+            out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)
+            return len(out["input_ids"])
+
+        def count(prompt, answer):
+            return (ids(prompt, add_generation_prompt=True) if prompt else 0), ids(prompt + answer)
+        return count, "chat template"
+
+    def count(prompt, answer):
+        p = sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in prompt)
+        a = sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in answer)
+        return p, p + a
+    return count, "message contents only (the tokenizer has no chat template)"
+
+
+def token_stats(path: str | Path, model_dir: str | Path, *, format: str | None = None,
+                template: str | None = None, system: str | None = None,
+                max_seq_len: int | None = None) -> tuple[list[SplitStats], str]:
+    info, splits = read_dataset(path, format)
+    tokenizer = load_tokenizer(model_dir)
+    count, method = _counter(tokenizer)
+    out = []
+    for split, rows in splits.items():
+        prompts, answers, totals = [], [], []
+        for row in rows:
+            p, t = count(*_messages(row, template, system))
+            prompts.append(p)
+            totals.append(t)
+            answers.append(t - p)
+        s = SplitStats(split, len(rows), summarise(prompts), summarise(answers), summarise(totals))
+        if max_seq_len:
+            s.over_max = sum(t > max_seq_len for t in totals)
+        out.append(s)
+    return out, method
