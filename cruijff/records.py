@@ -1,13 +1,17 @@
 """Reading `<node dir>/record.jsonl`: what the job script itself says happened.
 
 The job script appends `start` and `end` events (docs/dev/architecture.md), so status stays
-right where sacct is absent and squeue has forgotten a finished job.
+right where sacct is absent and squeue has forgotten a finished job. A step that fails with a
+known cause (a recipe's or an evaluation's error) appends an `error` event in between, and
+status shows its first line.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cruijff.model import Plan
@@ -22,6 +26,12 @@ class Attempt:
     host: str | None = None
     end: float | None = None
     exit_code: int | None = None
+    error: str | None = None  # why it failed, when a step of the job said so
+
+    @property
+    def reason(self) -> str | None:
+        """The error's first line, for one-line displays."""
+        return self.error.strip().splitlines()[0] if self.error and self.error.strip() else None
 
     @property
     def finished(self) -> bool:
@@ -55,8 +65,27 @@ def read_attempts(path: str | Path) -> list[Attempt]:
                 attempts.append(Attempt(job_id=job_id, start=None, **ended))
             else:
                 a = attempts[index]
-                attempts[index] = Attempt(a.job_id, a.start, a.host, **ended)
+                attempts[index] = Attempt(a.job_id, a.start, a.host, error=a.error, **ended)
+        elif event.get("event") == "error" and attempts and isinstance(event.get("message"), str):
+            # written by a step of the running job, which does not know its job id: the latest attempt
+            attempts[-1] = replace(attempts[-1], error=event["message"])
     return attempts
+
+
+def record_error(message: str, node_dir: str | None = None) -> None:
+    """Append an `error` event to the running job's record.jsonl ($CRUIJFF_NODE_DIR); else nothing.
+
+    Only one process of a distributed job writes it (RANK 0 or unset).
+    """
+    node_dir = node_dir or os.environ.get("CRUIJFF_NODE_DIR")
+    if not node_dir or os.environ.get("RANK", "0") != "0":
+        return
+    line = json.dumps({"event": "error", "time": time.time(), "message": message}) + "\n"
+    try:
+        with open(Path(node_dir) / "record.jsonl", "a", encoding="utf-8") as f:
+            f.write(line)
+    except OSError:
+        pass  # the message is on stderr already; a read-only node dir must not hide it
 
 
 def _num(value) -> float | None:

@@ -139,8 +139,8 @@ def loss_rows(plan: Plan, root: Path) -> list[dict[str, Any]]:
             continue
         for e in _read_jsonl(path):
             for split in ("train", "val"):
-                loss = e.get(f"{split}_loss")
-                if isinstance(loss, (int, float)) and e.get("step") is not None:
+                loss = e.get(f"{split}_loss")  # null (or NaN, in older files) when not finite
+                if isinstance(loss, (int, float)) and math.isfinite(loss) and e.get("step") is not None:
                     rows.append({"run": n.attrs.get("run"), "model": n.attrs.get("model"),
                                  "dataset": n.attrs.get("dataset"), "split": split, "step": e["step"],
                                  "epoch": e.get("epoch"), "loss": float(loss)})
@@ -159,8 +159,53 @@ def _frames(plan: Plan, root: Path):
     scores = pd.DataFrame(rows, columns=FIXED_COLUMNS + hp_cols + SCORE_TAIL)
     scores["epoch"] = scores["epoch"].astype("Int64")
     scores["value"] = scores["value"].astype(float)
+    for col in hp_cols + ["samples"]:  # base-model rows have no hyperparameters: keep ints ints
+        if _all_ints(row.get(col) for row in rows):
+            scores[col] = scores[col].astype("Int64")
     losses = pd.DataFrame(loss_rows(plan, root), columns=LOSS_COLUMNS)
     return scores, losses, total, missing
+
+
+def _all_ints(column) -> bool:
+    """Whether a column's values (as read, before pandas turns int + None into float) are ints."""
+    values = [v for v in column if v is not None]
+    return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def scoreboard(scores):
+    """One row per (task, run, epoch) that has scores, one column per metric; base models as
+    run "<model> (base model)" at epoch "base". Only rows that exist: no empty combinations."""
+    import pandas as pd
+
+    keyed = scores.assign(
+        run=[r if k == EVAL else f"{m} (base model)" for r, k, m in zip(scores["run"], scores["kind"], scores["model"])],
+        epoch=["base" if k != EVAL else str(e) for e, k in zip(scores["epoch"], scores["kind"])],
+    )
+    keys = ["task", "run", "model", "epoch"]
+    values = keyed.set_index(keys + ["metric"])["value"]
+    board = values[~values.index.duplicated(keep="first")].unstack("metric")
+    rows = keyed[keys].drop_duplicates()
+    board = board.reindex(pd.MultiIndex.from_frame(rows))  # the plan's order, not unstack's sorted one
+    return board[list(dict.fromkeys(keyed["metric"]))]
+
+
+def score_text(value) -> str:
+    """Scores with 4 decimals; a small nonzero one (a loss, a stderr) in 3 significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    v = float(value)
+    return f"{v:.3g}" if v and abs(v) < 1e-3 else f"{v:.4f}"
+
+
+def setting_text(value) -> str:
+    """A setting as the manifest wrote it: 3e-05, 0.001, 4 (never 0.0000 or 4.0)."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (list, tuple, dict)) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
+    return str(value)
 
 
 def _write_tables(scores, losses, out: Path) -> dict[str, Path]:
@@ -209,40 +254,40 @@ def _numeric(values) -> bool:
 
 
 def _plot_scores_by_hp(scores, plan: Plan, plots: Path, plt) -> list[Path]:
+    """Per task: one panel per (metric, varied hyperparameter); each run at its last evaluated epoch.
+
+    Dots are single runs; where other hyperparameters vary too, several runs share an x and the
+    line is their mean, which the panel says (an unlabelled mean hides the other axes).
+    """
     out = []
     hps = varied_hyperparameters(plan)
     if not hps:
         return out
     for task in sorted(scores["task"].dropna().unique()):
-        metric = _headline_metric(scores, task)
-        sub = scores[(scores["task"] == task) & (scores["metric"] == metric)]
+        sub = scores[scores["task"] == task]
         tuned = sub[sub["kind"] == EVAL]
         if tuned.empty:
             continue
+        metrics = list(dict.fromkeys(sub["metric"]))
         # each run at its last evaluated epoch
-        last = tuned.loc[tuned.groupby("run")["epoch"].idxmax()]
+        last_epoch = tuned.groupby("run")["epoch"].transform("max")
+        last = tuned[tuned["epoch"] == last_epoch]
         base = sub[sub["kind"] == BASE_EVAL]
-        fig, axes = plt.subplots(1, len(hps), figsize=(max(6.5, 4.5 * len(hps)), 3.8), squeeze=False)
-        for ax, hp in zip(axes[0], hps):
-            col = _hp_column(hp)
-            for i, (model, grp) in enumerate(last.groupby("model")):
-                color = f"C{i}"
-                xs = list(grp[col])
-                if _numeric(xs):
-                    agg = grp.assign(x=[float(x) for x in xs]).groupby("x")["value"].mean().sort_index()
-                    ax.plot(agg.index, agg.values, "o-", color=color, label=model)
-                    if len(agg) > 1 and min(agg.index) > 0 and max(agg.index) / min(agg.index) >= 10:
-                        ax.set_xscale("log")
-                else:
-                    agg = grp.assign(x=[str(x) for x in xs]).groupby("x")["value"].mean()
-                    ax.plot(list(agg.index), agg.values, "o", color=color, label=model)
-                for v in base[base["model"] == model]["value"]:
-                    ax.axhline(v, color=color, linestyle="--", linewidth=1, label=f"{model} (base)")
-            ax.set_xlabel(hp)
-            ax.set_ylabel(metric)
-            ax.grid(alpha=0.3)
+        fig, axes = plt.subplots(len(metrics), len(hps), figsize=(max(6.5, 4.5 * len(hps)), 0.8 + 3.2 * len(metrics)),
+                                 squeeze=False)
+        for r, metric in enumerate(metrics):
+            rows = last[last["metric"] == metric]
+            for c, hp in enumerate(hps):
+                ax = axes[r][c]
+                averaged = _plot_hp_panel(ax, rows, base[base["metric"] == metric], hp)
+                others = [h for h in hps if h != hp]
+                ax.set_title(f"mean over {', '.join(others)}" if averaged else "one run per point", fontsize=8)
+                ax.set_xlabel(hp)
+                ax.set_ylabel(metric)
+                ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"{task}: {metric} by hyperparameter\n(each run at its last evaluated epoch; dashed = base model)",
+        fig.suptitle(f"{task}: every metric by hyperparameter\neach run at its last evaluated epoch; "
+                     "dashed: base model\ndots: single runs; line: the mean of the runs at each value",
                      fontsize=9)
         fig.tight_layout()
         path = plots / f"score_by_hyperparameter_{_safe(task)}.png"
@@ -250,6 +295,32 @@ def _plot_scores_by_hp(scores, plan: Plan, plots: Path, plt) -> list[Path]:
         plt.close(fig)
         out.append(path)
     return out
+
+
+def _plot_hp_panel(ax, rows, base, hp: str) -> bool:
+    """Draw one panel; True when some x held more than one run (the line is a mean)."""
+    col = _hp_column(hp)
+    averaged = False
+    for i, (model, grp) in enumerate(rows.groupby("model")):
+        color = f"C{i}"
+        xs = list(grp[col])
+        numeric = _numeric(xs)
+        grp = grp.assign(x=[float(x) for x in xs] if numeric else [str(x) for x in xs])
+        counts = grp.groupby("x")["value"].count()
+        averaged = averaged or bool((counts > 1).any())
+        agg = grp.groupby("x")["value"].mean()
+        if numeric:
+            agg = agg.sort_index()
+        ax.plot(list(grp["x"]), list(grp["value"]), "o", color=color, alpha=0.35, markersize=4)
+        ax.plot(list(agg.index), agg.values, "o-" if numeric else "s", color=color, label=model)
+        if numeric and len(agg) > 1 and min(agg.index) > 0 and max(agg.index) / min(agg.index) >= 10:
+            ax.set_xscale("log")
+        if numeric and len(agg) <= 12:  # ticks at the grid's values, written as in the manifest
+            ax.set_xticks(list(agg.index), [setting_text(v) for v in agg.index])
+            ax.minorticks_off()
+        for v in base[base["model"] == model]["value"]:
+            ax.axhline(v, color=color, linestyle="--", linewidth=1, label=f"{model} (base)")
+    return averaged
 
 
 def _plot_scores_by_epoch(scores, plots: Path, plt) -> list[Path]:
@@ -345,10 +416,10 @@ def _html(plan: Plan, scores, report: Report) -> str:
         table = "<p>No evaluation has a successful log yet.</p>"
         board = ""
     else:
-        board_df = scores.pivot_table(index=["task", "run", "model", "epoch"], columns="metric",
-                                      values="value", aggfunc="first", dropna=False)
-        board = "<h2>Scoreboard</h2>" + board_df.to_html(float_format=lambda v: f"{v:.4f}", na_rep="")
-        table = scores.drop(columns=["log"]).to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="")
+        board = "<h2>Scoreboard</h2>" + scoreboard(scores).to_html(float_format=score_text, na_rep="")
+        shown = scores.drop(columns=["log"])
+        settings = {c: setting_text for c in shown.columns if c not in ("value", "metric")}
+        table = shown.to_html(index=False, formatters={**settings, "value": score_text}, na_rep="")
     missing = "".join(f"<li>{html.escape(m)}</li>" for m in report.missing)
     title = html.escape(f"cruijff report: {plan.experiment}")
     return f"""<!DOCTYPE html>

@@ -179,25 +179,93 @@ def _headline(results: dict[str, Any], metrics: dict[str, float]) -> tuple[str, 
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m cruijff.scores LOG_DIR`: print the latest log's summary; exit 1 unless it succeeded.
+TAIL_BYTES = 64 * 1024  # what a failed command leaves for its reason: the end of its output
 
-    Job scripts call this after `inspect eval`, which exits 0 even when the eval itself errored.
+
+def run_and_check(log_dir: str, command: list[str]) -> int:
+    """Run `inspect eval` with its output passed through unchanged, then check its log.
+
+    A command that fails before writing a log (a task name that does not exist, a task file that
+    raises) says why only in its own output; its last line is that reason (inspect prints the
+    message of a PrerequisiteError, Python a traceback's last line), unless the log says better.
+    """
+    import subprocess
+    import time
+
+    started = time.time()
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as e:
+        return _failed(f"cannot run {command[0]}: {e.strerror}")
+    tail = bytearray()
+    out = sys.stdout.buffer
+    while chunk := proc.stdout.read1(8192):  # bytes as they come: progress bars keep their \r
+        out.write(chunk)
+        out.flush()
+        tail = (tail + chunk)[-TAIL_BYTES:]
+    rc = proc.wait()
+    score = latest(log_dir)
+    fresh = score is not None and _mtime(score.path) >= started - 1
+    if rc == 0 and fresh:
+        return _report(score)
+    if fresh and score.status != "success" and score.error:
+        return _failed(f"{score.error} (inspect exit {rc}; log {score.path})")
+    last = last_line(tail.decode("utf-8", errors="replace"))
+    return _failed(f"{last or 'no output'} (inspect exit {rc}" + (", no log written)" if not fresh else ")"))
+
+
+def last_line(text: str) -> str | None:
+    """The last line with text in a command's output (progress bars split at \r)."""
+    for line in reversed(text.replace("\r", "\n").splitlines()):
+        if line.strip():
+            return line.strip()
+    return None
+
+
+def _mtime(path: str) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _report(score: EvalScore) -> int:
+    print(json.dumps(score.as_dict(), indent=2), flush=True)
+    if score.status != "success":
+        return _failed(f"eval status {score.status}" + (f": {score.error}" if score.error else "")
+                       + f" (log {score.path})")
+    return 0
+
+
+def _failed(reason: str) -> int:
+    """Say why on stderr, and in the job's record.jsonl, where `cruijff status` reads it."""
+    from cruijff.records import record_error
+
+    print(f"error: evaluation failed: {reason}", file=sys.stderr, flush=True)
+    record_error(f"evaluation failed: {reason}")
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cruijff.scores LOG_DIR [-- COMMAND...]`: check the latest log; exit 1 unless it succeeded.
+
+    With a command (the job's `inspect eval ...`), run it first: inspect exits 0 even when the
+    eval itself errored, and non-zero with its reason only in its output when it could not start.
     """
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m cruijff.scores LOG_DIR", file=sys.stderr)
+    command: list[str] = []
+    if "--" in args:
+        i = args.index("--")
+        args, command = args[:i], args[i + 1:]
+    if len(args) != 1 or ("--" in (sys.argv[1:] if argv is None else argv) and not command):
+        print("usage: python -m cruijff.scores LOG_DIR [-- COMMAND...]", file=sys.stderr)
         return 2
+    if command:
+        return run_and_check(args[0], command)
     score = latest(args[0])
     if score is None:
-        print(f"{args[0]}: no inspect log found", file=sys.stderr)
-        return 1
-    print(json.dumps(score.as_dict(), indent=2))
-    if score.status != "success":
-        print(f"{score.path}: eval status {score.status}" + (f": {score.error}" if score.error else ""),
-              file=sys.stderr)
-        return 1
-    return 0
+        return _failed(f"{args[0]}: no inspect log found")
+    return _report(score)
 
 
 if __name__ == "__main__":

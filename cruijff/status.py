@@ -17,6 +17,7 @@ from cruijff.artifact import load_plan
 from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Executor
 from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Plan
 from cruijff.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation
+from cruijff.records import last_attempt
 from cruijff.selectors import select
 from cruijff.state import State
 
@@ -120,8 +121,12 @@ def node_statuses(plan: Plan, obs: dict[str, Observation], now: float,
         headline = None
         if score is not None and state == DONE and node.kind in (EVAL, BASE_EVAL):
             headline = score(str(Path(plan.output_dir) / node.id / "logs"))
+        reason = o.reason
+        if state == "failed":  # what the job itself said failed (records.record_error) says most
+            attempt = last_attempt(Path(plan.output_dir) / node.record, o.job_id)
+            reason = (attempt.reason if attempt else None) or reason
         shown[node.id] = NodeStatus(node.id, node.kind, state, blocked_by, o.job_id, elapsed, o.exit_code,
-                                    o.reason, changed, headline, dict(node.attrs))
+                                    reason, changed, headline, dict(node.attrs))
     return list(shown.values())
 
 
@@ -209,7 +214,8 @@ def render_text(report: StatusReport, width: int | None = None):
 
     by_id = {n.id: n for n in report.nodes}
     g = grid(report.nodes)
-    table = Table(title=f"{report.experiment}  ({report.executor})", title_justify="left")
+    table = Table(title=f"{report.experiment}  ({report.executor})", title_justify="left",
+                  caption=score_legend(report.nodes), caption_justify="left")
     table.add_column("run")
     for col in g["columns"]:
         table.add_column(col, justify="right" if col != "finetune" else "left")
@@ -230,6 +236,8 @@ def render_text(report: StatusReport, width: int | None = None):
     for n in report.nodes:
         if n.state == "failed":
             code = f"exit {n.exit_code}" if n.exit_code is not None else (n.reason or "failed")
+            if n.exit_code is not None and n.reason:
+                code += f": {n.reason}"
             log = "job.out" if report.executor == "local" or not n.job_id else f"slurm-{n.job_id}.out"
             notes.append(f"failed  {n.id}  ({code}; see {n.id}/{log})")
     blocked: dict[str, int] = {}
@@ -241,6 +249,19 @@ def render_text(report: StatusReport, width: int | None = None):
         notes.append("* changed since submitted: `cruijff apply` submits the new version")
     parts += [Text(x) for x in notes]
     return Group(*parts)
+
+
+def score_legend(nodes) -> str | None:
+    """Which metric a number in the grid is: each task's headline metric, by task."""
+    by_task: dict[str, list[str]] = {}
+    for n in nodes:
+        if n.score is not None:
+            names = by_task.setdefault(str(n.attrs.get("task", "?")), [])
+            if n.score[0] not in names:
+                names.append(n.score[0])
+    if not by_task:
+        return None
+    return "scores: " + "; ".join(f"{task} {', '.join(names)}" for task, names in by_task.items())
 
 
 def render_plain(report: StatusReport, width: int = 120) -> str:

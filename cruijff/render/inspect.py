@@ -42,17 +42,20 @@ def model_name(*, model_dir: str, provider: str) -> str:
 
 def eval_commands(*, task_file: str, task_name: str, model_dir: str, provider: str, seed: int,
                   limit: int | None, metadata: dict[str, Any], max_tokens: int) -> list[list[str]]:
-    """`inspect eval`, then a check of its log: inspect exits 0 even when the evaluation errored.
+    """`inspect eval`, run by cruijff.scores, which then checks its log and says why it failed.
 
+    inspect exits 0 even when the evaluation errored; when it cannot start (a task name that does
+    not exist) its reason is in its output only. `--display log` is inspect's display for batch
+    jobs: quiet while all is well, but errors are printed (`--display none` drops them too).
     --seed and --max-tokens on the command line beat the task's own GenerateConfig (inspect merges
     the CLI's generate arguments over the task's), so the manifest's values hold for every task.
     """
     argv = ["inspect", "eval", f"{task_file}@{task_name}", "--model", model_name(model_dir=model_dir, provider=provider),
             "--model-config", "model_config.yaml", "--task-config", "task_config.yaml",
             "--log-dir", "logs", "--seed", str(seed), "--max-tokens", str(max_tokens), "--temperature", "0",
-            "--display", "none", "--log-format", "eval"]
+            "--display", "log", "--log-format", "eval"]
     if limit:
         argv += ["--limit", str(limit)]
     for key, value in metadata.items():
         argv += ["--metadata", f"{key}={value}"]
-    return [argv, ["python", "-m", "cruijff.scores", "logs"]]
+    return [["python", "-m", "cruijff.scores", "logs", "--", *argv]]

@@ -6,12 +6,15 @@
   {"type": "val", "step", "epoch", "val_loss", "tokens", "time"}
 `step` is the optimizer step (1-based, torchtune's global_step), `epoch` 0-based; train `tokens`
 counts the loss tokens of that step over all ranks; val `tokens` those of the whole split.
+A loss that is NaN or infinite is written as null (strict JSON has no NaN); the recipe stops the
+run at such a step, so a null loss is the last train event of a failed run.
 `<output_dir>/epoch_<n>/record.json` is written at every epoch end (see EpochRecord).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import time
@@ -29,11 +32,16 @@ class MetricsLog:
 
     def write(self, **event) -> None:
         event.setdefault("time", time.time())
-        self._file.write(json.dumps(event) + "\n")
+        self._file.write(json.dumps(finite(event), allow_nan=False) + "\n")
         self._file.flush()
 
     def close(self) -> None:
         self._file.close()
+
+
+def finite(event: dict) -> dict:
+    """The event with NaN/inf floats as None, so every line is strict JSON."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in event.items()}
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -86,7 +94,7 @@ class EpochRecord:
         data.pop("loss_sum")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(finite(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
         os.replace(tmp, path)
 
 

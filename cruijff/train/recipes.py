@@ -9,6 +9,9 @@ metric logger) is inherited. Added, from finetune.yaml:
   (torchtune 0.6.1's merged saves are wrong after the first epoch on CPU, and the export merges).
 - `export`: after each saved epoch, a clean merged HF model at `dir_template`.
 - `<output_dir>/logs/metrics.jsonl` and `<output_dir>/epoch_<n>/record.json` (cruijff.train.metrics).
+- Loud failures instead of a silently empty run: at setup, a split whose every row lost all its
+  answer tokens to truncation is an error (some such rows: a warning with their count); during
+  training, a step with no trained token or a non-finite loss stops the run (TrainingError).
 
 Only `train()` is rewritten: torchtune's loop has no hook per step; the copy keeps its maths.
 """
@@ -28,9 +31,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchtune import config, training, utils
 from torchtune.config._utils import _get_component_from_path
 from torchtune.data import padded_collate_packed
+from torchtune.datasets import PackedDataset
 from tqdm import tqdm
 
 from cruijff.errors import CruijffError
+from cruijff.records import record_error
 from cruijff.train.export import export_dir, export_merged
 from cruijff.train.metrics import EpochRecord, MetricsLog, peak_memory, reset_peak_memory
 from cruijff.train.stock import stock_recipe
@@ -43,6 +48,58 @@ _distributed = stock_recipe("lora_finetune_distributed")
 
 class RecipeConfigError(CruijffError):
     """finetune.yaml holds a cruijff key with a value the recipe cannot use."""
+
+
+class TrainingError(CruijffError):
+    """The run would train on nothing, or diverged: stop it rather than report a score for it."""
+
+
+TRUNCATION_FIX = ("raise max_seq_len (finetune.hyperparameters.max_seq_len in the manifest), or shorten "
+                  "the prompt (prompt.template, prompt.system) or the inputs")
+
+DIVERGED_FIX = "lower the learning rate, set clip_grad_norm, or train in fp32/bf16 rather than fp16"
+
+
+def trainable_tokens(sample: dict, ignore_index: int) -> int:
+    """Label positions the loss sees in one sample: the recipes shift labels left by one."""
+    labels = sample["labels"]
+    if isinstance(labels, torch.Tensor):
+        return int((labels[1:] != ignore_index).sum())
+    return sum(1 for x in list(labels)[1:] if int(x) != ignore_index)
+
+
+def check_trainable(ds, *, ignore_index: int, split: str, max_seq_len: int | None) -> list[int]:
+    """Rows of a dataset with no trainable token; raise when that is every row.
+
+    Checked on the samples the dataset returns (after the tokenizer's truncation), so whatever
+    builds them, a row whose whole answer was cut is found before training, not as a NaN loss.
+    A PackedDataset is checked on the rows it packs.
+    """
+    rows = ds.ds if isinstance(ds, PackedDataset) else ds
+    empty = [i for i in range(len(rows)) if trainable_tokens(rows[i], ignore_index) == 0]
+    limit = f"max_seq_len {max_seq_len}" if max_seq_len else "the tokenizer's max_seq_len"
+    if rows and len(empty) == len(rows):
+        raise TrainingError(
+            f"no row of the {split} split keeps an answer token for the loss: truncation to {limit} "
+            f"cuts every answer (all {len(rows)} rows)", hint=TRUNCATION_FIX)
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        log.warning(f"{len(empty)} of {len(rows)} rows of the {split} split keep no answer token after "
+                    f"truncation to {limit} (rows {shown}); they add nothing to the loss. "
+                    f"To use them: {TRUNCATION_FIX}")
+    return empty
+
+
+def check_step(*, step: int, epoch: int, loss: float, tokens: int, lr: float) -> None:
+    """A step that trained on no token, or whose loss is NaN/inf, ends the run with its cause."""
+    if tokens == 0:
+        raise TrainingError(
+            f"optimizer step {step} (epoch {epoch}) trained on 0 tokens: every row of its batch lost its "
+            "answer to truncation, and its update turns the weights into NaN", hint=TRUNCATION_FIX)
+    if not math.isfinite(loss):
+        raise TrainingError(
+            f"training loss is {loss} at optimizer step {step} (epoch {epoch}): the run diverged",
+            hint=f"{DIVERGED_FIX} (the learning rate is now {lr:.3g})")
 
 
 @dataclass(frozen=True)
@@ -117,6 +174,9 @@ class CruijffRecipeMixin:
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, cfg: DictConfig) -> None:
         super().setup(cfg=cfg)
+        self._max_seq_len = cfg.get("tokenizer", {}).get("max_seq_len") or getattr(self._tokenizer, "max_seq_len", None)
+        check_trainable(self._dataloader.dataset, ignore_index=self._loss_fn.ignore_index, split="training",
+                        max_seq_len=self._max_seq_len)
         self._val_loader = None
         if cfg.get("dataset_val", None) is not None:
             self._val_loader = self._setup_val_data(cfg.dataset_val, cfg.batch_size,
@@ -132,6 +192,7 @@ class CruijffRecipeMixin:
     def _setup_val_data(self, cfg_val: DictConfig, batch_size: int, collate_name: str) -> DataLoader:
         ds = config.instantiate(cfg_val, self._tokenizer)
         ignore = self._loss_fn.ignore_index
+        check_trainable(ds, ignore_index=ignore, split="validation", max_seq_len=self._max_seq_len)
         n = len(ds)
         indices = list(range(self.rank, n, self.world_size))
         pad = math.ceil(n / self.world_size) - len(indices)
@@ -162,8 +223,10 @@ class CruijffRecipeMixin:
                     labels = labels.reshape(-1)
                     logits = logits.reshape(-1, logits.size(-1))
                 n = (labels != ignore).sum()
-                loss = torch.nan_to_num(self._loss_fn(logits, labels).double(), nan=0.0)
-                loss_sum += loss * n
+                loss = self._loss_fn(logits, labels).double()
+                # a batch with no label (padding, all cut) has loss 0/0: it adds nothing; a NaN
+                # from the model itself stays NaN, so a diverged run is not read as loss 0
+                loss_sum += torch.where(n > 0, loss * n, torch.zeros_like(loss))
                 tokens += n
                 del logits
         finally:
@@ -184,6 +247,9 @@ class CruijffRecipeMixin:
         if self._is_rank_zero:
             self._metric_logger.log_dict({"val_loss": value}, step=self.global_step)
             self._metrics.write(type="val", step=self.global_step, epoch=epoch, val_loss=value, tokens=n)
+        if not math.isfinite(value):
+            raise TrainingError(f"validation loss is {value} at optimizer step {self.global_step} "
+                                f"(epoch {epoch}): the run diverged", hint=DIVERGED_FIX)
         return value
 
     # ---- hooks called by the training loops --------------------------------------------------
@@ -193,14 +259,15 @@ class CruijffRecipeMixin:
         self._epoch_start = time.perf_counter()
 
     def _after_step(self, epoch: int, loss: float, tokens: int, seconds: float) -> bool:
-        """Record one optimizer step; validate when due. True when validation ran."""
+        """Record one optimizer step (then stop if it trained on nothing or diverged); validate when due."""
         self._epoch.add_step(loss, tokens)
         self._tokens_total += tokens
+        lr = self._optimizer.param_groups[0]["lr"]
         if self._is_rank_zero:
             self._metrics.write(type="train", step=self.global_step, epoch=epoch, train_loss=loss,
-                                lr=self._optimizer.param_groups[0]["lr"], tokens=tokens,
-                                tokens_total=self._tokens_total,
+                                lr=lr, tokens=tokens, tokens_total=self._tokens_total,
                                 tokens_per_second=tokens / seconds if seconds > 0 else None)
+        check_step(step=self.global_step, epoch=epoch, loss=loss, tokens=tokens, lr=lr)
         every = self._cj.val_every
         if self._val_loader is not None and every and self.global_step % every == 0:
             self._validate(epoch)
@@ -425,7 +492,8 @@ def run(main) -> int:
     try:
         return main()
     except CruijffError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"\nerror: {e}", file=sys.stderr)  # on a line of its own, after tqdm's bar
+        record_error(f"fine-tune failed: {e}")  # for `cruijff status`
         return int(e.exit_code)
 
 

@@ -122,3 +122,39 @@ def test_tiny_experiment_end_to_end_slurm(tmp_path, tiny_model_dir, slurm_cluste
     assert times[f"eval/tiny_words_r4/epoch_1/capitalization"]["job_id"]
     assert base_name.split(":", 1)[1] in times
     assert time.time() - started < 900
+
+
+def test_failures_say_why_in_status_local(tmp_path, tiny_model_dir):
+    """Issue 12.1 and 12.3 through apply and status: a fine-tune whose every answer is truncated
+    fails (its evaluations never run) and a base evaluation whose task raises fails, each with its
+    reason in `status`; the evaluation that works still scores."""
+    manifest = small_manifest(tmp_path, tiny_model_dir, "local")
+    broken = tmp_path / "broken.py"
+    broken.write_text("from inspect_ai import task\n\n\n@task\ndef unreadable(**kwargs):\n"
+                      "    raise ValueError('the task could not read its data')\n")
+    yaml = YAML()
+    m = yaml.load(manifest.read_text())
+    m["finetune"]["hyperparameters"]["max_seq_len"] = 8  # the prompt alone is longer
+    m["eval"]["tasks"].append({"name": "broken", "file": str(broken), "task": "unreadable"})
+    with manifest.open("w") as f:
+        yaml.dump(m, f)
+    apply = cli("apply", str(manifest), check=False)
+    assert apply.returncode != 0
+    out = tmp_path / "out"
+    status = wait_until_settled(out)
+    nodes = {n["id"]: n for n in status["nodes"]}
+    ft = nodes["finetune/tiny_words_r4"]
+    assert (ft["state"], ft["exit_code"]) == ("failed", 1)
+    assert ft["reason"].startswith("fine-tune failed: no row of the training split keeps an answer token "
+                                   "for the loss: truncation to max_seq_len 8 cuts every answer")
+    evals = [n for n in status["nodes"] if n["kind"] == "eval"]
+    assert evals and all(n["state"] == "blocked" for n in evals)
+    assert not list((out / "eval").rglob("*.eval")), "an evaluation of the failed fine-tune ran"
+    bad = nodes["base_eval/tiny/words/broken"]
+    assert bad["state"] == "failed" and bad["reason"] == (
+        "evaluation failed: ValueError: the task could not read its data (inspect exit 1, no log written)")
+    assert nodes["base_eval/tiny/words/capitalization"]["score"] is not None
+    text = cli("status", str(out)).stdout
+    assert "failed base_eval/tiny/words/broken (exit 1: evaluation failed: ValueError: the task could " \
+           "not read its data" in " ".join(text.split())
+    assert "scores: capitalization " in text

@@ -216,3 +216,86 @@ def test_report_reads_real_logs(capitalization_run, tmp_path):
     table = pd.read_csv(report.tables["scores.csv"]).set_index("metric")["value"]
     expected = scores.latest(node / "logs").metrics
     assert table.to_dict() == pytest.approx(expected)
+
+
+# ---- a failed evaluation says why, in its job output and to `cruijff status` (issue 12.3) --------
+
+BROKEN_TASKS = '''
+from inspect_ai import Task, task
+from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.solver import solver
+
+
+@task
+def unreadable(**kwargs):
+    raise ValueError("the task could not read its data: broken.json")
+
+
+@solver
+def exploding():
+    async def solve(state, generate):
+        raise RuntimeError("the solver exploded on a sample")
+    return solve
+
+
+@task
+def explodes(**kwargs):
+    return Task(dataset=MemoryDataset([Sample(input="x", target="X")]), solver=exploding())
+'''
+
+
+def run_eval_job(node: Path, task_file: Path, task_name: str, model_dir: Path, task_args: dict):
+    """The eval node's job script exactly as the compiler renders it, run with bash like the local executor."""
+    from cruijff.model import Resources
+    from cruijff.render.inspect import eval_commands, model_config
+    from cruijff.render.sbatch import job_script
+
+    node.mkdir(parents=True, exist_ok=True)
+    _yaml(node / "model_config.yaml", model_config(model_dir=str(model_dir), gpus=0, provider="hf"))
+    _yaml(node / "task_config.yaml", task_args)
+    commands = eval_commands(task_file=str(task_file), task_name=task_name, model_dir=str(model_dir),
+                             provider="hf", seed=1, limit=None, metadata={})
+    script = node / "job.sbatch"
+    script.write_text(job_script(title="eval", job_name="it:eval", node_dir=str(node), resources=Resources(),
+                                 cluster={}, commands=commands))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CRUIJFF_JOB_ID": "42",
+           "PATH": f"{INSPECT.parent}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(REPO)}
+    env.pop("INSPECT_DISPLAY", None)
+    return subprocess.run(["bash", str(script)], cwd=node, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+
+
+def _status_reason(node: Path) -> str | None:
+    """What `cruijff status` shows for a failed node: its last attempt's error, first line."""
+    from cruijff.records import last_attempt
+
+    attempt = last_attempt(node / "record.jsonl", "42")
+    assert attempt is not None and attempt.exit_code == 1
+    return attempt.reason
+
+
+def test_a_task_name_that_does_not_exist_says_so(inspect_ready, tiny_model_dir, data_dir, tmp_path):
+    node = tmp_path / "eval" / "stanse"
+    proc = run_eval_job(node, TASKS / "capitalization.py", "stanse", tiny_model_dir,
+                        {"data": str(data_dir / "caps.json")})
+    assert proc.returncode == 1
+    assert "Task named 'stanse' not found." in proc.stdout  # inspect's own words, in job.out
+    assert _status_reason(node) == ("evaluation failed: Task named 'stanse' not found. "
+                                    "(inspect exit 1, no log written)")
+
+
+def test_a_task_that_raises_says_why(inspect_ready, tiny_model_dir, data_dir, tmp_path):
+    tasks = tmp_path / "broken.py"
+    tasks.write_text(BROKEN_TASKS)
+    node = tmp_path / "eval" / "unreadable"
+    proc = run_eval_job(node, tasks, "unreadable", tiny_model_dir, {})
+    assert proc.returncode == 1 and "Traceback" in proc.stdout
+    assert _status_reason(node) == ("evaluation failed: ValueError: the task could not read its data: "
+                                    "broken.json (inspect exit 1, no log written)")
+
+    node = tmp_path / "eval" / "explodes"
+    proc = run_eval_job(node, tasks, "explodes", tiny_model_dir, {})
+    assert proc.returncode == 1
+    reason = _status_reason(node)
+    assert reason.startswith("evaluation failed: eval status error: RuntimeError('the solver exploded on a sample')")
+    assert reason in proc.stdout

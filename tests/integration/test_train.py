@@ -240,3 +240,73 @@ def test_recipe_refuses_bad_save_epochs(tiny_model_dir, data_file, tmp_path):
                            "--config", str(config)], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode != 0
     assert "save_epochs [2] outside 0..1" in proc.stderr
+
+
+# ---- runs that would train on nothing, or diverge, fail loudly (issue 12.1) ----------------------
+
+def run_recipe_failing(config: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run([tune_bin(), "run", "lora_finetune_single_device.py", "--config", str(config)],
+                          cwd=RECIPES, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0, f"the recipe should have failed:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def small_config(out: Path, model_dir: Path, data: Path, *, max_seq_len: int, **overrides) -> Path:
+    """One short epoch in file order, with the tokenizer truncating to max_seq_len."""
+    from omegaconf import OmegaConf
+
+    path = render_config(out, model_dir, data, shuffle=False, epochs=1, save_epochs=[0],
+                         run_val_every_n_steps=None, **overrides)
+    cfg = OmegaConf.load(path)
+    cfg.tokenizer.max_seq_len = max_seq_len
+    OmegaConf.save(cfg, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_short_data(tmp_path_factory) -> Path:
+    """Four rows whose long prompt leaves no room for the answer at 24 tokens, then four short ones."""
+    long = " ".join(["apple banana cherry"] * 12)
+    rows = ([{"input": f"{long} {i}", "output": "Yes"} for i in range(4)]
+            + [{"input": w, "output": w.upper()} for w in ("dog", "cat", "sun", "sea")])
+    path = tmp_path_factory.mktemp("trunc") / "long_short.json"
+    path.write_text(json.dumps({"train": rows, "validation": rows[4:], "test": rows[4:]}))
+    return path
+
+
+def strict_events(path: Path) -> list[dict]:
+    def refuse(constant):
+        raise AssertionError(f"bare {constant} in {path}: not strict JSON")
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def test_every_answer_truncated_fails_before_training(tiny_model_dir, long_short_data, tmp_path):
+    proc = run_recipe_failing(small_config(tmp_path / "run", tiny_model_dir, long_short_data, max_seq_len=8))
+    assert "error: no row of the training split keeps an answer token for the loss: " \
+           "truncation to max_seq_len 8 cuts every answer (all 8 rows)" in proc.stderr
+    assert "raise max_seq_len" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "logs" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "epoch_0").exists()
+
+
+def test_a_step_with_no_trained_token_stops_the_run(tiny_model_dir, long_short_data, tmp_path):
+    """Rows 0-3 lose their answer, so the first batch of 4 (file order) trains on 0 tokens."""
+    proc = run_recipe_failing(small_config(tmp_path / "run", tiny_model_dir, long_short_data, max_seq_len=24))
+    assert "4 of 8 rows of the training split keep no answer token after truncation to max_seq_len 24 " \
+           "(rows 0, 1, 2, 3)" in proc.stderr
+    assert "error: optimizer step 1 (epoch 0) trained on 0 tokens" in proc.stderr
+    events = strict_events(tmp_path / "run" / "logs" / "metrics.jsonl")
+    assert [(e["step"], e["tokens"], e["train_loss"]) for e in events] == [(1, 0, None)]
+    assert not (tmp_path / "run" / "epoch_0").exists(), "a failed run must not leave an epoch record"
+
+
+def test_a_diverged_run_fails(tiny_model_dir, data_file, tmp_path):
+    config = small_config(tmp_path / "run", tiny_model_dir, data_file, max_seq_len=512,
+                          optimizer={"_component_": "torch.optim.AdamW", "fused": False, "lr": 1e12})
+    proc = run_recipe_failing(config)
+    assert "the run diverged" in proc.stderr and "lower the learning rate" in proc.stderr
+    events = strict_events(tmp_path / "run" / "logs" / "metrics.jsonl")
+    assert any(e.get("train_loss", e.get("val_loss", 0.0)) is None for e in events)
+    assert not (tmp_path / "run" / "checkpoints" / "epoch_0").exists()
+    assert not (tmp_path / "run" / "epoch_0" / "model").exists()

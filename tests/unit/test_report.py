@@ -144,3 +144,94 @@ def test_not_a_plan_dir_is_a_clear_error(tmp_path):
 
     with pytest.raises(CruijffError, match="no plan.json"):
         build_report(tmp_path)
+
+
+# ---- a two-axis grid (issue 12.8): no phantom rows, settings printed as written, labelled means ----
+
+GRID_LRS, GRID_RANKS = (1e-5, 3e-5, 1e-4), (4, 8)
+
+
+@pytest.fixture
+def grid_plan_dir(tmp_path) -> Path:
+    """lr × lora_rank, 2 epochs each, two metrics, and the base model."""
+    nodes, res = [], Resources()
+    for lr in GRID_LRS:
+        for rank in GRID_RANKS:
+            run = f"lr{lr:g}_r{rank}"
+            attrs = {"run": run, "model": "tiny", "dataset": "words", "grid": {"lr": lr, "lora_rank": rank},
+                     "hyperparameters": {"lr": lr, "lora_rank": rank, "epochs": 2}}
+            nodes.append(Node(f"finetune/{run}", FINETUNE, (), res, "h", attrs))
+            for epoch in (0, 1):
+                node_id = f"eval/{run}/epoch_{epoch}/capitalization"
+                nodes.append(Node(node_id, EVAL, (f"finetune/{run}",), res, "h",
+                                  {**attrs, "epoch": epoch, "task": "capitalization", "eval_dataset": "words"}))
+                acc = 0.2 + 2000 * lr + 0.02 * rank + 0.1 * epoch
+                _log(tmp_path / node_id / "logs" / "2026-01-02T00-00-00_b.eval", "success", acc, acc / 2)
+    nodes.append(Node("base_eval/tiny/words/capitalization", BASE_EVAL, (), res, "h",
+                      {"model": "tiny", "dataset": "words", "eval_dataset": "words", "task": "capitalization"}))
+    _log(tmp_path / "base_eval/tiny/words/capitalization/logs/2026-01-02T00-00-00_b.eval", "success", 0.1, 0.05)
+    plan = Plan("grid", str(tmp_path), str(tmp_path / "m.yaml"), "local", 1, {}, tuple(nodes))
+    (tmp_path / "plan.json").write_text(dumps(plan))
+    return tmp_path
+
+
+def test_scoreboard_has_only_real_rows(grid_plan_dir, tmp_path):
+    """pivot_table(dropna=False) added an empty epoch -1 row per run and a run "nan" per base model."""
+    from cruijff.report import _frames, scoreboard
+    from cruijff.artifact import load_plan
+
+    scores, _, _, _ = _frames(load_plan(grid_plan_dir), grid_plan_dir)
+    board = scoreboard(scores)
+    assert len(board) == len(GRID_LRS) * len(GRID_RANKS) * 2 + 1  # one row per scored (run, epoch) and the base
+    assert not board.isna().any().any(), "a scoreboard row without scores"
+    runs = [idx[1] for idx in board.index]
+    assert "nan" not in map(str, runs) and "tiny (base model)" in runs
+    assert [idx[3] for idx in board.index if idx[1] == "tiny (base model)"] == ["base"]
+    assert {idx[3] for idx in board.index if idx[1] != "tiny (base model)"} == {"0", "1"}
+    assert list(board.columns) == ["exact_match/accuracy", "includes/accuracy"]
+    assert board.loc[("capitalization", "lr3e-05_r4", "tiny", "1"), "exact_match/accuracy"] == pytest.approx(
+        0.2 + 2000 * 3e-5 + 0.08 + 0.1)
+
+
+def test_settings_keep_their_written_form(grid_plan_dir, tmp_path):
+    """lr 3e-5 was printed 0.0000 (every float %.4f) and lora_rank 4 as 4.0."""
+    from cruijff.report import build_report, score_text, setting_text
+
+    r = build_report(grid_plan_dir, tmp_path / "out")
+    csv = pd.read_csv(r.tables["scores.csv"], dtype=str, keep_default_na=False)
+    tuned = csv[csv["kind"] == EVAL]
+    assert set(tuned["lora_rank"]) == {"4", "8"} and set(tuned["epochs"]) == {"2"}
+    assert set(tuned["lr"]) == {"1e-05", "3e-05", "0.0001"}
+    assert str(pd.read_parquet(r.tables["scores.parquet"])["lora_rank"].dtype) == "Int64"
+    page = r.html.read_text()
+    assert "<td>3e-05</td>" in page and "<td>4</td>" in page
+    assert "4.0" not in page and "0.0000" not in page
+    assert (setting_text(3e-5), setting_text(4.0), setting_text(None), setting_text(0.001)) == ("3e-05", "4", "", "0.001")
+    assert (score_text(0.5), score_text(0.0), score_text(2e-5), score_text(float("nan"))) == ("0.5000", "0.0000", "2e-05", "")
+
+
+def test_hyperparameter_plot_shows_every_metric_and_says_it_averages(grid_plan_dir, tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cruijff.report import build_report
+
+    drawn = []
+    save = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, path, **kw: (drawn.append((Path(path).name, fig)), save(fig, path, **kw))[1])
+    build_report(grid_plan_dir, tmp_path / "out")
+    fig = dict(drawn)["score_by_hyperparameter_capitalization.png"]
+    panels = [(ax.get_ylabel(), ax.get_xlabel(), ax.get_title()) for ax in fig.axes]
+    assert panels == [("exact_match/accuracy", "lr", "mean over lora_rank"),
+                      ("exact_match/accuracy", "lora_rank", "mean over lr"),
+                      ("includes/accuracy", "lr", "mean over lora_rank"),
+                      ("includes/accuracy", "lora_rank", "mean over lr")]
+    # the lr panel's line is the mean over both ranks at the last epoch
+    line = [ln for ln in fig.axes[0].lines if ln.get_label() == "tiny"][0]
+    assert list(line.get_xdata()) == list(GRID_LRS)
+    expected = [0.2 + 2000 * lr + 0.02 * 6 + 0.1 for lr in GRID_LRS]
+    assert list(line.get_ydata()) == pytest.approx(expected)
+    plt.close("all")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -125,3 +126,50 @@ def test_does_not_import_heavy_libraries(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _fake_inspect(tmp_path, body: str) -> list[str]:
+    """A stand-in for `inspect eval`: a Python script; real inspect runs in the integration tests."""
+    script = tmp_path / "fake_inspect.py"
+    script.write_text("import sys, json, zipfile, pathlib\n" + body)
+    return [sys.executable, str(script)]
+
+
+def test_run_passes_output_through_and_says_why_inspect_could_not_start(tmp_path, monkeypatch, capfd):
+    """inspect's reason (here the last line of its output) becomes the job's error and its record."""
+    from cruijff.records import read_attempts
+
+    node = tmp_path / "node"
+    (node / "logs").mkdir(parents=True)
+    (node / "record.jsonl").write_text('{"event": "start", "time": 1, "job_id": "7"}\n')
+    monkeypatch.setenv("CRUIJFF_NODE_DIR", str(node))
+    monkeypatch.delenv("RANK", raising=False)
+    # an old successful log must not pass for this run's result
+    write_eval(node / "logs" / "old.eval", {"header.json": header()})
+    os.utime(node / "logs" / "old.eval", (1, 1))
+    cmd = _fake_inspect(tmp_path, "print('Loading 50%\\rLoading 100%'); print(); "
+                                  "print(\"Task named 'stanse' not found.\"); print(); sys.exit(1)")
+    assert scores.main([str(node / "logs"), "--", *cmd]) == 1
+    out, err = capfd.readouterr()
+    assert "Loading 50%\rLoading 100%" in out  # passed through byte for byte
+    assert "error: evaluation failed: Task named 'stanse' not found. (inspect exit 1, no log written)" in err
+    [attempt] = read_attempts(node / "record.jsonl")
+    assert attempt.reason == "evaluation failed: Task named 'stanse' not found. (inspect exit 1, no log written)"
+
+
+def test_run_reads_the_reason_from_a_fresh_errored_log(tmp_path, monkeypatch, capfd):
+    monkeypatch.delenv("CRUIJFF_NODE_DIR", raising=False)
+    logs = tmp_path / "logs"
+    body = (f"logs = pathlib.Path({str(logs)!r}); logs.mkdir(exist_ok=True)\n"
+            "h = {'status': 'error', 'eval': {'task': 't', 'model': 'hf/local'}, "
+            "'error': {'message': \"RuntimeError('solver exploded')\"}}\n"
+            "with zipfile.ZipFile(logs / 'x.eval', 'w') as z: z.writestr('header.json', json.dumps(h))\n")
+    assert scores.main([str(logs), "--", *_fake_inspect(tmp_path, body)]) == 1  # inspect exits 0 here
+    assert "error: evaluation failed: eval status error: RuntimeError('solver exploded')" in capfd.readouterr().err
+    (tmp_path / "good.json").write_text(json.dumps(header()))
+    ok = _fake_inspect(tmp_path, f"pathlib.Path({str(logs / 'x.eval')!r}).unlink()\n"
+                                 f"with zipfile.ZipFile({str(logs / 'y.eval')!r}, 'w') as z: "
+                                 f"z.writestr('header.json', open({str(tmp_path / 'good.json')!r}).read())\n")
+    assert scores.main([str(logs), "--", *ok]) == 0
+    assert json.loads(capfd.readouterr().out)["status"] == "success"
+    assert scores.main([str(logs), "--"]) == 2

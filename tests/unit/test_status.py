@@ -72,3 +72,23 @@ def test_status_only_and_no_state(tmp_path):
     assert [n.id for n in report.nodes] == ["finetune/r0", "finetune/r1", "finetune/r2"]
     assert report.counts() == {"not submitted": 3}
     assert not (tmp_path / "exp" / "state.db").exists()
+
+
+def test_a_failed_node_shows_the_error_its_job_recorded(mixed):
+    """A job step that fails with a known cause appends an error event; status shows its first line."""
+    from cruijff.records import record_error
+
+    plan, fake = mixed
+    record = Path(plan.output_dir) / "finetune" / "r1" / "record.jsonl"
+    lines = record.read_text().splitlines(keepends=True)
+    record.write_text("".join(lines[:-1]))  # the error comes between the job's start and end events
+    record_error("fine-tune failed: no row of the training split keeps an answer token\nmore detail",
+                 node_dir=str(record.parent))
+    with record.open("a") as f:
+        f.write(lines[-1])
+    report = collect(plan.output_dir, fake, now=fake.clock + 10)
+    [r1] = [n for n in report.nodes if n.id == "finetune/r1"]
+    assert r1.state == "failed" and r1.reason == "fine-tune failed: no row of the training split keeps an answer token"
+    text = render_plain(report, width=200)
+    assert "failed  finetune/r1  (exit 1: fine-tune failed: no row of the training split keeps an answer token; " \
+           "see finetune/r1/slurm-" in text

@@ -76,3 +76,51 @@ def test_metrics_log_and_record(tmp_path):
     data = json.loads((tmp_path / "epoch_0" / "record.json").read_text())
     assert data["train_loss"] == pytest.approx(1.25) and data["tokens"] == 40 and data["tokens_per_second"] == 20
     assert "loss_sum" not in data
+
+
+def test_metrics_log_writes_strict_json_for_nan_and_inf(tmp_path):
+    """A NaN loss used to be written as a bare NaN, which strict JSON readers reject."""
+    from cruijff.train.metrics import EpochRecord, MetricsLog, read_metrics
+
+    path = tmp_path / "logs" / "metrics.jsonl"
+    log = MetricsLog(path, append=False)
+    log.write(type="train", step=1, epoch=0, train_loss=float("nan"), tokens=0)
+    log.write(type="val", step=1, epoch=0, val_loss=float("inf"), tokens=3)
+    log.close()
+    strict = [json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics.jsonl"))
+              for line in path.read_text().splitlines()]
+    assert [e.get("train_loss", e.get("val_loss")) for e in strict] == [None, None]
+    assert read_metrics(path)[0]["train_loss"] is None and read_metrics(path)[0]["tokens"] == 0
+
+    rec = EpochRecord(epoch=0, val_loss=float("nan"))
+    rec.write(tmp_path / "record.json")
+    json.loads((tmp_path / "record.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+
+
+def test_trainable_rows_checked_after_truncation(recipes, caplog):
+    import torch
+
+    ok = {"tokens": [1, 2, 3, 4], "labels": [-100, -100, 3, 4]}
+    cut = {"tokens": [1, 2, 3], "labels": [-100, -100, -100]}
+    first_only = {"tokens": [1, 2], "labels": [1, -100]}  # the shifted loss never sees position 0
+    assert recipes.trainable_tokens(ok, -100) == 2 and recipes.trainable_tokens(first_only, -100) == 0
+    assert recipes.trainable_tokens({"labels": torch.tensor([-100, 5, 6])}, -100) == 2
+
+    assert recipes.check_trainable([ok, cut, ok, first_only], ignore_index=-100, split="training",
+                                   max_seq_len=64) == [1, 3]
+    assert "2 of 4 rows of the training split keep no answer token" in caplog.text
+    assert "rows 1, 3" in caplog.text and "max_seq_len 64" in caplog.text
+    with pytest.raises(recipes.TrainingError, match="truncation to max_seq_len 64 cuts every answer") as e:
+        recipes.check_trainable([cut, first_only], ignore_index=-100, split="training", max_seq_len=64)
+    assert "raise max_seq_len" in str(e.value)
+
+
+def test_step_without_tokens_or_with_nonfinite_loss_stops_the_run(recipes):
+    recipes.check_step(step=3, epoch=0, loss=1.5, tokens=10, lr=3e-5)
+    with pytest.raises(recipes.TrainingError, match="step 3 .*trained on 0 tokens") as e:
+        recipes.check_step(step=3, epoch=0, loss=float("nan"), tokens=0, lr=3e-5)
+    assert "raise max_seq_len" in str(e.value)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(recipes.TrainingError, match="diverged") as e:
+            recipes.check_step(step=7, epoch=1, loss=bad, tokens=10, lr=3e-5)
+        assert "lower the learning rate" in str(e.value) and "now 3e-05" in str(e.value)
