@@ -6,7 +6,8 @@ each node's jobs in squeue + sacct.
     .venv/bin/python bench/kill_apply.py [--kills 60] [--delay 0.6] [--per-plan 4]
 
 Prints the kills tried, how many hit an sbatch in flight, duplicates and missing jobs (both must
-be 0), and how long a re-apply waits after a kill that left an sbatch in flight. Plans alternate
+be 0), and how long a re-apply waits after a kill that left an sbatch in flight (measured with a
+slower sbatch, --wait-delay, so that it is still running when the re-apply looks). Plans alternate
 between job arrays and plain jobs; jobs sleep and are cancelled at the end of each plan.
 """
 
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.6, help="seconds the slow sbatch sleeps")
     parser.add_argument("--window", type=float, default=4.0, help="kill at a random moment in [0, window) s")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--wait-delay", type=float, default=3.0,
+                        help="sbatch's sleep when measuring how long a re-apply waits for it")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     stats = KillStats()
@@ -86,12 +89,13 @@ def main() -> None:
             round_ += 1
             print(f"  plan {round_}: kills {stats.kills} (in flight {stats.in_flight}), "
                   f"duplicates {stats.duplicates}, missing {stats.missing}", flush=True)
-        waits = [wait_after_in_flight_kill(root / f"w{i}", bin_dir, f"{experiment}-w{i}") for i in range(3)]
+        slow = slow_sbatch(root / "bin-wait", args.wait_delay)
+        waits = [wait_after_in_flight_kill(root / f"w{i}", slow, f"{experiment}-w{i}") for i in range(3)]
     print(f"kills: {stats.kills} (of which {stats.in_flight} while an sbatch was in flight), "
           f"plans: {round_}, duplicates: {stats.duplicates}, missing: {stats.missing}, "
           f"{time.monotonic() - started:.0f} s")
     print("re-apply right after a kill with an sbatch in flight (sbatch sleeps "
-          f"{args.delay} s): " + ", ".join(f"{wall:.1f} s wall, waited {w:.1f} s" for wall, w in waits))
+          f"{args.wait_delay} s): " + ", ".join(f"{wall:.1f} s wall, waited {w:.1f} s" for wall, w in waits))
     sys.exit(1 if stats.duplicates or stats.missing else 0)
 
 

@@ -295,7 +295,7 @@ def apply(
         result.waited_s = _settle(plan, state, executor, progress)
         view = plan_view(plan, state, executor)
         obs = _adopt(plan, state, view.obs, executor, result)
-        rewired = _drop_duplicates(state, view.duplicates, executor, result)
+        rewired = _drop_duplicates(plan, state, view.duplicates, executor, result)
         _cancel_removed(state, view.removed, executor)
         result.removed = view.removed
         if rewired or result.duplicates:
@@ -329,7 +329,8 @@ def _settle(plan: Plan, state: State, executor: Executor, progress: Progress) ->
     return settle_intents(plan, state, executor, announce=announce)
 
 
-def _drop_duplicates(state: State, dups: list[Duplicate], executor: Executor, result: ApplyResult) -> set[str]:
+def _drop_duplicates(plan: Plan, state: State, dups: list[Duplicate], executor: Executor,
+                     result: ApplyResult) -> set[str]:
     """Keep each node's oldest live job, cancel the newer ones; returns the nodes whose recorded
     job was one of those (their live children waited on it: decide() resubmits them)."""
     if not dups:
@@ -342,7 +343,8 @@ def _drop_duplicates(state: State, dups: list[Duplicate], executor: Executor, re
             state.record_final_job(job_id, CANCELLED, f"a duplicate of job {d.keep}: cancelled by apply")
         sub = current.get(d.node_id)
         if sub is None or sub.job_id != d.keep:
-            state.record_adopted(d.node_id, d.hash or "", sub.executor if sub else executor.name, d.keep,
+            state.record_adopted(d.node_id, d.hash or plan.node(d.node_id).hash,
+                                 sub.executor if sub else executor.name, d.keep,
                                  reason=f"the oldest of duplicate jobs {', '.join((d.keep, *d.extra))}")
             if sub is not None and sub.job_id in d.extra:
                 rewired.add(d.node_id)
