@@ -153,7 +153,7 @@ def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_fa
             out[node.id] = Decision(SUBMIT, f"parent {submitting_parent} is resubmitted")
         elif o.orphan_pid:
             out[node.id] = Decision(SUBMIT, "left running by an apply that died")
-        elif replaced is not None and o.state in LIVE:
+        elif replaced is not None and o.state in (*LIVE, CANCELLED):  # SLURM cancels it with its parent
             out[node.id] = Decision(SUBMIT, f"its parent {replaced}'s duplicate job was cancelled")
         elif o.state in LIVE:
             out[node.id] = Decision(KEEP, o.state)
@@ -337,10 +337,7 @@ def _drop_duplicates(plan: Plan, state: State, dups: list[Duplicate], executor: 
         return set()
     current = state.current()
     rewired: set[str] = set()
-    executor.cancel([j for d in dups for j in d.extra])
-    for d in dups:
-        for job_id in d.extra:
-            state.record_final_job(job_id, CANCELLED, f"a duplicate of job {d.keep}: cancelled by apply")
+    for d in dups:  # first record the kept job: a crash before the cancel finds the duplicate again
         sub = current.get(d.node_id)
         if sub is None or sub.job_id != d.keep:
             state.record_adopted(d.node_id, d.hash or plan.node(d.node_id).hash,
@@ -348,6 +345,10 @@ def _drop_duplicates(plan: Plan, state: State, dups: list[Duplicate], executor: 
                                  reason=f"the oldest of duplicate jobs {', '.join((d.keep, *d.extra))}")
             if sub is not None and sub.job_id in d.extra:
                 rewired.add(d.node_id)
+    executor.cancel([j for d in dups for j in d.extra])
+    for d in dups:
+        for job_id in d.extra:
+            state.record_final_job(job_id, CANCELLED, f"a duplicate of job {d.keep}: cancelled by apply")
     result.duplicates = list(dups)
     return rewired
 

@@ -305,3 +305,26 @@ def test_array_tasks_are_named_from_the_batch_script_slurm_holds(tmp_path):
     assert (named["5_0"].node_id, named["5_0"].node_hash) == ("finetune/r0", node.hash)
     other = text.replace(f"root={plan.output_dir}", "root=/elsewhere")  # another plan, same experiment
     assert name_array_tasks(plan, jobs, set(), Scripts(other))["5_0"].node_id == "array/finetune/abc"
+
+
+def test_an_older_duplicate_is_kept_and_children_of_the_cancelled_one_follow_it(tmp_path):
+    plan = make_plan(tmp_path, runs=1, evals_per_run=1, base_evals=0)
+    fake = FakeScheduler()
+    first = dict(apply(plan.output_dir, fake).submitted)
+    ft = plan.node("finetune/r0")
+    fake._jobs["900"] = dict(node=ft.id, hash=ft.hash, deps=[], state="pending", reason=None, exit=None,
+                             start=None, end=None, out=plan.output_dir, experiment=plan.experiment)
+    assert [(d.keep, d.extra) for d in collect_dups(plan, fake)] == [("900", (first[ft.id],))]
+    result = apply(plan.output_dir, fake)
+    assert [(d.keep, d.extra) for d in result.duplicates] == [("900", (first[ft.id],))]
+    assert [n for n, _ in result.submitted] == ["eval/r0/epoch_0/t0"]  # it waited on the cancelled job
+    assert fake.deps_of(dict(result.submitted)["eval/r0/epoch_0/t0"]) == ["900"]
+    assert fake.cancelled == [first[ft.id]]  # its child was cancelled with it (kill-on-invalid-dep)
+    assert fake.live_count() == 2
+    assert apply(plan.output_dir, fake).submitted == []
+
+
+def collect_dups(plan, fake):
+    from cruijff.status import collect
+
+    return collect(plan.output_dir, fake).duplicates
