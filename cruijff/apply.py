@@ -202,16 +202,16 @@ def plan_view(plan: Plan, state: State, executor: Executor) -> View:
 
     from cruijff.executors.local import orphan_group
 
+    rows = state.all()  # state.db first, in one read: then a job submitted meanwhile is in the queue
+    current = {sub.node_id: sub for sub in rows}  # by id: a node's newest row wins
+    known = {sub.job_id for sub in rows if sub.job_id}
     jobs = scheduler_view(plan, state, executor)
-    known = state.known_job_ids()
     jobs = name_array_tasks(plan, jobs, known, executor)
-    current = state.current()
     obs = observe(plan, current, jobs, plan_attempts(plan), known, orphan_group)
     for node_id, sub in current.items():  # sbatch refused it: nothing ran, whatever sacct keeps
         if sub.final_state == REFUSED and node_id in obs:
             obs[node_id] = replace(obs[node_id], state=NOT_SUBMITTED, job_id=None, reason=sub.reason,
                                    outdated=False, adopt=None, exit_code=None, start=None, end=None)
-    rows = state.all()
     return View(obs, jobs, duplicates(plan, jobs, rows), removed_jobs(plan, jobs, rows))
 
 
