@@ -34,10 +34,12 @@ def _intent_key(sub: Submission) -> tuple[str, str]:
 
 
 def settle_intents(plan: Plan, state: State, executor: Executor, *, announce: Callable[[int, float], None] | None = None,
-                   clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> float:
+                   clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None) -> float:
     """Resolve every intent without a job id that an sbatch may still turn into a job: its job id
     from the journal, a refusal, or — while the sbatch runs or its job may still land — wait and
     look again. Returns the seconds waited. Raises SchedulerError when an sbatch runs on too long."""
+    clock = clock or time.time
+    sleep = sleep or time.sleep
     started = clock()
     outcome_of = getattr(executor, "submission_outcome", None)
     if outcome_of is None:

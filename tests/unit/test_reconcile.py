@@ -328,3 +328,28 @@ def collect_dups(plan, fake):
     from cruijff.status import collect
 
     return collect(plan.output_dir, fake).duplicates
+
+
+def test_cancel_waits_for_an_sbatch_in_flight_and_cancels_its_job(tmp_path, monkeypatch):
+    """Else the job of an interrupted apply's sbatch would land after the cancel."""
+    from cruijff import reconcile
+    from cruijff.apply import cancel
+
+    plan = make_plan(tmp_path, runs=1, evals_per_run=0, base_evals=0)
+    intent(plan)
+    clock = Clock()
+    fake = InFlight(clock, running_s=2)
+    landed = {}
+
+    def outcome(plan_, name, comment, since):
+        out = InFlight.submission_outcome(fake, plan_, name, comment, since)
+        if out.job_id and not landed:
+            landed["id"] = fake.submit(plan, plan.node(name), [])  # the job the sbatch created
+        return Outcome(job_id=landed["id"]) if out.job_id else out
+
+    fake.submission_outcome = outcome
+    monkeypatch.setattr(reconcile.time, "sleep", clock.sleep)
+    monkeypatch.setattr(reconcile.time, "time", clock)
+    out = cancel(plan.output_dir, fake)
+    assert [c["job_id"] for c in out["cancelled"]] == [landed["id"]]
+    assert fake.live_count() == 0
