@@ -4,7 +4,6 @@ and apply against the fake scheduler; the real-SLURM proofs are in test_exactly_
 from __future__ import annotations
 
 import fcntl
-import os
 import subprocess
 import sys
 
@@ -153,7 +152,9 @@ def test_journal_outcomes(tmp_path):
 def test_the_journal_lock_outlives_the_apply_that_started_sbatch(tmp_path):
     """The lock is the open file's, which the sbatch process inherits: killing its parent keeps it."""
     journal = tmp_path / "j.out"
-    code = (f"import sys; sys.path.insert(0, {str(os.getcwd())!r}); from pathlib import Path; "
+    from tests.conftest import REPO
+
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from pathlib import Path; "
             "from cruijff.executors.slurm import journal_runner; "
             f"journal_runner(['bash', '-c', 'sleep 1.5; echo 77'], Path({str(journal)!r}))")
     parent = subprocess.Popen([sys.executable, "-c", code])
