@@ -19,7 +19,8 @@ from cruijff.model import Plan
 from cruijff.state import REFUSED, State, Submission
 
 LIVE = (PENDING, RUNNING)
-POLL_S = 0.5
+POLL_RUNNING_S = 0.2  # while an sbatch runs: look at its journal's lock again (cheap)
+POLL_QUEUE_S = 1.0  # while a job may still land: ask the scheduler again
 
 
 def _job_key(job_id: str) -> tuple:
@@ -52,6 +53,7 @@ def settle_intents(plan: Plan, state: State, executor: Executor, *, announce: Ca
         if not groups:
             return clock() - started
         waiting: dict[tuple[str, str], float] = {}
+        running = 0
         for (name, comment), subs in groups.items():
             out = outcome_of(plan, name, comment, min(s.created for s in subs))
             rows = [s.id for s in subs]
@@ -69,16 +71,20 @@ def settle_intents(plan: Plan, state: State, executor: Executor, *, announce: Ca
                         f"{clock() - min(s.created for s in subs):.0f} s; nothing was submitted",
                         hint="wait for it to finish (ps -C sbatch) or kill it, then re-run `cruijff apply`")
                 waiting[(name, comment)] = out.wait_until
+                running += out.running
         if not waiting:
             return clock() - started
+        if announce is not None:
+            announce(len(waiting), max(waiting.values()) - clock())
+        if running == len(waiting):  # every one still runs: its journal will say what became of it
+            sleep(POLL_RUNNING_S)
+            continue
         # A job that is in the queue already needs no more waiting: apply adopts it by name.
         known = state.known_job_ids()
         landed = {(i.node_id, i.node_hash) for j, i in executor.jobs(plan).items() if j not in known}
         if all(key in landed for key in waiting):
             return clock() - started
-        if announce is not None:
-            announce(len(waiting), max(waiting.values()) - clock())
-        sleep(POLL_S)
+        sleep(POLL_QUEUE_S)
 
 
 @dataclass(frozen=True)
