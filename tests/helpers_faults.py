@@ -129,8 +129,9 @@ def node_jobs(plan: Plan, *, live_only: bool = False) -> dict[str, list[str]]:
 
 
 def cancel_experiment(experiment: str) -> None:
-    """scancel every live job of this experiment (by name: jobs of other tests are never touched)."""
-    q = subprocess.run(["squeue", "-h", "-o", "%A|%j"], capture_output=True, text=True)
+    """scancel every live job of this experiment (by name: jobs of other tests are never touched).
+    By `%i` (`12_3`, `12_[0-4]`): scancel ignores an array task's own job id (`%A`) in 22.05."""
+    q = subprocess.run(["squeue", "-h", "-o", "%i|%j"], capture_output=True, text=True)
     ids = sorted({line.split("|", 1)[0] for line in q.stdout.splitlines()
                   if line.partition("|")[2].startswith(f"{experiment}:")})
     if ids:
