@@ -10,9 +10,15 @@ stage of uniform shape is one job array (`--array`, evaluations waiting with `af
 5,000-job experiment is a handful of sbatch calls. An array's intent rows (one per task) are
 committed in one transaction before its sbatch, its `<id>_<task>` job ids in one after.
 
+Before deciding (cruijff/reconcile.py): an intent whose sbatch may still be in flight (the apply
+that made it died while sbatch ran, or sbatch timed out) is settled first — apply waits while it
+can still create its job; a node with two live jobs keeps the older and the newer is cancelled;
+live jobs of nodes that left the plan are cancelled.
+
 What is submitted (decide()): within the selection plus its ancestors, in topological order, a
-node is submitted when it was never submitted, its hash changed, its parent is being submitted
-now, its local run was interrupted, or — with --retry-failed only — it failed or was cancelled.
+node is submitted when it was never submitted (or sbatch refused it), its hash changed, its parent
+is being submitted now, its local run was interrupted, its parent's job was replaced, with --force
+when selected, or — with --retry-failed only — it failed or was cancelled.
 Selected nodes bring along the ancestors they need (unsubmitted, changed or, with
 --retry-failed, failed); a node below a failed ancestor that is not retried is `blocked`.
 """
@@ -28,12 +34,22 @@ from typing import Any, Callable, Protocol
 from cruijff.artifact import load_plan
 from cruijff.batching import Batch, Dep, Ref, header_shape, make_batches
 from cruijff.errors import SchedulerError, UsageError
-from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, RUNNING, ArraySubmission, Executor, JobInfo
+from cruijff.executors.base import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    ArraySubmission,
+    Executor,
+    JobInfo,
+    SubmitRefused,
+)
 from cruijff.model import Node, Plan
 from cruijff.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, observe
+from cruijff.reconcile import Duplicate, Removed, duplicates, removed_jobs, settle_intents
 from cruijff.records import plan_attempts
 from cruijff.selectors import ancestors, select
-from cruijff.state import State, apply_lock
+from cruijff.state import REFUSED, State, apply_lock
 
 KILL_AFTER_ENV = "CRUIJFF_TEST_KILL_AFTER"  # test hook: SIGKILL ourselves after k sbatch calls
 RESULT_VERSION = 1
@@ -72,6 +88,9 @@ class ApplyResult:
     ancestors_added: list[str] = field(default_factory=list)
     final: dict[str, str] = field(default_factory=dict)  # local: node id -> final state
     sbatch_calls: int = 0  # submissions made: one per job array or plain job
+    removed: list[Removed] = field(default_factory=list)  # jobs of nodes that left the plan, cancelled
+    duplicates: list[Duplicate] = field(default_factory=list)  # newer duplicate jobs, cancelled
+    waited_s: float = 0.0  # waiting for an interrupted apply's sbatch to settle
 
     def ids(self, action: str) -> list[str]:
         return [i for i, d in self.decisions.items() if d.action == action]
@@ -96,12 +115,20 @@ class ApplyResult:
             "adopted": [{"node": n, "job_id": j} for n, j in self.adopted],
             "replaced_jobs": self.replaced,
             "ancestors_added": self.ancestors_added,
+            "removed_jobs": [{"node": r.node_id, "job_id": r.job_id} for r in self.removed],
+            "duplicate_jobs": [{"node": d.node_id, "kept": d.keep, "cancelled": list(d.extra)}
+                               for d in self.duplicates],
+            "waited_s": round(self.waited_s, 1),
             "final": self.final,
         }
 
 
-def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_failed: bool) -> dict[str, Decision]:
-    """What to do with each node in the selection and its ancestors (pure; see module doc)."""
+def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_failed: bool, *,
+           force: bool = False, rewired: frozenset[str] | set[str] = frozenset()) -> dict[str, Decision]:
+    """What to do with each node in the selection and its ancestors (pure; see module doc).
+
+    force: submit the selected nodes again whatever their state. rewired: nodes whose job was
+    replaced (a newer duplicate cancelled): their live children waited on it and follow."""
     scope = selected | ancestors(plan, selected)
     out: dict[str, Decision] = {}
     for node in plan.nodes:
@@ -110,7 +137,10 @@ def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_fa
         o = obs[node.id]
         submitting_parent = next((p for p in node.parents if out[p].action == SUBMIT), None)
         stuck = next((p for p in node.parents if out[p].action in (HELD, BLOCKED)), None)
-        if o.state == COMPLETED and not o.outdated:
+        replaced = next((p for p in node.parents if p in rewired), None)
+        if force and node.id in selected and stuck is None:
+            out[node.id] = Decision(SUBMIT, "forced")
+        elif o.state == COMPLETED and not o.outdated:
             out[node.id] = Decision(KEEP, "done")
         elif stuck is not None:
             root = out[stuck].blocker or stuck
@@ -123,6 +153,8 @@ def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_fa
             out[node.id] = Decision(SUBMIT, f"parent {submitting_parent} is resubmitted")
         elif o.orphan_pid:
             out[node.id] = Decision(SUBMIT, "left running by an apply that died")
+        elif replaced is not None and o.state in (*LIVE, CANCELLED):  # SLURM cancels it with its parent
+            out[node.id] = Decision(SUBMIT, f"its parent {replaced}'s duplicate job was cancelled")
         elif o.state in LIVE:
             out[node.id] = Decision(KEEP, o.state)
         elif retry_failed:
@@ -154,21 +186,48 @@ def scheduler_view(plan: Plan, state: State, executor: Executor) -> dict[str, Jo
     return jobs
 
 
-def observe_plan(plan: Plan, state: State, executor: Executor) -> dict[str, Observation]:
-    from cruijff.executors.local import orphan_group
+@dataclass(frozen=True)
+class View:
+    """What is true now: each node's Observation, the scheduler's jobs (array tasks named after
+    their nodes where state.db does not know them), and the jobs that should not be there."""
 
-    jobs = scheduler_view(plan, state, executor)
-    known = state.known_job_ids()
-    jobs = name_array_tasks(plan, jobs, known)
-    return observe(plan, state.current(), jobs, plan_attempts(plan), known, orphan_group)
+    obs: dict[str, Observation]
+    jobs: dict[str, JobInfo]
+    duplicates: list[Duplicate]
+    removed: list[Removed]
 
 
-def name_array_tasks(plan: Plan, jobs: dict[str, JobInfo], known: set[str]) -> dict[str, JobInfo]:
-    """Array tasks state.db does not know (it was lost or moved aside) get their node's id and
-    hash from the array's script, so apply adopts them instead of submitting them again."""
+def plan_view(plan: Plan, state: State, executor: Executor) -> View:
     from dataclasses import replace
 
-    from cruijff.render.array import array_members, array_script_path
+    from cruijff.executors.local import orphan_group
+
+    rows = state.all()  # state.db first, in one read: then a job submitted meanwhile is in the queue
+    current = {sub.node_id: sub for sub in rows}  # by id: a node's newest row wins
+    known = {sub.job_id for sub in rows if sub.job_id}
+    jobs = scheduler_view(plan, state, executor)
+    jobs = name_array_tasks(plan, jobs, known, executor)
+    obs = observe(plan, current, jobs, plan_attempts(plan), known, orphan_group)
+    for node_id, sub in current.items():  # sbatch refused it: nothing ran, whatever sacct keeps
+        if sub.final_state == REFUSED and node_id in obs:
+            obs[node_id] = replace(obs[node_id], state=NOT_SUBMITTED, job_id=None, reason=sub.reason,
+                                   outdated=False, adopt=None, exit_code=None, start=None, end=None)
+    return View(obs, jobs, duplicates(plan, jobs, rows), removed_jobs(plan, jobs, rows))
+
+
+def observe_plan(plan: Plan, state: State, executor: Executor) -> dict[str, Observation]:
+    return plan_view(plan, state, executor).obs
+
+
+def name_array_tasks(plan: Plan, jobs: dict[str, JobInfo], known: set[str],
+                     executor: Executor | None = None) -> dict[str, JobInfo]:
+    """Array tasks state.db does not know (it was lost or moved aside) get their node's id and
+    hash from the array's script — the plan's own copy under arrays/ or, where that is gone too,
+    the one the scheduler holds for a live job (if it runs this plan directory) — so apply adopts
+    them instead of submitting them again."""
+    from dataclasses import replace
+
+    from cruijff.render.array import array_members, array_root, array_script_path
 
     scripts: dict[str, dict[int, tuple[str, str | None]]] = {}
     out = dict(jobs)
@@ -181,7 +240,10 @@ def name_array_tasks(plan: Plan, jobs: dict[str, JobInfo], known: set[str]) -> d
             try:
                 text = array_script_path(plan.output_dir, name).read_text()
             except OSError:
-                text = ""
+                fetch = getattr(executor, "batch_script", None)
+                text = (fetch(job_id) if fetch is not None else None) or ""
+                if array_root(text) != str(Path(plan.output_dir)):
+                    text = ""  # not this plan directory's array (another plan of the same experiment)
             scripts[name] = array_members(text)
         member = scripts[name].get(int(task))
         if member is not None:
@@ -208,24 +270,37 @@ def apply(
     *,
     only: str | None = None,
     retry_failed: bool = False,
+    force: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> ApplyResult:
     plan = load_plan(plan_dir)
     progress = progress or NoProgress()
+    if force and only is None:
+        raise UsageError("--force needs --only: it re-runs a selection on purpose",
+                         hint="e.g. cruijff apply DIR --force --only 'run:lr_1e-4+' (a trailing + adds descendants)")
     selected = select(plan, only)
     if dry_run:
         with State(plan.output_dir, create=False) as state:
-            obs = observe_plan(plan, state, executor)
-        result = ApplyResult(plan.output_dir, executor.name, True, decide(plan, obs, selected, retry_failed))
+            view = plan_view(plan, state, executor)
+        obs = view.obs
+        result = ApplyResult(plan.output_dir, executor.name, True,
+                             decide(plan, obs, selected, retry_failed, force=force))
+        result.removed, result.duplicates = view.removed, view.duplicates
         to_submit = result.ids(SUBMIT)
         result.sbatch_calls = len(_layout(plan, to_submit, _live_parents(obs, to_submit), executor))
         return result
     with apply_lock(plan.output_dir), State(plan.output_dir) as state:
-        obs = observe_plan(plan, state, executor)
         result = ApplyResult(plan.output_dir, executor.name, False, {})
-        obs = _adopt(plan, state, obs, executor, result)
-        result.decisions = decide(plan, obs, selected, retry_failed)
+        result.waited_s = _settle(plan, state, executor, progress)
+        view = plan_view(plan, state, executor)
+        obs = _adopt(plan, state, view.obs, executor, result)
+        rewired = _drop_duplicates(plan, state, view.duplicates, executor, result)
+        _cancel_removed(state, view.removed, executor)
+        result.removed = view.removed
+        if rewired or result.duplicates:
+            obs = plan_view(plan, state, executor).obs  # the kept jobs are now the nodes' jobs
+        result.decisions = decide(plan, obs, selected, retry_failed, force=force, rewired=rewired)
         to_submit = result.ids(SUBMIT)
         result.ancestors_added = [i for i in to_submit if i not in selected]
         superseded = sum(1 for i in to_submit if obs[i].state in LIVE)
@@ -238,6 +313,55 @@ def apply(
     return result
 
 
+def _settle(plan: Plan, state: State, executor: Executor, progress: Progress) -> float:
+    """Wait out the sbatch calls an interrupted apply may still have in flight (reconcile.py)."""
+    told = False
+
+    def announce(n: int, seconds: float) -> None:
+        nonlocal told
+        if not told:
+            note = getattr(progress, "note", None)
+            if note is not None:
+                note(f"waiting for {n} sbatch call(s) of an interrupted apply to settle "
+                     f"(at most {max(0.0, seconds):.0f} s more)")
+            told = True
+
+    return settle_intents(plan, state, executor, announce=announce)
+
+
+def _drop_duplicates(plan: Plan, state: State, dups: list[Duplicate], executor: Executor,
+                     result: ApplyResult) -> set[str]:
+    """Keep each node's oldest live job, cancel the newer ones; returns the nodes whose recorded
+    job was one of those (their live children waited on it: decide() resubmits them)."""
+    if not dups:
+        return set()
+    current = state.current()
+    rewired: set[str] = set()
+    for d in dups:  # first record the kept job: a crash before the cancel finds the duplicate again
+        sub = current.get(d.node_id)
+        if sub is None or sub.job_id != d.keep:
+            state.record_adopted(d.node_id, d.hash or plan.node(d.node_id).hash,
+                                 sub.executor if sub else executor.name, d.keep,
+                                 reason=f"the oldest of duplicate jobs {', '.join((d.keep, *d.extra))}")
+            if sub is not None and sub.job_id in d.extra:
+                rewired.add(d.node_id)
+    executor.cancel([j for d in dups for j in d.extra])
+    for d in dups:
+        for job_id in d.extra:
+            state.record_final_job(job_id, CANCELLED, f"a duplicate of job {d.keep}: cancelled by apply")
+    result.duplicates = list(dups)
+    return rewired
+
+
+def _cancel_removed(state: State, removed: list[Removed], executor: Executor) -> None:
+    """Jobs of nodes that left the plan (say, a grid value removed) would run for nothing."""
+    if not removed:
+        return
+    executor.cancel([r.job_id for r in removed])
+    for r in removed:
+        state.record_final_job(r.job_id, CANCELLED, "its node left the plan: cancelled by apply")
+
+
 def _adopt(plan, state, obs, executor, result) -> dict[str, Observation]:
     """Record jobs the scheduler has but state.db lacks (an apply died between sbatch and commit)."""
     for node_id, o in obs.items():
@@ -247,7 +371,7 @@ def _adopt(plan, state, obs, executor, result) -> dict[str, Observation]:
             else:
                 state.record_adopted(node_id, o.hash or plan.node(node_id).hash, o.executor or executor.name, o.adopt)
             result.adopted.append((node_id, o.adopt))
-        elif o.state == NOT_SUBMITTED and o.submission is not None:
+        elif o.state == NOT_SUBMITTED and o.submission is not None and o.submission.final_state != REFUSED:
             state.forget_intent(o.submission.id)  # neither in the scheduler nor in a record
     return obs
 
@@ -359,6 +483,9 @@ def _submit_all(plan, state, obs, to_submit, executor, progress, result) -> dict
                     job_id = executor.submit_array(plan, spec)
                 else:
                     job_id = executor.submit(plan, batch.nodes[0], after_ok)
+            except SubmitRefused as e:  # nothing queued: "not submitted", resubmitted by the next apply
+                state.record_refused(batch_rows, e.message, e.phantom)
+                raise failed(what, e) from None
             except SchedulerError as e:
                 state.record_submit_error(batch_rows, e.message)
                 raise failed(what, e) from None
@@ -410,21 +537,28 @@ def _run_local(state: State, rows: dict[str, int], wait: Callable, progress: Pro
 
 def cancel(plan_dir: str | Path, executor: Executor, *, only: str | None = None) -> dict[str, Any]:
     """Cancel the selected nodes' pending and running jobs; state.db remembers they were cancelled,
-    so status says `cancelled` even where sacct is absent and the job script's end record says 143."""
+    so status says `cancelled` even where sacct is absent and the job script's end record says 143.
+    Without --only, jobs of nodes that left the plan are cancelled too; an sbatch an interrupted
+    apply left in flight is waited for first, so its job cannot land after the cancel."""
     from cruijff.executors.local import kill_group
 
     plan = load_plan(plan_dir)
     selected = select(plan, only)
     with apply_lock(plan.output_dir), State(plan.output_dir) as state:
-        obs = observe_plan(plan, state, executor)
-        obs = _adopt(plan, state, obs, executor, ApplyResult(plan.output_dir, executor.name, False, {}))
+        settle_intents(plan, state, executor)
+        view = plan_view(plan, state, executor)
+        obs = _adopt(plan, state, view.obs, executor, ApplyResult(plan.output_dir, executor.name, False, {}))
         live = [obs[n.id] for n in plan.nodes if n.id in selected and obs[n.id].state in LIVE]
         for o in live:
             if o.orphan_pid:
                 kill_group(o.orphan_pid)
-        ids = [o.adopt or o.job_id for o in live if not o.orphan_pid]
+        removed = view.removed if only is None else []
+        extra = [r.job_id for r in removed] + [j for d in view.duplicates if d.node_id in selected for j in d.extra]
+        ids = [o.adopt or o.job_id for o in live if not o.orphan_pid] + extra
         if ids:
             executor.cancel(ids)
+        for job_id in extra:
+            state.record_final_job(job_id, CANCELLED, "cancelled by `cruijff cancel`")
         current = state.current()
         for o in live:
             sub = current.get(o.node_id)
@@ -435,4 +569,5 @@ def cancel(plan_dir: str | Path, executor: Executor, *, only: str | None = None)
         "kind": "cruijff.cancel",
         "output_dir": plan.output_dir,
         "cancelled": [{"node": o.node_id, "job_id": o.adopt or o.job_id} for o in live],
+        "removed_cancelled": [{"node": r.node_id, "job_id": r.job_id} for r in removed],
     }

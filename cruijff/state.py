@@ -25,6 +25,7 @@ from cruijff.errors import StateError
 STATE_FILE = "state.db"
 LOCK_FILE = ".cruijff.lock"
 SCHEMA_VERSION = 2  # 2: batch and task columns (job arrays)
+REFUSED = "refused"  # final_state of an intent the scheduler refused: read as "not submitted"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS submissions (
     job_id      TEXT,             -- NULL: intent recorded, sbatch outcome unknown
     created     REAL NOT NULL,    -- intent time
     submitted   REAL,             -- job id known
-    final_state TEXT,             -- completed | failed | cancelled, once apply knows it
+    final_state TEXT,             -- completed | failed | cancelled | refused, once apply knows it
     exit_code   INTEGER,
     reason      TEXT,             -- why cancelled/failed (e.g. blocked by <node id>)
     pid         INTEGER,          -- local executor: the process group of the running job
@@ -168,15 +169,33 @@ class State:
         """Right after sbatch returned the job id."""
         self.conn.execute("UPDATE submissions SET job_id=?, submitted=? WHERE id=?", (job_id, time.time(), row))
 
-    def record_adopted(self, node_id: str, node_hash: str, executor: str, job_id: str) -> int:
+    def record_adopted(self, node_id: str, node_hash: str, executor: str, job_id: str,
+                       reason: str = "adopted from the scheduler") -> int:
         """A job found in the scheduler (or a record.jsonl) that state did not know."""
         now = time.time()
         cur = self.conn.execute(
             "INSERT INTO submissions (node_id, hash, executor, job_id, created, submitted, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'adopted from the scheduler')",
-            (node_id, node_hash, executor, job_id, now, now),
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (node_id, node_hash, executor, job_id, now, now, reason),
         )
         return int(cur.lastrowid)
+
+    def record_refused(self, rows: list[int], message: str, phantom: str | None = None) -> None:
+        """sbatch refused these intents: nothing is queued. SLURM may still keep a FAILED record of
+        the refused job (`phantom`): its id is stored so that it is never adopted as this node's run."""
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(
+                "UPDATE submissions SET final_state=?, reason=?, "
+                "job_id=CASE WHEN ? IS NULL THEN job_id WHEN task IS NULL THEN ? ELSE ? || '_' || task END "
+                "WHERE id=?",
+                [(REFUSED, message[:2000], phantom, phantom, phantom, r) for r in rows],
+            )
+
+    def record_final_job(self, job_id: str, final_state: str, reason: str) -> None:
+        """Every unfinished row of this job id (e.g. a duplicate or a removed node's job) is final."""
+        self.conn.execute("UPDATE submissions SET final_state=?, reason=?, pid=NULL "
+                          "WHERE job_id=? AND final_state IS NULL", (final_state, reason, job_id))
 
     def record_submit_error(self, row: int | list[int], message: str) -> None:
         """sbatch failed: keep the intent (it might still have reached the controller) with why."""

@@ -68,6 +68,8 @@ class StatusReport:
     executor: str
     time: float
     nodes: tuple[NodeStatus, ...]
+    removed: tuple[Any, ...] = ()  # live jobs of nodes that left the plan (reconcile.Removed)
+    duplicates: tuple[Any, ...] = ()  # nodes with more than one live job (reconcile.Duplicate)
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in DISPLAY_ORDER}
@@ -81,7 +83,7 @@ class StatusReport:
         return not any(n.state in ("pending", "running") for n in self.nodes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema_version": STATUS_VERSION,
             "kind": "cruijff.status",
             "experiment": self.experiment,
@@ -92,6 +94,11 @@ class StatusReport:
             "nodes": [n.as_dict() for n in self.nodes],
             "grid": grid(self.nodes),
         }
+        if self.removed:  # present only when there are some
+            out["removed_jobs"] = [{"node": r.node_id, "job_id": r.job_id, "state": r.state} for r in self.removed]
+        if self.duplicates:
+            out["duplicate_jobs"] = [{"node": d.node_id, "jobs": [d.keep, *d.extra]} for d in self.duplicates]
+        return out
 
 
 def node_statuses(plan: Plan, obs: dict[str, Observation], now: float,
@@ -147,15 +154,18 @@ def _headline_reader() -> Callable[[str], tuple[str, float] | None] | None:
 
 def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
             now: float | None = None) -> StatusReport:
-    from cruijff.apply import observe_plan
+    from cruijff.apply import plan_view
 
     plan = load_plan(plan_dir)
     selected = select(plan, only)
     with State(plan.output_dir, create=False) as state:
-        obs = observe_plan(plan, state, executor)
+        view = plan_view(plan, state, executor)
+    obs = view.obs
     now = time.time() if now is None else now
     statuses = [s for s in node_statuses(plan, obs, now, _headline_reader()) if s.id in selected]
-    return StatusReport(plan.experiment, plan.output_dir, executor.name, now, tuple(statuses))
+    return StatusReport(plan.experiment, plan.output_dir, executor.name, now, tuple(statuses),
+                        tuple(view.removed) if only is None else (),
+                        tuple(d for d in view.duplicates if d.node_id in selected))
 
 
 # --- the grid ------------------------------------------------------------------------------
@@ -245,6 +255,13 @@ def render_text(report: StatusReport, width: int | None = None):
         if n.state == BLOCKED:
             blocked[n.blocked_by] = blocked.get(n.blocked_by, 0) + 1
     notes += [f"blocked-by-{k}: {v} node{'s' if v != 1 else ''}" for k, v in blocked.items()]
+    if report.removed:
+        notes.append(f"removed from the plan, still queued or running: {len(report.removed)} job(s) ("
+                     + ", ".join(f"{r.node_id} {r.job_id} {r.state}" for r in report.removed[:5])
+                     + (" ..." if len(report.removed) > 5 else "") + "); `cruijff apply` or `cruijff cancel` cancels them")
+    for d in report.duplicates:
+        notes.append(f"duplicate  {d.node_id}: live jobs {', '.join((d.keep, *d.extra))}; "
+                     f"`cruijff apply` keeps {d.keep} and cancels the rest")
     if any(n.changed for n in report.nodes):
         notes.append("* changed since submitted: `cruijff apply` submits the new version")
     parts += [Text(x) for x in notes]

@@ -47,6 +47,9 @@ class RichProgress:
         self._task = self._progress.add_task(phase, total=total, last="")
         self._progress.start()
 
+    def note(self, text: str) -> None:
+        self.console.print(text, style="dim")
+
     def advance(self, text: str, count: int = 1) -> None:
         if self._progress is not None:
             self._progress.update(self._task, advance=count, last=text)
@@ -83,9 +86,11 @@ def _executor(name: str | None, plan, *, for_state: bool = False):
               help="Where jobs run (default: the manifest's choice; auto = slurm if sbatch is on PATH).")
 @_only
 @click.option("--retry-failed", is_flag=True, help="Resubmit failed and cancelled nodes and what they blocked.")
+@click.option("--force", is_flag=True,
+              help="With --only: run the selection again whatever its state (its live jobs are cancelled first).")
 @click.option("--dry-run", is_flag=True, help="Show what would be submitted; change nothing.")
 @_json
-def apply(target: str, executor: str | None, only: str | None, retry_failed: bool, dry_run: bool,
+def apply(target: str, executor: str | None, only: str | None, retry_failed: bool, force: bool, dry_run: bool,
           as_json: bool) -> None:
     """Submit the jobs of a plan that are missing, each exactly once, in dependency order.
 
@@ -100,7 +105,7 @@ def apply(target: str, executor: str | None, only: str | None, retry_failed: boo
     plan = _plan_for(plan_dir)
     chosen = _executor(executor, plan)
     progress = None if as_json or dry_run else RichProgress()
-    result = run_apply(plan_dir, chosen, only=only, retry_failed=retry_failed, dry_run=dry_run,
+    result = run_apply(plan_dir, chosen, only=only, retry_failed=retry_failed, force=force, dry_run=dry_run,
                        progress=progress)
     if as_json:
         _echo_json(result.as_dict())
@@ -129,8 +134,18 @@ def _print_apply(result) -> None:
         if "_" in job_id:
             continue
         say(f"  recovered {node_id} → job {job_id} (submitted by an interrupted apply)")
+    if result.waited_s >= 0.5:
+        say(f"  waited {result.waited_s:.1f} s for the sbatch calls of an interrupted apply to settle")
     if result.replaced:
         say(f"  cancelled {len(result.replaced)} superseded job(s): {', '.join(result.replaced)}")
+    if result.removed:
+        verb = "would cancel" if result.dry_run else "cancelled"
+        say(f"  {verb} {len(result.removed)} job(s) of nodes that left the plan: "
+            + ", ".join(f"{r.node_id} ({r.job_id})" for r in result.removed[:10])
+            + (" ..." if len(result.removed) > 10 else ""))
+    for d in result.duplicates:
+        verb = "would cancel" if result.dry_run else "cancelled"
+        say(f"  {d.node_id} had {1 + len(d.extra)} live jobs: kept the oldest ({d.keep}), {verb} {', '.join(d.extra)}")
     if result.ancestors_added:
         say(f"  included {len(result.ancestors_added)} unsatisfied ancestor(s) of the selection: "
             + ", ".join(result.ancestors_added))
@@ -230,4 +245,6 @@ def cancel(plan_dir: str, only: str | None, as_json: bool, executor: str | None)
         n = len(result["cancelled"])
         click.echo(f"cancelled {n} job(s)" + (": " + ", ".join(f"{c['node']} ({c['job_id']})"
                                                               for c in result["cancelled"]) if n else ""))
+        if result.get("removed_cancelled"):
+            click.echo(f"cancelled {len(result['removed_cancelled'])} job(s) of nodes that left the plan")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from cruijff.errors import SchedulerError
 from cruijff.model import Node, Plan
 
 # Scheduler-side states, normalised across executors.
@@ -40,6 +41,34 @@ class ArraySubmission:
     throttle: int | None = None  # at most this many tasks at once (%N)
 
 
+class SubmitRefused(SchedulerError):
+    """The scheduler said no (bad resources, partition, account): nothing was queued, although
+    SLURM may keep a FAILED record of the refused job (`phantom`, its id when found)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, phantom: str | None = None):
+        super().__init__(message, hint=hint)
+        self.phantom = phantom
+
+
+class SubmitUnknown(SchedulerError):
+    """The submission's outcome is unknown (a timeout): the job may still appear later."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of an sbatch an earlier, interrupted apply started (Executor.submission_outcome).
+
+    job_id: the job it created; refused: sbatch's refusal; wait_until: it may still be in flight
+    (its process runs, or it timed out and the job may land) until this unix time. All empty:
+    nothing was sent, or what was sent is settled and not in the queue.
+    """
+
+    job_id: str | None = None
+    refused: str | None = None
+    wait_until: float | None = None
+    running: bool = False  # an sbatch process of it is still running
+
+
 class Executor(ABC):
     """A scheduler. Executors without job arrays keep array_limit() 0 and get one node per submit."""
 
@@ -67,3 +96,13 @@ class Executor(ABC):
 
     def check_room(self, n_jobs: int) -> None:
         """Raise a CruijffError when `n_jobs` more jobs cannot be queued (cluster or user limits)."""
+
+    def submission_outcome(self, plan: Plan, name: str, comment: str, since: float) -> Outcome:
+        """What became of a submission named `name` (node id or array name) with this comment
+        (node hash or array digest), attempted at `since` by an apply that died. Executors whose
+        submissions cannot outlive apply keep this default: nothing in flight."""
+        return Outcome()
+
+    def batch_script(self, job_id: str) -> str | None:
+        """The batch script the scheduler holds for a live job, where it keeps one."""
+        return None

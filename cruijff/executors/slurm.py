@@ -6,7 +6,10 @@ Shapes of the JSON and text this module parses are written down in docs/dev/slur
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -30,6 +33,9 @@ from cruijff.executors.base import (
     ArraySubmission,
     Executor,
     JobInfo,
+    Outcome,
+    SubmitRefused,
+    SubmitUnknown,
 )
 from cruijff.model import Node, Plan
 
@@ -40,6 +46,10 @@ Runner = Callable[[list[str], Mapping[str, str] | None], subprocess.CompletedPro
 COMMAND_TIMEOUT_S = 120
 DEFAULT_SUBMIT_RATE = 10.0  # sbatch calls per second at most (manifest: cluster.submit_rate)
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default, when scontrol does not say
+DEFAULT_MESSAGE_TIMEOUT_S = 10  # SLURM's MessageTimeout default, when scontrol does not say
+SETTLE_FACTOR = 2  # an sbatch that timed out may still land this many MessageTimeouts later
+SETTLE_POLL_S = 1.0
+JOURNAL_DIR = ".sbatch"  # <output_dir>/.sbatch/<key>.out: what each sbatch printed (see journal_runner)
 
 # Scheduler answers that mean "ask again later" (slurmctld busy, restarting or unreachable).
 TRANSIENT_MARKERS = (
@@ -55,6 +65,16 @@ TRANSIENT_MARKERS = (
     "slurmctld is busy",
     "slurm_receive_msg",
     "timed out",
+)
+# Of those, the answers after which the request may still have reached slurmctld: the job may
+# appear later, so sbatch is not simply run again (see SlurmExecutor._sbatch).
+UNKNOWN_OUTCOME_MARKERS = (
+    "socket timed out",
+    "timed out",
+    "zero bytes were transmitted or received",
+    "slurm_receive_msg",
+    "communication connection failure",
+    "communications connection failure",
 )
 
 # SLURM job states (squeue's job_state, sacct's State) -> normalised states.
@@ -107,8 +127,52 @@ def slurm_available() -> bool:
     return shutil.which("sbatch") is not None
 
 
+def journal_path(root: str | Path, name: str, comment: str) -> Path:
+    """Where the sbatch of the job (or array) `name` with this comment writes what it prints."""
+    key = hashlib.sha256(f"{name}\0{comment}".encode()).hexdigest()[:16]
+    return Path(root) / JOURNAL_DIR / f"{key}.out"
+
+
+def journal_runner(argv: list[str], journal: Path) -> subprocess.CompletedProcess:
+    """Run sbatch with its stdout and stderr in `journal`, a file whose flock the sbatch process
+    inherits: if apply dies meanwhile, sbatch runs on and finishes writing, and the next apply
+    knows it is still running (the file is locked) and then reads what it printed."""
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    with open(journal, "w+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        os.utime(f.fileno())  # the attempt's time, even where truncating an empty file keeps it
+        proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, timeout=COMMAND_TIMEOUT_S, check=False)
+        f.seek(0)
+        text = f.read()
+    return subprocess.CompletedProcess(argv, proc.returncode, text, text if proc.returncode else "")
+
+
+def _journal_locked(path: Path) -> bool:
+    try:
+        with open(path) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+    except OSError:
+        return False
+    return False
+
+
+def _seconds(value: str) -> int | None:
+    """`10 sec` (scontrol's form) or `10` -> 10."""
+    head = value.strip().split(" ", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def outcome_unknown(stderr: str) -> bool:
+    low = (stderr or "").lower()
+    return any(m in low for m in UNKNOWN_OUTCOME_MARKERS)
+
+
 def cluster_limits(runner: Runner = default_runner) -> dict[str, int]:
-    """MaxArraySize and MaxJobCount from `scontrol show config` (absent keys are left out)."""
+    """MaxArraySize, MaxJobCount and MessageTimeout (seconds) from `scontrol show config`
+    (absent keys are left out)."""
     proc = _run(runner, ["scontrol", "show", "config"])
     if proc.returncode != 0:
         raise SchedulerError(
@@ -121,6 +185,9 @@ def cluster_limits(runner: Runner = default_runner) -> dict[str, int]:
         value = config.get(key, "")
         if value.isdigit():
             limits[key] = int(value)
+    timeout = _seconds(config.get("MessageTimeout", ""))
+    if timeout:
+        limits["MessageTimeout"] = timeout
     return limits
 
 
@@ -190,6 +257,8 @@ class SlurmExecutor(Executor):
         account: str | None = None,
         qos: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        settle_s: float | None = None,
+        submit_runner: Callable[[list[str], Path], subprocess.CompletedProcess] | None = None,
     ):
         self.runner = runner
         self.sleep = sleep
@@ -203,6 +272,11 @@ class SlurmExecutor(Executor):
         self.account = account
         self.qos = qos
         self.monotonic = monotonic
+        self._settle_s = settle_s
+        if submit_runner is None and runner is default_runner:
+            submit_runner = journal_runner
+        self.submit_runner = submit_runner
+        self._seen_running: dict[Path, float] = {}
         self.sbatch_calls = 0
         self._last_sbatch: float | None = None
         self._limits: dict[str, Any] | None = None
@@ -219,12 +293,59 @@ class SlurmExecutor(Executor):
 
     def submit(self, plan: Plan, node: Node, parent_job_ids: list[str]) -> str:
         argv = self.sbatch_argv(plan, node, parent_job_ids)
-        return self._sbatch(argv, node.id, lambda since: self._already_submitted(plan, node.id, node.hash, since))
+        return self._sbatch(plan, argv, node.id, node.id, node.hash)
 
     def submit_array(self, plan: Plan, array: ArraySubmission) -> str:
         argv = self.array_argv(plan, array)
-        return self._sbatch(argv, f"job array {array.name} ({len(array.tasks)} tasks)",
-                            lambda since: self._already_submitted(plan, array.name, array.digest, since))
+        return self._sbatch(plan, argv, f"job array {array.name} ({len(array.tasks)} tasks)", array.name,
+                            array.digest)
+
+    def settle_window(self) -> float:
+        """How long after an sbatch ended without an answer its job may still appear: SETTLE_FACTOR
+        × SLURM's MessageTimeout (20 s with the default 10 s)."""
+        if self._settle_s is None:
+            try:
+                timeout = self.limits().get("MessageTimeout", DEFAULT_MESSAGE_TIMEOUT_S)
+            except SchedulerError:
+                timeout = DEFAULT_MESSAGE_TIMEOUT_S
+            self._settle_s = float(SETTLE_FACTOR * timeout)
+        return self._settle_s
+
+    def submission_outcome(self, plan: Plan, name: str, comment: str, since: float) -> Outcome:
+        """Read the journal an interrupted apply's sbatch wrote (journal_runner)."""
+        path = journal_path(plan.output_dir, name, comment)
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return Outcome()  # apply died before starting sbatch (or it succeeded and was recorded)
+        if mtime < since - 2:
+            return Outcome()  # an earlier submission's journal: this attempt never started sbatch
+        if _journal_locked(path):
+            self._seen_running[path] = self.clock()
+            return Outcome(running=True, wait_until=mtime + COMMAND_TIMEOUT_S + self.settle_window())
+        try:
+            text = path.read_text()
+        except OSError:
+            text = ""
+        for line in text.splitlines():
+            job_id = line.strip().split(";", 1)[0]
+            if job_id.isdigit():
+                return Outcome(job_id=job_id)
+        if text.strip() and not outcome_unknown(text):
+            if is_transient(text):
+                return Outcome()  # never reached slurmctld (connection refused, busy): nothing queued
+            return Outcome(refused=f"sbatch refused {name}: {_clean_stderr(text, 'sbatch')}")
+        ended = max(mtime, self._seen_running.get(path, 0.0))
+        return Outcome(wait_until=ended + self.settle_window())
+
+    def batch_script(self, job_id: str) -> str | None:
+        """`scontrol write batch_script`: slurmctld keeps a live job's script (arrays: any task)."""
+        array_id = job_id.partition("_")[0]
+        try:
+            proc = _run(self.runner, ["scontrol", "write", "batch_script", array_id, "-"])
+        except SchedulerError:
+            return None
+        return proc.stdout if proc.returncode == 0 and proc.stdout.strip() else None
 
     def array_limit(self) -> int:
         return self.limits().get("MaxArraySize", DEFAULT_MAX_ARRAY_SIZE) if self.arrays else 0
@@ -333,22 +454,74 @@ class SlurmExecutor(Executor):
         argv.append(array.script)
         return argv
 
-    def _sbatch(self, argv: list[str], what: str, recover: Callable[[float], str | None]) -> str:
-        """One sbatch call, spaced by the submit-rate limit; a lost answer is recovered by name."""
-        if self.min_interval and self._last_sbatch is not None:
+    def _sbatch(self, plan: Plan, argv: list[str], what: str, name: str, comment: str) -> str:
+        """Submit once. A refusal raises SubmitRefused. A busy controller is retried with backoff;
+        an answer lost to a timeout is an unknown outcome: the queue is watched for the job (same
+        name and comment) for settle_window() before sbatch runs again, never at once."""
+        journal = journal_path(plan.output_dir, name, comment)
+        since = self.clock() - 5
+        delay = self.backoff_s
+        if self.min_interval and self._last_sbatch is not None:  # retries are spaced by their own waits
             wait = self._last_sbatch + self.min_interval - self.monotonic()
             if wait > 0:
                 self.sleep(wait)
-        self._last_sbatch = self.monotonic()
-        self.sbatch_calls += 1
-        since = self.clock() - 5
-        proc = self._call(argv, recover=lambda: recover(since))
-        if proc.returncode != 0:
-            raise SchedulerError(
-                f"sbatch refused {what}: {_clean_stderr(proc.stderr, 'sbatch')}",
-                hint=_sbatch_hint(proc.stderr, argv),
-            )
-        return parse_sbatch_output(proc.stdout, what)
+        for attempt in range(1, self.attempts + 1):
+            self._last_sbatch = self.monotonic()
+            self.sbatch_calls += 1
+            proc = self._submit_once(argv, journal)
+            if proc.returncode == 0:
+                job_id = parse_sbatch_output(proc.stdout, what)
+                journal.unlink(missing_ok=True)
+                return job_id
+            err = proc.stderr or proc.stdout
+            if not is_transient(err):
+                raise SubmitRefused(f"sbatch refused {what}: {_clean_stderr(err, 'sbatch')}",
+                                    hint=_sbatch_hint(err, argv),
+                                    phantom=self._find_job(plan, name, comment, since)[1])
+            if outcome_unknown(err):
+                seen, job_id = self._await_landing(plan, name, comment, since)
+                if job_id:
+                    journal.unlink(missing_ok=True)
+                    return job_id
+                if not seen:
+                    raise SubmitUnknown(
+                        f"sbatch of {what} timed out ({_clean_stderr(err, 'sbatch')}) and squeue did not "
+                        f"answer: whether it was queued is unknown",
+                        hint="re-run `cruijff apply` once slurmctld answers (scontrol ping): it looks for "
+                             "the job before submitting it again")
+            elif attempt < self.attempts:
+                self.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_s)
+                seen, job_id = self._find_job(plan, name, comment, since)
+                if job_id:
+                    return job_id
+        raise SchedulerError(
+            f"sbatch kept failing with a transient error after {self.attempts} attempts: "
+            f"{_clean_stderr(err, 'sbatch')}",
+            hint="slurmctld is busy or unreachable; try again later (scontrol ping)",
+        )
+
+    def _submit_once(self, argv: list[str], journal: Path) -> subprocess.CompletedProcess:
+        if self.submit_runner is not None:
+            return _run(lambda a, env=None: self.submit_runner(a, journal), argv)
+        proc = _run(self.runner, argv)
+        try:  # an injected runner: the journal written afterwards (tests of submission_outcome)
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            journal.write_text((proc.stdout or "") + (proc.stderr or ""))
+        except OSError:
+            pass
+        return proc
+
+    def _await_landing(self, plan: Plan, name: str, comment: str, since: float) -> tuple[bool, str | None]:
+        """Watch the queue for settle_window() seconds: (the queue answered, the job id if it landed)."""
+        seen = False
+        for _ in range(max(1, math.ceil(self.settle_window() / SETTLE_POLL_S))):
+            self.sleep(SETTLE_POLL_S)
+            answered, job_id = self._find_job(plan, name, comment, since)
+            if job_id:
+                return True, job_id
+            seen = answered
+        return seen, None
 
     def _read_submit_limit(self) -> tuple[int, str] | None:
         """From sacctmgr, where there is one; None when it is absent or does not answer."""
@@ -396,21 +569,24 @@ class SlurmExecutor(Executor):
             return {}
         return parse_sacct_text(proc.stdout, prefix)
 
-    def _already_submitted(self, plan: Plan, name_part: str, comment: str, since: float) -> str | None:
-        """The job a timed-out sbatch may still have created (same name and comment, just now)."""
+    def _find_job(self, plan: Plan, name_part: str, comment: str, since: float) -> tuple[bool, str | None]:
+        """(squeue answered, the job an sbatch since `since` created: same name and comment)."""
         try:
             proc = _run(self.runner, ["squeue", "--json", "--me"])
             if proc.returncode != 0:
-                return None
-            jobs = json.loads(proc.stdout).get("jobs") or []
+                return False, None
+            data = json.loads(proc.stdout)
+            if data.get("errors"):
+                return False, None
+            jobs = data.get("jobs") or []
         except (SchedulerError, ValueError, AttributeError):
-            return None
+            return False, None
         name = f"{plan.experiment}:{name_part}"
         for job in jobs:
             submitted = _number(job.get("submit_time")) or 0
             if job.get("name") == name and job.get("comment") == comment and submitted >= since:
-                return str(_number(job.get("array_job_id")) or _number(job.get("job_id")))
-        return None
+                return True, str(_number(job.get("array_job_id")) or _number(job.get("job_id")))
+        return True, None
 
     def _call(
         self,

@@ -62,3 +62,12 @@ def array_members(script_text: str) -> dict[int, tuple[str, str | None]]:
                 if index.startswith("[") and index.endswith("]") and index[1:-1].isdigit():
                     arrays[name][int(index[1:-1])] = value
     return {t: (node_dir, arrays["hashes"].get(t)) for t, node_dir in arrays["nodes"].items()}
+
+
+def array_root(script_text: str) -> str | None:
+    """The plan directory an array script runs in (its `root=` line)."""
+    for line in script_text.splitlines():
+        if line.startswith("root="):
+            words = shlex.split(line[len("root="):])
+            return words[0] if words else None
+    return None

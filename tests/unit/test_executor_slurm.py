@@ -92,17 +92,64 @@ def test_submit_without_parents_has_no_dependency(tmp_path):
 
 
 def test_submit_retries_transient_errors_with_backoff(tmp_path):
+    """Answers that say the request never reached slurmctld are retried with backoff."""
     plan, nodes = make_plan(tmp_path)
-    busy = (1, "", "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n")
     down = (1, "", "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)\n")
     again = (1, "", "sbatch: error: Job submit/allocate failed: Resource temporarily unavailable, try again\n")
-    runner = FakeRunner(sbatch=[busy, down, again, (0, "99\n", "")], squeue=[EMPTY_QUEUE])
+    refused = (1, "", "sbatch: error: Batch job submission failed: Connection refused\n")
+    runner = FakeRunner(sbatch=[down, again, refused, (0, "99\n", "")], squeue=[EMPTY_QUEUE])
     sleeps = Sleeps()
     ex = SlurmExecutor(runner, sleep=sleeps, backoff_s=1, max_backoff_s=3)
     assert ex.submit(plan, nodes["finetune/run a"], []) == "99"
     assert sleeps == [1, 2, 3]
     assert len(runner.argvs("sbatch")) == 4
     assert len(runner.argvs("squeue")) == 3  # before each retry: did the last try queue the job?
+
+
+def test_a_timed_out_sbatch_is_settled_by_watching_the_queue_not_by_submitting_again(tmp_path, as_root):
+    """Issue 17.3: "Socket timed out" is an unknown outcome: the job may land seconds later. The
+    queue is watched for the settle window (2 × MessageTimeout) before sbatch runs again."""
+    plan, nodes = make_plan(tmp_path)
+    timeout = (1, "", "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n")
+    landed = json.loads(fixture("squeue_pending.json"))
+    landed["jobs"] = [dict(landed["jobs"][0], job_id=77, name="demo:finetune/run a", comment="hash-a",
+                           submit_time=1000)]
+    # the job appears at the 5th look (5 s after the timeout)
+    runner = FakeRunner(sbatch=[timeout, (0, "78\n", "")], squeue=[EMPTY_QUEUE] * 4 + [(0, json.dumps(landed), "")])
+    sleeps = Sleeps()
+    ex = SlurmExecutor(runner, sleep=sleeps, clock=lambda: 1000.0, settle_s=20)
+    assert ex.submit(plan, nodes["finetune/run a"], []) == "77"
+    assert len(runner.argvs("sbatch")) == 1
+    assert sum(sleeps) == 5
+
+
+def test_a_timed_out_sbatch_whose_job_never_lands_is_retried_after_the_settle_window(tmp_path, as_root):
+    plan, nodes = make_plan(tmp_path)
+    timeout = (1, "", "sbatch: error: Socket timed out on send/recv operation\n")
+    runner = FakeRunner(sbatch=[timeout, (0, "32\n", "")], squeue=[EMPTY_QUEUE])
+    sleeps = Sleeps()
+    ex = SlurmExecutor(runner, sleep=sleeps, clock=lambda: 1000.0, settle_s=20)
+    assert ex.submit(plan, nodes["finetune/run a"], []) == "32"
+    assert len(runner.argvs("sbatch")) == 2 and len(runner.argvs("squeue")) == 20
+    assert sum(sleeps) == 20
+
+
+def test_a_timed_out_sbatch_with_an_unreachable_queue_is_an_unknown_outcome(tmp_path):
+    from cruijff.executors.base import SubmitUnknown
+
+    plan, nodes = make_plan(tmp_path)
+    timeout = (1, "", "sbatch: error: Socket timed out on send/recv operation\n")
+    runner = FakeRunner(sbatch=[timeout], squeue=[(1, "", "squeue: error: Socket timed out\n")])
+    with pytest.raises(SubmitUnknown, match="unknown"):
+        SlurmExecutor(runner, sleep=Sleeps(), settle_s=3).submit(plan, nodes["finetune/run a"], [])
+    assert len(runner.argvs("sbatch")) == 1
+
+
+def test_the_settle_window_is_twice_slurms_message_timeout(tmp_path):
+    runner = FakeRunner(scontrol=[(0, "MessageTimeout          = 7 sec\nMaxArraySize = 11\n", "")],
+                        sacctmgr=[(1, "", "no")])
+    assert SlurmExecutor(runner).settle_window() == 14
+    assert SlurmExecutor(FakeRunner(scontrol=[(1, "", "down")])).settle_window() == 20  # the default 10 s
 
 
 def test_submit_timeout_that_did_queue_the_job_is_not_submitted_twice(tmp_path, as_root):
@@ -116,7 +163,7 @@ def test_submit_timeout_that_did_queue_the_job_is_not_submitted_twice(tmp_path, 
         sbatch=[(1, "", "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n")],
         squeue=[(0, json.dumps(queued), "")],
     )
-    ex = SlurmExecutor(runner, sleep=Sleeps(), clock=lambda: 1000.0)
+    ex = SlurmExecutor(runner, sleep=Sleeps(), clock=lambda: 1000.0, settle_s=20)
     assert ex.submit(plan, node, []) == "31"
     assert len(runner.argvs("sbatch")) == 1
 
@@ -125,9 +172,9 @@ def test_submit_retries_when_the_timed_out_job_is_not_queued(tmp_path, as_root):
     plan, nodes = make_plan(tmp_path)
     timeout = (1, "", "sbatch: error: Socket timed out on send/recv operation\n")
     runner = FakeRunner(sbatch=[timeout, (0, "32\n", "")], squeue=[(0, fixture("squeue_pending.json"), "")])
-    ex = SlurmExecutor(runner, sleep=Sleeps(), clock=lambda: 1000.0)
+    ex = SlurmExecutor(runner, sleep=Sleeps(), clock=lambda: 1000.0, settle_s=2)
     assert ex.submit(plan, nodes["finetune/run a"], []) == "32"
-    assert len(runner.argvs("sbatch")) == 2 and len(runner.argvs("squeue")) == 1
+    assert len(runner.argvs("sbatch")) == 2 and len(runner.argvs("squeue")) == 2
 
 
 def test_submit_gives_up_after_bounded_attempts(tmp_path):
@@ -135,14 +182,14 @@ def test_submit_gives_up_after_bounded_attempts(tmp_path):
     runner = FakeRunner(sbatch=[(1, "", "sbatch: error: Socket timed out on send/recv operation\n")], squeue=[EMPTY_QUEUE])
     sleeps = Sleeps()
     with pytest.raises(SchedulerError, match="transient error after 4 attempts"):
-        SlurmExecutor(runner, sleep=sleeps, attempts=4).submit(plan, nodes["finetune/run a"], [])
-    assert len(sleeps) == 3
+        SlurmExecutor(runner, sleep=sleeps, attempts=4, settle_s=2).submit(plan, nodes["finetune/run a"], [])
+    assert len(sleeps) == 4 * 2  # each timeout: the settle window watched, 1 s a look
 
 
 def test_submit_timeout_of_the_command_is_retried(tmp_path):
     plan, nodes = make_plan(tmp_path)
     runner = FakeRunner(sbatch=[subprocess.TimeoutExpired(["sbatch"], 120), (0, "5\n", "")], squeue=[EMPTY_QUEUE])
-    assert SlurmExecutor(runner, sleep=Sleeps()).submit(plan, nodes["finetune/run a"], []) == "5"
+    assert SlurmExecutor(runner, sleep=Sleeps(), settle_s=1).submit(plan, nodes["finetune/run a"], []) == "5"
 
 
 def test_submit_permanent_error_is_a_scheduler_error_with_a_hint(tmp_path):
@@ -151,7 +198,7 @@ def test_submit_permanent_error_is_a_scheduler_error_with_a_hint(tmp_path):
         "sbatch: error: Memory specification can not be satisfied\n"
         "sbatch: error: Batch job submission failed: Requested node configuration is not available\n"
     )
-    runner = FakeRunner(sbatch=[(1, "", err)])
+    runner = FakeRunner(sbatch=[(1, "", err)], squeue=[EMPTY_QUEUE])
     sleeps = Sleeps()
     with pytest.raises(SchedulerError) as info:
         SlurmExecutor(runner, sleep=sleeps).submit(plan, nodes["finetune/run a"], [])
@@ -349,7 +396,7 @@ def test_cancel_failure_raises():
 
 def test_cluster_limits_from_scontrol():
     runner = FakeRunner(scontrol=[(0, fixture("scontrol_show_config.txt"), "")])
-    assert slurm.cluster_limits(runner) == {"MaxArraySize": 1001, "MaxJobCount": 20000}
+    assert slurm.cluster_limits(runner) == {"MaxArraySize": 1001, "MaxJobCount": 20000, "MessageTimeout": 10}
     assert runner.argvs("scontrol") == [["scontrol", "show", "config"]]
 
 

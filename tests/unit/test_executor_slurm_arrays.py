@@ -98,7 +98,7 @@ def test_submit_array_returns_the_array_job_id(tmp_path, printed):
 def test_submit_array_refused_names_the_array(tmp_path):
     plan, _ = make_plan(tmp_path)
     refused = (1, "", "sbatch: error: Batch job submission failed: Invalid job array specification\n")
-    runner = FakeRunner(sbatch=[refused])
+    runner = FakeRunner(sbatch=[refused], squeue=[(0, '{"jobs": []}', "")])
     with pytest.raises(SchedulerError, match=r"refused job array array/eval/abc123 \(5 tasks\): .*Invalid job array"):
         SlurmExecutor(runner).submit_array(plan, ARRAY)
 
@@ -109,7 +109,7 @@ def test_timed_out_array_sbatch_that_did_queue_the_array_is_not_submitted_twice(
                         comment="abc123", submit_time=1000))
     timeout = (1, "", "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation\n")
     runner = FakeRunner(sbatch=[timeout], squeue=[(0, queued, "")])
-    assert SlurmExecutor(runner, sleep=Sleeps(), clock=lambda: 1000.0).submit_array(plan, ARRAY) == "40"
+    assert SlurmExecutor(runner, sleep=Sleeps(), clock=lambda: 1000.0, settle_s=20).submit_array(plan, ARRAY) == "40"
     assert len(runner.argvs("sbatch")) == 1
 
 
