@@ -33,7 +33,7 @@ from cruijff.model import Node, Plan
 from cruijff.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, observe
 from cruijff.records import plan_attempts
 from cruijff.selectors import ancestors, select
-from cruijff.state import State, apply_lock
+from cruijff.state import State, Submission, apply_lock
 
 KILL_AFTER_ENV = "CRUIJFF_TEST_KILL_AFTER"  # test hook: SIGKILL ourselves after k sbatch calls
 RESULT_VERSION = 1
@@ -138,29 +138,43 @@ def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_fa
     return out
 
 
-def scheduler_view(plan: Plan, state: State, executor: Executor) -> dict[str, JobInfo]:
-    """The one `jobs()` answer per executor kind in play (the chosen one and any in state.db)."""
+def scheduler_view(plan: Plan, current: dict[str, Submission], executor: Executor) -> dict[str, JobInfo]:
+    """The one `jobs()` answer per executor kind in play (the chosen one and any in state.db).
+
+    A scheduler that fails or answers with errors raises SchedulerError: no caller guesses."""
     from cruijff.executors.select import make_executor
 
     jobs = dict(executor.jobs(plan))
-    kinds = {s.executor for s in state.current().values()} - {executor.name}
+    kinds = {s.executor for s in current.values()} - {executor.name}
     for kind in sorted(kinds):
         if kind == "local":
             continue  # a dead process's local jobs are known from state.db and records only
         try:
-            jobs.update(make_executor(kind, plan).jobs(plan))
-        except (UsageError, SchedulerError):
-            pass  # e.g. status on a machine without SLURM: records still tell most of it
+            other = make_executor(kind, plan)
+        except UsageError:
+            continue  # e.g. status on a machine without SLURM: records still tell most of it
+        jobs.update(other.jobs(plan))
     return jobs
 
 
-def observe_plan(plan: Plan, state: State, executor: Executor) -> dict[str, Observation]:
+def observe_plan(plan: Plan, state: State, executor: Executor,
+                 apply_alive: Callable[[], bool] | None = None) -> dict[str, Observation]:
+    """state.db first (one read), then the scheduler: a job submitted in between is unknown to
+    the snapshot and found in the scheduler's answer (pending), never taken for a job that left
+    the queue. `apply_alive()`, asked after that read, says whether an apply holds the lock now
+    (status: its local jobs are queued or running, not interrupted)."""
     from cruijff.executors.local import orphan_group
 
-    jobs = scheduler_view(plan, state, executor)
-    known = state.known_job_ids()
+    current: dict[str, Submission] = {}
+    known: set[str] = set()
+    for sub in state.all():  # by id: a node's newest row wins
+        current[sub.node_id] = sub
+        if sub.job_id:
+            known.add(sub.job_id)
+    alive = bool(apply_alive and apply_alive())
+    jobs = scheduler_view(plan, current, executor)
     jobs = name_array_tasks(plan, jobs, known)
-    return observe(plan, state.current(), jobs, plan_attempts(plan), known, orphan_group)
+    return observe(plan, current, jobs, plan_attempts(plan), known, orphan_group, apply_alive=alive)
 
 
 def name_array_tasks(plan: Plan, jobs: dict[str, JobInfo], known: set[str]) -> dict[str, JobInfo]:
@@ -409,30 +423,7 @@ def _run_local(state: State, rows: dict[str, int], wait: Callable, progress: Pro
 
 
 def cancel(plan_dir: str | Path, executor: Executor, *, only: str | None = None) -> dict[str, Any]:
-    """Cancel the selected nodes' pending and running jobs; state.db remembers they were cancelled,
-    so status says `cancelled` even where sacct is absent and the job script's end record says 143."""
-    from cruijff.executors.local import kill_group
+    """See cruijff/cancel.py."""
+    from cruijff.cancel import cancel as run_cancel
 
-    plan = load_plan(plan_dir)
-    selected = select(plan, only)
-    with apply_lock(plan.output_dir), State(plan.output_dir) as state:
-        obs = observe_plan(plan, state, executor)
-        obs = _adopt(plan, state, obs, executor, ApplyResult(plan.output_dir, executor.name, False, {}))
-        live = [obs[n.id] for n in plan.nodes if n.id in selected and obs[n.id].state in LIVE]
-        for o in live:
-            if o.orphan_pid:
-                kill_group(o.orphan_pid)
-        ids = [o.adopt or o.job_id for o in live if not o.orphan_pid]
-        if ids:
-            executor.cancel(ids)
-        current = state.current()
-        for o in live:
-            sub = current.get(o.node_id)
-            if sub is not None and sub.job_id == (o.adopt or o.job_id):
-                state.record_final(sub.id, CANCELLED, reason="cancelled by `cruijff cancel`")
-    return {
-        "schema_version": RESULT_VERSION,
-        "kind": "cruijff.cancel",
-        "output_dir": plan.output_dir,
-        "cancelled": [{"node": o.node_id, "job_id": o.adopt or o.job_id} for o in live],
-    }
+    return run_cancel(plan_dir, executor, only=only)

@@ -8,7 +8,8 @@ a plain job, `<experiment>:array/<kind>/<digest>` plus the task id for a node in
 
 Precedence for a submitted job: a final state apply recorded (local runs) > the scheduler's
 state > the job's own record.jsonl > inference (a SLURM job that left the queue without an end
-record failed or was cancelled; a local job whose apply died was interrupted).
+record failed or was cancelled; an unfinished local job is pending or running while the apply
+that queued it holds the plan's lock, else that apply died: it was interrupted).
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def observe(
     attempts: dict[str, list[Attempt]],
     known_job_ids: set[str],
     orphan_check=None,
+    apply_alive: bool = False,
 ) -> dict[str, Observation]:
-    """One Observation per plan node. `orphan_check(pid, job_id) -> bool` for local jobs."""
+    """One Observation per plan node. `orphan_check(pid, job_id) -> bool` for local jobs;
+    `apply_alive`: an apply holds the plan's lock, so its unfinished local jobs are live."""
     by_node: dict[str, list[JobInfo]] = {}
     for info in jobs.values():
         if info.node_id:
@@ -75,7 +78,7 @@ def observe(
                 infos = infos + by_node.get(sub.batch, [])
             out[node.id] = _unrecorded(node.id, node.hash, sub, infos, node_attempts, known_job_ids)
         else:
-            obs = _recorded(sub, jobs.get(sub.job_id), node_attempts, orphan_check)
+            obs = _recorded(sub, jobs.get(sub.job_id), node_attempts, orphan_check, apply_alive)
             out[node.id] = _with(obs, outdated=sub.hash != node.hash)
     return out
 
@@ -127,7 +130,8 @@ def _unrecorded(node_id, node_hash, sub, infos, attempts, known) -> Observation:
                        reason=(sub.reason if sub else None))
 
 
-def _recorded(sub: Submission, info: JobInfo | None, attempts: list[Attempt], orphan_check) -> Observation:
+def _recorded(sub: Submission, info: JobInfo | None, attempts: list[Attempt], orphan_check,
+              apply_alive: bool = False) -> Observation:
     attempt = _attempt_of(attempts, sub.job_id)
     base = dict(node_id=sub.node_id, job_id=sub.job_id, hash=sub.hash, executor=sub.executor, submission=sub,
                 start=attempt.start if attempt else None, end=attempt.end if attempt else None)
@@ -137,6 +141,9 @@ def _recorded(sub: Submission, info: JobInfo | None, attempts: list[Attempt], or
         return _from_info(sub.node_id, info, attempt, hash=sub.hash, executor=sub.executor, submission=sub)
     if attempt is not None and attempt.finished:
         return Observation(state=COMPLETED if attempt.exit_code == 0 else FAILED, exit_code=attempt.exit_code, **base)
+    if sub.executor == "local" and apply_alive:  # the apply that queued it runs it (or will)
+        started = sub.pid is not None or (attempt is not None and attempt.start is not None)
+        return Observation(state=RUNNING if started else PENDING, **base)
     if sub.executor == "local":
         if orphan_check is not None and orphan_check(sub.pid, sub.job_id):
             return Observation(state=RUNNING, reason="left running by an apply that died",

@@ -140,14 +140,24 @@ def _headline_reader() -> Callable[[str], tuple[str, float] | None] | None:
     return read
 
 
+def _applying(output_dir: str) -> bool:
+    """Whether an `apply` holds the plan directory's lock now (cruijff/lock.py)."""
+    from cruijff.lock import holder
+
+    who = holder(output_dir)
+    return who is not None and who.get("what", "apply") == "apply"
+
+
 def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
             now: float | None = None) -> StatusReport:
     from cruijff.apply import observe_plan
 
     plan = load_plan(plan_dir)
     selected = select(plan, only)
+    # An apply alive before or after state.db is read owns the unfinished local rows read.
+    before = _applying(plan.output_dir)
     with State(plan.output_dir, create=False) as state:
-        obs = observe_plan(plan, state, executor)
+        obs = observe_plan(plan, state, executor, lambda: before or _applying(plan.output_dir))
     now = time.time() if now is None else now
     statuses = [s for s in node_statuses(plan, obs, now, _headline_reader()) if s.id in selected]
     return StatusReport(plan.experiment, plan.output_dir, executor.name, now, tuple(statuses))
