@@ -217,7 +217,7 @@ def load_or_compile(target: str | Path) -> Path:
 
 
 def apply(
-    plan_dir: str | Path,
+    plan_dir: str | Path | Plan,  # a Plan: one its caller loaded already (5,000 nodes: 50 ms)
     executor: Executor,
     *,
     only: str | None = None,
@@ -225,7 +225,7 @@ def apply(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> ApplyResult:
-    plan = load_plan(plan_dir)
+    plan = plan_dir if isinstance(plan_dir, Plan) else load_plan(plan_dir)
     progress = progress or NoProgress()
     selected = select(plan, only)
     if dry_run:
@@ -243,7 +243,8 @@ def apply(
         to_submit = result.ids(SUBMIT)
         result.ancestors_added = [i for i in to_submit if i not in selected]
         superseded = sum(1 for i in to_submit if obs[i].state in LIVE)
-        executor.check_room(len(to_submit) - superseded)  # before anything is cancelled or submitted
+        if to_submit:  # a no-op re-apply asks no limits (scontrol, sacctmgr: 0.5 s)
+            executor.check_room(len(to_submit) - superseded)  # before anything is cancelled or submitted
         _retire(plan, state, obs, to_submit, executor, result)
         rows = _submit_all(plan, state, obs, to_submit, executor, progress, result)
         wait = getattr(executor, "wait", None)

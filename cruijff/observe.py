@@ -71,15 +71,18 @@ def observe(
     out: dict[str, Observation] = {}
     for node in plan.nodes:
         sub = current.get(node.id)
-        node_attempts = attempts.get(node.id, [])
         if sub is None or sub.job_id is None:
             infos = by_node.get(node.id, [])
             if sub is not None and sub.batch:  # its array's tasks, named by node or by array
                 infos = infos + by_node.get(sub.batch, [])
+            node_attempts = attempts.get(node.id, []) if sub is not None or infos else []
             out[node.id] = _unrecorded(node.id, node.hash, sub, infos, node_attempts, known_job_ids)
         else:
-            obs = _recorded(sub, jobs.get(sub.job_id), node_attempts, orphan_check, apply_alive)
-            out[node.id] = _with(obs, outdated=sub.hash != node.hash)
+            info = jobs.get(sub.job_id)
+            queued = not sub.final_state and info is not None and info.state == PENDING
+            node_attempts = [] if queued else attempts.get(node.id, [])  # a queued job has not started
+            obs = _recorded(sub, info, node_attempts, orphan_check, apply_alive)
+            out[node.id] = _with(obs, outdated=True) if sub.hash != node.hash else obs
     return out
 
 

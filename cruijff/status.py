@@ -149,10 +149,11 @@ def _applying(output_dir: str) -> bool:
 
 
 def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
-            now: float | None = None) -> StatusReport:
+            now: float | None = None, plan: Plan | None = None) -> StatusReport:
+    """`plan`: the plan of plan_dir when the caller loaded it already (5,000 nodes: 50 ms)."""
     from cruijff.apply import observe_plan
 
-    plan = load_plan(plan_dir)
+    plan = plan or load_plan(plan_dir)
     selected = select(plan, only)
     # An apply alive before or after state.db is read owns the unfinished local rows read.
     before = _applying(plan.output_dir)
@@ -211,14 +212,54 @@ def _duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def render_text(report: StatusReport, width: int | None = None):
-    """A rich renderable: the grid, counts, and the blocked/failed nodes with their reasons."""
+GRID_ROWS = 40  # above this many rows, `status` summarises the grid by stage (--all draws it whole)
+NOTES = 10  # in a summary, failed nodes and blockers listed before "and N more"
+
+
+def render_text(report: StatusReport, full: bool | None = None):
+    """A rich renderable: the grid (or, for a big one, a table per stage), counts, and the
+    failed and blocked nodes with their reasons. `full`: None draws the grid when it has at most
+    GRID_ROWS rows; True always (--all, --only); False never."""
     from rich.console import Group
+    from rich.text import Text
+
+    g = grid(report.nodes)
+    whole = full if full is not None else len(g["rows"]) <= GRID_ROWS
+    parts: list[Any] = [_grid_table(report, g) if whole else _stage_table(report, g)]
+    counts = report.counts()
+    parts.append(Text("  ".join(f"{k}: {v}" for k, v in counts.items()) + f"  (total {len(report.nodes)})"))
+    limit = None if whole else NOTES
+    notes = []
+    failed = [n for n in report.nodes if n.state == "failed"]
+    for n in failed[:limit]:
+        code = f"exit {n.exit_code}" if n.exit_code is not None else (n.reason or "failed")
+        log = "job.out" if report.executor == "local" or not n.job_id else f"slurm-{n.job_id}.out"
+        notes.append(f"failed  {n.id}  ({code}; see {n.id}/{log})")
+    if limit is not None and len(failed) > limit:
+        notes.append(f"  … and {len(failed) - limit} more failed (--all or --only to list them)")
+    blocked: dict[str, int] = {}
+    for n in report.nodes:
+        if n.state == BLOCKED:
+            blocked[n.blocked_by] = blocked.get(n.blocked_by, 0) + 1
+    shown = list(blocked.items())[:limit]
+    notes += [f"blocked-by-{k}: {v} node{'s' if v != 1 else ''}" for k, v in shown]
+    if len(shown) < len(blocked):
+        rest = len(blocked) - len(shown)
+        notes.append(f"  … and {sum(list(blocked.values())[len(shown):])} more blocked, below {rest} other node(s)")
+    if any(n.changed for n in report.nodes):
+        notes.append("* changed since submitted: `cruijff apply` submits the new version")
+    if not whole:
+        notes.append(f"{len(g['rows'])} rows × {len(g['columns'])} stages, summarised by stage: "
+                     "--all draws the whole grid, --only SELECTOR a part of it")
+    parts += [Text(x) for x in notes]
+    return Group(*parts)
+
+
+def _grid_table(report: StatusReport, g: dict[str, Any]):
     from rich.table import Table
     from rich.text import Text
 
     by_id = {n.id: n for n in report.nodes}
-    g = grid(report.nodes)
     table = Table(title=f"{report.experiment}  ({report.executor})", title_justify="left")
     table.add_column("run")
     for col in g["columns"]:
@@ -233,32 +274,37 @@ def render_text(report: StatusReport, width: int | None = None):
             n = by_id[node_id]
             cells.append(Text(_cell(n), style="bold green" if n.score else _STYLE.get(n.state, "")))
         table.add_row(row["label"], *cells)
-    parts: list[Any] = [table]
-    counts = report.counts()
-    parts.append(Text("  ".join(f"{k}: {v}" for k, v in counts.items()) + f"  (total {len(report.nodes)})"))
-    notes = []
-    for n in report.nodes:
-        if n.state == "failed":
-            code = f"exit {n.exit_code}" if n.exit_code is not None else (n.reason or "failed")
-            log = "job.out" if report.executor == "local" or not n.job_id else f"slurm-{n.job_id}.out"
-            notes.append(f"failed  {n.id}  ({code}; see {n.id}/{log})")
-    blocked: dict[str, int] = {}
-    for n in report.nodes:
-        if n.state == BLOCKED:
-            blocked[n.blocked_by] = blocked.get(n.blocked_by, 0) + 1
-    notes += [f"blocked-by-{k}: {v} node{'s' if v != 1 else ''}" for k, v in blocked.items()]
-    if any(n.changed for n in report.nodes):
-        notes.append("* changed since submitted: `cruijff apply` submits the new version")
-    parts += [Text(x) for x in notes]
-    return Group(*parts)
+    return table
 
 
-def render_plain(report: StatusReport, width: int = 120) -> str:
+def _stage_table(report: StatusReport, g: dict[str, Any]):
+    """One row per stage (grid column): how many of its nodes are in each state."""
+    from rich.table import Table
+    from rich.text import Text
+
+    by_id = {n.id: n for n in report.nodes}
+    per_stage: dict[str, dict[str, int]] = {col: {} for col in g["columns"]}
+    for row in g["rows"]:
+        for col, node_id in row["cells"].items():
+            state = by_id[node_id].state
+            per_stage[col][state] = per_stage[col].get(state, 0) + 1
+    states = [s for s in DISPLAY_ORDER if any(s in c for c in per_stage.values())]
+    table = Table(title=f"{report.experiment}  ({report.executor})", title_justify="left")
+    table.add_column("stage")
+    for state in states:
+        table.add_column(state, justify="right", style=_STYLE.get(state, ""))
+    table.add_column("total", justify="right")
+    for col, c in per_stage.items():
+        table.add_row(col, *[Text(str(c.get(s, 0)) if c.get(s) else "·") for s in states], str(sum(c.values())))
+    return table
+
+
+def render_plain(report: StatusReport, width: int = 120, full: bool | None = None) -> str:
     """The text rendering without colour, e.g. for golden tests and pipes."""
     from rich.console import Console
 
     console = Console(width=width, record=True, color_system=None, force_terminal=False, file=_Null())
-    console.print(render_text(report))
+    console.print(render_text(report, full))
     return console.export_text()
 
 
