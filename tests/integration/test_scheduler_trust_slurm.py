@@ -122,6 +122,7 @@ def test_a_job_submitted_while_status_reads_is_never_cancelled(tmp_path, experim
     its jobs show pending (or not submitted), never cancelled, and nothing below them blocked."""
     plan = make_plan(tmp_path, runs=3, evals_per_run=2, base_evals=1, sleep=120, experiment=experiment,
                      executor="slurm")
+    apply(plan.output_dir, SlurmExecutor(), only="run:r0")  # state.db exists; the rest comes in between
     done = []
 
     def interleaving(argv, env=None):
