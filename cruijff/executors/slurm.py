@@ -12,6 +12,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -255,6 +256,27 @@ class SlurmExecutor(Executor):
             )
 
     def jobs(self, plan: Plan) -> dict[str, JobInfo]:
+        """squeue's live jobs over sacct's finished ones. The two are asked at once (sacct in a
+        thread): either may answer first, as squeue wins for every job it still knows."""
+        accounting: dict[str, Any] = {}
+
+        def ask_sacct() -> None:
+            try:
+                accounting["jobs"] = self.finished_jobs(plan)
+            except BaseException as e:  # raised in the caller's thread below
+                accounting["error"] = e
+
+        worker = threading.Thread(target=ask_sacct, name="sacct", daemon=True)
+        worker.start()
+        try:
+            live = self._live_jobs(plan)
+        finally:
+            worker.join()
+        if "error" in accounting:
+            raise accounting["error"]
+        return {**accounting["jobs"], **live}
+
+    def _live_jobs(self, plan: Plan) -> dict[str, JobInfo]:
         prefix = f"{plan.experiment}:"
         proc = self._call(["squeue", "--json", "--me"])
         if proc.returncode != 0:
@@ -272,10 +294,7 @@ class SlurmExecutor(Executor):
             )
         uid = os.getuid()
         self.queued = queue_counts(data, uid)
-        live = parse_squeue_json(data, prefix, uid=uid)
-        finished = self.finished_jobs(plan)
-        # squeue is the fresher source for every job it still knows.
-        return {**finished, **live}
+        return parse_squeue_json(data, prefix, uid=uid)
 
     def cancel(self, job_ids: list[str]) -> None:
         ids = compact_job_ids(str(j) for j in job_ids if str(j).strip())

@@ -190,14 +190,14 @@ def test_jobs_makes_one_squeue_and_one_sacct_call(tmp_path, as_root):
     plan, _ = make_plan(tmp_path)
     runner = FakeRunner(squeue=[(0, fixture("squeue_live.json"), "")], sacct=[(0, fixture("sacct.txt"), "")])
     SlurmExecutor(runner, clock=lambda: 1795624500.0).jobs(plan)
-    assert [a[0] for a, _ in runner.calls] == ["squeue", "sacct"]
+    assert sorted(a[0] for a, _ in runner.calls) == ["sacct", "squeue"]  # asked at once, in two threads
     assert runner.argvs("squeue") == [["squeue", "--json", "--me"]]
     (sacct_argv,) = runner.argvs("sacct")
     assert "--parsable2" in sacct_argv and "--allocations" in sacct_argv and "--endtime=now" in sacct_argv
     assert any(a.startswith("--starttime=2026-") for a in sacct_argv)  # 28 days before the clock
     assert "--state=CA,CD,F,TO,OOM,NF,BF,DL,PR" in sacct_argv
     assert "--format=JobID,State,ExitCode,Reason,Start,End,Comment,JobName" in sacct_argv
-    assert runner.calls[1][1] == {"SLURM_TIME_FORMAT": "%s"}
+    assert [env for a, env in runner.calls if a[0] == "sacct"] == [{"SLURM_TIME_FORMAT": "%s"}]
 
 
 def test_jobs_parses_live_squeue(tmp_path, as_root):
