@@ -72,3 +72,22 @@ def test_status_only_and_no_state(tmp_path):
     assert [n.id for n in report.nodes] == ["finetune/r0", "finetune/r1", "finetune/r2"]
     assert report.counts() == {"not submitted": 3}
     assert not (tmp_path / "exp" / "state.db").exists()
+
+
+def test_a_big_grid_is_summarised_by_stage_unless_all(tmp_path):
+    """Above GRID_ROWS rows: a line per stage with its state counts; full=True (--all, --only) draws every row."""
+    from cruijff.status import GRID_ROWS
+
+    plan = make_plan(tmp_path, runs=GRID_ROWS + 5, evals_per_run=2, base_evals=0, fail={"finetune/r3"})
+    fake = FakeScheduler(fail={"finetune/r3"}, clock=CLOCK)
+    apply(plan.output_dir, fake)
+    fake.run_all()
+    report = collect(plan.output_dir, fake, now=fake.clock)
+    summary = render_plain(report)
+    lines = summary.splitlines()
+    assert lines[1].split() == ["stage", "done", "failed", "blocked", "total"]
+    assert lines[2].split() == ["finetune", str(GRID_ROWS + 4), "1", "·", str(GRID_ROWS + 5)]
+    assert lines[3].split() == ["t0@e0", str(GRID_ROWS + 4), "·", "1", str(GRID_ROWS + 5)]
+    assert f"{GRID_ROWS + 5} rows summarised by stage" in summary and "r44 " not in summary
+    full = render_plain(report, full=True)
+    assert any(line.split()[:2] == [f"r{GRID_ROWS + 4}", "done"] for line in full.splitlines())
