@@ -5,9 +5,10 @@ one transaction that records them cancelled in state.db (so status says `cancell
 sacct is absent and the job script's end record says 143).
 
 While a local apply runs the jobs (it holds the lock, and only it may start or record them):
-cancel appends the job ids to `<output_dir>/.cruijff.cancel`, which that apply's executor reads
-between two scheduling steps (cruijff/executors/local.py); the apply kills them, records them
-cancelled (their children: blocked), and cancel waits until state.db says so.
+cancel appends the job ids to `<output_dir>/.cruijff.cancel`, which that apply's executor holds
+while its jobs run and reads between two scheduling steps (cruijff/executors/local.py); the
+apply kills them, records them cancelled (their children: blocked), and cancel waits until
+state.db says so.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def cancel(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
             stack.enter_context(plan_lock(plan.output_dir, "cancel"))
         except StateError:
             rows = _unfinished_local(plan.output_dir)
-            if not rows:  # an apply that runs no local jobs (a SLURM apply submitting), or a plan
-                raise
+            if not rows or not (Path(plan.output_dir) / CANCEL_REQUESTS).exists():
+                raise  # no local apply running jobs: a SLURM apply submitting, or a plan
             return _ask_running_apply(plan, [r for r in rows if r.node_id in selected], executor, only, confirm_s)
         cancelled = _cancel_locked(plan, selected, executor)
     return _result(plan, cancelled)

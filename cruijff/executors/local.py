@@ -172,6 +172,7 @@ class LocalExecutor(Executor):
         reason 'interrupted' before the exception propagates.
         """
         notify = on_event or (lambda info, pid: None)
+        self._listen(True)
         try:
             while True:
                 self._reap(notify)
@@ -198,6 +199,20 @@ class LocalExecutor(Executor):
                     self._finish(job, CANCELLED, reason="interrupted")
                     notify(job.info, None)
             raise
+        finally:
+            self._listen(False)
+
+    def _listen(self, on: bool) -> None:
+        """The requests file exists while jobs run: `cruijff cancel` then knows someone reads it."""
+        if self._requests is None:
+            return
+        try:
+            if on:
+                self._requests.touch()
+            else:
+                self._requests.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def _parent_state(self, job_id: str) -> str:
         job = self._jobs.get(job_id)
