@@ -288,8 +288,8 @@ class SlurmExecutor(Executor):
         errors = squeue_errors(data)
         if errors:  # 22.05 exits 0 with {"errors": [...], "jobs": []} when slurmctld is unreachable
             raise SchedulerError(
-                f"squeue could not read the queue ({errors}); cruijff will not guess which jobs exist, "
-                "so nothing was submitted, cancelled or shown",
+                f"the SLURM scheduler is unreachable: squeue could not read the queue ({errors}); "
+                "nothing was submitted, cancelled or shown, as cruijff will not guess which jobs exist",
                 hint="the SLURM controller does not answer: check `scontrol ping` and try again",
             )
         uid = os.getuid()
