@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from cruijff.apply import apply
 from cruijff.executors.slurm import SlurmExecutor, default_runner
 from cruijff.status import collect
 from tests.helpers_plans import make_plan
-from tests.integration.test_apply_slurm import cli, experiment, scheduler_jobs  # noqa: F401 (fixture)
+from tests.integration.test_apply_slurm import REPO, cli, experiment, scheduler_jobs  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slurm
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
@@ -145,4 +146,27 @@ def test_a_job_submitted_while_status_reads_is_never_cancelled(tmp_path, experim
         later = collect(plan.output_dir, SlurmExecutor())
         assert {n.state for n in later.nodes} <= {"pending", "running"}
     finally:
+        cli("cancel", plan.output_dir)
+
+
+def test_status_in_a_loop_during_an_apply_never_shows_cancelled(tmp_path, experiment):
+    """The race as a user meets it: `status` refreshed while an apply submits 200 plain jobs."""
+    plan = make_plan(tmp_path, runs=50, evals_per_run=3, base_evals=0, sleep=120, experiment=experiment,
+                     executor="slurm", cluster={"arrays": False, "submit_rate": 20})
+    apply(plan.output_dir, SlurmExecutor(), only="run:r0")  # state.db exists from the start
+    proc = subprocess.Popen([sys.executable, "-m", "cruijff", "apply", plan.output_dir], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: dict[str, set[str]] = {}
+    refreshes = 0
+    try:
+        while proc.poll() is None:
+            for n in collect(plan.output_dir, SlurmExecutor()).nodes:
+                seen.setdefault(n.state, set()).add(n.id)
+            refreshes += 1
+        assert proc.returncode == 0, proc.stderr.read()
+        assert refreshes >= 5
+        assert set(seen) <= {"pending", "running", "not submitted"}, {k: sorted(v)[:5] for k, v in seen.items()}
+        assert len(job_ids(experiment)) == len(plan.nodes)
+    finally:
+        proc.wait()
         cli("cancel", plan.output_dir)
