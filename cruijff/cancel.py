@@ -1,8 +1,7 @@
 """`cruijff cancel`: stop the selected nodes' pending and running jobs and record them cancelled.
 
-With the plan's lock (no apply running): one scheduler query, one scancel for every job, and
-one transaction that records them cancelled in state.db (so status says `cancelled` even where
-sacct is absent and the job script's end record says 143).
+With the plan's lock (no apply running): cruijff.apply.cancel — one scheduler query, one
+scancel for every job, and one transaction that records them cancelled in state.db.
 
 While a local apply runs the jobs (it holds the lock, and only it may start or record them):
 cancel appends the job ids to `<output_dir>/.cruijff.cancel`, which that apply's executor holds
@@ -16,38 +15,36 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from cruijff.artifact import load_plan
 from cruijff.errors import SchedulerError, StateError
 from cruijff.executors.base import CANCELLED, Executor
-from cruijff.executors.local import CANCEL_REQUESTS, REQUEST_REASON
-from cruijff.lock import holder, plan_lock
-from cruijff.observe import LIVE
+from cruijff.executors.local import CANCEL_REQUESTS
+from cruijff.lock import holder
 from cruijff.selectors import select
 from cruijff.state import State, Submission
 
 RESULT_VERSION = 1
 CONFIRM_S = 30.0  # how long cancel waits for the running apply to record the cancellations
-REASON = REQUEST_REASON
 
 
 def cancel(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
            confirm_s: float = CONFIRM_S) -> dict[str, Any]:
-    plan = load_plan(plan_dir)
-    selected = select(plan, only)
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(plan_lock(plan.output_dir, "cancel"))
-        except StateError:
-            rows = _unfinished_local(plan.output_dir)
-            if not rows or not (Path(plan.output_dir) / CANCEL_REQUESTS).exists():
-                raise  # no local apply running jobs: a SLURM apply submitting, or a plan
-            return _ask_running_apply(plan, [r for r in rows if r.node_id in selected], executor, only, confirm_s)
-        cancelled = _cancel_locked(plan, selected, executor)
-    return _result(plan, cancelled)
+    from cruijff.apply import cancel as cancel_locked
+
+    try:
+        return cancel_locked(plan_dir, executor, only=only)
+    except StateError:
+        plan = load_plan(plan_dir)
+        if holder(plan.output_dir) is None:
+            raise  # not the lock: state.db itself
+        rows = _unfinished_local(plan.output_dir)
+        if not rows or not (Path(plan.output_dir) / CANCEL_REQUESTS).exists():
+            raise  # no local apply running jobs: a SLURM apply submitting, or a plan
+        selected = select(plan, only)
+        return _ask_running_apply(plan, [r for r in rows if r.node_id in selected], executor, only, confirm_s)
 
 
 def _result(plan, cancelled: list[tuple[str, str]]) -> dict[str, Any]:
@@ -57,30 +54,6 @@ def _result(plan, cancelled: list[tuple[str, str]]) -> dict[str, Any]:
         "output_dir": plan.output_dir,
         "cancelled": [{"node": n, "job_id": j} for n, j in cancelled],
     }
-
-
-def _cancel_locked(plan, selected: set[str], executor: Executor) -> list[tuple[str, str]]:
-    from cruijff.apply import ApplyResult, _adopt, observe_plan
-    from cruijff.executors.local import kill_group
-
-    with State(plan.output_dir) as state:
-        obs = observe_plan(plan, state, executor)
-        obs = _adopt(plan, state, obs, executor, ApplyResult(plan.output_dir, executor.name, False, {}))
-        live = [obs[n.id] for n in plan.nodes if n.id in selected and obs[n.id].state in LIVE]
-        for o in live:
-            if o.orphan_pid:
-                kill_group(o.orphan_pid)
-        ids = [o.adopt or o.job_id for o in live if not o.orphan_pid]
-        if ids:
-            executor.cancel(ids)
-        current = state.current()
-        with state.conn:  # one transaction for all of them (5,000 commits would take seconds)
-            state.conn.execute("BEGIN IMMEDIATE")
-            for o in live:
-                sub = current.get(o.node_id)
-                if sub is not None and sub.job_id == (o.adopt or o.job_id):
-                    state.record_final(sub.id, CANCELLED, reason=REASON)
-    return [(o.node_id, o.adopt or o.job_id) for o in live]
 
 
 def _unfinished_local(output_dir: str) -> list[Submission]:
