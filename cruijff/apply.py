@@ -33,7 +33,7 @@ from cruijff.model import Node, Plan
 from cruijff.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, observe
 from cruijff.records import plan_attempts
 from cruijff.selectors import ancestors, select
-from cruijff.state import State, Submission, apply_lock
+from cruijff.state import State, apply_lock
 
 KILL_AFTER_ENV = "CRUIJFF_TEST_KILL_AFTER"  # test hook: SIGKILL ourselves after k sbatch calls
 RESULT_VERSION = 1
@@ -138,14 +138,13 @@ def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_fa
     return out
 
 
-def scheduler_view(plan: Plan, current: dict[str, Submission], executor: Executor) -> dict[str, JobInfo]:
+def scheduler_view(plan: Plan, state: State, executor: Executor) -> dict[str, JobInfo]:
     """The one `jobs()` answer per executor kind in play (the chosen one and any in state.db).
-
-    A scheduler that fails or answers with errors raises SchedulerError: no caller guesses."""
+    A scheduler that fails or answers with errors raises SchedulerError: nobody guesses."""
     from cruijff.executors.select import make_executor
 
     jobs = dict(executor.jobs(plan))
-    kinds = {s.executor for s in current.values()} - {executor.name}
+    kinds = {s.executor for s in state.current().values()} - {executor.name}
     for kind in sorted(kinds):
         if kind == "local":
             continue  # a dead process's local jobs are known from state.db and records only
@@ -165,14 +164,11 @@ def observe_plan(plan: Plan, state: State, executor: Executor,
     (status: its local jobs are queued or running, not interrupted)."""
     from cruijff.executors.local import orphan_group
 
-    current: dict[str, Submission] = {}
-    known: set[str] = set()
-    for sub in state.all():  # by id: a node's newest row wins
-        current[sub.node_id] = sub
-        if sub.job_id:
-            known.add(sub.job_id)
+    rows = state.all()  # state.db first, in one read: then a job submitted meanwhile is in the queue
+    current = {sub.node_id: sub for sub in rows}  # by id: a node's newest row wins
+    known = {sub.job_id for sub in rows if sub.job_id}
     alive = bool(apply_alive and apply_alive())
-    jobs = scheduler_view(plan, current, executor)
+    jobs = scheduler_view(plan, state, executor)
     jobs = name_array_tasks(plan, jobs, known)
     return observe(plan, current, jobs, plan_attempts(plan), known, orphan_group, apply_alive=alive)
 
