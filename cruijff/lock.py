@@ -73,7 +73,7 @@ def plan_lock(output_dir: str | Path, what: str = "apply") -> Iterator[dict]:
                         info = _read(fd)
                     raise StateError(
                         f"{output_dir}: another `cruijff apply` or `cancel` is running on this plan directory, "
-                        f"or `plan` is writing it: {_describe(info)}; this `cruijff {what}` changed nothing",
+                        f"or `plan` is writing it: {_describe(info)}; this command changed nothing",
                         hint="wait for it to finish, or stop it; the lock is released when that process exits",
                     ) from None
                 time.sleep(0.02)
