@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from cruijff.artifact import load_plan
 from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Executor
-from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Plan
+from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Node, Plan
 from cruijff.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation
 from cruijff.selectors import select
 from cruijff.state import State
@@ -148,9 +148,15 @@ def _applying(output_dir: str) -> bool:
     return who is not None and who.get("what", "apply") == "apply"
 
 
+def summarised(plan: Plan, only: str | None = None, show_all: bool = False) -> bool:
+    """Whether `status` draws the grid summarised by stage: more than GRID_ROWS rows, no --all/--only."""
+    return not show_all and only is None and len({_row_col(n)[0] for n in plan.nodes}) > GRID_ROWS
+
+
 def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
-            now: float | None = None, plan: Plan | None = None) -> StatusReport:
-    """`plan`: the plan of plan_dir when the caller loaded it already (5,000 nodes: 50 ms)."""
+            now: float | None = None, plan: Plan | None = None, scores: bool = True) -> StatusReport:
+    """`plan`: the plan of plan_dir when the caller loaded it already (5,000 nodes: 50 ms).
+    `scores=False` reads no eval logs (a summary shows no scores; 4,000 logs take seconds)."""
     from cruijff.apply import observe_plan
 
     plan = plan or load_plan(plan_dir)
@@ -160,13 +166,14 @@ def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None
     with State(plan.output_dir, create=False) as state:
         obs = observe_plan(plan, state, executor, lambda: before or _applying(plan.output_dir))
     now = time.time() if now is None else now
-    statuses = [s for s in node_statuses(plan, obs, now, _headline_reader()) if s.id in selected]
+    reader = _headline_reader() if scores else None
+    statuses = [s for s in node_statuses(plan, obs, now, reader) if s.id in selected]
     return StatusReport(plan.experiment, plan.output_dir, executor.name, now, tuple(statuses))
 
 
 # --- the grid ------------------------------------------------------------------------------
 
-def _row_col(n: NodeStatus) -> tuple[str, str]:
+def _row_col(n: NodeStatus | Node) -> tuple[str, str]:
     a = n.attrs
     if n.kind == FINETUNE:
         return str(a.get("run", n.id.split("/", 1)[-1])), "finetune"

@@ -181,14 +181,15 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
 
     A grid of many rows is summarised by stage; --all or --only draws every node. Exits 1 when
     the scheduler cannot be read (nothing is guessed)."""
-    from cruijff.status import collect, render_text
+    from cruijff.status import collect, render_text, summarised
 
-    full = True if show_all or only else None
     with _json_errors("status", as_json):
         plan = _plan_for(plan_dir)
         chosen = _executor(executor, plan, for_state=True)
+        summary = not as_json and summarised(plan, only, show_all)
+        full = False if summary else True if show_all or only else None
         if watch is None:
-            report = collect(plan_dir, chosen, only=only, plan=plan)
+            report = collect(plan_dir, chosen, only=only, plan=plan, scores=not summary)
             if as_json:
                 _echo_json(report.as_dict(), compact=True)
             else:
@@ -213,7 +214,7 @@ def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool 
     try:
         with Live(console=console, auto_refresh=False, transient=False) if not as_json else _NoLive() as live:
             while True:
-                report = collect(plan_dir, executor, only=only)
+                report = collect(plan_dir, executor, only=only, scores=full is not False)
                 key = [(n.id, n.state, n.score) for n in report.nodes]
                 if as_json:
                     click.echo(json.dumps(report.as_dict()))

@@ -91,3 +91,19 @@ def test_a_big_grid_is_summarised_by_stage_unless_all(tmp_path):
     assert f"{GRID_ROWS + 5} rows summarised by stage" in summary and "r44 " not in summary
     full = render_plain(report, full=True)
     assert any(line.split()[:2] == [f"r{GRID_ROWS + 4}", "done"] for line in full.splitlines())
+
+
+def test_a_summary_reads_no_eval_logs(tmp_path):
+    """The summary shows no scores, so `status` reads none (4,000 inspect logs take seconds)."""
+    from cruijff.status import GRID_ROWS, summarised
+
+    plan = make_plan(tmp_path, runs=GRID_ROWS + 1, evals_per_run=1, base_evals=0)
+    fake = FakeScheduler(clock=CLOCK)
+    apply(plan.output_dir, fake)
+    fake.run_all()
+    write_score(plan, "eval/r0/epoch_0/t0", 0.75)
+    assert summarised(plan) and not summarised(plan, show_all=True) and not summarised(plan, only="run:r0")
+    assert not summarised(make_plan(tmp_path / "small", runs=GRID_ROWS, base_evals=0))
+    scored = {n.id: n.score for n in collect(plan.output_dir, fake).nodes}
+    assert scored["eval/r0/epoch_0/t0"] == ("accuracy", 0.75)
+    assert all(n.score is None for n in collect(plan.output_dir, fake, scores=False).nodes)
