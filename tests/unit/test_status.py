@@ -105,5 +105,5 @@ def test_a_summary_reads_no_eval_logs(tmp_path):
     assert summarised(plan) and not summarised(plan, show_all=True) and not summarised(plan, only="run:r0")
     assert not summarised(make_plan(tmp_path / "small", runs=GRID_ROWS, base_evals=0))
     scored = {n.id: n.score for n in collect(plan.output_dir, fake).nodes}
-    assert scored["eval/r0/epoch_0/t0"] == ("accuracy", 0.75)
+    assert scored["eval/r0/epoch_0/t0"][1] == 0.75
     assert all(n.score is None for n in collect(plan.output_dir, fake, scores=False).nodes)
