@@ -8,6 +8,8 @@ log exists, its headline score.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,19 +127,61 @@ def node_statuses(plan: Plan, obs: dict[str, Observation], now: float,
     return list(shown.values())
 
 
-def _headline_reader() -> Callable[[str], tuple[str, float] | None] | None:
+SCORE_CACHE = ".cruijff-scores.json"  # headline scores by log dir, with the listing they were read from
+
+
+class _Headlines:
+    """Each done eval's headline score, read from its inspect log once: later refreshes find it in
+    `<output_dir>/.cruijff-scores.json` while the log directory's listing (names, sizes, mtimes)
+    is unchanged (4,000 logs: seconds to read, 0.1 s to list)."""
+
+    def __init__(self, output_dir: str, headline: Callable[[str], tuple[str, float] | None]):
+        self.path = Path(output_dir) / SCORE_CACHE
+        self.headline = headline
+        try:
+            cache = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        self.cache: dict[str, Any] = cache if isinstance(cache, dict) else {}
+        self.changed = False
+
+    def __call__(self, log_dir: str) -> tuple[str, float] | None:
+        try:
+            with os.scandir(log_dir) as entries:
+                stats = [(e.name, e.stat()) for e in entries if e.is_file()]
+            listing = sorted([name, st.st_size, st.st_mtime_ns] for name, st in stats)
+        except OSError:
+            return None
+        hit = self.cache.get(log_dir)
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == listing:
+            value = hit[1]
+        else:
+            try:
+                value = self.headline(log_dir)
+            except Exception:  # a half-written or foreign log must not break status
+                value = None
+            self.cache[log_dir] = [listing, list(value) if value else None]
+            self.changed = True
+        return (str(value[0]), float(value[1])) if value else None
+
+    def save(self) -> None:
+        """Atomically, and never fatal: a read-only plan directory just keeps no cache."""
+        if not self.changed:
+            return
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.cache, separators=(",", ":")))
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+
+def _headline_reader(output_dir: str) -> _Headlines | None:
     try:
         from cruijff.scores import headline
     except ImportError:
         return None
-
-    def read(log_dir: str) -> tuple[str, float] | None:
-        try:
-            return headline(log_dir)
-        except Exception:  # a half-written or foreign log must not break status
-            return None
-
-    return read
+    return _Headlines(output_dir, headline)
 
 
 def _applying(output_dir: str) -> bool:
@@ -166,8 +210,10 @@ def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None
     with State(plan.output_dir, create=False) as state:
         obs = observe_plan(plan, state, executor, lambda: before or _applying(plan.output_dir))
     now = time.time() if now is None else now
-    reader = _headline_reader() if scores else None
+    reader = _headline_reader(plan.output_dir) if scores else None
     statuses = [s for s in node_statuses(plan, obs, now, reader) if s.id in selected]
+    if reader is not None:
+        reader.save()
     return StatusReport(plan.experiment, plan.output_dir, executor.name, now, tuple(statuses))
 
 

@@ -107,3 +107,25 @@ def test_a_summary_reads_no_eval_logs(tmp_path):
     scored = {n.id: n.score for n in collect(plan.output_dir, fake).nodes}
     assert scored["eval/r0/epoch_0/t0"][1] == 0.75
     assert all(n.score is None for n in collect(plan.output_dir, fake, scores=False).nodes)
+
+
+def test_headline_scores_are_read_once_then_from_the_cache(tmp_path, monkeypatch):
+    from cruijff import scores
+
+    plan = make_plan(tmp_path, runs=2, evals_per_run=1, base_evals=0)
+    fake = FakeScheduler(clock=CLOCK)
+    apply(plan.output_dir, fake)
+    fake.run_all()
+    write_score(plan, "eval/r0/epoch_0/t0", 0.75)
+    write_score(plan, "eval/r1/epoch_0/t0", 0.25)
+    real, reads = scores.headline, []
+    monkeypatch.setattr(scores, "headline", lambda d: reads.append(d) or real(d))
+
+    def shown():
+        return {n.id: n.score[1] for n in collect(plan.output_dir, fake).nodes if n.score}
+
+    assert shown() == {"eval/r0/epoch_0/t0": 0.75, "eval/r1/epoch_0/t0": 0.25} and len(reads) == 2
+    assert shown() == {"eval/r0/epoch_0/t0": 0.75, "eval/r1/epoch_0/t0": 0.25} and len(reads) == 2
+    os.utime(next((tmp_path / "exp" / "eval/r1/epoch_0/t0/logs").iterdir()), ns=(1, 1))  # a log changed
+    write_score(plan, "eval/r1/epoch_0/t0", 0.5)
+    assert shown()["eval/r1/epoch_0/t0"] == 0.5 and len(reads) == 3
