@@ -144,7 +144,7 @@ def scheduler_view(plan: Plan, state: State, executor: Executor) -> dict[str, Jo
     from cruijff.executors.select import make_executor
 
     jobs = dict(executor.jobs(plan))
-    kinds = {s.executor for s in state.current().values()} - {executor.name}
+    kinds = state.executors() - {executor.name}
     for kind in sorted(kinds):
         if kind == "local":
             continue  # a dead process's local jobs are known from state.db and records only

@@ -125,6 +125,13 @@ class State:
             return set()
         return {r[0] for r in self.conn.execute("SELECT job_id FROM submissions WHERE job_id IS NOT NULL")}
 
+    def executors(self) -> set[str]:
+        """The executors of the nodes' current submissions (in SQL: status asks it on 5,000 rows)."""
+        if self.conn is None:
+            return set()
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT executor FROM submissions WHERE id IN (SELECT MAX(id) FROM submissions GROUP BY node_id)")}
+
     # --- writes: each one its own committed transaction ------------------------------------
     def record_intent(self, node_id: str, node_hash: str, executor: str) -> int:
         """Before sbatch: from now on the node may exist in the scheduler."""

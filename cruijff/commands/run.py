@@ -88,7 +88,7 @@ def _executor(name: str | None, plan, *, for_state: bool = False):
         from cruijff.state import State
 
         with State(plan.output_dir, create=False) as state:
-            used = {s.executor for s in state.current().values()}
+            used = state.executors()
         if len(used) == 1:
             name = used.pop()
     return make_executor(resolve_name(name, plan), plan)
