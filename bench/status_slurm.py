@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,6 +83,7 @@ def main() -> None:
         if not args.keep:
             wall, cpu, _ = timed(["cancel", out])
             print(f"{'cancel':<16} {wall:>7.2f} {wall:>6.2f} {cpu:>6.2f}")
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
