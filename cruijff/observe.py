@@ -8,7 +8,8 @@ a plain job, `<experiment>:array/<kind>/<digest>` plus the task id for a node in
 
 Precedence for a submitted job: a final state apply recorded (local runs) > the scheduler's
 state > the job's own record.jsonl > inference (a SLURM job that left the queue without an end
-record failed or was cancelled; a local job whose apply died was interrupted).
+record failed or was cancelled; an unfinished local job is pending or running while the apply
+that queued it holds the plan's lock, else that apply died: it was interrupted).
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def observe(
     attempts: dict[str, list[Attempt]],
     known_job_ids: set[str],
     orphan_check=None,
+    apply_alive: bool = False,
 ) -> dict[str, Observation]:
-    """One Observation per plan node. `orphan_check(pid, job_id) -> bool` for local jobs."""
+    """One Observation per plan node. `orphan_check(pid, job_id) -> bool` for local jobs;
+    `apply_alive`: an apply holds the plan's lock, so its unfinished local jobs are live."""
     by_node: dict[str, list[JobInfo]] = {}
     for info in jobs.values():
         if info.node_id:
@@ -68,15 +71,18 @@ def observe(
     out: dict[str, Observation] = {}
     for node in plan.nodes:
         sub = current.get(node.id)
-        node_attempts = attempts.get(node.id, [])
         if sub is None or sub.job_id is None:
             infos = by_node.get(node.id, [])
             if sub is not None and sub.batch:  # its array's tasks, named by node or by array
                 infos = infos + by_node.get(sub.batch, [])
+            node_attempts = attempts.get(node.id, []) if sub is not None or infos else []
             out[node.id] = _unrecorded(node.id, node.hash, sub, infos, node_attempts, known_job_ids)
         else:
-            obs = _recorded(sub, jobs.get(sub.job_id), node_attempts, orphan_check)
-            out[node.id] = _with(obs, outdated=sub.hash != node.hash)
+            info = jobs.get(sub.job_id)
+            queued = not sub.final_state and info is not None and info.state == PENDING
+            node_attempts = [] if queued else attempts.get(node.id, [])  # a queued job has not started
+            obs = _recorded(sub, info, node_attempts, orphan_check, apply_alive)
+            out[node.id] = _with(obs, outdated=True) if sub.hash != node.hash else obs
     return out
 
 
@@ -127,7 +133,8 @@ def _unrecorded(node_id, node_hash, sub, infos, attempts, known) -> Observation:
                        reason=(sub.reason if sub else None))
 
 
-def _recorded(sub: Submission, info: JobInfo | None, attempts: list[Attempt], orphan_check) -> Observation:
+def _recorded(sub: Submission, info: JobInfo | None, attempts: list[Attempt], orphan_check,
+              apply_alive: bool = False) -> Observation:
     attempt = _attempt_of(attempts, sub.job_id)
     base = dict(node_id=sub.node_id, job_id=sub.job_id, hash=sub.hash, executor=sub.executor, submission=sub,
                 start=attempt.start if attempt else None, end=attempt.end if attempt else None)
@@ -137,6 +144,9 @@ def _recorded(sub: Submission, info: JobInfo | None, attempts: list[Attempt], or
         return _from_info(sub.node_id, info, attempt, hash=sub.hash, executor=sub.executor, submission=sub)
     if attempt is not None and attempt.finished:
         return Observation(state=COMPLETED if attempt.exit_code == 0 else FAILED, exit_code=attempt.exit_code, **base)
+    if sub.executor == "local" and apply_alive:  # the apply that queued it runs it (or will)
+        started = sub.pid is not None or (attempt is not None and attempt.start is not None)
+        return Observation(state=RUNNING if started else PENDING, **base)
     if sub.executor == "local":
         if orphan_check is not None and orphan_check(sub.pid, sub.job_id):
             return Observation(state=RUNNING, reason="left running by an apply that died",

@@ -41,7 +41,8 @@ class Attempt:
 def read_attempts(path: str | Path) -> list[Attempt]:
     """Attempts in file order; lines that are torn or not ours are skipped, never fatal."""
     try:
-        text = Path(path).read_text()
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
     except (FileNotFoundError, NotADirectoryError):
         return []
     attempts: list[Attempt] = []
@@ -103,7 +104,24 @@ def last_attempt(path: str | Path, job_id: str | None = None) -> Attempt | None:
     return None
 
 
-def plan_attempts(plan: Plan) -> dict[str, list[Attempt]]:
-    """Every node's attempts, by node id (one small file read per node)."""
-    root = Path(plan.output_dir)
-    return {n.id: read_attempts(root / n.record) for n in plan.nodes}
+class PlanAttempts(dict):
+    """Every node's attempts, by node id, each record.jsonl read when first asked for (observe
+    skips the files of queued jobs: at 5,000 pending nodes, 5,000 opens for nothing)."""
+
+    def __init__(self, plan: Plan):
+        super().__init__()
+        self._root = plan.output_dir.rstrip("/") + "/"  # plain strings: pathlib costs more than the reads
+        self._record = {n.id: n.record for n in plan.nodes}
+
+    def get(self, node_id: str, default=None) -> list[Attempt]:
+        if node_id not in self:
+            record = self._record.get(node_id)
+            if record is None:
+                return default if default is not None else []
+            self[node_id] = read_attempts(self._root + record)
+        return self[node_id]
+
+
+def plan_attempts(plan: Plan) -> PlanAttempts:
+    """Every node's attempts, by node id (one small file read per node, on demand)."""
+    return PlanAttempts(plan)

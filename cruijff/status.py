@@ -8,6 +8,8 @@ log exists, its headline score.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any, Callable
 
 from cruijff.artifact import load_plan
 from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Executor
-from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Plan
+from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Node, Plan
 from cruijff.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation
 from cruijff.records import last_attempt
 from cruijff.selectors import select
@@ -137,32 +139,94 @@ def node_statuses(plan: Plan, obs: dict[str, Observation], now: float,
     return list(shown.values())
 
 
-def _headline_reader() -> Callable[[str], tuple[str, float] | None] | None:
+SCORE_CACHE = ".cruijff-scores.json"  # headline scores by log dir, with the listing they were read from
+
+
+class _Headlines:
+    """Each done eval's headline score, read from its inspect log once: later refreshes find it in
+    `<output_dir>/.cruijff-scores.json` while the log directory's listing (names, sizes, mtimes)
+    is unchanged (4,000 logs: seconds to read, 0.1 s to list)."""
+
+    def __init__(self, output_dir: str, headline: Callable[[str], tuple[str, float] | None]):
+        self.path = Path(output_dir) / SCORE_CACHE
+        self.headline = headline
+        try:
+            cache = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        self.cache: dict[str, Any] = cache if isinstance(cache, dict) else {}
+        self.changed = False
+
+    def __call__(self, log_dir: str) -> tuple[str, float] | None:
+        try:
+            with os.scandir(log_dir) as entries:
+                stats = [(e.name, e.stat()) for e in entries if e.is_file()]
+            listing = sorted([name, st.st_size, st.st_mtime_ns] for name, st in stats)
+        except OSError:
+            return None
+        hit = self.cache.get(log_dir)
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == listing:
+            value = hit[1]
+        else:
+            try:
+                value = self.headline(log_dir)
+            except Exception:  # a half-written or foreign log must not break status
+                value = None
+            self.cache[log_dir] = [listing, list(value) if value else None]
+            self.changed = True
+        return (str(value[0]), float(value[1])) if value else None
+
+    def save(self) -> None:
+        """Atomically, and never fatal: a read-only plan directory just keeps no cache."""
+        if not self.changed:
+            return
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.cache, separators=(",", ":")))
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+
+def _headline_reader(output_dir: str) -> _Headlines | None:
     try:
         from cruijff.scores import headline
     except ImportError:
         return None
+    return _Headlines(output_dir, headline)
 
-    def read(log_dir: str) -> tuple[str, float] | None:
-        try:
-            return headline(log_dir)
-        except Exception:  # a half-written or foreign log must not break status
-            return None
 
-    return read
+def _applying(output_dir: str) -> bool:
+    """Whether an `apply` holds the plan directory's lock now (cruijff/lock.py)."""
+    from cruijff.lock import holder
+
+    who = holder(output_dir)
+    return who is not None and who.get("what", "apply") == "apply"
+
+
+def summarised(plan: Plan, only: str | None = None, show_all: bool = False) -> bool:
+    """Whether `status` draws the grid summarised by stage: more than GRID_ROWS rows, no --all/--only."""
+    return not show_all and only is None and len({_row_col(n)[0] for n in plan.nodes}) > GRID_ROWS
 
 
 def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
-            now: float | None = None) -> StatusReport:
+            now: float | None = None, plan: Plan | None = None, scores: bool = True) -> StatusReport:
+    """`plan`: the plan of plan_dir when the caller loaded it already (5,000 nodes: 50 ms).
+    `scores=False` reads no eval logs (a summary shows no scores; 4,000 logs take seconds)."""
     from cruijff.apply import plan_view
 
-    plan = load_plan(plan_dir)
+    plan = plan or load_plan(plan_dir)
     selected = select(plan, only)
+    # An apply alive before or after state.db is read owns the unfinished local rows read.
+    before = _applying(plan.output_dir)
     with State(plan.output_dir, create=False) as state:
-        view = plan_view(plan, state, executor)
+        view = plan_view(plan, state, executor, lambda: before or _applying(plan.output_dir))
     obs = view.obs
     now = time.time() if now is None else now
-    statuses = [s for s in node_statuses(plan, obs, now, _headline_reader()) if s.id in selected]
+    reader = _headline_reader(plan.output_dir) if scores else None
+    statuses = [s for s in node_statuses(plan, obs, now, reader) if s.id in selected]
+    if reader is not None:
+        reader.save()
     return StatusReport(plan.experiment, plan.output_dir, executor.name, now, tuple(statuses),
                         tuple(view.removed) if only is None else (),
                         tuple(d for d in view.duplicates if d.node_id in selected))
@@ -170,7 +234,7 @@ def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None
 
 # --- the grid ------------------------------------------------------------------------------
 
-def _row_col(n: NodeStatus) -> tuple[str, str]:
+def _row_col(n: NodeStatus | Node) -> tuple[str, str]:
     a = n.attrs
     if n.kind == FINETUNE:
         return str(a.get("run", n.id.split("/", 1)[-1])), "finetune"
@@ -216,45 +280,45 @@ def _duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def render_text(report: StatusReport, width: int | None = None):
-    """A rich renderable: the grid, counts, and the blocked/failed nodes with their reasons."""
+GRID_ROWS = 40  # above this many rows, `status` summarises the grid by stage (--all draws it whole)
+NOTES = 10  # in a summary, failed nodes and blockers listed before "and N more"
+
+
+def render_text(report: StatusReport, full: bool | None = None):
+    """A rich renderable: the grid (or, for a big one, a table per stage), counts, and the
+    failed and blocked nodes with their reasons. `full`: None draws the grid when it has at most
+    GRID_ROWS rows; True always (--all, --only); False never."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    by_id = {n.id: n for n in report.nodes}
     g = grid(report.nodes)
-    table = Table(title=f"{report.experiment}  ({report.executor})", title_justify="left",
-                  caption=score_legend(report.nodes), caption_justify="left")
-    table.add_column("run")
-    for col in g["columns"]:
-        table.add_column(col, justify="right" if col != "finetune" else "left")
-    for row in g["rows"]:
-        cells = []
-        for col in g["columns"]:
-            node_id = row["cells"].get(col)
-            if node_id is None:
-                cells.append(Text("·", style="dim"))
-                continue
-            n = by_id[node_id]
-            cells.append(Text(_cell(n), style="bold green" if n.score else _STYLE.get(n.state, "")))
-        table.add_row(row["label"], *cells)
-    parts: list[Any] = [table]
+    whole = full if full is not None else len(g["rows"]) <= GRID_ROWS
+    parts: list[Any] = [_grid_table(report, g) if whole else _stage_table(report, g)]
+    legend = score_legend(report.nodes)
+    if legend:
+        parts.append(Text(legend, style="dim"))
     counts = report.counts()
     parts.append(Text("  ".join(f"{k}: {v}" for k, v in counts.items()) + f"  (total {len(report.nodes)})"))
+    limit = None if whole else NOTES
     notes = []
-    for n in report.nodes:
-        if n.state == "failed":
-            code = f"exit {n.exit_code}" if n.exit_code is not None else (n.reason or "failed")
-            if n.exit_code is not None and n.reason:
-                code += f": {n.reason}"
-            log = "job.out" if report.executor == "local" or not n.job_id else f"slurm-{n.job_id}.out"
-            notes.append(f"failed  {n.id}  ({code}; see {n.id}/{log})")
+    failed = [n for n in report.nodes if n.state == "failed"]
+    for n in failed[:limit]:
+        code = f"exit {n.exit_code}" if n.exit_code is not None else (n.reason or "failed")
+        if n.exit_code is not None and n.reason:
+            code += f": {n.reason}"
+        log = "job.out" if report.executor == "local" or not n.job_id else f"slurm-{n.job_id}.out"
+        notes.append(f"failed  {n.id}  ({code}; see {n.id}/{log})")
+    if limit is not None and len(failed) > limit:
+        notes.append(f"  … and {len(failed) - limit} more failed (--all or --only to list them)")
     blocked: dict[str, int] = {}
     for n in report.nodes:
         if n.state == BLOCKED:
             blocked[n.blocked_by] = blocked.get(n.blocked_by, 0) + 1
-    notes += [f"blocked-by-{k}: {v} node{'s' if v != 1 else ''}" for k, v in blocked.items()]
+    shown = list(blocked.items())[:limit]
+    notes += [f"blocked-by-{k}: {v} node{'s' if v != 1 else ''}" for k, v in shown]
+    if len(shown) < len(blocked):
+        rest = len(blocked) - len(shown)
+        notes.append(f"  … and {sum(list(blocked.values())[len(shown):])} more blocked, below {rest} other node(s)")
     if report.removed:
         notes.append(f"removed from the plan, still queued or running: {len(report.removed)} job(s) ("
                      + ", ".join(f"{r.node_id} {r.job_id} {r.state}" for r in report.removed[:5])
@@ -264,6 +328,8 @@ def render_text(report: StatusReport, width: int | None = None):
                      f"`cruijff apply` keeps {d.keep} and cancels the rest")
     if any(n.changed for n in report.nodes):
         notes.append("* changed since submitted: `cruijff apply` submits the new version")
+    if not whole:
+        notes.append(f"{len(g['rows'])} rows summarised by stage (--all: every row; --only SELECTOR: a part)")
     parts += [Text(x) for x in notes]
     return Group(*parts)
 
@@ -281,12 +347,64 @@ def score_legend(nodes) -> str | None:
     return "scores: " + "; ".join(f"{task} {', '.join(names)}" for task, names in by_task.items())
 
 
-def render_plain(report: StatusReport, width: int = 120) -> str:
+def _columns(title: str, header: list[str], rows: list[list[tuple[str, str]]]):
+    """Aligned columns (first left, the rest right), one styled Text: 1,000 rows draw in 0.3 s
+    where a rich Table takes 2 s."""
+    from rich.text import Text
+
+    widths = [len(h) for h in header]
+    for row in rows:
+        for i, (value, _) in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(title + "\n", style="bold")
+    text.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))),
+                style="bold underline")
+    for row in rows:
+        text.append("\n")
+        for i, (value, style) in enumerate(row):
+            if i:
+                text.append("  ")
+            text.append(value.ljust(widths[i]) if i == 0 else value.rjust(widths[i]), style=style or None)
+    return text
+
+
+def _grid_table(report: StatusReport, g: dict[str, Any]):
+    by_id = {n.id: n for n in report.nodes}
+    rows = []
+    for row in g["rows"]:
+        cells = [(row["label"], "")]
+        for col in g["columns"]:
+            node_id = row["cells"].get(col)
+            if node_id is None:
+                cells.append(("·", "dim"))
+                continue
+            n = by_id[node_id]
+            cells.append((_cell(n), "bold green" if n.score else _STYLE.get(n.state, "")))
+        rows.append(cells)
+    return _columns(f"{report.experiment}  ({report.executor})", ["run", *g["columns"]], rows)
+
+
+def _stage_table(report: StatusReport, g: dict[str, Any]):
+    """One row per stage (grid column): how many of its nodes are in each state."""
+    by_id = {n.id: n for n in report.nodes}
+    per_stage: dict[str, dict[str, int]] = {col: {} for col in g["columns"]}
+    for row in g["rows"]:
+        for col, node_id in row["cells"].items():
+            state = by_id[node_id].state
+            per_stage[col][state] = per_stage[col].get(state, 0) + 1
+    states = [s for s in DISPLAY_ORDER if any(s in c for c in per_stage.values())]
+    rows = [[(col, ""), *[(str(c[s]), _STYLE.get(s, "")) if c.get(s) else ("·", "dim") for s in states],
+             (str(sum(c.values())), "")] for col, c in per_stage.items()]
+    return _columns(f"{report.experiment}  ({report.executor})", ["stage", *states, "total"], rows)
+
+
+def render_plain(report: StatusReport, width: int = 120, full: bool | None = None) -> str:
     """The text rendering without colour, e.g. for golden tests and pipes."""
     from rich.console import Console
 
     console = Console(width=width, record=True, color_system=None, force_terminal=False, file=_Null())
-    console.print(render_text(report))
+    console.print(render_text(report, full))
     return console.export_text()
 
 

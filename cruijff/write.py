@@ -20,6 +20,7 @@ from pathlib import Path
 from cruijff import artifact
 from cruijff.artifact import PlanDiff, diff_plans
 from cruijff.errors import CruijffError, StateError
+from cruijff.lock import plan_lock
 from cruijff.model import Plan
 
 _TMP_SUFFIX = ".cruijff-tmp"
@@ -67,14 +68,20 @@ def _write_new(path: str, data: bytes, executable: bool) -> None:
 
 
 def write_plan(plan: Plan, files: dict[str, str]) -> PlanDiff:
+    """Under the plan directory's lock: never while an apply submits from it (cruijff/lock.py)."""
     out = Path(plan.output_dir)
-    old = previous_plan(out)
-    root = str(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StateError(f"cannot create the plan directory {out}: {e.strerror}",
                          hint="check output_dir in the manifest (or --out) and its permissions") from None
+    with plan_lock(out, "plan"):
+        return _write_locked(plan, files, out)
+
+
+def _write_locked(plan: Plan, files: dict[str, str], out: Path) -> PlanDiff:
+    old = previous_plan(out)
+    root = str(out)
     pending: list[tuple[str, str]] = []  # (temporary, final), in the order they are moved
     made: list[str] = []  # directories this call created, removed again on failure
     known: set[str] = {root}

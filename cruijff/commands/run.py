@@ -10,9 +10,11 @@ import sys
 import time
 from collections import Counter
 
+from contextlib import contextmanager
+
 import click
 
-from cruijff.errors import ExitCode, UsageError
+from cruijff.errors import CruijffError, ExitCode, UsageError
 from cruijff.executors.select import EXECUTOR_CHOICES
 from cruijff.selectors import SELECTOR_HELP
 
@@ -22,8 +24,23 @@ _executor_option = click.option("--executor", type=click.Choice(EXECUTOR_CHOICES
                          help="Which scheduler to ask (default: the one the plan was applied with).")
 
 
-def _echo_json(data: dict) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+def _echo_json(data: dict, compact: bool = False) -> None:
+    """indent=None lets json use its C encoder: 5,000 nodes of status in 0.06 s instead of 0.2 s."""
+    click.echo(json.dumps(data, indent=None if compact else 2, sort_keys=False))
+
+
+@contextmanager
+def _json_errors(command: str, as_json: bool):
+    """With --json, a domain error is a JSON object on stdout too (and the same exit code)."""
+    try:
+        yield
+    except CruijffError as e:
+        if not as_json:
+            raise
+        _echo_json({"schema_version": 1, "kind": "cruijff.error", "command": command, "ok": False,
+                    "error": {"message": e.message, "hint": e.hint, "exit_code": int(e.exit_code)}})
+        click.echo(f"error: {e}", err=True)
+        sys.exit(int(e.exit_code))
 
 
 class RichProgress:
@@ -74,7 +91,7 @@ def _executor(name: str | None, plan, *, for_state: bool = False):
         from cruijff.state import State
 
         with State(plan.output_dir, create=False) as state:
-            used = {s.executor for s in state.current().values()}
+            used = state.executors()
         if len(used) == 1:
             name = used.pop()
     return make_executor(resolve_name(name, plan), plan)
@@ -101,12 +118,13 @@ def apply(target: str, executor: str | None, only: str | None, retry_failed: boo
     from cruijff.apply import apply as run_apply
     from cruijff.apply import load_or_compile
 
-    plan_dir = load_or_compile(target)
-    plan = _plan_for(plan_dir)
-    chosen = _executor(executor, plan)
-    progress = None if as_json or dry_run else RichProgress()
-    result = run_apply(plan_dir, chosen, only=only, retry_failed=retry_failed, force=force, dry_run=dry_run,
-                       progress=progress)
+    with _json_errors("apply", as_json):
+        plan_dir = load_or_compile(target)
+        plan = _plan_for(plan_dir)
+        chosen = _executor(executor, plan)
+        progress = None if as_json or dry_run else RichProgress()
+        result = run_apply(plan, chosen, only=only, retry_failed=retry_failed, force=force, dry_run=dry_run,
+                           progress=progress)
     if as_json:
         _echo_json(result.as_dict())
     else:
@@ -170,27 +188,36 @@ def _print_apply(result) -> None:
 @_executor_option
 @click.option("--watch", "watch", is_flag=False, flag_value=5.0, default=None, type=float, metavar="[SECONDS]",
               help="Refresh every SECONDS (default 5), backing off while nothing changes.")
-def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None, watch: float | None) -> None:
-    """Show the grid: each node's state, elapsed time and, for finished evals, the headline score."""
-    from cruijff.status import collect, render_text
+@click.option("--all", "show_all", is_flag=True,
+              help="Draw every row of the grid (more than 40 rows are summarised by stage).")
+def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None, watch: float | None,
+           show_all: bool) -> None:
+    """Show the grid: each node's state, elapsed time and, for finished evals, the headline score.
 
-    plan = _plan_for(plan_dir)
-    chosen = _executor(executor, plan, for_state=True)
-    if watch is None:
-        report = collect(plan_dir, chosen, only=only)
-        if as_json:
-            _echo_json(report.as_dict())
-        else:
-            from rich.console import Console
+    A grid of many rows is summarised by stage; --all or --only draws every node. Exits 1 when
+    the scheduler cannot be read (nothing is guessed)."""
+    from cruijff.status import collect, render_text, summarised
 
-            Console().print(render_text(report))
-        return
-    if watch <= 0:
-        raise UsageError("--watch SECONDS must be positive")
-    _watch(plan_dir, chosen, only, as_json, watch)
+    with _json_errors("status", as_json):
+        plan = _plan_for(plan_dir)
+        chosen = _executor(executor, plan, for_state=True)
+        summary = not as_json and summarised(plan, only, show_all)
+        full = False if summary else True if show_all or only else None
+        if watch is None:
+            report = collect(plan_dir, chosen, only=only, plan=plan, scores=not summary)
+            if as_json:
+                _echo_json(report.as_dict(), compact=True)
+            else:
+                from rich.console import Console
+
+                Console().print(render_text(report, full))
+            return
+        if watch <= 0:
+            raise UsageError("--watch SECONDS must be positive")
+        _watch(plan_dir, chosen, only, as_json, watch, full)
 
 
-def _watch(plan_dir, executor, only, as_json: bool, interval: float) -> None:
+def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool | None = None) -> None:
     """Refresh until nothing is pending or running; back off (×1.5, up to 12×) while unchanged."""
     from rich.console import Console
     from rich.live import Live
@@ -202,12 +229,12 @@ def _watch(plan_dir, executor, only, as_json: bool, interval: float) -> None:
     try:
         with Live(console=console, auto_refresh=False, transient=False) if not as_json else _NoLive() as live:
             while True:
-                report = collect(plan_dir, executor, only=only)
+                report = collect(plan_dir, executor, only=only, scores=full is not False)
                 key = [(n.id, n.state, n.score) for n in report.nodes]
                 if as_json:
                     click.echo(json.dumps(report.as_dict()))
                 else:
-                    live.update(render_text(report), refresh=True)
+                    live.update(render_text(report, full), refresh=True)
                 if report.settled:
                     return
                 delay = interval if key != last else min(delay * 1.5, interval * 12)
@@ -234,17 +261,22 @@ class _NoLive:
 @_json
 @_executor_option
 def cancel(plan_dir: str, only: str | None, as_json: bool, executor: str | None) -> None:
-    """Cancel the pending and running jobs of a plan (or of the --only selection)."""
-    from cruijff.apply import cancel as run_cancel
+    """Cancel the pending and running jobs of a plan (or of the --only selection).
 
-    plan = _plan_for(plan_dir)
-    result = run_cancel(plan_dir, _executor(executor, plan, for_state=True), only=only)
+    While a local `apply` runs the plan, that apply is asked to stop the selected jobs and
+    record them cancelled; cancel returns once it has."""
+    from cruijff.cancel import cancel as run_cancel
+
+    with _json_errors("cancel", as_json):
+        plan = _plan_for(plan_dir)
+        result = run_cancel(plan_dir, _executor(executor, plan, for_state=True), only=only)
     if as_json:
         _echo_json(result)
     else:
         n = len(result["cancelled"])
-        click.echo(f"cancelled {n} job(s)" + (": " + ", ".join(f"{c['node']} ({c['job_id']})"
-                                                              for c in result["cancelled"]) if n else ""))
+        listed = ", ".join(f"{c['node']} ({c['job_id']})" for c in result["cancelled"][:20])
+        more = f", … and {n - 20} more (--json lists them all)" if n > 20 else ""
+        click.echo(f"cancelled {n} job(s)" + (f": {listed}{more}" if n else ""))
         if result.get("removed_cancelled"):
             click.echo(f"cancelled {len(result['removed_cancelled'])} job(s) of nodes that left the plan")
 

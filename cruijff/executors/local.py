@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import os
 import secrets
 import signal
@@ -26,6 +27,9 @@ from cruijff.model import Node, Plan
 
 JOB_ID_ENV = "CRUIJFF_JOB_ID"
 JOB_OUT = "job.out"
+# `cruijff cancel` asks a running local apply to cancel jobs: one JSON line {"job_ids": [...]} each.
+CANCEL_REQUESTS = ".cruijff.cancel"
+REQUEST_REASON = "cancelled by `cruijff cancel`"
 _TERMINAL = (COMPLETED, FAILED, CANCELLED)
 # Job ids: local-<per-process token>-<n>, unique across processes and executor instances.
 _TOKEN = secrets.token_hex(3)
@@ -93,6 +97,22 @@ def orphan_group(pgid: int | None, job_id: str) -> bool:
     return False
 
 
+def read_requests(path: Path) -> set[str]:
+    """Every job id asked for in a cancel-requests file (torn or foreign lines are skipped)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return set()
+    out: set[str] = set()
+    for line in text.splitlines():
+        try:
+            ids = json.loads(line).get("job_ids") or []
+        except (ValueError, AttributeError):
+            continue
+        out.update(str(i) for i in ids)
+    return out
+
+
 class LocalExecutor(Executor):
     name = "local"
 
@@ -100,19 +120,24 @@ class LocalExecutor(Executor):
         self.max_parallel = max(1, int(max_parallel))
         self.poll = poll
         self._jobs: dict[str, _Job] = {}
+        self._requests: Path | None = None  # the plan's cancel-requests file, read while running
+        self._requests_seen: tuple[int, int] | None = None  # its (size, mtime_ns) when last read
 
     # --- Executor ------------------------------------------------------------------------
     def submit(self, plan: Plan, node: Node, parent_job_ids: list[str]) -> str:
         job_id = f"local-{_TOKEN}-{next(_COUNTER)}"
         info = JobInfo(job_id=job_id, node_id=node.id, state=PENDING, node_hash=node.hash)
         self._jobs[job_id] = _Job(info, Path(plan.output_dir) / node.script, list(parent_job_ids))
+        self._requests = Path(plan.output_dir) / CANCEL_REQUESTS
         return job_id
 
     def jobs(self, plan: Plan) -> dict[str, JobInfo]:
         """The jobs this process queued; earlier runs are known from state.db and record.jsonl."""
         return {job_id: job.info for job_id, job in self._jobs.items()}
 
-    def cancel(self, job_ids: list[str]) -> None:
+    def cancel(self, job_ids: list[str], reason: str = "cancelled") -> list[JobInfo]:
+        """Cancel these jobs of this process (a running one: its process group); the cancelled."""
+        out = []
         for job_id in job_ids:
             job = self._jobs.get(job_id)
             if job is None or job.info.state in _TERMINAL:
@@ -120,7 +145,24 @@ class LocalExecutor(Executor):
             if job.proc is not None:
                 kill_group(job.proc.pid)
                 job.proc.wait()
-            self._finish(job, CANCELLED, reason="cancelled")
+            self._finish(job, CANCELLED, reason=reason)
+            out.append(job.info)
+        return out
+
+    def _serve_requests(self, notify) -> None:
+        """Cancel what `cruijff cancel` asked for since the last look (a stat when nothing new)."""
+        if self._requests is None:
+            return
+        try:
+            st = os.stat(self._requests)
+        except OSError:
+            return
+        seen = (st.st_size, st.st_mtime_ns)
+        if seen == self._requests_seen:
+            return
+        self._requests_seen = seen
+        for info in self.cancel(sorted(read_requests(self._requests)), reason=REQUEST_REASON):
+            notify(info, None)
 
     # --- running ---------------------------------------------------------------------------
     def wait(self, on_event: Callable[[JobInfo, int | None], None] | None = None) -> dict[str, JobInfo]:
@@ -130,9 +172,11 @@ class LocalExecutor(Executor):
         reason 'interrupted' before the exception propagates.
         """
         notify = on_event or (lambda info, pid: None)
+        self._listen(True)
         try:
             while True:
                 self._reap(notify)
+                self._serve_requests(notify)
                 self._cancel_blocked(notify)
                 waiting = [j for j in self._jobs.values() if j.info.state == PENDING]
                 running = [j for j in self._jobs.values() if j.info.state == RUNNING]
@@ -155,6 +199,20 @@ class LocalExecutor(Executor):
                     self._finish(job, CANCELLED, reason="interrupted")
                     notify(job.info, None)
             raise
+        finally:
+            self._listen(False)
+
+    def _listen(self, on: bool) -> None:
+        """The requests file exists while jobs run: `cruijff cancel` then knows someone reads it."""
+        if self._requests is None:
+            return
+        try:
+            if on:
+                self._requests.touch()
+            else:
+                self._requests.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def _parent_state(self, job_id: str) -> str:
         job = self._jobs.get(job_id)

@@ -15,6 +15,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -113,6 +114,7 @@ SACCT_STATES = "CA,CD,F,TO,OOM,NF,BF,DL,PR"
 SACCT_FIELDS = ("JobID", "State", "ExitCode", "Reason", "Start", "End", "Comment", "JobName")
 SACCT_DELIMITER = "\x1f"  # never in a job name or comment
 SACCT_WINDOW_DAYS = 28
+ACCOUNTING_DISABLED = "accounting storage is disabled"  # sacct where there is no slurmdbd: no history
 
 
 def default_runner(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -384,6 +386,27 @@ class SlurmExecutor(Executor):
             )
 
     def jobs(self, plan: Plan) -> dict[str, JobInfo]:
+        """squeue's live jobs over sacct's finished ones. The two are asked at once (sacct in a
+        thread): either may answer first, as squeue wins for every job it still knows."""
+        accounting: dict[str, Any] = {}
+
+        def ask_sacct() -> None:
+            try:
+                accounting["jobs"] = self.finished_jobs(plan)
+            except BaseException as e:  # raised in the caller's thread below
+                accounting["error"] = e
+
+        worker = threading.Thread(target=ask_sacct, name="sacct", daemon=True)
+        worker.start()
+        try:
+            live = self._live_jobs(plan)
+        finally:
+            worker.join()
+        if "error" in accounting:
+            raise accounting["error"]
+        return {**accounting["jobs"], **live}
+
+    def _live_jobs(self, plan: Plan) -> dict[str, JobInfo]:
         prefix = f"{plan.experiment}:"
         proc = self._call(["squeue", "--json", "--me"])
         if proc.returncode != 0:
@@ -392,12 +415,16 @@ class SlurmExecutor(Executor):
                 hint="check that slurmctld answers: scontrol ping",
             )
         data = _load_squeue(proc.stdout)
+        errors = squeue_errors(data)
+        if errors:  # 22.05 exits 0 with {"errors": [...], "jobs": []} when slurmctld is unreachable
+            raise SchedulerError(
+                f"the SLURM scheduler is unreachable: squeue could not read the queue ({errors}); "
+                "nothing was submitted, cancelled or shown, as cruijff will not guess which jobs exist",
+                hint="the SLURM controller does not answer: check `scontrol ping` and try again",
+            )
         uid = os.getuid()
         self.queued = queue_counts(data, uid)
-        live = parse_squeue_json(data, prefix, uid=uid)
-        finished = self.finished_jobs(plan)
-        # squeue is the fresher source for every job it still knows.
-        return {**finished, **live}
+        return parse_squeue_json(data, prefix, uid=uid)
 
     def cancel(self, job_ids: list[str]) -> None:
         ids = compact_job_ids(str(j) for j in job_ids if str(j).strip())
@@ -559,14 +586,25 @@ class SlurmExecutor(Executor):
         ]
 
     def finished_jobs(self, plan: Plan) -> dict[str, JobInfo]:
-        """Finished jobs of this experiment from accounting; {} when accounting is off or fails."""
+        """Finished jobs of this experiment from accounting; {} where accounting is disabled.
+
+        Any other failure raises: an accounting database that does not answer is not "no jobs"."""
         prefix = f"{plan.experiment}:"
         try:
             proc = self._call(self.sacct_argv(), env={"SLURM_TIME_FORMAT": "%s"}, attempts=1)
-        except SchedulerError:
-            return {}
+        except SchedulerError as e:
+            if isinstance(e.__cause__, FileNotFoundError):
+                return {}  # no sacct at all: a cluster without accounting
+            raise SchedulerError(f"{e.message}; cruijff will not guess which jobs finished, so nothing was "
+                                 "submitted, cancelled or shown", hint=e.hint) from None
         if proc.returncode != 0:
-            return {}
+            if ACCOUNTING_DISABLED in f"{proc.stderr}\n{proc.stdout}".lower():
+                return {}
+            raise SchedulerError(
+                f"sacct failed: {_clean_stderr(proc.stderr or proc.stdout, 'sacct')}; cruijff will not guess "
+                "which jobs finished, so nothing was submitted, cancelled or shown",
+                hint="the SLURM accounting database (slurmdbd) does not answer: check `sacct` by hand and try again",
+            )
         return parse_sacct_text(proc.stdout, prefix)
 
     def _find_job(self, plan: Plan, name_part: str, comment: str, since: float) -> tuple[bool, str | None]:
@@ -608,9 +646,9 @@ class SlurmExecutor(Executor):
             if proc.returncode == 0 or not is_transient(proc.stderr):
                 return proc
             if attempt == attempts:
+                tries = f" kept failing with a transient error after {attempts} attempts" if attempts > 1 else " failed"
                 raise SchedulerError(
-                    f"{argv[0]} kept failing with a transient error after {attempts} attempts: "
-                    f"{_clean_stderr(proc.stderr, argv[0])}",
+                    f"{argv[0]}{tries}: {_clean_stderr(proc.stderr, argv[0])}",
                     hint="slurmctld is busy or unreachable; try again later (scontrol ping)",
                 )
             self.sleep(delay)
@@ -758,6 +796,19 @@ def _squeue_job_key(job: dict, job_id: int) -> str:
     return f"{array_id}_[{tasks}]" if tasks else str(job_id)
 
 
+def squeue_errors(data: dict) -> str:
+    """The errors squeue --json reports alongside its (then empty) job list, as one line."""
+    out = []
+    for e in data.get("errors") or []:
+        if isinstance(e, dict):
+            text = "; ".join(str(e[k]) for k in ("source", "description", "error") if e.get(k))
+        else:
+            text = str(e)
+        if text and text not in out:
+            out.append(text)
+    return " | ".join(out)
+
+
 def _load_squeue(text: str) -> dict:
     try:
         data = json.loads(text)
@@ -827,8 +878,13 @@ def parse_squeue_json(data: str | dict, prefix: str, uid: int | None = None) -> 
             end=end,
             node_hash=str(job.get("comment") or "") or None,
         )
-        for key in _expand_array_key(info.job_id):
-            out[key] = replace(info, job_id=key)
+        keys = _expand_array_key(info.job_id)
+        if len(keys) == 1:
+            out[keys[0]] = info
+            continue
+        fields = (info.node_id, info.state, info.reason, info.exit_code, info.start, info.end, info.node_hash)
+        for key in keys:  # a pending array of 1,000 tasks: JobInfo() is cheaper than replace()
+            out[key] = JobInfo(key, *fields)
     return out
 
 

@@ -237,19 +237,20 @@ def test_jobs_makes_one_squeue_and_one_sacct_call(tmp_path, as_root):
     plan, _ = make_plan(tmp_path)
     runner = FakeRunner(squeue=[(0, fixture("squeue_live.json"), "")], sacct=[(0, fixture("sacct.txt"), "")])
     SlurmExecutor(runner, clock=lambda: 1795624500.0).jobs(plan)
-    assert [a[0] for a, _ in runner.calls] == ["squeue", "sacct"]
+    assert sorted(a[0] for a, _ in runner.calls) == ["sacct", "squeue"]  # asked at once, in two threads
     assert runner.argvs("squeue") == [["squeue", "--json", "--me"]]
     (sacct_argv,) = runner.argvs("sacct")
     assert "--parsable2" in sacct_argv and "--allocations" in sacct_argv and "--endtime=now" in sacct_argv
     assert any(a.startswith("--starttime=2026-") for a in sacct_argv)  # 28 days before the clock
     assert "--state=CA,CD,F,TO,OOM,NF,BF,DL,PR" in sacct_argv
     assert "--format=JobID,State,ExitCode,Reason,Start,End,Comment,JobName" in sacct_argv
-    assert runner.calls[1][1] == {"SLURM_TIME_FORMAT": "%s"}
+    assert [env for a, env in runner.calls if a[0] == "sacct"] == [{"SLURM_TIME_FORMAT": "%s"}]
 
 
 def test_jobs_parses_live_squeue(tmp_path, as_root):
     plan, _ = make_plan(tmp_path)
-    runner = FakeRunner(squeue=[(0, fixture("squeue_live.json"), "")], sacct=[(1, "", "sacct: error: x")])
+    runner = FakeRunner(squeue=[(0, fixture("squeue_live.json"), "")],
+                        sacct=[(1, "", "sacct: error: Slurm accounting storage is disabled")])
     jobs = SlurmExecutor(runner).jobs(plan)
     assert "23" not in jobs  # experiment "other"
     assert jobs["17"] == JobInfo(
@@ -307,15 +308,30 @@ def test_jobs_survives_sacct_without_accounting(tmp_path, as_root):
     assert "17" in jobs and sleeps == [] and len(runner.argvs("sacct")) == 1
 
 
-def test_jobs_survives_sacct_missing_or_hanging(tmp_path, as_root):
+def test_jobs_without_accounting_but_not_with_a_failing_one(tmp_path, as_root):
+    """Accounting disabled: squeue alone. sacct that hangs or errs: an error, never "no jobs"."""
     plan, _ = make_plan(tmp_path)
-    runner = FakeRunner(squeue=[(0, fixture("squeue_pending.json"), "")], sacct=[FileNotFoundError("sacct")])
+    disabled = (1, "", "Slurm accounting storage is disabled\n")
+    runner = FakeRunner(squeue=[(0, fixture("squeue_pending.json"), "")], sacct=[disabled])
     assert "17" in SlurmExecutor(runner).jobs(plan)
     hang = subprocess.TimeoutExpired(["sacct"], 120)
-    runner = FakeRunner(squeue=[(0, fixture("squeue_pending.json"), "")], sacct=[hang])
-    sleeps = Sleeps()
-    assert "17" in SlurmExecutor(runner, sleep=sleeps).jobs(plan)
-    assert sleeps == [] and len(runner.argvs("sacct")) == 1  # accounting is optional: no retries
+    down = (1, "", "sacct: error: Problem talking to the database: Connection refused\n")
+    for answer in (hang, down):
+        runner = FakeRunner(squeue=[(0, fixture("squeue_pending.json"), "")], sacct=[answer])
+        sleeps = Sleeps()
+        with pytest.raises(SchedulerError, match="sacct failed"):
+            SlurmExecutor(runner, sleep=sleeps).jobs(plan)
+        assert sleeps == [] and len(runner.argvs("sacct")) == 1  # one try: status must not hang
+
+
+def test_squeue_answer_with_errors_is_an_error_not_an_empty_queue(tmp_path):
+    """22.05 squeue --json exits 0 with errors and no jobs when slurmctld is unreachable."""
+    plan, _ = make_plan(tmp_path)
+    answer = json.dumps({"errors": [{"description": "Failed while looking for jobs", "error_number": -1,
+                                     "error": "Unspecified error", "source": "slurm_load_jobs"}], "jobs": []})
+    runner = FakeRunner(squeue=[(0, answer, "")], sacct=[(0, "", "")])
+    with pytest.raises(SchedulerError, match="squeue could not read the queue .*Failed while looking for jobs"):
+        SlurmExecutor(runner).jobs(plan)
 
 
 def test_jobs_ignores_other_users(tmp_path, monkeypatch):

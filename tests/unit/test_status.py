@@ -92,3 +92,60 @@ def test_a_failed_node_shows_the_error_its_job_recorded(mixed):
     text = render_plain(report, width=200)
     assert "failed  finetune/r1  (exit 1: fine-tune failed: no row of the training split keeps an answer token; " \
            "see finetune/r1/slurm-" in text
+
+
+def test_a_big_grid_is_summarised_by_stage_unless_all(tmp_path):
+    """Above GRID_ROWS rows: a line per stage with its state counts; full=True (--all, --only) draws every row."""
+    from cruijff.status import GRID_ROWS
+
+    plan = make_plan(tmp_path, runs=GRID_ROWS + 5, evals_per_run=2, base_evals=0, fail={"finetune/r3"})
+    fake = FakeScheduler(fail={"finetune/r3"}, clock=CLOCK)
+    apply(plan.output_dir, fake)
+    fake.run_all()
+    report = collect(plan.output_dir, fake, now=fake.clock)
+    summary = render_plain(report)
+    lines = summary.splitlines()
+    assert lines[1].split() == ["stage", "done", "failed", "blocked", "total"]
+    assert lines[2].split() == ["finetune", str(GRID_ROWS + 4), "1", "·", str(GRID_ROWS + 5)]
+    assert lines[3].split() == ["t0@e0", str(GRID_ROWS + 4), "·", "1", str(GRID_ROWS + 5)]
+    assert f"{GRID_ROWS + 5} rows summarised by stage" in summary and "r44 " not in summary
+    full = render_plain(report, full=True)
+    assert any(line.split()[:2] == [f"r{GRID_ROWS + 4}", "done"] for line in full.splitlines())
+
+
+def test_a_summary_reads_no_eval_logs(tmp_path):
+    """The summary shows no scores, so `status` reads none (4,000 inspect logs take seconds)."""
+    from cruijff.status import GRID_ROWS, summarised
+
+    plan = make_plan(tmp_path, runs=GRID_ROWS + 1, evals_per_run=1, base_evals=0)
+    fake = FakeScheduler(clock=CLOCK)
+    apply(plan.output_dir, fake)
+    fake.run_all()
+    write_score(plan, "eval/r0/epoch_0/t0", 0.75)
+    assert summarised(plan) and not summarised(plan, show_all=True) and not summarised(plan, only="run:r0")
+    assert not summarised(make_plan(tmp_path / "small", runs=GRID_ROWS, base_evals=0))
+    scored = {n.id: n.score for n in collect(plan.output_dir, fake).nodes}
+    assert scored["eval/r0/epoch_0/t0"][1] == 0.75
+    assert all(n.score is None for n in collect(plan.output_dir, fake, scores=False).nodes)
+
+
+def test_headline_scores_are_read_once_then_from_the_cache(tmp_path, monkeypatch):
+    from cruijff import scores
+
+    plan = make_plan(tmp_path, runs=2, evals_per_run=1, base_evals=0)
+    fake = FakeScheduler(clock=CLOCK)
+    apply(plan.output_dir, fake)
+    fake.run_all()
+    write_score(plan, "eval/r0/epoch_0/t0", 0.75)
+    write_score(plan, "eval/r1/epoch_0/t0", 0.25)
+    real, reads = scores.headline, []
+    monkeypatch.setattr(scores, "headline", lambda d: reads.append(d) or real(d))
+
+    def shown():
+        return {n.id: n.score[1] for n in collect(plan.output_dir, fake).nodes if n.score}
+
+    assert shown() == {"eval/r0/epoch_0/t0": 0.75, "eval/r1/epoch_0/t0": 0.25} and len(reads) == 2
+    assert shown() == {"eval/r0/epoch_0/t0": 0.75, "eval/r1/epoch_0/t0": 0.25} and len(reads) == 2
+    os.utime(next((tmp_path / "exp" / "eval/r1/epoch_0/t0/logs").iterdir()), ns=(1, 1))  # a log changed
+    write_score(plan, "eval/r1/epoch_0/t0", 0.5)
+    assert shown()["eval/r1/epoch_0/t0"] == 0.5 and len(reads) == 3

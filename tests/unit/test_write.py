@@ -54,7 +54,8 @@ def plan_dir(path: Path):
 
 
 def tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file()}
+    """Files under root, less the lock file (its holder's pid and time: cruijff/lock.py)."""
+    return {str(p.relative_to(root)): p.read_text() for p in root.rglob("*") if p.is_file() and p.name != ".cruijff.lock"}
 
 
 def test_failing_manifest_writes_nothing(tmp_path):
@@ -72,7 +73,7 @@ def test_plan_directory_layout(tmp_path):
     assert [n["id"] for n in plan["nodes"]] == [n.id for n in compiled.plan.nodes]
     script = out / compiled.plan.nodes[0].script
     assert os.access(script, os.X_OK)
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "temporary files left behind"
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.name != ".cruijff.lock"], "temporary files left behind"
     assert len(diff.added) == len(compiled.plan.nodes) and not diff.changed and not diff.removed
 
 
@@ -124,7 +125,7 @@ def test_write_failure_keeps_the_old_plan(tmp_path, monkeypatch):
         plan_dir(manifest(tmp_path, lr=(1e-4, 1e-3), tasks=("a", "b")))
     assert "previous plan.json is unchanged" in str(info.value.hint)
     assert tree(out) == old, "a failed write changed the plan directory"
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.name != ".cruijff.lock"]
 
 
 def test_unwritable_output_dir_is_a_state_error(tmp_path):
