@@ -48,7 +48,7 @@ def test_random_sigkills_with_a_slow_sbatch_leave_exactly_one_job_per_node(tmp_p
     stats = KillStats()
     bin_dir = slow_sbatch(tmp_path / "bin", delay=0.6)
     round_ = 0
-    while stats.kills < 22 and round_ < 10:
+    while stats.kills < 22 and round_ < 30:  # a round whose apply finished first kills less
         round_ += 1
         plan = make_plan(tmp_path / str(round_), runs=2, evals_per_run=1, base_evals=1, sleep=600,
                          experiment=f"{experiment}-{round_}", executor="slurm",
