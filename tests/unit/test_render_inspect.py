@@ -5,8 +5,10 @@ from cruijff.render.inspect import eval_commands, model_config
 
 def test_hf_reads_the_local_directory_greedily():
     cfg = model_config(model_dir="/m/epoch_1/model", gpus=0, provider="hf")
+    # tokenizer_call_args: the template writes BOS where there is one; a second would differ
+    # from the trained prompt ids (tests/integration/test_parity.py)
     assert cfg == {"model_path": "/m/epoch_1/model", "tokenizer_path": "/m/epoch_1/model", "device": "cpu",
-                   "do_sample": False}
+                   "do_sample": False, "tokenizer_call_args": {"add_special_tokens": False}}
     eval_argv, check_argv = eval_commands(task_file="/t.py", task_name="task", model_dir="/m", provider="hf",
                                           seed=1, limit=None, metadata={"run": "r"})
     assert eval_argv[:5] == ["inspect", "eval", "/t.py@task", "--model", "hf/local"]
