@@ -53,3 +53,18 @@ def test_smollm2_learns_to_capitalize(tmp_path, smollm2_model_dir):
     print(f"\nSmolLM2 capitalization exact match: base {base:.3f} -> fine-tuned {tuned:.3f}; "
           f"training {record['tokens_per_second']:.1f} trained tokens/s, {record['train_seconds']:.0f} s")
     assert tuned >= base + 0.3, (base, tuned)
+
+
+def test_smollm2_tokenizer_is_the_real_one(smollm2_model_dir):
+    """Rebuilt from the GGUF: byte-level BPE that decodes cleanly, ChatML, ids 0/1/2 special."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(smollm2_model_dir))
+    assert (tok.eos_token, tok.eos_token_id, tok.pad_token_id) == ("<|im_end|>", 2, 2)
+    assert tok.convert_ids_to_tokens([0, 1, 2]) == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    ids = tok("Hello world 1.79", add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == "Hello world 1.79" and "Ġ" not in tok.decode(ids)
+    assert tok.convert_ids_to_tokens(ids)[-4:] == ["1", ".", "7", "9"]  # SmolLM splits digits
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    assert text.endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    assert (smollm2_model_dir / "vocab.json").is_file() and (smollm2_model_dir / "merges.txt").is_file()
