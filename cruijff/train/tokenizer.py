@@ -54,8 +54,8 @@ class HFTokenizer:
             return "".join(f"{m['role']}: {m['content']}\n" for m in messages)
         return self.hf.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
 
-    def prompt_ids(self, text: str) -> list[int]:
-        """Tokenize a rendered prompt with the call inspect makes at evaluation."""
+    def text_ids(self, text: str) -> list[int]:
+        """Tokenize rendered chat text with the call inspect makes at evaluation (no added tokens)."""
         return list(self.hf(text, **EVAL_TOKENIZER_CALL_ARGS)["input_ids"])
 
 
@@ -84,8 +84,8 @@ def chat_sample(tok: HFTokenizer, messages: list[dict[str, str]], *, train_on_in
             "so the prompt the model is trained on would differ from the one it is evaluated on",
             hint="use a chat template whose generation prompt is the start of the assistant turn "
                  "(see docs/parity.md)")
-    prompt = tok.prompt_ids(prompt_text)
-    answer = tok.prompt_ids(full_text[len(prompt_text):])
+    prompt = tok.text_ids(prompt_text)
+    answer = tok.text_ids(full_text[len(prompt_text):])
     if tok.eos_id is not None and tok.eos_id not in answer:
         answer.append(tok.eos_id)
     if train_on_input:
@@ -119,7 +119,7 @@ def _earlier_answers(tok: HFTokenizer, messages, prompt_text: str, where: str) -
 def _unmask(tok: HFTokenizer, text: str, ids: list[int], labels: list[int], spans) -> None:
     """Train the prompt tokens that lie wholly inside one of `spans` (character ranges)."""
     enc = tok.hf(text, return_offsets_mapping=True, **EVAL_TOKENIZER_CALL_ARGS)
-    assert list(enc["input_ids"]) == ids  # the same call as prompt_ids
+    assert list(enc["input_ids"]) == ids  # the same call as text_ids
     for i, (a, b) in enumerate(enc["offset_mapping"]):
         if b > a and any(start <= a and b <= end for start, end in spans):
             labels[i] = ids[i]
