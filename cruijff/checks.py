@@ -101,7 +101,12 @@ def check_models(source: Source, m: dict[str, Any]) -> list[Problem]:
             problems.append(Problem(f"model '{name}' has unknown family '{family}'",
                                     source.locate(["models", name, "family"]), _choices_hint(family_names(), family)))
             continue
-        custom_keys = ("builder", "tokenizer", "checkpoint_files", "model_type")
+        custom_keys = ("builder", "checkpoint_files", "model_type")
+        if "tokenizer" in model:  # before token-exact parity, custom models named a torchtune tokenizer
+            problems.append(Problem(f"model '{name}': 'tokenizer' is ignored; training uses the model "
+                                    "folder's own Hugging Face tokenizer and chat template, as evaluation does",
+                                    source.locate(["models", name, "tokenizer"], key=True),
+                                    "remove it (see docs/parity.md)", severity="warning"))
         if family == CUSTOM:
             for key in custom_keys:
                 if key not in model:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "logits": ("cruijff.commands.llm", "logits", "Next-token logits of a dataset split to HDF5."),
     "check-finetuned": ("cruijff.commands.llm", "check_finetuned", "Compare a fine-tuned model with its base."),
     "tiny-model": ("cruijff.commands.tiny", "tiny_model", "Build the tiny offline test model."),
+    "smollm2-model": ("cruijff.commands.tiny", "smollm2_model", "Build SmolLM2-135M-Instruct from its PyPI package."),
 }
 
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# How a rendered prompt is tokenized, at evaluation (inspect's hf `tokenizer_call_args`, written
+# into model_config.yaml) and in training (cruijff.train.tokenizer): the chat template writes
+# every special token itself (BOS included, where the model has one), so the call adds none.
+EVAL_TOKENIZER_CALL_ARGS = {"add_special_tokens": False}
+
 
 def render_input(template: str | None, value: Any) -> str:
     """Put one example's input into the template; `{input}` is the only placeholder."""

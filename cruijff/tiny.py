@@ -1,9 +1,10 @@
 """A tiny random Llama and byte-level BPE tokenizer, built offline, for tests and CPU demos.
 
 Nothing is downloaded: the model is random-initialised with transformers and the tokenizer is
-trained with `tokenizers` on a small built-in corpus. torchtune reads the result with
-`qwen2_tokenizer` (vocab.json + merges.txt, special tokens from tokenizer.json) and
-`FullModelHFCheckpointer(model_type=LLAMA3)`; transformers reads it as an ordinary Llama.
+trained with `tokenizers` on a small built-in corpus. Training reads the tokenizer through
+`cruijff.train.tokenizer.hf_tokenizer` (the same AutoTokenizer and ChatML template inspect-ai
+evaluates with) and the weights with `FullModelHFCheckpointer(model_type=LLAMA3)`; transformers
+reads it as an ordinary Llama.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 VOCAB_SIZE = 512
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-# ChatML, the format torchtune's Qwen2 tokenizer writes, so generation prompts match training.
+# ChatML; training and evaluation both render prompts with it (docs/parity.md).
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
     "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -112,14 +113,9 @@ def torchtune_model(lora: bool = True) -> dict:
 
 
 def torchtune_tokenizer(model_dir: str | Path) -> dict:
-    d = Path(model_dir)
-    return {
-        "_component_": "torchtune.models.qwen2.qwen2_tokenizer",
-        "path": str(d / "vocab.json"),
-        "merges_file": str(d / "merges.txt"),
-        "special_tokens_path": str(d / "tokenizer.json"),
-        "max_seq_len": ARCH["max_seq_len"],
-    }
+    """The training `tokenizer:` component for a tiny model directory (its own HF tokenizer)."""
+    return {"_component_": "cruijff.train.tokenizer.hf_tokenizer", "path": str(model_dir),
+            "max_seq_len": ARCH["max_seq_len"]}
 
 
 def main() -> None:  # pragma: no cover - tiny CLI for scripts

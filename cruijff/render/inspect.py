@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cruijff.prompting import EVAL_TOKENIZER_CALL_ARGS
+
 
 def task_config(*, dataset: dict[str, Any], prompt: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     """Task arguments (inspect's --task-config): the same prompt source as training, plus user args."""
@@ -23,12 +25,15 @@ def model_config(*, model_dir: str, gpus: int, provider: str) -> dict[str, Any]:
     hf: the local directory goes in model_path; do_sample false, or transformers rejects
     temperature 0. inspect's hf provider passes `device` to from_pretrained as device_map, so
     with more than one GPU it is "auto" (accelerate spreads the layers over every GPU, as
-    cruijff_kit does) - "cuda:0" would load a 70B model onto one GPU. vllm: the directory is the
-    model name and these keys become `vllm serve` flags.
+    cruijff_kit does) - "cuda:0" would load a 70B model onto one GPU. tokenizer_call_args as in
+    training, so the ids fed are the trained prompt ids (no second BOS where the chat template
+    writes one; docs/parity.md). vllm: the directory is the model name and these keys become
+    `vllm serve` flags.
     """
     if provider == "vllm":
         return {"tensor_parallel_size": max(1, gpus), "timeout": 1800}
-    return {"model_path": model_dir, "tokenizer_path": model_dir, "device": device_map(gpus), "do_sample": False}
+    return {"model_path": model_dir, "tokenizer_path": model_dir, "device": device_map(gpus), "do_sample": False,
+            "tokenizer_call_args": dict(EVAL_TOKENIZER_CALL_ARGS)}
 
 
 def device_map(gpus: int) -> str:

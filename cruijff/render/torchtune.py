@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from cruijff.registry import CUSTOM, FAMILIES
+from cruijff.registry import CUSTOM, DEFAULT_MAX_SEQ_LEN, FAMILIES
 from cruijff.model import Resources
 
 SINGLE_DEVICE_RECIPE = "lora_finetune_single_device.py"
@@ -15,22 +14,19 @@ _SCHEDULERS = {
     "linear": "cruijff.train.schedulers.get_linear_schedule_with_warmup",
     "constant": "cruijff.train.schedulers.get_constant_schedule_with_warmup",
 }
-_TOKENIZER_PATH_KEYS = ("path", "merges_file", "special_tokens_path")
+TOKENIZER_COMPONENT = "cruijff.train.tokenizer.hf_tokenizer"
 
 
 def recipe_file(gpus: int) -> str:
     return DISTRIBUTED_RECIPE if gpus > 1 else SINGLE_DEVICE_RECIPE
 
 
-def _in_model_dir(model_dir: str, value: str) -> str:
-    return value if os.path.isabs(value) else os.path.join(model_dir, value)
-
-
 def model_component(model: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]:
     if model["family"] == CUSTOM:
         base = dict(model["builder"])
     else:
-        base = {"_component_": FAMILIES[model["family"]].lora_builder}
+        fam = FAMILIES[model["family"]]
+        base = {"_component_": fam.lora_builder, **fam.builder_args}
     rank = hp["lora_rank"]
     return {
         **base,
@@ -44,17 +40,13 @@ def model_component(model: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]
 
 
 def tokenizer_component(model: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]:
+    """Every model trains with its own HF tokenizer and chat template, as inspect evaluates it."""
     if model["family"] == CUSTOM:
-        tok = dict(model["tokenizer"])
-        default_len = tok.get("max_seq_len")
+        default_len = model["builder"].get("max_seq_len") or DEFAULT_MAX_SEQ_LEN
     else:
-        tok = dict(FAMILIES[model["family"]].tokenizer)
         default_len = FAMILIES[model["family"]].max_seq_len
-    for key in _TOKENIZER_PATH_KEYS:
-        if isinstance(tok.get(key), str):
-            tok[key] = _in_model_dir(model["path"], tok[key])
-    tok["max_seq_len"] = hp["max_seq_len"] or default_len
-    return tok
+    return {"_component_": TOKENIZER_COMPONENT, "path": model["path"],
+            "max_seq_len": hp["max_seq_len"] or default_len}
 
 
 def checkpointer_component(model: dict[str, Any], run_dir: str) -> dict[str, Any]:

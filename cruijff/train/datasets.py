@@ -1,7 +1,9 @@
 """`prompted_dataset`: the one torchtune dataset component cruijff renders, for every format.
 
 Instruct rows become chat messages through `cruijff.prompting.build_messages`, the builder
-evaluation uses too, so a fine-tuned model is trained on exactly the prompts it is tested on.
+evaluation uses too, and every chat is tokenized by `cruijff.train.tokenizer.chat_sample` with the
+model's own Hugging Face tokenizer and chat template, the way inspect-ai's hf provider tokenizes
+the evaluation prompt: the prompt ids trained on are the ids evaluated on (docs/parity.md).
 Samples are tokenized lazily, like torchtune's own SFTDataset, and carry `tokens` and `labels`
 (the loss ignores masked positions), so any torchtune recipe and collator accept them.
 """
@@ -14,9 +16,9 @@ from torch.utils.data import Dataset
 
 from cruijff.prompting import build_messages
 from cruijff.train.rows import DatasetError, load_rows
+from cruijff.train.tokenizer import HFTokenizer, chat_sample
 
 FORMATS = ("instruct_json", "chat_json", "parquet", "text")
-CROSS_ENTROPY_IGNORE_IDX = -100  # torchtune.data.CROSS_ENTROPY_IGNORE_IDX
 ROLES = ("system", "user", "assistant")
 
 
@@ -35,6 +37,9 @@ def prompted_dataset(
     """Build the dataset of one split; `packed` packs samples to `max_seq_len` (or the tokenizer's)."""
     if format not in FORMATS:
         raise DatasetError(f"unknown dataset format '{format}'", hint=f"use one of {', '.join(FORMATS)}")
+    if not isinstance(tokenizer, HFTokenizer):
+        raise DatasetError(f"prompted_dataset needs cruijff.train.tokenizer.hf_tokenizer, got {type(tokenizer).__name__}",
+                           hint="re-run `cruijff plan`: configs now train with the model's own tokenizer")
     rows = load_rows(path, split)
     if not rows:
         raise DatasetError(f"split '{split}' of dataset {path} has no rows")
@@ -47,14 +52,12 @@ def prompted_dataset(
         _check_rows(rows, ("text",), where)
         ds = _TokenizedRows(rows, _TextTransform(tokenizer, max_seq_len), max_seq_len=None)
     else:
-        to_messages = _messages_maker(kind, template, system, train_on_input, where)
+        to_messages = _messages_maker(kind, template, system, where)
         _check_rows(rows, ("messages",) if kind == "chat" else ("input", "output"), where)
         for i, row in enumerate(rows):  # fail at setup, with the row number, not mid-epoch
-            _validate(to_messages(row)["messages"], f"{where} row {i}")
-        from torchtune.datasets._sft import SFTTransform
-
-        sft = SFTTransform(message_transform=to_messages, model_transform=tokenizer)
-        ds = _TokenizedRows(rows, _TrainAnswerEnd(sft, tokenizer), max_seq_len=max_seq_len)
+            _validate(to_messages(row), f"{where} row {i}")
+        ds = _TokenizedRows(rows, _ChatTransform(tokenizer, to_messages, train_on_input, where),
+                            max_seq_len=max_seq_len)
     if not packed:
         return ds
     from torchtune.datasets import PackedDataset
@@ -89,72 +92,47 @@ def _check_rows(rows: list[dict], keys: tuple[str, ...], where: str) -> None:
                                hint=f"every row needs {', '.join(keys)}")
 
 
-def _messages_maker(kind: str, template, system, train_on_input: bool, where: str) -> Callable:
-    from torchtune.data import Message
-
-    def to_tune(messages: list[dict]) -> dict:
-        return {"messages": [
-            Message(role=m["role"], content=str(m["content"]),
-                    masked=(m["role"] != "assistant" and not train_on_input))
-            for m in messages
-        ]}
-
+def _messages_maker(kind: str, template, system, where: str) -> Callable[[dict], list[dict[str, str]]]:
     if kind == "instruct":
-        return lambda row: to_tune(build_messages(row["input"], template=template, system=system,
-                                                  output=str(row["output"])))
+        return lambda row: build_messages(row["input"], template=template, system=system,
+                                          output=str(row["output"]))
     if template:
         raise DatasetError(f"{where}: a prompt template applies to instruct rows (input/output) only",
                            hint="chat rows already hold their user turns; drop the template")
 
-    def chat(row: dict) -> dict:
-        messages = list(row["messages"])
-        if system and not (messages and messages[0].get("role") == "system"):
+    def chat(row: dict) -> list[dict[str, str]]:
+        messages = [{"role": m["role"], "content": str(m["content"])} for m in row["messages"]]
+        if system and not (messages and messages[0]["role"] == "system"):
             messages.insert(0, {"role": "system", "content": system})
-        return to_tune(messages)
+        return messages
 
     return chat
 
 
-def _validate(messages, where: str) -> None:
-    from torchtune.data import validate_messages
-
-    bad = [m.role for m in messages if m.role not in ROLES]
+def _validate(messages: list[dict[str, str]], where: str) -> None:
+    bad = [m["role"] for m in messages if m["role"] not in ROLES]
     if bad:
         raise DatasetError(f"{where}: unknown role '{bad[0]}'", hint=f"roles are {', '.join(ROLES)}")
-    try:
-        validate_messages(messages)
-    except ValueError as e:
-        raise DatasetError(f"{where}: {e}") from None
-    if messages[-1].role != "assistant":
+    if any(m["role"] == "system" for m in messages[1:]):
+        raise DatasetError(f"{where}: a system turn can only come first")
+    if not messages or messages[-1]["role"] != "assistant":
         raise DatasetError(f"{where}: the conversation does not end with an assistant answer",
                            hint="a training row needs the answer to learn")
+    if len(messages) < 2 or messages[-2]["role"] == "assistant":
+        raise DatasetError(f"{where}: the answer has no prompt before it",
+                           hint="put a user turn before the last assistant turn")
 
 
-class _TrainAnswerEnd:
-    """Train the token that closes the last answer, so the model learns to stop.
+class _ChatTransform:
+    """One row → messages → tokens and labels, through the eval-identical `chat_sample`."""
 
-    torchtune 0.6.1's ChatML (Qwen2) tokenizers end the last assistant turn with the EOS token
-    (`<|im_end|>`), and its truncation step masks that token even when nothing was truncated.
-    Llama 3's tokenizer trains its `<|eot_id|>` and needs nothing: only tokenizers with an
-    `im_end_id` are corrected, and only for samples that were not cut at max_seq_len.
-    """
-
-    def __init__(self, transform: Callable[[dict], dict], tokenizer):
-        self._transform = transform
-        self._eos = getattr(tokenizer, "eos_id", None)
-        self._fix = getattr(tokenizer, "im_end_id", None) is not None and self._eos is not None
-        self._limit = getattr(tokenizer, "max_seq_len", None)
+    def __init__(self, tokenizer: HFTokenizer, to_messages: Callable, train_on_input: bool, where: str):
+        self._tok, self._to_messages = tokenizer, to_messages
+        self._train_on_input, self._where = train_on_input, where
 
     def __call__(self, row: dict) -> dict:
-        sample = self._transform(row)
-        tokens, labels = sample["tokens"], sample["labels"]
-        if (self._fix and len(tokens) >= 2 and tokens[-1] == self._eos
-                and (self._limit is None or len(tokens) < self._limit)
-                and int(labels[-1]) == CROSS_ENTROPY_IGNORE_IDX and int(labels[-2]) != CROSS_ENTROPY_IGNORE_IDX):
-            labels[-1] = tokens[-1]
-            if "mask" in sample:
-                sample["mask"][-1] = False
-        return sample
+        return chat_sample(self._tok, self._to_messages(row), train_on_input=self._train_on_input,
+                           where=self._where)
 
 
 class _TextTransform:

@@ -39,9 +39,11 @@ def run_inspect(node: Path, task: str, model_dir: Path, task_args: dict, *, do_s
                 seed: int = 1234) -> subprocess.CompletedProcess:
     """The command line cruijff renders for an eval node (plus model/task config files)."""
     node.mkdir(parents=True, exist_ok=True)
-    model_config = {"model_path": str(model_dir), "tokenizer_path": str(model_dir), "device": "cpu"}
-    if not do_sample:
-        model_config["do_sample"] = False
+    from cruijff.render.inspect import model_config as render_model_config
+
+    model_config = render_model_config(model_dir=str(model_dir), gpus=0, provider="hf")
+    if do_sample:
+        del model_config["do_sample"]  # inspect's default: sample
     _yaml(node / "model_config.yaml", model_config)
     _yaml(node / "task_config.yaml", task_args)
     cmd = [str(INSPECT), "eval", str(TASKS / task), "--model", "hf/local",
@@ -108,11 +110,15 @@ def test_capitalization_eval_succeeds_and_scores_are_readable(capitalization_run
     assert ours.started and ours.completed
 
 
-def test_prompts_match_training_prompts(capitalization_run, data_dir):
-    """The logged sample input is exactly build_messages(...) — the function training uses."""
+def test_prompt_tokens_match_training_prompts(capitalization_run, data_dir, tiny_model_dir):
+    """The real `inspect eval` fed the model as many tokens as the training prompts hold (inspect
+    logs the batch's padded input length per sample); tests/integration/test_parity.py compares
+    the ids themselves, row by row."""
     from inspect_ai.log import read_eval_log
 
     from cruijff.prompting import build_messages
+    from cruijff.train.datasets import prompted_dataset
+    from cruijff.train.tokenizer import hf_tokenizer
 
     node, _ = capitalization_run
     log = read_eval_log(scores.latest(node / "logs").path)
@@ -121,6 +127,11 @@ def test_prompts_match_training_prompts(capitalization_run, data_dir):
     expected = build_messages(WORDS[0], template="Capitalize: {input}", system="Answer with one word.")
     assert [{"role": m.role, "content": m.text} for m in sample.input] == expected
     assert sample.target == "Apple"
+    ds = prompted_dataset(hf_tokenizer(str(tiny_model_dir)), path=str(data_dir / "caps.json"), format="instruct_json",
+                          split="test", template="Capitalize: {input}", system="Answer with one word.")
+    trained = {next(i for i, label in enumerate(ds[k]["labels"]) if int(label) != -100) for k in range(len(ds))}
+    fed = {s.output.usage.input_tokens for s in log.samples}
+    assert fed <= trained and max(fed) == max(trained), (fed, trained)
     # greedy and seeded: the generate config the task asked for reached the model
     assert log.plan.config.temperature == 0.0
     assert log.plan.config.seed == 1234

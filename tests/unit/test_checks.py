@@ -20,7 +20,6 @@ def base(**over) -> dict:
         "output_dir": "out",
         "models": {"tiny": {"path": "model", "family": "custom",
                             "builder": {"_component_": "torchtune.models.llama3.lora_llama3"},
-                            "tokenizer": {"_component_": "torchtune.models.qwen2.qwen2_tokenizer", "path": "v.json"},
                             "checkpoint_files": ["model.safetensors"], "model_type": "LLAMA3"}},
         "datasets": {"words": {"path": str(DATA / "words.json"), "format": "instruct_json"}},
         "finetune": {"hyperparameters": {"epochs": 3}, "resources": {"gpus": 0}},
@@ -105,6 +104,14 @@ def test_base_models_must_be_declared(tmp_path):
     m = base(eval={"tasks": [{"name": "t", "file": "t.py", "task": "t"}], "base_models": ["tinny"]})
     (msg,) = errors(tmp_path, m)
     assert "eval.base_models names 'tinny'" in msg and "did you mean 'tiny'" in msg
+
+
+def test_a_custom_tokenizer_only_warns(tmp_path):
+    m = base()
+    m["models"]["tiny"]["tokenizer"] = {"_component_": "torchtune.models.qwen2.qwen2_tokenizer", "path": "v.json"}
+    checked = run_check(tmp_path, m)
+    assert [w.severity for w in checked.warnings] == ["warning"]
+    assert "'tokenizer' is ignored" in checked.warnings[0].message and "parity" in checked.warnings[0].hint
 
 
 def test_unreachable_dataset_only_warns(tmp_path):

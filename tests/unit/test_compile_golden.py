@@ -23,7 +23,7 @@ from cruijff.compile import compile_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
-MANIFESTS = ["tiny", "twins", "capitalization"]
+MANIFESTS = ["tiny", "twins", "capitalization", "smollm2"]
 UPDATE = os.environ.get("CRUIJFF_UPDATE_GOLDEN", "") not in ("", "0")
 
 

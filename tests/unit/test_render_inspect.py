@@ -5,8 +5,10 @@ from cruijff.render.inspect import eval_commands, model_config
 
 def test_hf_reads_the_local_directory_greedily():
     cfg = model_config(model_dir="/m/epoch_1/model", gpus=0, provider="hf")
+    # tokenizer_call_args: the template writes BOS where there is one; a second would differ
+    # from the trained prompt ids (tests/integration/test_parity.py)
     assert cfg == {"model_path": "/m/epoch_1/model", "tokenizer_path": "/m/epoch_1/model", "device": "cpu",
-                   "do_sample": False}
+                   "do_sample": False, "tokenizer_call_args": {"add_special_tokens": False}}
     [argv] = eval_commands(task_file="/t.py", task_name="task", model_dir="/m", provider="hf",
                            seed=1, limit=None, metadata={"run": "r"}, max_tokens=20)
     # cruijff.scores runs inspect (which exits 0 on errored evals), checks the log, says why it failed
@@ -33,7 +35,8 @@ def test_vllm_names_the_directory_in_the_model_and_serves_on_all_gpus():
 def test_hf_spreads_a_multi_gpu_model_over_every_gpu():
     """inspect's hf provider hands `device` to from_pretrained as device_map: 'auto' spreads the layers."""
     assert model_config(model_dir="/m", gpus=4, provider="hf") == {
-        "model_path": "/m", "tokenizer_path": "/m", "device": "auto", "do_sample": False}
+        "model_path": "/m", "tokenizer_path": "/m", "device": "auto", "do_sample": False,
+        "tokenizer_call_args": {"add_special_tokens": False}}
     assert model_config(model_dir="/m", gpus=2, provider="hf")["device"] == "auto"
     assert model_config(model_dir="/m", gpus=1, provider="hf")["device"] == "cuda:0"
 

@@ -153,7 +153,6 @@ def hostile_manifest(tmp: Path, env_kind: str) -> dict:
         "models": {"tiny": {
             "path": str(tmp / f"model {PATH_NL}"), "family": "custom",
             "builder": {"_component_": "torchtune.models.llama3.lora_llama3", "note": HOSTILE_NL},
-            "tokenizer": {"_component_": "torchtune.models.qwen2.qwen2_tokenizer", "path": f"vocab {HOSTILE}.json"},
             "checkpoint_files": [f"model {HOSTILE}.safetensors"], "model_type": "LLAMA3"}},
         "datasets": {"words": {"path": str(tmp / f"data {PATH_NL}.json"), "format": "instruct_json",
                                "generate": {"kind": "twins", "pairs": 10, "from_csv": HOSTILE_NL}}},
@@ -257,7 +256,7 @@ def test_hostile_values_never_run(tmp_path, env_kind):
     ft = y.load((out / compiled.plan.nodes[1].id / "finetune.yaml").read_text())
     assert ft["dataset"]["system"] == HOSTILE_NL and ft["dataset"]["template"] == HOSTILE_NL + " {input}"
     assert ft["checkpointer"]["checkpoint_dir"] == m["models"]["tiny"]["path"]
-    assert ft["tokenizer"]["path"] == f"{m['models']['tiny']['path']}/vocab {HOSTILE}.json"
+    assert ft["tokenizer"]["path"] == m["models"]["tiny"]["path"]
     task_cfg = y.load((out / evals[0].id / "task_config.yaml").read_text())
     assert task_cfg["hostile"] == HOSTILE_NL and task_cfg["items"] == [HOSTILE, 1]
     assert task_cfg["system"] == HOSTILE_NL

@@ -16,9 +16,7 @@ DATASET = {"path": "/d/w.json", "format": "instruct_json",
            "splits": {"train": "train", "validation": "validation", "test": "test"}}
 LLAMA = {"path": "/models/llama", "family": "Llama-3.2-1B-Instruct"}
 CUSTOM = {"path": "/models/tiny", "family": "custom",
-          "builder": {"_component_": "torchtune.models.llama3.lora_llama3", "vocab_size": 512},
-          "tokenizer": {"_component_": "torchtune.models.qwen2.qwen2_tokenizer", "path": "vocab.json",
-                        "merges_file": "/abs/merges.txt", "max_seq_len": 128},
+          "builder": {"_component_": "torchtune.models.llama3.lora_llama3", "vocab_size": 512, "max_seq_len": 128},
           "checkpoint_files": ["model.safetensors"], "model_type": "LLAMA3"}
 
 
@@ -32,8 +30,9 @@ def test_registry_model():
     c = config(lora_rank=16)
     assert c["model"]["_component_"] == "torchtune.models.llama3_2.lora_llama3_2_1b"
     assert c["model"]["lora_rank"] == 16 and c["model"]["lora_alpha"] == 32
-    assert c["tokenizer"]["path"] == "/models/llama/original/tokenizer.model"
-    assert c["tokenizer"]["max_seq_len"] == 2048
+    # every family trains with its own HF tokenizer and chat template, as inspect evaluates it
+    assert c["tokenizer"] == {"_component_": "cruijff.train.tokenizer.hf_tokenizer", "path": "/models/llama",
+                              "max_seq_len": 2048}
     assert c["checkpointer"]["checkpoint_dir"] == "/models/llama"
     assert c["checkpointer"]["output_dir"] == "/out/finetune/r/checkpoints"
     assert c["device"] == "cuda" and c["dtype"] == "bf16" and c["optimizer"]["fused"] is True
@@ -45,11 +44,20 @@ def test_registry_model():
 def test_custom_model_on_cpu():
     c = config(model=CUSTOM, gpus=0, lora_alpha=8, max_seq_len=64, dtype="bf16")
     assert c["model"]["vocab_size"] == 512 and c["model"]["lora_alpha"] == 8
-    assert c["tokenizer"]["path"] == "/models/tiny/vocab.json"
-    assert c["tokenizer"]["merges_file"] == "/abs/merges.txt"  # absolute stays
-    assert c["tokenizer"]["max_seq_len"] == 64
+    assert c["tokenizer"] == {"_component_": "cruijff.train.tokenizer.hf_tokenizer", "path": "/models/tiny",
+                              "max_seq_len": 64}
+    assert config(model=CUSTOM, gpus=0)["tokenizer"]["max_seq_len"] == 128  # the builder's
     assert c["checkpointer"]["model_type"] == "LLAMA3"
     assert c["device"] == "cpu" and c["dtype"] == "bf16" and c["optimizer"]["fused"] is False
+
+
+def test_smollm2_family_builds_from_generic_llama3_2():
+    c = config(model={"path": "/m/smol", "family": "SmolLM2-135M-Instruct"}, gpus=0)
+    assert c["model"]["_component_"] == "torchtune.models.llama3_2._component_builders.lora_llama3_2"
+    assert (c["model"]["embed_dim"], c["model"]["num_layers"], c["model"]["vocab_size"]) == (576, 30, 49152)
+    assert c["model"]["scale_factor"] == 1 and c["model"]["tie_word_embeddings"] is True
+    assert c["checkpointer"]["model_type"] == "LLAMA3_2"
+    assert c["tokenizer"]["path"] == "/m/smol"
 
 
 def test_dataset_and_validation_split():

@@ -1,4 +1,4 @@
-"""prompted_dataset, per format, with the tiny tokenizer read by torchtune's Qwen2 tokenizer."""
+"""prompted_dataset, per format, with the tiny model's own HF tokenizer (the training tokenizer)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def tok(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("tok")
     build_tokenizer(d)
+    # instantiated as torchtune's recipes do, from the component the tiny model's configs carry
     return config.instantiate(OmegaConf.create(torchtune_tokenizer(d)))
 
 
@@ -63,19 +64,20 @@ def test_instruct_json_prompt_and_loss_mask(tok, instruct_file):
     assert text.startswith("<|im_start|>system\nBe exact.<|im_end|>\n<|im_start|>user\nCapitalize: apple<|im_end|>")
     # loss only on the assistant turn: nothing of the system/user turns is trained
     trained = trained_text(tok, s)
-    # the closing <|im_end|> is trained too, or the model never learns to stop
-    assert trained == "<|im_start|>assistant\nApple<|im_end|>"
+    # the answer and the template's end of turn are trained (the model learns to stop); the
+    # generation prompt `<|im_start|>assistant\n` is the end of the prompt, as at evaluation
+    assert trained == "Apple<|im_end|>\n"
 
 
-def test_a_truncated_answer_does_not_learn_to_stop(tok, instruct_file):
+def test_a_truncated_sample_keeps_max_seq_len(tok, instruct_file):
     ds = build(tok, path=str(instruct_file), format="instruct_json", split="train")
-    full = len(ds[0]["tokens"])
-    tok.max_seq_len, saved = full - 1, tok.max_seq_len
+    full = ds[0]["tokens"]
+    tok.max_seq_len, saved = len(full) - 2, tok.max_seq_len
     try:
         s = build(tok, path=str(instruct_file), format="instruct_json", split="train")[0]
     finally:
         tok.max_seq_len = saved
-    assert len(s["tokens"]) == full - 1 and int(s["labels"][-1]) == IGNORE
+    assert s["tokens"] == full[:-2] and len(s["labels"]) == len(full) - 2
 
 
 def test_instruct_uses_the_shared_prompt_builder(tok, instruct_file):
@@ -110,7 +112,7 @@ def test_chat_json_folder(tok, tmp_path):
     text = whole_text(tok, s)
     assert text.startswith("<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nhello")
     trained = trained_text(tok, s)
-    assert "yes" in trained and "no" in trained and "hello" not in trained and "again" not in trained
+    assert trained == "yes<|im_end|>\nno<|im_end|>\n"  # every answer, no user turn
 
 
 def test_parquet_instruct_and_messages(tok, tmp_path):
@@ -121,7 +123,7 @@ def test_parquet_instruct_and_messages(tok, tmp_path):
     a.mkdir()
     pq.write_table(pa.Table.from_pylist(ROWS["train"]), a / "train.parquet")
     ds = build(tok, path=str(a), format="parquet", split="train", template="Capitalize: {input}")
-    assert len(ds) == 2 and trained_text(tok, ds[1]).startswith("<|im_start|>assistant\nDog")
+    assert len(ds) == 2 and trained_text(tok, ds[1]).startswith("Dog")
 
     b = tmp_path / "b"
     b.mkdir()
@@ -177,3 +179,39 @@ def test_errors_are_clear(tok, tmp_path, instruct_file):
         build(tok, path=str(tmp_path), format="chat_json", split="train", template="Q: {input}")
     with pytest.raises(CruijffError, match="no 'test' split in dataset folder"):
         build(tok, path=str(tmp_path), format="chat_json", split="test")
+
+
+def test_prompt_ids_are_the_eval_prompt(tok, instruct_file):
+    """The masked prefix is apply_chat_template(prompt, add_generation_prompt=True) tokenized
+    with the eval call (no added special tokens) - the ids inspect's hf provider feeds."""
+    from cruijff.prompting import EVAL_TOKENIZER_CALL_ARGS, build_messages
+
+    s = build(tok, path=str(instruct_file), format="instruct_json", split="train",
+              template="Capitalize: {input}", system="Be exact.")[0]
+    prompt = tok.hf.apply_chat_template(build_messages("apple", template="Capitalize: {input}", system="Be exact."),
+                                        add_generation_prompt=True, tokenize=False)
+    ids = tok.hf(prompt, **EVAL_TOKENIZER_CALL_ARGS)["input_ids"]
+    n = len(ids)
+    assert s["tokens"][:n] == ids and all(int(x) == IGNORE for x in s["labels"][:n])
+    assert int(s["labels"][n]) != IGNORE
+
+
+def test_a_template_that_rewrites_the_prompt_is_refused(tok, instruct_file):
+    """A template whose generation prompt is not the start of the answer turn cannot give parity."""
+    from cruijff.errors import CruijffError
+
+    saved = tok.hf.chat_template
+    tok.hf.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                            "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+    try:
+        with pytest.raises(CruijffError, match="prefix of the whole chat"):
+            build(tok, path=str(instruct_file), format="instruct_json", split="train")[0]
+    finally:
+        tok.hf.chat_template = saved
+
+
+def test_a_torchtune_tokenizer_is_refused(instruct_file):
+    from cruijff.errors import CruijffError
+
+    with pytest.raises(CruijffError, match="hf_tokenizer"):
+        build(object(), path=str(instruct_file), format="instruct_json", split="train")
