@@ -40,7 +40,10 @@ def no_sacct_runner(argv, env=None):
 
 
 def scheduler_jobs(experiment: str) -> dict[str, str]:
-    """job id -> job name of this experiment's jobs, straight from squeue and sacct."""
+    """job id -> job name of this experiment's jobs, straight from squeue and sacct (a pending
+    array that sacct lists as `12_[0-1]` counts as its tasks, as squeue -r lists them)."""
+    from tests.helpers_faults import _expand
+
     out: dict[str, str] = {}
     q = subprocess.run(["squeue", "-h", "-r", "--states=all", "-o", "%i|%j"], capture_output=True, text=True, check=True)
     a = subprocess.run(["sacct", "-X", "-n", "-P", "--starttime=now-2hours", "-o", "JobID,JobName%300"],
@@ -48,7 +51,7 @@ def scheduler_jobs(experiment: str) -> dict[str, str]:
     for line in q.stdout.splitlines() + a.stdout.splitlines():
         job_id, _, name = line.strip().partition("|")
         if name.startswith(f"{experiment}:"):
-            out[job_id] = name
+            out.update(dict.fromkeys(_expand(job_id), name))
     return out
 
 

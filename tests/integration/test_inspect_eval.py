@@ -265,7 +265,7 @@ def run_eval_job(node: Path, task_file: Path, task_name: str, model_dir: Path, t
     _yaml(node / "model_config.yaml", model_config(model_dir=str(model_dir), gpus=0, provider="hf"))
     _yaml(node / "task_config.yaml", task_args)
     commands = eval_commands(task_file=str(task_file), task_name=task_name, model_dir=str(model_dir),
-                             provider="hf", seed=1, limit=None, metadata={})
+                             provider="hf", seed=1, limit=None, metadata={}, max_tokens=20)
     script = node / "job.sbatch"
     script.write_text(job_script(title="eval", job_name="it:eval", node_dir=str(node), resources=Resources(),
                                  cluster={}, commands=commands))
