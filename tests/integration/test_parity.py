@@ -196,10 +196,14 @@ def test_training_without_eval_call_args_would_differ(llama3_dir, shipped_datase
 
 
 def text_completion(datasets) -> list[tuple[str, dict, dict]]:
-    """The shipped instruct datasets as base-model experiments: prompt.style text_completion, the
-    system prompt folded into nothing (text_completion refuses one), the template kept."""
-    return [(name, dataset, {**prompt, "system": None, "style": "text_completion"})
-            for name, dataset, prompt in datasets if dataset["format"] != "chat_json"]
+    """The first instruct dataset of each shipped experiment (each experiment's template) as a
+    base-model experiment: prompt.style text_completion, the system prompt removed (text_completion
+    refuses one), the template kept."""
+    firsts: dict[str, tuple[str, dict, dict]] = {}
+    for name, dataset, prompt in datasets:
+        if dataset["format"] != "chat_json":
+            firsts.setdefault(name.split(":")[0], (name, dataset, {**prompt, "system": None, "style": "text_completion"}))
+    return list(firsts.values())
 
 
 def plain_texts(datasets) -> list[str]:
