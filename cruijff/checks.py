@@ -86,10 +86,36 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                 problems.append(Problem(f"datasets.{name}.generate: {message}",
                                         source.locate(["datasets", name, "generate"]),
                                         f"see `cruijff data generate {ds['generate']['kind']} --help`"))
+    problems += _check_text_completion(source, m)
     env = m["cluster"].get("env", {})
     if "conda" in env and "venv" in env:
         problems.append(Problem("cluster.env gives both conda and venv", source.locate(["cluster", "env", "venv"], key=True),
                                 "keep one of them"))
+    return problems
+
+
+def _check_text_completion(source: Source, m: dict[str, Any]) -> list[Problem]:
+    """prompt.style text_completion: a plain-text prompt from instruct rows, evaluated by hf.
+
+    A system prompt is refused rather than folded into the text: there is no one right way to
+    fold it for a base model, and the template can say it explicitly.
+    """
+    if m["prompt"].get("style") != "text_completion":
+        return []
+    problems = []
+    if m["prompt"].get("system"):
+        problems.append(Problem("prompt.system is set, but a text_completion prompt has no system turn",
+                                source.locate(["prompt", "system"]),
+                                "write the instruction into prompt.template (before {input}) and remove prompt.system"))
+    for name, ds in m["datasets"].items():
+        if ds["format"] == "chat_json":
+            problems.append(Problem(f"dataset '{name}' is chat_json, but prompt.style text_completion builds the "
+                                    "prompt from instruct rows (input/output)", source.locate(["datasets", name, "format"]),
+                                    "use instruct_json or parquet data with input/output, or prompt.style: chat"))
+    if m["eval"]["provider"] != "hf":
+        problems.append(Problem(f"prompt.style text_completion is evaluated with the hf provider only, not "
+                                f"{m['eval']['provider']}", source.locate(["eval", "provider"]),
+                                "set eval.provider: hf (its prompts are token-identical with training; docs/parity.md)"))
     return problems
 
 

@@ -213,7 +213,8 @@ class _Renderer:
         return {
             "task_config.yaml": dump_yaml(render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"], task=task)),
             "model_config.yaml": dump_yaml(render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
-                                                                       provider=ev["provider"])),
+                                                                       provider=ev["provider"],
+                                                                       style=self.m["prompt"]["style"])),
             "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", commands),
         }
 

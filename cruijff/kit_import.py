@@ -197,9 +197,8 @@ class _Translator:
                 prompt["template"] = value
             elif key == "dataset_type":
                 if value == "text_completion":
-                    self.note("controls.dataset_type", value,
-                              "text completion (base models, no chat template) is not imported: this manifest trains "
-                              "and evaluates with the chat template")
+                    prompt["style"] = "text_completion"  # base models: the plain text, no chat template
+                    self.out.remarks[("prompt", "style")] = "controls.dataset_type text_completion"
                 elif value != "chat_completion":
                     self.note("controls.dataset_type", value, "unknown dataset type; chat is used")
                 else:
@@ -215,8 +214,13 @@ class _Translator:
                 hp[HYPERPARAMETERS[key]] = _hp_value(HYPERPARAMETERS[key], value)
             else:
                 self.note(f"controls.{key}", value, "no cruijff hyperparameter of that name")
+        if prompt.get("style") == "text_completion" and prompt.get("system"):
+            self.note("controls.system_prompt", prompt.pop("system"),
+                      "a text_completion prompt has no system turn: write the instruction into the prompt template")
         if prompt:
             m["prompt"] = {"system": prompt.get("system"), "template": prompt.get("template")}
+            if "style" in prompt:
+                m["prompt"]["style"] = prompt["style"]
         return hp
 
     def runs(self, m: dict[str, Any], models: dict[str, str], label: str, controls_hp: dict[str, Any]) -> None:

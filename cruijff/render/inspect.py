@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cruijff.prompting import EVAL_TOKENIZER_CALL_ARGS
+from cruijff.prompting import CHAT, TEXT_COMPLETION, TEXT_COMPLETION_CHAT_TEMPLATE, tokenizer_call_args
 
 
 def task_config(*, dataset: dict[str, Any], prompt: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def task_config(*, dataset: dict[str, Any], prompt: dict[str, Any], task: dict[s
     }
 
 
-def model_config(*, model_dir: str, gpus: int, provider: str) -> dict[str, Any]:
+def model_config(*, model_dir: str, gpus: int, provider: str, style: str = CHAT) -> dict[str, Any]:
     """Model arguments (inspect's --model-config).
 
     hf: the local directory goes in model_path; do_sample false, or transformers rejects
@@ -27,13 +27,17 @@ def model_config(*, model_dir: str, gpus: int, provider: str) -> dict[str, Any]:
     with more than one GPU it is "auto" (accelerate spreads the layers over every GPU, as
     cruijff_kit does) - "cuda:0" would load a 70B model onto one GPU. tokenizer_call_args as in
     training, so the ids fed are the trained prompt ids (no second BOS where the chat template
-    writes one; docs/parity.md). vllm: the directory is the model name and these keys become
-    `vllm serve` flags.
+    writes one; docs/parity.md). Style text_completion: `chat_template` replaces the model's own
+    with one that writes the prompt text alone, tokenized with the tokenizer's own BOS, exactly as
+    training does. vllm: the directory is the model name and these keys become `vllm serve` flags.
     """
     if provider == "vllm":
         return {"tensor_parallel_size": max(1, gpus), "timeout": 1800}
-    return {"model_path": model_dir, "tokenizer_path": model_dir, "device": device_map(gpus), "do_sample": False,
-            "tokenizer_call_args": dict(EVAL_TOKENIZER_CALL_ARGS)}
+    config = {"model_path": model_dir, "tokenizer_path": model_dir, "device": device_map(gpus), "do_sample": False,
+              "tokenizer_call_args": tokenizer_call_args(style)}
+    if style == TEXT_COMPLETION:
+        config["chat_template"] = TEXT_COMPLETION_CHAT_TEMPLATE
+    return config
 
 
 def device_map(gpus: int) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from cruijff.registry import CUSTOM, DEFAULT_MAX_SEQ_LEN, FAMILIES
 from cruijff.model import Resources
+from cruijff.prompting import CHAT
 
 SINGLE_DEVICE_RECIPE = "lora_finetune_single_device.py"
 DISTRIBUTED_RECIPE = "lora_finetune_distributed.py"
@@ -69,7 +70,7 @@ def checkpointer_component(model: dict[str, Any], run_dir: str) -> dict[str, Any
 def dataset_component(dataset: dict[str, Any], split: str, prompt: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]:
     # Chat rows carry their own turns (the template does not apply); text rows have no prompt at all.
     fmt = dataset["format"]
-    return {
+    component = {
         "_component_": "cruijff.train.datasets.prompted_dataset",
         "path": dataset["path"],
         "format": fmt,
@@ -79,6 +80,9 @@ def dataset_component(dataset: dict[str, Any], split: str, prompt: dict[str, Any
         "train_on_input": hp["train_on_input"],
         "packed": hp["packed"],
     }
+    if prompt.get("style", CHAT) != CHAT:  # written only when set, so chat configs are unchanged
+        component["style"] = prompt["style"]
+    return component
 
 
 def metric_logger(wandb: dict[str, Any] | None, run_dir: str, run_name: str, experiment: str) -> dict[str, Any]:

@@ -4,6 +4,9 @@ Instruct rows become chat messages through `cruijff.prompting.build_messages`, t
 evaluation uses too, and every chat is tokenized by `cruijff.train.tokenizer.chat_sample` with the
 model's own Hugging Face tokenizer and chat template, the way inspect-ai's hf provider tokenizes
 the evaluation prompt: the prompt ids trained on are the ids evaluated on (docs/parity.md).
+With `style: text_completion` (base models) an instruct row's prompt is the plain templated text
+(`cruijff.prompting.completion_prompt`), tokenized by `completion_sample` as inspect tokenizes it
+under cruijff's text-completion chat template: no chat template on either side.
 Samples are tokenized lazily, like torchtune's own SFTDataset, and carry `tokens` and `labels`
 (the loss ignores masked positions), so any torchtune recipe and collator accept them.
 """
@@ -14,9 +17,9 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
-from cruijff.prompting import build_messages
+from cruijff.prompting import CHAT, STYLES, TEXT_COMPLETION, build_messages, completion_prompt
 from cruijff.train.rows import DatasetError, load_rows
-from cruijff.train.tokenizer import HFTokenizer, chat_sample
+from cruijff.train.tokenizer import HFTokenizer, chat_sample, completion_sample
 
 FORMATS = ("instruct_json", "chat_json", "parquet", "text")
 ROLES = ("system", "user", "assistant")
@@ -33,10 +36,13 @@ def prompted_dataset(
     train_on_input: bool = False,
     packed: bool = False,
     max_seq_len: int | None = None,
+    style: str = CHAT,
 ):
     """Build the dataset of one split; `packed` packs samples to `max_seq_len` (or the tokenizer's)."""
     if format not in FORMATS:
         raise DatasetError(f"unknown dataset format '{format}'", hint=f"use one of {', '.join(FORMATS)}")
+    if style not in STYLES:
+        raise DatasetError(f"unknown prompt style '{style}'", hint=f"use one of {', '.join(STYLES)}")
     if not isinstance(tokenizer, HFTokenizer):
         raise DatasetError(f"prompted_dataset needs cruijff.train.tokenizer.hf_tokenizer, got {type(tokenizer).__name__}",
                            hint="re-run `cruijff plan`: configs now train with the model's own tokenizer")
@@ -51,6 +57,16 @@ def prompted_dataset(
                                hint="remove the prompt from this dataset, or use instruct rows")
         _check_rows(rows, ("text",), where)
         ds = _TokenizedRows(rows, _TextTransform(tokenizer, max_seq_len), max_seq_len=None)
+    elif style == TEXT_COMPLETION:
+        if kind != "instruct":
+            raise DatasetError(f"{where}: text_completion prompts are built from instruct rows (input/output), "
+                               "not from chat rows", hint="use prompt.style: chat for chat data")
+        if system:
+            raise DatasetError(f"{where}: a system prompt has no place in a text_completion prompt",
+                               hint="put the instruction into prompt.template instead")
+        _check_rows(rows, ("input", "output"), where)
+        ds = _TokenizedRows(rows, _CompletionTransform(tokenizer, template, train_on_input),
+                            max_seq_len=max_seq_len)
     else:
         to_messages = _messages_maker(kind, template, system, where)
         _check_rows(rows, ("messages",) if kind == "chat" else ("input", "output"), where)
@@ -133,6 +149,17 @@ class _ChatTransform:
     def __call__(self, row: dict) -> dict:
         return chat_sample(self._tok, self._to_messages(row), train_on_input=self._train_on_input,
                            where=self._where)
+
+
+class _CompletionTransform:
+    """One instruct row → plain prompt text + answer → tokens and labels (`completion_sample`)."""
+
+    def __init__(self, tokenizer: HFTokenizer, template: str | None, train_on_input: bool):
+        self._tok, self._template, self._train_on_input = tokenizer, template, train_on_input
+
+    def __call__(self, row: dict) -> dict:
+        return completion_sample(self._tok, completion_prompt(row["input"], template=self._template),
+                                 str(row["output"]), train_on_input=self._train_on_input)
 
 
 class _TextTransform:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cruijff.prompting import EVAL_TOKENIZER_CALL_ARGS
+from cruijff.prompting import EVAL_TOKENIZER_CALL_ARGS, TEXT_COMPLETION, tokenizer_call_args
 from cruijff.train.rows import DatasetError
 
 CROSS_ENTROPY_IGNORE_IDX = -100  # torchtune.data.CROSS_ENTROPY_IGNORE_IDX
@@ -96,6 +96,22 @@ def chat_sample(tok: HFTokenizer, messages: list[dict[str, str]], *, train_on_in
         if spans:
             _unmask(tok, prompt_text, prompt, labels, spans)
     tokens, labels = prompt + answer, labels + list(answer)
+    if tok.max_seq_len is not None and len(tokens) > tok.max_seq_len:
+        tokens, labels = tokens[: tok.max_seq_len], labels[: tok.max_seq_len]
+    return {"tokens": tokens, "labels": labels}
+
+
+def completion_sample(tok: HFTokenizer, prompt_text: str, answer: str, *,
+                      train_on_input: bool = False) -> dict[str, list[int]]:
+    """tokens + labels for a text_completion row: the prompt text tokenized with the call inspect
+    makes at evaluation (`tokenizer_call_args("text_completion")`: the tokenizer's own BOS), then
+    the answer (no special tokens) and EOS, trained so the model learns to stop."""
+    prompt = list(tok.hf(prompt_text, **tokenizer_call_args(TEXT_COMPLETION))["input_ids"])
+    rest = list(tok.hf(answer, add_special_tokens=False)["input_ids"])
+    if tok.eos_id is not None:
+        rest.append(tok.eos_id)
+    labels = list(prompt) if train_on_input else [CROSS_ENTROPY_IGNORE_IDX] * len(prompt)
+    tokens, labels = prompt + rest, labels + rest
     if tok.max_seq_len is not None and len(tokens) > tok.max_seq_len:
         tokens, labels = tokens[: tok.max_seq_len], labels[: tok.max_seq_len]
     return {"tokens": tokens, "labels": labels}

@@ -101,6 +101,34 @@ def test_tiny_experiment_end_to_end_local(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.slurm
+def test_tiny_text_completion_end_to_end_local(tmp_path, tiny_model_dir):
+    """prompt.style text_completion (base models) through real plan + apply: the fine-tune trains
+    the plain-text samples and every evaluation ran under cruijff's plain-text template with the
+    tokenizer's own BOS (inspect's log records the model args it was given); token parity itself is
+    tests/integration/test_parity.py::test_parity_text_completion."""
+    from inspect_ai.log import list_eval_logs, read_eval_log
+
+    from cruijff.prompting import TEXT_COMPLETION_CHAT_TEMPLATE
+
+    manifest = small_manifest(tmp_path, tiny_model_dir, "local")
+    yaml = YAML()
+    m = yaml.load(manifest.read_text())
+    m["prompt"] = {"style": "text_completion", "template": "Word: {input}\nCapitalized: "}
+    with manifest.open("w") as f:
+        yaml.dump(m, f)
+    cli("apply", str(manifest))
+    out = tmp_path / "out"
+    check_outcome(out, wait_until_settled(out))
+    ft = YAML(typ="safe").load((out / "finetune" / "tiny_words_r4" / "finetune.yaml").read_text())
+    assert ft["dataset"]["style"] == "text_completion" and ft["dataset"]["system"] is None
+    evals = [p.parent for p in out.glob("*eval/**/model_config.yaml")]
+    assert len(evals) == 2
+    for node in evals:
+        log = read_eval_log(list_eval_logs(str(node / "logs"))[0], header_only=True)
+        assert log.eval.model_args["chat_template"] == TEXT_COMPLETION_CHAT_TEMPLATE
+        assert log.eval.model_args["tokenizer_call_args"] == {"add_special_tokens": True}
+
+
 def test_tiny_experiment_end_to_end_slurm(tmp_path, tiny_model_dir, slurm_cluster):
     manifest = small_manifest(tmp_path, tiny_model_dir, "slurm")
     started = time.time()

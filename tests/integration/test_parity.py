@@ -8,6 +8,8 @@ model_config.yaml, fed the real task's samples (cruijff.tasks), with the model's
 intercepted to capture the input_ids it receives. Tokenizers: SmolLM2 (ChatML, default system
 turn), the tiny model (ChatML), a Llama-3-style one (BOS in the template and in the tokenizer's
 post-processor, a dated system preamble) and one without a chat template (inspect's fallback).
+The same datasets in `prompt.style: text_completion` (base models) are compared the same way, and
+their evaluated prompts must be the plain templated text: the model's chat template never applied.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def shipped_datasets(tmp_path_factory) -> list[tuple[str, dict, dict]]:
     from ruamel.yaml import YAML
 
     from cruijff.cli import cli
-    from cruijff.data.generate import cli_args
+    from cruijff.data.generate import cli_args, path_options
 
     out, found = tmp_path_factory.mktemp("data"), []
     for manifest in EXPERIMENTS:
@@ -42,6 +44,9 @@ def shipped_datasets(tmp_path_factory) -> list[tuple[str, dict, dict]]:
         for name, ds in m["datasets"].items():
             gen = dict(ds["generate"])
             kind = gen.pop("kind")
+            for key in path_options(kind, reads=True):  # relative to the manifest, as cruijff reads them
+                if gen.get(key):
+                    gen[key] = str(manifest.parent / gen[key])
             path = out / manifest.stem / Path(ds["path"]).name
             cli.main(args=["data", "generate", *cli_args(kind, path, gen)], standalone_mode=False)
             splits = {"train": "train", "validation": "validation", "test": "test", **ds.get("splits", {})}
@@ -84,7 +89,8 @@ def trained_prompts(model_dir: Path, dataset: dict, prompt: dict, split: str) ->
     return prompts
 
 
-def evaluated_prompts(model_dir: Path, jobs: list[tuple[dict, dict, str]]) -> list[list[tuple[int, ...]]]:
+def evaluated_prompts(model_dir: Path, jobs: list[tuple[dict, dict, str]],
+                      style: str = "chat") -> list[list[tuple[int, ...]]]:
     """Per (dataset, prompt, split): the input_ids inspect's hf provider passes to model.generate."""
     import torch
     from inspect_ai.model import GenerateConfig, get_model
@@ -94,7 +100,7 @@ def evaluated_prompts(model_dir: Path, jobs: list[tuple[dict, dict, str]]) -> li
 
     # max_connections only sizes inspect's batches (its batcher polls once a second per batch).
     model = get_model("hf/local", config=GenerateConfig(max_connections=4096), memoize=False,
-                      **model_config(model_dir=str(model_dir), gpus=0, provider="hf"))
+                      **model_config(model_dir=str(model_dir), gpus=0, provider="hf", style=style))
     eos = model.api.tokenizer.eos_token_id
     seen: list[tuple[int, ...]] = []
 
@@ -123,11 +129,12 @@ def evaluated_prompts(model_dir: Path, jobs: list[tuple[dict, dict, str]]) -> li
     return results
 
 
-def assert_parity(model_dir: Path, datasets) -> None:
+def assert_parity(model_dir: Path, datasets, style: str = "chat") -> list[tuple[int, ...]]:
+    """Every trained prompt is an evaluated prompt; returns the evaluated prompts."""
     jobs = [(dataset, prompt, split) for _, dataset, prompt in datasets for split in SPLITS]
     names = [f"{name} [{split}]" for name, _, _ in datasets for split in SPLITS]
-    checked = 0
-    for where, (dataset, prompt, split), evald in zip(names, jobs, evaluated_prompts(model_dir, jobs)):
+    checked, everything = 0, []
+    for where, (dataset, prompt, split), evald in zip(names, jobs, evaluated_prompts(model_dir, jobs, style)):
         train = trained_prompts(model_dir, dataset, prompt, split)
         missing = Counter(train) - Counter(evald)
         if missing:
@@ -140,7 +147,9 @@ def assert_parity(model_dir: Path, datasets) -> None:
                         f"what inspect feeds the model.\ntrained:   {tok.convert_ids_to_tokens(list(first))}\n"
                         f"evaluated: {tok.convert_ids_to_tokens(list(near))}")
         checked += len(train)
+        everything += evald
     assert checked > 1000
+    return everything
 
 
 def test_parity_smollm2_chatml(smollm2_model_dir, shipped_datasets):
@@ -184,3 +193,60 @@ def test_training_without_eval_call_args_would_differ(llama3_dir, shipped_datase
             assert_parity(llama3_dir, [(name, dataset, prompt)])
     finally:
         render_inspect.model_config = original
+
+
+def text_completion(datasets) -> list[tuple[str, dict, dict]]:
+    """The first instruct dataset of each shipped experiment (each experiment's template) as a
+    base-model experiment: prompt.style text_completion, the system prompt removed (text_completion
+    refuses one), the template kept."""
+    firsts: dict[str, tuple[str, dict, dict]] = {}
+    for name, dataset, prompt in datasets:
+        if dataset["format"] != "chat_json":
+            firsts.setdefault(name.split(":")[0], (name, dataset, {**prompt, "system": None, "style": "text_completion"}))
+    return list(firsts.values())
+
+
+def plain_texts(datasets) -> list[str]:
+    """The prompt text of every row, from the one place that decides it."""
+    from cruijff.prompting import completion_prompt
+    from cruijff.tasks._dataset import read_split
+
+    return [completion_prompt(r["input"], template=prompt["template"])
+            for _, dataset, prompt in datasets for split in SPLITS
+            for r in read_split(dataset["path"], dataset["format"], dataset["splits"][split])]
+
+
+def assert_plain_text(model_dir: Path, datasets, evaluated) -> None:
+    """Evaluated prompts are the tokenizer's own encoding of the plain text (its BOS, where it adds
+    one, and nothing of a chat template)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    expected = Counter(tuple(tok(text)["input_ids"]) for text in plain_texts(datasets))
+    assert Counter(evaluated) == expected
+
+
+@pytest.mark.parametrize("which", ["tiny", "llama3", "plain"])
+def test_parity_text_completion(which, tiny_model_dir, llama3_dir, plain_dir, shipped_datasets):
+    """A tokenizer with a chat template (tiny: ChatML; llama3: BOS in template and post-processor)
+    and one without: training and evaluation both see the plain text, token for token."""
+    from transformers import AutoTokenizer
+
+    model_dir = {"tiny": tiny_model_dir, "llama3": llama3_dir, "plain": plain_dir}[which]
+    datasets = text_completion(shipped_datasets)
+    evaluated = assert_parity(model_dir, datasets, style="text_completion")
+    assert_plain_text(model_dir, datasets, evaluated)
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    marks = {tok.convert_tokens_to_ids(t) for t in ("<|im_start|>", "<|start_header_id|>", "<|eot_id|>")}
+    marks.discard(tok.unk_token_id)
+    marks.discard(None)
+    assert not any(marks & set(ids) for ids in evaluated)  # no chat template was applied
+    if which == "llama3":
+        assert all(ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id for ids in evaluated)
+
+
+def test_text_completion_with_the_chat_call_would_differ(llama3_dir, shipped_datasets):
+    """The test can fail: evaluating text_completion data with the model's chat template breaks parity."""
+    datasets = text_completion([d for d in shipped_datasets if d[0].startswith("tiny:")])
+    with pytest.raises(pytest.fail.Exception, match="not what inspect feeds"):
+        assert_parity(llama3_dir, datasets, style="chat")

@@ -159,3 +159,33 @@ def test_a_translation_that_does_not_validate_prints_nothing(tmp_path):
     assert "imported manifest:" in proc.stderr and "epochs" in proc.stderr and "--no-check" in proc.stderr
     proc = cli("import", "--no-check", str(summary))
     assert proc.returncode == 0 and "epochs: 0" in proc.stdout
+
+
+def test_text_completion_dataset_type_becomes_prompt_style(tmp_path):
+    """cruijff_kit's `dataset_type: text_completion` (base models) is cruijff's prompt.style: the
+    rendered fine-tune and evaluation configs use the plain text, no chat template; its system
+    prompt, which a text_completion prompt cannot hold, becomes a comment."""
+    summary = tmp_path / "experiment_summary.yaml"
+    (tmp_path / "cap.py").write_text("from inspect_ai import task\n\n\n@task\ndef cap(**kwargs):\n    ...\n")
+    summary.write_text("""\
+experiment: {name: base, question: base model?, dir: out}
+controls: {system_prompt: "Be brief.", prompt: "Word: {input}\\nCapitalized:", dataset_type: text_completion}
+models: {base: [{name: Llama-3.2-1B, path: /models/Llama-3.2-1B, size_gb: 2.5}]}
+data: {training: {path: words.json, dataset_label: words, format: json}}
+runs:
+  - {name: only, type: fine-tuned, model: Llama-3.2-1B, parameters: {}}
+evaluation:
+  tasks: [{name: cap, script: cap.py, dataset: same}]
+  matrix: [{run: only, tasks: [cap], epochs: [0]}]
+""")
+    text = render(translate(load(summary)), summary.name)
+    assert "style: text_completion  # controls.dataset_type text_completion" in text
+    assert "#   controls.system_prompt: Be brief." in text
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(text)
+    compiled = compile_manifest(manifest)
+    [ft_file] = [k for k in compiled.files if k.endswith("finetune.yaml")]
+    ds = yaml.safe_load(compiled.files[ft_file])["dataset"]
+    assert ds["style"] == "text_completion" and ds["system"] is None
+    [mc] = [yaml.safe_load(v) for k, v in compiled.files.items() if k.startswith("eval/") and k.endswith("model_config.yaml")]
+    assert mc["tokenizer_call_args"] == {"add_special_tokens": True} and "chat_template" in mc

@@ -79,3 +79,29 @@ def test_a_70b_evaluation_plan_renders_device_map_auto(tmp_path):
         assert cfg["device"] == "auto"
     script = files["base_eval/llama-70b/words/cap/job.sbatch"]
     assert "#SBATCH --gres=gpu:4" in script
+
+
+def test_hf_text_completion_renders_the_plain_text_template():
+    """text_completion: inspect renders cruijff's one-turn template (the prompt text, nothing of the
+    model's chat template) and tokenizes it with the tokenizer's own BOS, as training does."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from cruijff.prompting import TEXT_COMPLETION_CHAT_TEMPLATE
+
+    cfg = model_config(model_dir="/m", gpus=0, provider="hf", style="text_completion")
+    assert cfg["tokenizer_call_args"] == {"add_special_tokens": True}
+    assert cfg["chat_template"] == TEXT_COMPLETION_CHAT_TEMPLATE
+    assert "chat_template" not in model_config(model_dir="/m", gpus=0, provider="hf")
+
+    def raise_exception(message):
+        raise ValueError(message)
+
+    env = ImmutableSandboxedEnvironment()
+    env.globals["raise_exception"] = raise_exception
+    template = env.from_string(TEXT_COMPLETION_CHAT_TEMPLATE)
+    text = "Word: apple\nCapitalized: "
+    assert template.render(messages=[{"role": "user", "content": text}], add_generation_prompt=True) == text
+    import pytest
+
+    with pytest.raises(ValueError, match="one user turn"):
+        template.render(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": text}])

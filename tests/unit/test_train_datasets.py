@@ -215,3 +215,42 @@ def test_a_torchtune_tokenizer_is_refused(instruct_file):
 
     with pytest.raises(CruijffError, match="hf_tokenizer"):
         build(object(), path=str(instruct_file), format="instruct_json", split="train")
+
+
+def test_text_completion_trains_the_plain_prompt_text(tok, instruct_file):
+    """style text_completion: the masked prefix is the templated text tokenized with the tokenizer's
+    own special tokens (no chat template); the answer and EOS are trained."""
+    s = build(tok, path=str(instruct_file), format="instruct_json", split="train",
+              template="Word: {input}\nCapitalized: ", style="text_completion")[0]
+    prompt = tok.hf("Word: apple\nCapitalized: ")["input_ids"]
+    n = len(prompt)
+    assert s["tokens"][:n] == prompt and all(int(x) == IGNORE for x in s["labels"][:n])
+    assert s["tokens"][n:] == s["labels"][n:] == tok.hf("Apple", add_special_tokens=False)["input_ids"] + [tok.eos_id]
+    assert "<|im_start|>" not in whole_text(tok, s)
+
+
+def test_text_completion_train_on_input_trains_everything(tok, instruct_file):
+    s = build(tok, path=str(instruct_file), format="instruct_json", split="train", template="{input} ",
+              style="text_completion", train_on_input=True)[0]
+    assert s["labels"] == s["tokens"]
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"system": "Be exact."}, "system prompt has no place"),
+    ({"style": "plain"}, "unknown prompt style"),
+])
+def test_text_completion_refusals(tok, instruct_file, kw, match):
+    from cruijff.train.rows import DatasetError
+
+    with pytest.raises(DatasetError, match=match):
+        build(tok, path=str(instruct_file), format="instruct_json", split="train",
+              **{"style": "text_completion", **kw})
+
+
+def test_text_completion_refuses_chat_rows(tok, tmp_path):
+    from cruijff.train.rows import DatasetError
+
+    (tmp_path / "train.json").write_text(json.dumps([{"messages": [{"role": "user", "content": "a"},
+                                                                   {"role": "assistant", "content": "A"}]}]))
+    with pytest.raises(DatasetError, match="text_completion prompts are built from instruct rows"):
+        build(tok, path=str(tmp_path), format="chat_json", split="train", style="text_completion")
