@@ -15,8 +15,8 @@ import shlex
 import time
 from pathlib import Path
 
-from cruijff.artifact import dumps
-from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
+from cruijff.plan import dumps
+from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
 
 MODEL = "tiny"
 
@@ -135,7 +135,7 @@ def trace(plan: Plan) -> list[tuple[str, str, float]]:
 
 def starts(plan: Plan) -> dict[str, int]:
     """How many times each node's script started (from record.jsonl)."""
-    from cruijff.records import read_attempts
+    from cruijff.run.records import read_attempts
 
     return {n.id: sum(1 for a in read_attempts(Path(plan.output_dir) / n.record) if a.start is not None)
             for n in plan.nodes}
@@ -203,7 +203,7 @@ class FakeScheduler:
     def submit_array(self, plan, array):
         """Tasks become jobs `<id>_<t>`, named like SLURM names them (the array's name)."""
         from cruijff.errors import SchedulerError
-        from cruijff.render.array import array_members
+        from cruijff.run.arrays import array_members
 
         self.sbatch_calls += 1
         nodes = {t: node_dir for t, (node_dir, _) in array_members(Path(array.script).read_text()).items()}
@@ -232,7 +232,7 @@ class FakeScheduler:
         return tasks if job_id not in self._jobs and tasks else [job_id]
 
     def jobs(self, plan):
-        from cruijff.executors.base import JobInfo
+        from cruijff.run.executors.base import JobInfo
 
         self.jobs_calls += 1
         return {

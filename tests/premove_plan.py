@@ -41,8 +41,8 @@ def compile_placed():
         from cruijff.compiler.pipeline import compile_manifest
         from cruijff.plan import plan_to_dict
     except ImportError:  # the code before the move
-        from cruijff.artifact import plan_to_dict
-        from cruijff.compile import compile_manifest
+        from cruijff.plan import plan_to_dict
+        from cruijff.compiler.pipeline import compile_manifest
     with placed() as place:
         compiled = compile_manifest(place / "tiny.yaml", recipes=str(place / "recipes"), check_paths=False)
         return plan_to_dict(compiled.plan), dict(compiled.files)

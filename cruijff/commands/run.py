@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import click
 
 from cruijff.errors import CruijffError, ExitCode, UsageError
-from cruijff.executors.select import EXECUTOR_CHOICES
-from cruijff.selectors import SELECTOR_HELP
+from cruijff.run.executors.select import EXECUTOR_CHOICES
+from cruijff.run.selectors import SELECTOR_HELP
 
 _only = click.option("--only", "only", metavar="SELECTOR", help=SELECTOR_HELP)
 _json = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
@@ -78,17 +78,17 @@ class RichProgress:
 
 
 def _plan_for(target: str):
-    from cruijff.artifact import load_plan
+    from cruijff.plan import load_plan
 
     return load_plan(target)
 
 
 def _executor(name: str | None, plan, *, for_state: bool = False):
     """The executor to use; status and cancel follow what state.db says was used."""
-    from cruijff.executors.select import make_executor, resolve_name
+    from cruijff.run.executors.select import make_executor, resolve_name
 
     if name is None and for_state:
-        from cruijff.state import State
+        from cruijff.run.state import State
 
         with State(plan.output_dir, create=False) as state:
             used = state.executors()
@@ -115,8 +115,8 @@ def apply(target: str, executor: str | None, only: str | None, retry_failed: boo
     done are kept, a changed node is resubmitted, and with --only the selected nodes bring the
     unsatisfied ancestors they need along.
     """
-    from cruijff.apply import apply as run_apply
-    from cruijff.apply import load_or_compile
+    from cruijff.run.apply import apply as run_apply
+    from cruijff.run.apply import load_or_compile
 
     with _json_errors("apply", as_json):
         plan_dir = load_or_compile(target)
@@ -134,7 +134,7 @@ def apply(target: str, executor: str | None, only: str | None, retry_failed: boo
 
 
 def _print_apply(result) -> None:
-    from cruijff.apply import BLOCKED, HELD, KEEP, SUBMIT
+    from cruijff.run.apply import BLOCKED, HELD, KEEP, SUBMIT
 
     say = click.echo
     if result.dry_run:
@@ -196,7 +196,7 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
 
     A grid of many rows is summarised by stage; --all or --only draws every node. Exits 1 when
     the scheduler cannot be read (nothing is guessed)."""
-    from cruijff.status import collect, render_text, summarised
+    from cruijff.run.status import collect, render_text, summarised
 
     with _json_errors("status", as_json):
         plan = _plan_for(plan_dir)
@@ -222,7 +222,7 @@ def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool 
     from rich.console import Console
     from rich.live import Live
 
-    from cruijff.status import collect, render_text
+    from cruijff.run.status import collect, render_text
 
     delay, last = interval, None
     console = Console()
@@ -265,7 +265,7 @@ def cancel(plan_dir: str, only: str | None, as_json: bool, executor: str | None)
 
     While a local `apply` runs the plan, that apply is asked to stop the selected jobs and
     record them cancelled; cancel returns once it has."""
-    from cruijff.cancel import cancel as run_cancel
+    from cruijff.run.cancel import cancel as run_cancel
 
     with _json_errors("cancel", as_json):
         plan = _plan_for(plan_dir)

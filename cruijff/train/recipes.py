@@ -35,7 +35,7 @@ from torchtune.datasets import PackedDataset
 from tqdm import tqdm
 
 from cruijff.errors import CruijffError
-from cruijff.records import record_error
+from cruijff.run.records import record_error
 from cruijff.train.export import export_dir, export_merged
 from cruijff.train.metrics import EpochRecord, MetricsLog, peak_memory, reset_peak_memory
 from cruijff.train.stock import stock_recipe

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cruijff.apply import HELD, SUBMIT, apply, cancel
+from cruijff.run.apply import HELD, SUBMIT, apply, cancel
 from cruijff.errors import SchedulerError, StateError
-from cruijff.state import State, apply_lock
-from cruijff.status import collect
+from cruijff.run.state import State, apply_lock
+from cruijff.run.status import collect
 from tests.helpers_plans import Crash, FakeScheduler, make_plan
 
 N = 3 * (1 + 2) + 1  # 3 runs × (finetune + 2 evals) + 1 base eval

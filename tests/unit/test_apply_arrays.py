@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.apply import HELD, apply, cancel
+from cruijff.run.apply import HELD, apply, cancel
 from cruijff.errors import SchedulerError
-from cruijff.state import SCHEMA_VERSION, State
-from cruijff.status import collect
+from cruijff.run.state import SCHEMA_VERSION, State
+from cruijff.run.status import collect
 from tests.helpers_plans import Crash, FakeScheduler, make_plan
 
 RUNS = 5

@@ -15,7 +15,7 @@ def run_cli(*args, env=None, cwd=REPO):
 
 def test_help_does_not_import_heavy_libraries():
     code = ("import sys; from cruijff.cli import cli; "
-            "import cruijff.commands.compile, cruijff.compile, cruijff.write; "
+            "import cruijff.commands.compile, cruijff.compiler.pipeline, cruijff.compiler.write; "
             "print([m for m in ('torch','torchtune','transformers','inspect_ai') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

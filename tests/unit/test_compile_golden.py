@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.artifact import plan_to_dict
-from cruijff.compile import compile_manifest
+from cruijff.plan import plan_to_dict
+from cruijff.compiler.pipeline import compile_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
@@ -93,7 +93,7 @@ def test_hashes_are_deterministic(name, machine):
 
 def test_fast_yaml_matches_ruamel_on_every_rendered_file(machine):
     """The compiler's own YAML writer must spell every config exactly as ruamel would."""
-    from cruijff.render.yaml import _ruamel
+    from cruijff.compiler.render.yaml import _ruamel
     from ruamel.yaml import YAML
 
     for name in MANIFESTS:

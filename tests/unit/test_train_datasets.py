@@ -19,7 +19,7 @@ def tok(tmp_path_factory):
         from torchtune import config
     except ImportError:  # pragma: no cover - depends on the environment
         require(False, "torchtune is not installed")
-    from cruijff.tiny import build_tokenizer, torchtune_tokenizer
+    from cruijff.llm.tiny import build_tokenizer, torchtune_tokenizer
 
     d = tmp_path_factory.mktemp("tok")
     build_tokenizer(d)
