@@ -196,7 +196,8 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
 
     A grid of many rows is summarised by stage; --all or --only draws every node. Exits 1 when
     the scheduler cannot be read (nothing is guessed)."""
-    from cruijff.run.status import collect, render_text, summarised
+    from cruijff.commands.draw import render_text
+    from cruijff.run.status import collect, summarised
 
     with _json_errors("status", as_json):
         plan = _plan_for(plan_dir)
@@ -222,7 +223,8 @@ def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool 
     from rich.console import Console
     from rich.live import Live
 
-    from cruijff.run.status import collect, render_text
+    from cruijff.commands.draw import render_text
+    from cruijff.run.status import collect
 
     delay, last = interval, None
     console = Console()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cruijff.run.apply import apply, cancel
-from cruijff.run.status import collect, render_plain
+from cruijff.commands.draw import render_plain
+from cruijff.run.status import collect
 from tests.helpers_plans import FakeScheduler, make_plan, write_score
 
 GOLDEN = Path(__file__).parent / "golden"
