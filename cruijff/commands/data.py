@@ -10,6 +10,7 @@ import json
 
 import click
 
+from cruijff.data.convert import SOURCES, TARGETS
 from cruijff.data.formats import FORMATS, DatasetInfo
 from cruijff.data.generate import GENERATORS, Option
 
@@ -38,10 +39,10 @@ def inspect_cmd(path: str, format_: str | None, as_json: bool) -> None:
 @data.command("convert")
 @click.argument("src", type=click.Path(exists=True))
 @click.argument("dst", type=click.Path())
-@click.option("--to", "to", required=True, type=click.Choice(["instruct_json", "chat_json", "parquet"]),
+@click.option("--to", "to", required=True, type=click.Choice(TARGETS),
               help="Target format.")
 @click.option("--from", "src_format", default=None,
-              type=click.Choice(["instruct_json", "chat_json", "parquet", "arrow", "text", "csv"]),
+              type=click.Choice(SOURCES),
               help="Source format (detected when left out; a .csv file is csv).")
 @click.option("--template", default=None, help="instruct -> chat: user turn template with {input}.")
 @click.option("--system", default=None, help="instruct -> chat: system message (a row's own 'system' wins).")

@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import click
 
+from cruijff.data.formats import FORMATS as _FORMATS
 from cruijff.errors import CruijffError, UsageError
 
-_FORMATS = ("instruct_json", "chat_json", "parquet", "arrow", "text")
 _POOLING = ("mean", "median", "max", "first", "last", "last_non_padding")  # = cruijff.llm.POOLING_MODES
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cruijff.compiler.families import CUSTOM, DEFAULT_MAX_SEQ_LEN, FAMILIES
+from cruijff.data.formats import REGISTRY
 from cruijff.plan import Resources
 
 SINGLE_DEVICE_RECIPE = "lora_finetune_single_device.py"
@@ -74,7 +75,7 @@ def dataset_component(dataset: dict[str, Any], split: str, prompt: dict[str, Any
         "path": dataset["path"],
         "format": fmt,
         "split": split,
-        "template": prompt["template"] if fmt in ("instruct_json", "parquet") else None,
+        "template": prompt["template"] if REGISTRY[fmt].takes_template else None,
         "system": prompt["system"] if fmt != "text" else None,
         "train_on_input": hp["train_on_input"],
         "packed": hp["packed"],
