@@ -18,10 +18,12 @@ def _print_problems(problems: list[Problem], *, as_json: bool = False) -> None:
         click.echo(str(p), err=True)
 
 
-def _fail(e: ManifestError, as_json: bool) -> None:
+def _fail(e: ManifestError, as_json: bool, kind: str = "validate") -> None:
     if as_json:
-        click.echo(json.dumps({"ok": False, "errors": [p.as_dict() for p in e.problems],
-                               "warnings": [p.as_dict() for p in e.warnings]}, indent=2))
+        from cruijff.commands.jsonout import emit
+
+        emit(kind, {"ok": False, "errors": [p.as_dict() for p in e.problems],
+                    "warnings": [p.as_dict() for p in e.warnings]})
     else:
         _print_problems(e.warnings)
         _print_problems(e.problems)
@@ -43,8 +45,10 @@ def validate(manifest: str, as_json: bool) -> None:
         _fail(e, as_json)
         return
     if as_json:
-        click.echo(json.dumps({"ok": True, "runs": len(checked.runs), "errors": [],
-                               "warnings": [p.as_dict() for p in checked.warnings]}, indent=2))
+        from cruijff.commands.jsonout import emit
+
+        emit("validate", {"ok": True, "runs": len(checked.runs), "errors": [],
+                          "warnings": [p.as_dict() for p in checked.warnings]})
         return
     _print_problems(checked.warnings)
     click.echo(f"{manifest}: ok ({len(checked.runs)} fine-tune run{'s' if len(checked.runs) != 1 else ''})")
@@ -65,7 +69,7 @@ def plan(manifest: str, out: str | None, as_json: bool) -> None:
     try:
         compiled = compile_manifest(manifest, out=out)
     except ManifestError as e:
-        _fail(e, as_json)
+        _fail(e, as_json, "plan")
         return
     root = Path(compiled.plan.output_dir)
     old = previous_plan(root)
@@ -83,7 +87,9 @@ def plan(manifest: str, out: str | None, as_json: bool) -> None:
     if as_json:
         summary["warnings"] = [p.as_dict() for p in warnings]
         summary["diff"] = {**diff.as_dict(), "settings": summary.pop("changed_settings")}
-        click.echo(json.dumps(summary, indent=2, default=str))
+        from cruijff.commands.jsonout import emit
+
+        emit("plan", {"ok": True, **summary})
         return
     _print_problems(warnings)
     _render_summary(summary, diff)

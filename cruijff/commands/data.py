@@ -31,7 +31,9 @@ def inspect_cmd(path: str, format_: str | None, as_json: bool) -> None:
 
     info = inspect_dataset(path, format_)
     if as_json:
-        click.echo(json.dumps(info.as_dict(), indent=2))
+        from cruijff.commands.jsonout import emit
+
+        emit("data.inspect", {"dataset": info.as_dict()})
     else:
         _show(info)
 
@@ -89,8 +91,10 @@ def stats_cmd(path: str, model_dir: str, max_seq_len: int | None, format_: str |
     stats, method = token_stats(path, model_dir, format=format_, template=template, system=system,
                                 max_seq_len=max_seq_len)
     if as_json:
-        click.echo(json.dumps({"path": path, "model": model_dir, "method": method, "max_seq_len": max_seq_len,
-                               "splits": [asdict(s) for s in stats]}, indent=2))
+        from cruijff.commands.jsonout import emit
+
+        emit("data.stats", {"path": path, "model": model_dir, "method": method, "max_seq_len": max_seq_len,
+                            "splits": [asdict(s) for s in stats]})
         return
     from rich.console import Console
     from rich.table import Table

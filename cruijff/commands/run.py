@@ -25,8 +25,9 @@ _executor_option = click.option("--executor", type=click.Choice(EXECUTOR_CHOICES
 
 
 def _echo_json(data: dict, compact: bool = False) -> None:
-    """indent=None lets json use its C encoder: 5,000 nodes of status in 0.06 s instead of 0.2 s."""
-    click.echo(json.dumps(data, indent=None if compact else 2, sort_keys=False))
+    from cruijff.commands.jsonout import emit
+
+    emit(str(data.get("kind", "cruijff.run")).removeprefix("cruijff."), data, compact=compact)
 
 
 @contextmanager
