@@ -3,7 +3,7 @@ should not be there (duplicates of one node, jobs of nodes that left the plan).
 
 Why: exactly once must hold even when apply dies while an sbatch is still running (a busy
 controller takes seconds) or when sbatch timed out but slurmctld queues the job later. An intent
-row without a job id is settled from the sbatch journal (executors/slurm.py: journal_runner) and
+row without a job id is settled from the sbatch journal (executors/slurm/cli.py: journal_runner) and
 the queue, waiting while that sbatch may still create its job; only then is anything submitted.
 """
 
