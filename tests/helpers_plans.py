@@ -140,6 +140,7 @@ class FakeScheduler:
     """
 
     name = "slurm"
+    runs_jobs = False  # a scheduler: jobs run when run_all() plays the queue, not inside apply
 
     def __init__(self, fail=(), reject=(), crash_after: int | None = None, clock: float | None = None,
                  max_array_size: int = 0, room: int | None = None):

@@ -317,9 +317,8 @@ def apply(
             executor.check_room(len(to_submit) - superseded)  # before anything is cancelled or submitted
         _retire(plan, state, obs, to_submit, executor, result)
         rows = _submit_all(plan, state, obs, to_submit, executor, progress, result)
-        wait = getattr(executor, "wait", None)
-        if wait is not None and rows:
-            _run_local(state, rows, wait, progress, result)
+        if executor.runs_jobs and rows:
+            _run_local(state, rows, executor.wait, progress, result)
     return result
 
 

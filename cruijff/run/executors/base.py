@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cruijff.errors import SchedulerError
@@ -73,6 +74,7 @@ class Executor(ABC):
     """A scheduler. Executors without job arrays keep array_limit() 0 and get one node per submit."""
 
     name: str
+    runs_jobs = False  # True: apply itself runs the jobs (local) and waits for them through wait()
 
     @abstractmethod
     def submit(self, plan: Plan, node: Node, parent_job_ids: list[str]) -> str:
@@ -106,3 +108,8 @@ class Executor(ABC):
     def batch_script(self, job_id: str) -> str | None:
         """The batch script the scheduler holds for a live job, where it keeps one."""
         return None
+
+    def wait(self, on_event: Callable[[JobInfo, int | None], None] | None = None) -> dict[str, JobInfo]:
+        """Run the submitted jobs to their end, calling on_event(info, pid) at each start and end
+        (executors with runs_jobs). A scheduler runs its jobs on its own: apply does not wait."""
+        raise NotImplementedError(f"the {self.name} executor's jobs run on their own")

@@ -115,6 +115,7 @@ def read_requests(path: Path) -> set[str]:
 
 class LocalExecutor(Executor):
     name = "local"
+    runs_jobs = True
 
     def __init__(self, max_parallel: int = 1, poll: float = 0.05):
         self.max_parallel = max(1, int(max_parallel))
