@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cruijff.apply import apply, cancel  # noqa: E402
-from cruijff.executors.slurm import SlurmExecutor, default_runner  # noqa: E402
-from cruijff.status import collect  # noqa: E402
+from cruijff.run.apply import apply, cancel  # noqa: E402
+from cruijff.run.executors.slurm import SlurmExecutor, default_runner  # noqa: E402
+from cruijff.run.status import collect  # noqa: E402
 from tests.helpers_plans import make_plan  # noqa: E402
 
 

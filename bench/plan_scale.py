@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cruijff.render.yaml import dump_yaml
+from cruijff.compiler.render.yaml import dump_yaml
 
 TARGET_S = 2.0  # for 5,000+ jobs
 
@@ -54,8 +54,8 @@ def manifest(runs: int, out: Path) -> dict:
 
 
 def plan_once(runs: int, root: Path, profile: bool = False) -> dict[str, float]:
-    from cruijff.compile import compile_manifest
-    from cruijff.write import write_plan
+    from cruijff.compiler.pipeline import compile_manifest
+    from cruijff.compiler.write import write_plan
 
     work = root / f"runs-{runs}"
     work.mkdir()
@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="print a cProfile of each size")
     ap.add_argument("--dir", help="scratch folder (default: a temp folder)")
     args = ap.parse_args(argv)
-    import cruijff.compile  # noqa: F401  (imports are not what we measure)
-    import cruijff.write  # noqa: F401
+    import cruijff.compiler.pipeline  # noqa: F401  (imports are not what we measure)
+    import cruijff.compiler.write  # noqa: F401
 
     root = Path(tempfile.mkdtemp(prefix="cruijff-bench-", dir=args.dir))
     ok = True

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cruijff.apply import apply  # noqa: E402
-from cruijff.executors.slurm import SlurmExecutor  # noqa: E402
+from cruijff.run.apply import apply  # noqa: E402
+from cruijff.run.executors.slurm import SlurmExecutor  # noqa: E402
 from tests.helpers_plans import make_plan  # noqa: E402
 
 

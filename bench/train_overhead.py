@@ -70,7 +70,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     logging.disable(logging.INFO)
-    from cruijff.tiny import build_tiny_llama
+    from cruijff.llm.tiny import build_tiny_llama
     from cruijff.train import recipes as cj
     from cruijff.train.export import export_merged
     from cruijff.train.stock import stock_recipe

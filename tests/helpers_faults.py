@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cruijff.model import Plan
-from cruijff.render.array import array_members, array_script_path
+from cruijff.plan import Plan
+from cruijff.run.arrays import array_members, array_script_path
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_SBATCH = shutil.which("sbatch") or "/usr/bin/sbatch"
@@ -81,7 +81,7 @@ def cruijff(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
 
 def _expand(job_id: str) -> list[str]:
     """sacct's `12_[0-3]` (a pending array) -> 12_0 ... 12_3."""
-    from cruijff.batching import parse_task_ranges
+    from cruijff.compiler.batching import parse_task_ranges
 
     base, sep, tasks = job_id.partition("_")
     if sep and tasks.startswith("["):

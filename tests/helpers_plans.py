@@ -1,8 +1,9 @@
 """Build a small Plan and its plan directory with trivial job scripts that follow the contract.
 
-Each job.sbatch is bash with #SBATCH comments; it appends start/end events to record.jsonl
-(docs/dev/architecture.md), appends "<node id> start|end <time>" to <out>/trace.log (to check
-order), sleeps, writes an inspect-style JSON log for evals, and exits 0 or 1.
+Each job.sbatch is rendered by cruijff's own job_script (the #SBATCH lines, the record.jsonl
+start/end prelude of docs/dev/architecture.md); its command appends "<node id> start|end <time>"
+to <out>/trace.log (to check order), sleeps, writes an inspect-style JSON log for evals, and
+exits 0 or 1.
 
     plan = make_plan(tmp_path, runs=3, evals_per_run=2, base_evals=1, fail={"finetune/r1"}, sleep=0.2)
 """
@@ -15,8 +16,9 @@ import shlex
 import time
 from pathlib import Path
 
-from cruijff.artifact import dumps
-from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
+from cruijff.compiler.render.sbatch import job_script
+from cruijff.plan import dumps
+from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
 
 MODEL = "tiny"
 
@@ -25,41 +27,24 @@ def _hash(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def script(out: Path, node: Node, *, sleep: float, exit_code: int, score: float | None, epochs: int = 1) -> str:
-    """A job script following the contract (string-built: it is a test fixture, not a renderer)."""
-    node_dir = out / node.id
-    record = shlex.quote(str(node_dir / "record.jsonl"))
+def script(out: Path, node: Node, *, sleep: float, exit_code: int, score: float | None, epochs: int = 1,
+           cluster: dict | None = None) -> str:
+    """The node's job script as cruijff renders one (cruijff.compiler.render.sbatch.job_script: the
+    same #SBATCH lines, record.jsonl prelude and EXIT trap), running a stand-in job: it appends
+    "<node id> start|end <time>" to <out>/trace.log, sleeps, makes the fine-tune's epoch folders
+    or writes an inspect-style log for evals, and exits with exit_code."""
     trace = shlex.quote(str(out / "trace.log"))
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name={shlex.quote(node.id)}",
-        f"#SBATCH --output={shlex.quote(str(node_dir / 'job.out'))}",
-        f"#SBATCH --chdir={shlex.quote(str(node_dir))}",
-        "#SBATCH --cpus-per-task=1",
-        "#SBATCH --time=00:05:00",
-        "set -euo pipefail",
-        f"cd {shlex.quote(str(node_dir))}",
-        'JOB_ID="${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}"',
-        'JOB_ID="${JOB_ID:-${SLURM_JOB_ID:-${CRUIJFF_JOB_ID:-unknown}}}"',
-        "now() { date +%s.%N; }",
-        f"record() {{ printf '%s\\n' \"$1\" >> {record}; }}",
-        "on_exit() { rc=$?; record \"{\\\"event\\\": \\\"end\\\", \\\"time\\\": $(now), \\\"job_id\\\": \\\"$JOB_ID\\\", "
-        "\\\"exit_code\\\": $rc}\"; "
-        f"echo \"{node.id} end $(now)\" >> {trace}; }}",
-        "trap on_exit EXIT",
-        "record \"{\\\"event\\\": \\\"start\\\", \\\"time\\\": $(now), \\\"job_id\\\": \\\"$JOB_ID\\\", "
-        "\\\"host\\\": \\\"$(hostname)\\\"}\"",
-        f"echo \"{node.id} start $(now)\" >> {trace}",
-        f"sleep {sleep}",
-    ]
+    steps = [f'echo "{node.id} start $(date +%s.%N)" >> {trace}', f"sleep {sleep}"]
     if node.kind == FINETUNE:
-        lines += [f"mkdir -p epoch_{e}/model" for e in range(epochs)]
+        steps += [f"mkdir -p epoch_{e}/model" for e in range(epochs)]
     if score is not None and exit_code == 0:
         log = {"status": "success", "eval": {"task": node.attrs.get("task")},
                "results": {"scores": [{"name": "match", "metrics": {"accuracy": {"value": score}}}]}}
-        lines += ["mkdir -p logs", f"printf '%s' {shlex.quote(json.dumps(log))} > logs/2025-01-01T00-00-00_x.json"]
-    lines.append(f"exit {exit_code}")
-    return "\n".join(lines) + "\n"
+        steps += ["mkdir -p logs", f"printf '%s' {shlex.quote(json.dumps(log))} > logs/2025-01-01T00-00-00_x.json"]
+    steps += [f'echo "{node.id} end $(date +%s.%N)" >> {trace}', f"exit {exit_code}"]
+    return job_script(title=f"test job {node.id}", job_name=node.id, node_dir=str(out / node.id),
+                      resources=node.resources, cluster=dict(cluster or {}),
+                      commands=[["bash", "-c", "\n".join(steps)]])
 
 
 def make_plan(
@@ -113,7 +98,7 @@ def make_plan(
         (out / node_id).mkdir(parents=True, exist_ok=True)
         default_score = 0.5 + 0.01 * len(nodes) if kind != FINETUNE else None
         text = script(out, node, sleep=(sleeps or {}).get(node_id, sleep), exit_code=1 if node_id in fail else 0,
-                      score=scores.get(node_id, default_score), epochs=epochs)
+                      score=scores.get(node_id, default_score), epochs=epochs, cluster=cluster)
         (out / node.script).write_text(text)
     plan = Plan(experiment=experiment, output_dir=str(out), manifest=str(out / "manifest.yaml"),
                 executor=executor, max_parallel=max_parallel, cluster=dict(cluster or {}), nodes=tuple(nodes))
@@ -135,7 +120,7 @@ def trace(plan: Plan) -> list[tuple[str, str, float]]:
 
 def starts(plan: Plan) -> dict[str, int]:
     """How many times each node's script started (from record.jsonl)."""
-    from cruijff.records import read_attempts
+    from cruijff.run.records import read_attempts
 
     return {n.id: sum(1 for a in read_attempts(Path(plan.output_dir) / n.record) if a.start is not None)
             for n in plan.nodes}
@@ -155,6 +140,7 @@ class FakeScheduler:
     """
 
     name = "slurm"
+    runs_jobs = False  # a scheduler: jobs run when run_all() plays the queue, not inside apply
 
     def __init__(self, fail=(), reject=(), crash_after: int | None = None, clock: float | None = None,
                  max_array_size: int = 0, room: int | None = None):
@@ -203,7 +189,7 @@ class FakeScheduler:
     def submit_array(self, plan, array):
         """Tasks become jobs `<id>_<t>`, named like SLURM names them (the array's name)."""
         from cruijff.errors import SchedulerError
-        from cruijff.render.array import array_members
+        from cruijff.run.arrays import array_members
 
         self.sbatch_calls += 1
         nodes = {t: node_dir for t, (node_dir, _) in array_members(Path(array.script).read_text()).items()}
@@ -232,7 +218,7 @@ class FakeScheduler:
         return tasks if job_id not in self._jobs and tasks else [job_id]
 
     def jobs(self, plan):
-        from cruijff.executors.base import JobInfo
+        from cruijff.run.executors.base import JobInfo
 
         self.jobs_calls += 1
         return {

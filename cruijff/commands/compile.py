@@ -18,10 +18,12 @@ def _print_problems(problems: list[Problem], *, as_json: bool = False) -> None:
         click.echo(str(p), err=True)
 
 
-def _fail(e: ManifestError, as_json: bool) -> None:
+def _fail(e: ManifestError, as_json: bool, kind: str = "validate") -> None:
     if as_json:
-        click.echo(json.dumps({"ok": False, "errors": [p.as_dict() for p in e.problems],
-                               "warnings": [p.as_dict() for p in e.warnings]}, indent=2))
+        from cruijff.commands.jsonout import emit
+
+        emit(kind, {"ok": False, "errors": [p.as_dict() for p in e.problems],
+                    "warnings": [p.as_dict() for p in e.warnings]})
     else:
         _print_problems(e.warnings)
         _print_problems(e.problems)
@@ -35,7 +37,7 @@ def _fail(e: ManifestError, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def validate(manifest: str, as_json: bool) -> None:
     """Check MANIFEST against the schema and the semantic rules; print every problem at once."""
-    from cruijff.compile import check
+    from cruijff.compiler.pipeline import check
 
     try:
         checked = check(manifest)
@@ -43,8 +45,10 @@ def validate(manifest: str, as_json: bool) -> None:
         _fail(e, as_json)
         return
     if as_json:
-        click.echo(json.dumps({"ok": True, "runs": len(checked.runs), "errors": [],
-                               "warnings": [p.as_dict() for p in checked.warnings]}, indent=2))
+        from cruijff.commands.jsonout import emit
+
+        emit("validate", {"ok": True, "runs": len(checked.runs), "errors": [],
+                          "warnings": [p.as_dict() for p in checked.warnings]})
         return
     _print_problems(checked.warnings)
     click.echo(f"{manifest}: ok ({len(checked.runs)} fine-tune run{'s' if len(checked.runs) != 1 else ''})")
@@ -58,14 +62,14 @@ def plan(manifest: str, out: str | None, as_json: bool) -> None:
     """Compile MANIFEST into a plan directory: configs, job scripts and plan.json."""
     from pathlib import Path
 
-    from cruijff.compile import compile_manifest
-    from cruijff.summary import plan_summary, setting_changes
-    from cruijff.write import previous_plan, write_plan
+    from cruijff.compiler.pipeline import compile_manifest
+    from cruijff.compiler.summary import plan_summary, setting_changes
+    from cruijff.compiler.write import previous_plan, write_plan
 
     try:
         compiled = compile_manifest(manifest, out=out)
     except ManifestError as e:
-        _fail(e, as_json)
+        _fail(e, as_json, "plan")
         return
     root = Path(compiled.plan.output_dir)
     old = previous_plan(root)
@@ -76,14 +80,16 @@ def plan(manifest: str, out: str | None, as_json: bool) -> None:
     summary["changed_settings"] = details
     warnings = list(compiled.checked.warnings)
     summary["slurm"], fit = _slurm_fit(compiled.plan, compiled.files)
-    from cruijff.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
+    from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
 
     summary["estimate"] = estimate_plan(compiled.checked.manifest, compiled.plan)
     warnings += fit
     if as_json:
         summary["warnings"] = [p.as_dict() for p in warnings]
         summary["diff"] = {**diff.as_dict(), "settings": summary.pop("changed_settings")}
-        click.echo(json.dumps(summary, indent=2, default=str))
+        from cruijff.commands.jsonout import emit
+
+        emit("plan", {"ok": True, **summary})
         return
     _print_problems(warnings)
     _render_summary(summary, diff)
@@ -99,9 +105,9 @@ def _read(path) -> str | None:
 def _slurm_fit(plan, files: dict[str, str]):
     """Where the plan will go to SLURM: how it is submitted and whether it fits the user's limits."""
     from cruijff.errors import CruijffError
-    from cruijff.executors.select import make_executor, resolve_name
-    from cruijff.executors.slurm import sinfo_nodes
-    from cruijff.fit import SINFO_NODE_FORMAT, fit_problems, parse_sinfo_nodes, resource_problems, submission_layout
+    from cruijff.run.executors.select import make_executor, resolve_name
+    from cruijff.run.executors.slurm import sinfo_nodes
+    from cruijff.compiler.capacity import SINFO_NODE_FORMAT, fit_problems, parse_sinfo_nodes, resource_problems, submission_layout
 
     if resolve_name(None, plan) != "slurm":
         return None, []
@@ -154,7 +160,7 @@ def _render_changes(console, diff, details: dict, groups_shown: int = 12) -> Non
     """terraform-style lines: `~ node (+N more): setting: old → new`; every node with --json."""
     from rich.markup import escape
 
-    from cruijff.summary import change_groups
+    from cruijff.compiler.summary import change_groups
 
     if diff is not None and not (diff.changed or diff.removed or diff.unchanged):
         return  # a first plan: everything is new, the counts say it
@@ -174,8 +180,8 @@ def _render_changes(console, diff, details: dict, groups_shown: int = 12) -> Non
 
 
 def _render_estimate(console, est: dict | None) -> None:
-    """One line of totals, then the basis of every number (see cruijff/estimate.py)."""
-    from cruijff.estimate import human_bytes
+    """One line of totals, then the basis of every number (see cruijff/compiler/estimate.py)."""
+    from cruijff.compiler.estimate import human_bytes
 
     if not est or (not est["runs"] and not est["not_estimated"]):
         return
@@ -194,6 +200,6 @@ def _render_estimate(console, est: dict | None) -> None:
 @click.command()
 def schema() -> None:
     """Print the manifest JSON Schema (for editors: yaml-language-server $schema)."""
-    from cruijff.schema import schema_path
+    from cruijff.compiler.schema import schema_path
 
     click.echo(schema_path().read_text(), nl=False)

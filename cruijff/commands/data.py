@@ -10,6 +10,7 @@ import json
 
 import click
 
+from cruijff.data.convert import SOURCES, TARGETS
 from cruijff.data.formats import FORMATS, DatasetInfo
 from cruijff.data.generate import GENERATORS, Option
 
@@ -30,7 +31,9 @@ def inspect_cmd(path: str, format_: str | None, as_json: bool) -> None:
 
     info = inspect_dataset(path, format_)
     if as_json:
-        click.echo(json.dumps(info.as_dict(), indent=2))
+        from cruijff.commands.jsonout import emit
+
+        emit("data.inspect", {"dataset": info.as_dict()})
     else:
         _show(info)
 
@@ -38,10 +41,10 @@ def inspect_cmd(path: str, format_: str | None, as_json: bool) -> None:
 @data.command("convert")
 @click.argument("src", type=click.Path(exists=True))
 @click.argument("dst", type=click.Path())
-@click.option("--to", "to", required=True, type=click.Choice(["instruct_json", "chat_json", "parquet"]),
+@click.option("--to", "to", required=True, type=click.Choice(TARGETS),
               help="Target format.")
 @click.option("--from", "src_format", default=None,
-              type=click.Choice(["instruct_json", "chat_json", "parquet", "arrow", "text", "csv"]),
+              type=click.Choice(SOURCES),
               help="Source format (detected when left out; a .csv file is csv).")
 @click.option("--template", default=None, help="instruct -> chat: user turn template with {input}.")
 @click.option("--system", default=None, help="instruct -> chat: system message (a row's own 'system' wins).")
@@ -88,8 +91,10 @@ def stats_cmd(path: str, model_dir: str, max_seq_len: int | None, format_: str |
     stats, method = token_stats(path, model_dir, format=format_, template=template, system=system,
                                 max_seq_len=max_seq_len)
     if as_json:
-        click.echo(json.dumps({"path": path, "model": model_dir, "method": method, "max_seq_len": max_seq_len,
-                               "splits": [asdict(s) for s in stats]}, indent=2))
+        from cruijff.commands.jsonout import emit
+
+        emit("data.stats", {"path": path, "model": model_dir, "method": method, "max_seq_len": max_seq_len,
+                            "splits": [asdict(s) for s in stats]})
         return
     from rich.console import Console
     from rich.table import Table

@@ -17,7 +17,7 @@ CHECKED_AS = "imported manifest"
 def _checked(text: str, folder: Path) -> list[Problem]:
     """Validate the manifest text as `cruijff validate` would, as if saved in `folder` (relative paths
     are the design file's); problems point into the printed text."""
-    from cruijff.compile import check
+    from cruijff.compiler.pipeline import check
 
     with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".cruijff-import-", suffix=".yaml",
                                      encoding="utf-8") as f:
@@ -40,8 +40,8 @@ def import_summary(summary: str, no_check: bool) -> None:
     Fields without an equivalent become comments; the manifest is validated before it is printed.
     """
     from cruijff.commands.compile import _fail
-    from cruijff.kit_import import render, translate
-    from cruijff.source import load
+    from cruijff.compiler.kit_import import render, translate
+    from cruijff.compiler.source import load
 
     try:
         if not Path(summary).is_file():

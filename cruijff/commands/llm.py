@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from cruijff.data.formats import FORMATS as _FORMATS
 from cruijff.errors import CruijffError, UsageError
 
-_FORMATS = ("instruct_json", "chat_json", "parquet", "arrow", "text")
 _POOLING = ("mean", "median", "max", "first", "last", "last_non_padding")  # = cruijff.llm.POOLING_MODES
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -224,7 +223,11 @@ def check_finetuned(model_dir, base, prompts, atol, logits_atol, outputs, max_ne
                     outputs=outputs, chat_template=chat_template, max_new_tokens=max_new_tokens,
                     device=device, dtype=dtype)
     if as_json:
-        click.echo(json.dumps(cmp.as_dict(), indent=2))
+        from cruijff.commands.jsonout import emit
+
+        data = cmp.as_dict()
+        data["checkpoint"] = data.pop("kind")  # adapter | full; `kind` names the JSON object
+        emit("check_finetuned", data)
     else:
         _print_comparison(cmp, top)
     if expect is not None and cmp.verdict != expect:

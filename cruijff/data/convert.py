@@ -29,6 +29,7 @@ from typing import Any, Iterable, Sequence
 from cruijff.data.formats import (
     CHAT,
     INSTRUCT,
+    FORMATS,
     SPLITS,
     TEXT,
     DataFormatError,
@@ -39,7 +40,7 @@ from cruijff.data.formats import (
 )
 
 TARGETS = ("instruct_json", "chat_json", "parquet")
-SOURCES = ("instruct_json", "chat_json", "parquet", "arrow", "text", "csv")
+SOURCES = (*FORMATS, "csv")  # csv: a source only (cruijff data convert), not a dataset format
 DEFAULT_SPLIT = (80, 10, 10)
 
 

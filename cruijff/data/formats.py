@@ -1,5 +1,11 @@
 """Dataset formats: detect, inspect and read them, with one clear error per problem.
 
+This is the only dataset reader: the plan-time check, training (cruijff.train.datasets) and
+evaluation (cruijff.tasks) all read through `read_split`, so a dataset that plans also trains and
+evaluates, and reads the same rows in both (issue 15). Each format is one `Format` record in
+REGISTRY (layout, inspector, reader); FORMATS lists them and MANIFEST_FORMATS, the ones a
+manifest may name, equals the schema's enum (tests/unit/test_data_formats.py).
+
 `inspect_dataset` runs at plan time inside the compiler, so this module imports only the stdlib at
 the top; pyarrow is imported inside the parquet/arrow readers, and parquet row counts come from
 file metadata, never from reading the data.
@@ -19,13 +25,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cruijff.errors import CruijffError, ExitCode, Location
 
-FORMATS = ("instruct_json", "chat_json", "parquet", "arrow", "text")
 SPLITS = ("train", "validation", "test")  # the conventional names, in this order
-ROLES = ("system", "user", "assistant", "ipython", "tool")  # torchtune's Message roles
+# The chat roles a row may use: what training's chat template and inspect's chat messages both take.
+ROLES = ("system", "user", "assistant")
 
 # The row shape of a dataset, independent of its file format.
 INSTRUCT, CHAT, TEXT = "instruct", "chat", "text"
@@ -145,7 +151,7 @@ def inspect_dataset(path: str | Path, format: str | None = None, *,
                     require_splits: tuple[str, ...] | list[str] = ()) -> DatasetInfo:
     """Check a dataset and describe it; `require_splits` names splits that must exist."""
     p, fmt = _resolve(path, format)
-    info = _INSPECTORS[fmt](p)
+    info = REGISTRY[fmt].inspect(p)
     missing = [s for s in require_splits if s not in info.splits]
     if missing:
         have = ", ".join(info.splits) or "none"
@@ -200,7 +206,7 @@ def _check_instruct_row(row: Any, p: Path, where: str) -> None:
 
 
 def _inspect_chat_json(p: Path) -> DatasetInfo:
-    files = _split_files(p, "chat_json", (".json",))
+    files = _split_files(p, "chat_json", REGISTRY["chat_json"].split_suffixes)
     splits: dict[str, int] = {}
     fields: dict[str, None] = {"messages": None}
     for split, f in files.items():
@@ -236,7 +242,7 @@ def _inspect_text(p: Path) -> DatasetInfo:
             raise DataFormatError(f"{p}: a text dataset file must end in .txt",
                                   hint="or use a folder of <split>.json / <split>.jsonl")
         return DatasetInfo(str(p), "text", {"train": len(_read_txt(p))}, ("text",), TEXT)
-    files = _split_files(p, "text", (".json", ".jsonl"))
+    files = _split_files(p, "text", REGISTRY["text"].split_suffixes)
     fields: dict[str, None] = {"text": None}
     splits: dict[str, int] = {}
     for split, f in files.items():
@@ -295,57 +301,78 @@ def _inspect_arrow(p: Path) -> DatasetInfo:
     return DatasetInfo(str(p), "arrow", splits, _ordered(columns or (), kind), kind)
 
 
-_INSPECTORS = {
-    "instruct_json": _inspect_instruct_json,
-    "chat_json": _inspect_chat_json,
-    "parquet": _inspect_parquet,
-    "arrow": _inspect_arrow,
-    "text": _inspect_text,
-}
-
-
 # ---------------------------------------------------------------------------------------------
 # reading
 
 
 def read_split(path: str | Path, format: str | None, split: str) -> list[dict]:
-    """The rows of one split as plain dicts (columnar nulls in extra fields are dropped)."""
+    """The rows of one split as plain dicts (columnar nulls in extra fields are dropped), each
+    checked for its row shape: the same rows, or the same error, in plan, training and evaluation."""
     p, fmt = _resolve(path, format)
-    if fmt == "instruct_json":
-        _expect_file(p, "instruct_json", "one .json file")
-        data = _instruct_splits(p)
-        _require_split(p, split, list(data))
-        rows = data[split]
-        for i, row in enumerate(rows):
-            _check_instruct_row(row, p, f"{split}[{i}]")
-        return rows
-    if fmt == "text" and p.is_file():
-        _require_split(p, split, ["train"])
-        return [{"text": line} for line in _read_txt(p)]
-    if fmt == "arrow":
-        dirs = _arrow_split_dirs(p)
-        _require_split(p, split, list(dirs))
-        pa = _pyarrow("arrow")
-        tables = []
-        for f in _arrow_data_files(dirs[split]):
-            with pa.memory_map(str(f)) as source:
-                tables.append(pa.ipc.open_stream(source).read_all())
-        if not tables:
-            return []
-        return _drop_nulls(pa.concat_tables(tables).to_pylist())
-    suffixes = {"chat_json": (".json",), "text": (".json", ".jsonl"), "parquet": (".parquet",)}[fmt]
-    files = _split_files(p, fmt, suffixes)
+    return REGISTRY[fmt].read(p, split)
+
+
+def _read_instruct_json(p: Path, split: str) -> list[dict]:
+    _expect_file(p, "instruct_json", "one .json file")
+    data = _instruct_splits(p)
+    _require_split(p, split, list(data))
+    rows = data[split]
+    for i, row in enumerate(rows):
+        _check_instruct_row(row, p, f"{split}[{i}]")
+    return rows
+
+
+def _read_split_file(p: Path, fmt: str, split: str) -> list[dict]:
+    """chat_json and text folders: the split's .json (or, for text, .jsonl) file, checked row by row."""
+    files = _split_files(p, fmt, REGISTRY[fmt].split_suffixes)
     _require_split(p, split, list(files))
     f = files[split]
-    if fmt == "parquet":
-        pq = _pyarrow("parquet").parquet
-        return _drop_nulls(pq.read_table(f).to_pylist())
     rows = _load_rows(f)
     for i, row in enumerate(rows):
         if fmt == "chat_json":
             _check_chat_row(row, f, f"row {i}")
         elif not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise DataFormatError(f"{f}: row {i} has no string 'text'")
+            raise DataFormatError(f"{f}: row {i} has no string 'text'", hint='rows look like {"text": "..."}')
+    return rows
+
+
+def _read_text(p: Path, split: str) -> list[dict]:
+    if p.is_file():
+        if p.suffix.lower() != ".txt":
+            raise DataFormatError(f"{p}: a text dataset file must end in .txt",
+                                  hint="or use a folder of <split>.json / <split>.jsonl")
+        _require_split(p, split, ["train"])
+        return [{"text": line} for line in _read_txt(p)]
+    return _read_split_file(p, "text", split)
+
+
+def _read_parquet(p: Path, split: str) -> list[dict]:
+    files = _split_files(p, "parquet", (".parquet",))
+    _require_split(p, split, list(files))
+    pq = _pyarrow("parquet").parquet
+    return _checked_columnar(_drop_nulls(pq.read_table(files[split]).to_pylist()), files[split])
+
+
+def _read_arrow(p: Path, split: str) -> list[dict]:
+    dirs = _arrow_split_dirs(p)
+    _require_split(p, split, list(dirs))
+    pa = _pyarrow("arrow")
+    tables = []
+    for f in _arrow_data_files(dirs[split]):
+        with pa.memory_map(str(f)) as source:
+            tables.append(pa.ipc.open_stream(source).read_all())
+    if not tables:
+        return []
+    return _checked_columnar(_drop_nulls(pa.concat_tables(tables).to_pylist()), dirs[split])
+
+
+def _checked_columnar(rows: list[dict], f: Path) -> list[dict]:
+    """Chat rows of a parquet or arrow split meet the chat_json rules (roles, content)."""
+    for i, row in enumerate(rows):
+        if row.get("messages") is not None:
+            row["messages"] = [{k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m
+                               for m in row["messages"]]
+            _check_chat_row(row, f, f"row {i}")
     return rows
 
 
@@ -520,3 +547,35 @@ def _pyarrow(what: str):
         raise DataFormatError(f"reading {what} datasets needs pyarrow, which is not installed",
                               hint="pip install 'cruijff[kit]' (or pyarrow)") from None
     return pyarrow
+
+
+# ---------------------------------------------------------------------------------------------
+# the formats
+
+
+@dataclass(frozen=True)
+class Format:
+    """One dataset format: its layout, how to inspect it at plan time, and how to read a split."""
+
+    name: str
+    layout: str
+    split_suffixes: tuple[str, ...]  # split files in a folder of this format (() for none)
+    in_manifest: bool  # a manifest may name it (datasets.<name>.format); else `cruijff data` only
+    takes_template: bool  # may hold instruct rows, which the manifest's prompt template formats
+    inspect: Callable[[Path], DatasetInfo]
+    read: Callable[[Path, str], list[dict]]
+
+
+REGISTRY: dict[str, Format] = {f.name: f for f in (
+    Format("instruct_json", 'one JSON file {"train": [{"input", "output"}], ...}', (), True, True,
+           _inspect_instruct_json, _read_instruct_json),
+    Format("chat_json", 'a folder of <split>.json lists of {"messages": [{"role", "content"}]}', (".json",), True, False,
+           _inspect_chat_json, lambda p, split: _read_split_file(p, "chat_json", split)),
+    Format("parquet", "a folder of <split>.parquet (input/output, messages or text columns)", (".parquet",), True, True,
+           _inspect_parquet, _read_parquet),
+    Format("arrow", "a datasets save_to_disk folder", (), False, True, _inspect_arrow, _read_arrow),
+    Format("text", 'a folder of <split>.json / .jsonl rows {"text"}, or one .txt file', (".json", ".jsonl"), True, False,
+           _inspect_text, _read_text),
+)}
+FORMATS = tuple(REGISTRY)
+MANIFEST_FORMATS = tuple(name for name, f in REGISTRY.items() if f.in_manifest)

@@ -1,75 +1,27 @@
 """Dataset splits → inspect Samples whose prompt is built exactly as in training.
 
-Formats (the same names the manifest and the training dataset component use):
-- instruct_json: one JSON file {"train": [{"input", "output"}], "validation": [...], "test": [...]}
-- chat_json: a folder of <split>.json files, each a list of {"messages": [{"role", "content"}]}
-- parquet: a folder of <split>.parquet files with columns input/output (or messages)
+Splits are read by the one dataset reader, cruijff.data.formats (formats, layouts, roles), so
+evaluation reads the rows training and the plan-time check read.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from cruijff.errors import CruijffError
+from cruijff.data.formats import MANIFEST_FORMATS as FORMATS  # noqa: F401  (re-exported by cruijff.tasks)
+from cruijff.data.formats import DataFormatError
+from cruijff.data.formats import read_split as _read
 from cruijff.prompting import build_messages
 
-FORMATS = ("instruct_json", "chat_json", "parquet")
 
-
-class TaskDataError(CruijffError):
-    """An evaluation dataset is missing, malformed or lacks the requested split."""
+class TaskDataError(DataFormatError):
+    """An evaluation dataset cannot be used (beyond its format: empty split, no target)."""
 
 
 def read_split(data: str | Path, format: str, split: str) -> list[dict[str, Any]]:
-    """The raw records of one split: dicts with input/output or messages."""
-    path = Path(data)
-    if format == "instruct_json":
-        return _instruct_json(path, split)
-    if format == "chat_json":
-        return _json_list(_split_file(path, split, ".json"))
-    if format == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(_split_file(path, split, ".parquet")).to_pylist()
-    raise TaskDataError(f"unknown dataset format {format!r}", hint=f"use one of: {', '.join(FORMATS)}")
-
-
-def _instruct_json(path: Path, split: str) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TaskDataError(f"{path}: dataset file not found",
-                            hint="pass an absolute path to an instruct_json file") from None
-    except json.JSONDecodeError as e:
-        raise TaskDataError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
-    if not isinstance(data, dict) or split not in data:
-        have = ", ".join(data) if isinstance(data, dict) else type(data).__name__
-        raise TaskDataError(f"{path}: no split {split!r} (has: {have})",
-                            hint='instruct_json is {"train": [...], "validation": [...], "test": [...]}')
-    return _records(data[split], f"{path}[{split}]")
-
-
-def _split_file(folder: Path, split: str, suffix: str) -> Path:
-    file = folder / f"{split}{suffix}"
-    if not file.is_file():
-        raise TaskDataError(f"{file}: split file not found",
-                            hint=f"this format is a folder of <split>{suffix} files")
-    return file
-
-
-def _json_list(path: Path) -> list[dict[str, Any]]:
-    try:
-        return _records(json.loads(path.read_text()), str(path))
-    except json.JSONDecodeError as e:
-        raise TaskDataError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
-
-
-def _records(value: Any, where: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
-        raise TaskDataError(f"{where}: expected a list of objects")
-    return value
+    """The raw records of one split, through the one dataset reader (the rows training reads)."""
+    return _read(data, format, split)
 
 
 def to_chat(record: dict[str, Any], *, template: str | None, system: str | None,

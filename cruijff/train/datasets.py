@@ -17,12 +17,12 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
+from cruijff.data.formats import MANIFEST_FORMATS as FORMATS
+from cruijff.data.formats import ROLES
 from cruijff.prompting import CHAT, STYLES, TEXT_COMPLETION, build_messages, completion_prompt
 from cruijff.train.rows import DatasetError, load_rows
 from cruijff.train.tokenizer import HFTokenizer, chat_sample, completion_sample
 
-FORMATS = ("instruct_json", "chat_json", "parquet", "text")
-ROLES = ("system", "user", "assistant")
 
 
 def prompted_dataset(
@@ -46,7 +46,7 @@ def prompted_dataset(
     if not isinstance(tokenizer, HFTokenizer):
         raise DatasetError(f"prompted_dataset needs cruijff.train.tokenizer.hf_tokenizer, got {type(tokenizer).__name__}",
                            hint="re-run `cruijff plan`: configs now train with the model's own tokenizer")
-    rows = load_rows(path, split)
+    rows = load_rows(path, format, split)
     if not rows:
         raise DatasetError(f"split '{split}' of dataset {path} has no rows")
     kind = _row_kind(format, rows[0], path)

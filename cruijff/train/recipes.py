@@ -35,7 +35,7 @@ from torchtune.datasets import PackedDataset
 from tqdm import tqdm
 
 from cruijff.errors import CruijffError
-from cruijff.records import record_error
+from cruijff.run.records import record_error
 from cruijff.train.export import export_dir, export_merged
 from cruijff.train.metrics import EpochRecord, MetricsLog, peak_memory, reset_peak_memory
 from cruijff.train.stock import stock_recipe
@@ -331,8 +331,9 @@ class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRec
     def train(self) -> None:
         """torchtune 0.6.1's single-device loop, with cruijff's per-step and per-epoch hooks."""
         if self._compile:
-            log.info("NOTE: torch.compile is enabled; expect a slow first iteration.")
-        ignore = self._loss_fn.ignore_index
+            log.info(
+                "NOTE: torch.compile is enabled and model is compiled in first forward. Expect a relatively slow first iteration."
+            )
         t0 = time.perf_counter()
         running_loss = 0
         num_tokens = 0
@@ -342,8 +343,17 @@ class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRec
                 pbar = tqdm(total=self._steps_per_epoch)
                 self._dataloader.sampler.set_epoch(curr_epoch)
                 for idx, batch in enumerate(self._dataloader):
+                    # Start tracking CUDA memory for active steps for just the first epoch
+                    if (
+                        curr_epoch == 0
+                        and self.profiler_profile_memory
+                        and idx == self.profiler_wait_steps + self.profiler_warmup_steps
+                        and self._device.type == "cuda"
+                    ):
+                        torch.cuda.memory._record_memory_history()
+
                     utils.batch_to_device(batch, self._device)
-                    current_num_tokens = (batch["labels"] != ignore).sum()
+                    current_num_tokens = (batch["labels"] != self._loss_fn.ignore_index).sum()
                     num_tokens += current_num_tokens
                     current_loss = self._loss_step(batch) * current_num_tokens
                     running_loss += current_loss
@@ -380,6 +390,18 @@ class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRec
                         num_tokens = 0
                         t0 = time.perf_counter()
 
+                    # Stop tracking CUDA memory now that active steps are complete
+                    if (
+                        curr_epoch == 0
+                        and self.profiler_profile_memory
+                        and idx
+                        == self.profiler_wait_steps
+                        + self.profiler_warmup_steps
+                        + self.profiler_active_steps
+                        and self._device.type == "cuda"
+                    ):
+                        torch.cuda.memory._record_memory_history(enabled=None)
+
                     prof.step()
                     if ((idx + 1) // self._gradient_accumulation_steps) == self.max_steps_per_epoch:
                         break
@@ -413,18 +435,27 @@ class LoRAFinetuneRecipeDistributed(CruijffRecipeMixin, _distributed.LoRAFinetun
         if self._device.type != "cpu":  # it empties the device cache; torch.cpu has none
             training.cleanup_before_training()
         self._optimizer.zero_grad()
-        ignore = self._loss_fn.ignore_index
         t0 = time.perf_counter()
         running_loss = 0
         num_tokens = 0
         self._profiler.start()
         for curr_epoch in range(self.epochs_run, self.total_epochs):
             self._start_epoch(curr_epoch)
-            pbar = tqdm(total=self._steps_per_epoch, disable=not self._is_rank_zero)
+            pbar = tqdm(total=self._steps_per_epoch, disable=not self.rank == 0)
             self._dataloader.sampler.set_epoch(curr_epoch)
             for idx, batch in enumerate(self._dataloader):
+                # Start tracking CUDA memory for active steps for just the first epoch
+                if (
+                    self._is_rank_zero
+                    and curr_epoch == 0
+                    and self.profiler_profile_memory
+                    and idx == self.profiler_wait_steps + self.profiler_warmup_steps
+                    and self._device.type == "cuda"
+                ):
+                    torch.cuda.memory._record_memory_history()
+
                 utils.batch_to_device(batch, self._device)
-                current_num_tokens = (batch["labels"] != ignore).sum()
+                current_num_tokens = (batch["labels"] != self._loss_fn.ignore_index).sum()
                 num_tokens += current_num_tokens
                 labels = batch.pop("labels")
                 with self.activations_handling_ctx:
@@ -471,6 +502,20 @@ class LoRAFinetuneRecipeDistributed(CruijffRecipeMixin, _distributed.LoRAFinetun
                     running_loss = 0
                     num_tokens = 0
                     t0 = time.perf_counter()
+
+                    # Stop tracking CUDA memory now that active steps are complete
+                    if (
+                        self._is_rank_zero
+                        and curr_epoch == 0
+                        and self.profiler_profile_memory
+                        and idx
+                        == self.profiler_wait_steps
+                        + self.profiler_warmup_steps
+                        + self.profiler_active_steps
+                        and self._device.type == "cuda"
+                    ):
+                        torch.cuda.memory._record_memory_history(enabled=None)
+
                     self._profiler.step()
 
                 if ((idx + 1) // self._gradient_accumulation_steps) == self.max_steps_per_epoch:

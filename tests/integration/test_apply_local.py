@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.apply import apply
-from cruijff.executors.local import LocalExecutor, orphan_group
-from cruijff.observe import INTERRUPTED
-from cruijff.state import State
-from cruijff.status import collect
+from cruijff.run.apply import apply
+from cruijff.run.executors.local import LocalExecutor, orphan_group
+from cruijff.run.observe import INTERRUPTED
+from cruijff.run.state import State
+from cruijff.run.status import collect
 from tests.helpers_plans import make_plan, starts, trace
 
 REPO = Path(__file__).resolve().parents[2]

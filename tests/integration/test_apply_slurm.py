@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.apply import apply
-from cruijff.executors.slurm import SlurmExecutor, default_runner
-from cruijff.status import collect
+from cruijff.run.apply import apply
+from cruijff.run.executors.slurm import SlurmExecutor, default_runner
+from cruijff.run.status import collect
 from tests.helpers_plans import make_plan, starts, trace
 
 pytestmark = pytest.mark.slurm

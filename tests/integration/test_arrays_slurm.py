@@ -14,9 +14,9 @@ from collections import Counter
 
 import pytest
 
-from cruijff.apply import apply, cancel
-from cruijff.executors.slurm import SlurmExecutor, cluster_limits, default_runner
-from cruijff.status import collect
+from cruijff.run.apply import apply, cancel
+from cruijff.run.executors.slurm import SlurmExecutor, cluster_limits, default_runner
+from cruijff.run.status import collect
 from tests.helpers_plans import make_plan, starts, trace
 from tests.integration.conftest import CLUSTER_SCRIPT
 from tests.integration.test_apply_slurm import scheduler_jobs, wait_settled
@@ -168,7 +168,7 @@ def max_submit_jobs(slurm_cluster):
 
 def test_an_experiment_over_the_users_job_limit_is_refused_whole(tmp_path, experiment, max_submit_jobs):
     from cruijff.errors import SchedulerError
-    from cruijff.state import State
+    from cruijff.run.state import State
     from tests.integration.test_apply_slurm import cli
 
     planned = cli("plan", "experiments/twins.yaml", "--out", str(tmp_path / "twins"), "--json",

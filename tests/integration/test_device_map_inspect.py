@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cruijff import scores
-from cruijff.render.inspect import model_config
-from cruijff.render.yaml import dump_yaml
+from cruijff.results import scores
+from cruijff.compiler.render.inspect import model_config
+from cruijff.compiler.render.yaml import dump_yaml
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.inspect

@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 
-from cruijff.apply import apply
-from cruijff.executors.slurm import SlurmExecutor
-from cruijff.status import collect
+from cruijff.run.apply import apply
+from cruijff.run.executors.slurm import SlurmExecutor
+from cruijff.run.status import collect
 from tests.helpers_faults import (
     KillStats,
     cancel_experiment,

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from cruijff.executors.slurm import default_runner, sinfo_nodes
-from cruijff.fit import SINFO_NODE_FORMAT, parse_sinfo_nodes
+from cruijff.run.executors.slurm import default_runner, sinfo_nodes
+from cruijff.compiler.capacity import SINFO_NODE_FORMAT, parse_sinfo_nodes
 from tests.integration.test_apply_slurm import cli
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]

@@ -1,7 +1,7 @@
 """Real `inspect eval` runs (hf provider, tiny random Llama) in the exact shape the compiler renders.
 
 The tiny model's answers are garbage; what is checked is the plumbing: task config → prompts →
-generation → scores → log → cruijff.scores, and that PEFT adapter directories load.
+generation → scores → log → cruijff.results.scores, and that PEFT adapter directories load.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cruijff import scores
+from cruijff.results import scores
 from tests.conftest import REPO, require
 
 pytestmark = pytest.mark.inspect
@@ -39,7 +39,7 @@ def run_inspect(node: Path, task: str, model_dir: Path, task_args: dict, *, do_s
                 seed: int = 1234) -> subprocess.CompletedProcess:
     """The command line cruijff renders for an eval node (plus model/task config files)."""
     node.mkdir(parents=True, exist_ok=True)
-    from cruijff.render.inspect import model_config as render_model_config
+    from cruijff.compiler.render.inspect import model_config as render_model_config
 
     model_config = render_model_config(model_dir=str(model_dir), gpus=0, provider="hf")
     if do_sample:
@@ -71,7 +71,7 @@ def inspect_ready():
 
 
 def _compare_with_inspect(log_dir: Path) -> scores.EvalScore:
-    """cruijff.scores must read what inspect's own reader reads."""
+    """cruijff.results.scores must read what inspect's own reader reads."""
     from inspect_ai.log import read_eval_log
 
     ours = scores.latest(log_dir)
@@ -210,9 +210,9 @@ def test_report_reads_real_logs(capitalization_run, tmp_path):
     """cruijff report on a plan whose eval node holds a real (zstd-compressed) .eval log."""
     pd = importlib.import_module("pandas")
 
-    from cruijff.artifact import dumps
-    from cruijff.model import EVAL, FINETUNE, Node, Plan, Resources
-    from cruijff.report import build_report
+    from cruijff.plan import dumps
+    from cruijff.plan import EVAL, FINETUNE, Node, Plan, Resources
+    from cruijff.results.report import build_report
 
     node, _ = capitalization_run
     root = node.parents[3]  # <plan>/eval/run0/epoch_0/capitalization
@@ -257,9 +257,9 @@ def explodes(**kwargs):
 
 def run_eval_job(node: Path, task_file: Path, task_name: str, model_dir: Path, task_args: dict):
     """The eval node's job script exactly as the compiler renders it, run with bash like the local executor."""
-    from cruijff.model import Resources
-    from cruijff.render.inspect import eval_commands, model_config
-    from cruijff.render.sbatch import job_script
+    from cruijff.plan import Resources
+    from cruijff.compiler.render.inspect import eval_commands, model_config
+    from cruijff.compiler.render.sbatch import job_script
 
     node.mkdir(parents=True, exist_ok=True)
     _yaml(node / "model_config.yaml", model_config(model_dir=str(model_dir), gpus=0, provider="hf"))
@@ -278,7 +278,7 @@ def run_eval_job(node: Path, task_file: Path, task_name: str, model_dir: Path, t
 
 def _status_reason(node: Path) -> str | None:
     """What `cruijff status` shows for a failed node: its last attempt's error, first line."""
-    from cruijff.records import last_attempt
+    from cruijff.run.records import last_attempt
 
     attempt = last_attempt(node / "record.jsonl", "42")
     assert attempt is not None and attempt.exit_code == 1

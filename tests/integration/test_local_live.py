@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from cruijff.records import read_attempts
-from cruijff.state import State
+from cruijff.run.records import read_attempts
+from cruijff.run.state import State
 from tests.helpers_plans import make_plan
 
 REPO = Path(__file__).resolve().parents[2]

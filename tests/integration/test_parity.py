@@ -2,7 +2,7 @@
 
 For every shipped experiment (experiments/*.yaml), its datasets are generated offline with
 cruijff's generators; for every row of every split, the training side is the real dataset
-component (`prompted_dataset`, rendered by cruijff.render.torchtune, with the rendered tokenizer
+component (`prompted_dataset`, rendered by cruijff.compiler.render.torchtune, with the rendered tokenizer
 component) and the evaluation side is inspect-ai's own hf provider, loaded with the rendered
 model_config.yaml, fed the real task's samples (cruijff.tasks), with the model's `generate`
 intercepted to capture the input_ids it receives. Tokenizers: SmolLM2 (ChatML, default system
@@ -75,7 +75,7 @@ def trained_prompts(model_dir: Path, dataset: dict, prompt: dict, split: str) ->
     from omegaconf import OmegaConf
     from torchtune import config
 
-    from cruijff.render.torchtune import dataset_component, tokenizer_component
+    from cruijff.compiler.render.torchtune import dataset_component, tokenizer_component
 
     hp = {"max_seq_len": None, "train_on_input": False, "packed": False}
     model = {"family": "custom", "path": str(model_dir), "builder": {}}
@@ -95,7 +95,7 @@ def evaluated_prompts(model_dir: Path, jobs: list[tuple[dict, dict, str]],
     import torch
     from inspect_ai.model import GenerateConfig, get_model
 
-    from cruijff.render.inspect import model_config, task_config
+    from cruijff.compiler.render.inspect import model_config, task_config
     from cruijff.tasks import load_samples
 
     # max_connections only sizes inspect's batches (its batcher polls once a second per batch).
@@ -177,7 +177,7 @@ def test_parity_without_a_chat_template(plain_dir, shipped_datasets):
 
 def test_training_without_eval_call_args_would_differ(llama3_dir, shipped_datasets):
     """The test can fail: inspect's default tokenizer call (add_special_tokens) breaks parity."""
-    from cruijff.render import inspect as render_inspect
+    from cruijff.compiler.render import inspect as render_inspect
 
     name, dataset, prompt = next(d for d in shipped_datasets if d[0].startswith("tiny:"))
     original = render_inspect.model_config

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.apply import apply
-from cruijff.executors.slurm import SlurmExecutor, default_runner
-from cruijff.status import collect
+from cruijff.run.apply import apply
+from cruijff.run.executors.slurm import SlurmExecutor, default_runner
+from cruijff.run.status import collect
 from tests.helpers_plans import make_plan
 from tests.integration.test_apply_slurm import REPO, cli, experiment, scheduler_jobs  # noqa: F401 (fixture)
 
@@ -27,7 +27,7 @@ SLURM_CONF = Path("/etc/slurm/slurm.conf")
 
 def job_ids(experiment: str) -> set[str]:
     """This experiment's job ids in squeue + sacct, a pending array's `12_[0-3]` as its tasks."""
-    from cruijff.executors.slurm import _expand_array_key
+    from cruijff.run.executors.slurm import _expand_array_key
 
     return {key for job_id in scheduler_jobs(experiment) for key in _expand_array_key(job_id)}
 

@@ -1,5 +1,5 @@
 """The numeric scorers through a real inspect-ai evaluation (fixed answers from a solver: no model,
-no network), read back by cruijff.scores: the logged metrics equal the pure functions."""
+no network), read back by cruijff.results.scores: the logged metrics equal the pure functions."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from cruijff import scores
+from cruijff.results import scores
 from cruijff.tasks import _metrics
 
 pytestmark = pytest.mark.inspect

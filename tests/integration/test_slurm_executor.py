@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, JobInfo
-from cruijff.executors.slurm import SlurmExecutor, cluster_limits, slurm_available
-from cruijff.model import Node, Plan, Resources
+from cruijff.run.executors.base import CANCELLED, COMPLETED, FAILED, JobInfo
+from cruijff.run.executors.slurm import SlurmExecutor, cluster_limits, slurm_available
+from cruijff.plan import Node, Plan, Resources
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 

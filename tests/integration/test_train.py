@@ -123,7 +123,7 @@ def validation_samples(model_dir: Path, data: Path):
     from omegaconf import OmegaConf
     from torchtune import config as tt_config
 
-    from cruijff.tiny import torchtune_tokenizer
+    from cruijff.llm.tiny import torchtune_tokenizer
     from cruijff.train.datasets import prompted_dataset
 
     tok = tt_config.instantiate(OmegaConf.create(torchtune_tokenizer(model_dir)))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cruijff.apply import HELD, SUBMIT, apply, cancel
+from cruijff.run.apply import HELD, SUBMIT, apply, cancel
 from cruijff.errors import SchedulerError, StateError
-from cruijff.state import State, apply_lock
-from cruijff.status import collect
+from cruijff.run.state import State, apply_lock
+from cruijff.run.status import collect
 from tests.helpers_plans import Crash, FakeScheduler, make_plan
 
 N = 3 * (1 + 2) + 1  # 3 runs × (finetune + 2 evals) + 1 base eval
@@ -28,15 +28,29 @@ def test_first_apply_submits_all_in_order_with_afterok_parents(tmp_path):
     assert fake.deps_of(job["finetune/r1"]) == []
 
 
-def test_reapply_submits_nothing_and_completed_parents_are_not_dependencies(tmp_path):
+# The same behaviour with job arrays off (one sbatch per node) and on (one per stage: the fine-tune
+# array, the base eval alone as a plain job, one eval array per task).
+SUBMISSIONS = {"plain": N, "arrays": 4}
+
+
+@pytest.fixture(params=sorted(SUBMISSIONS))
+def mode(request):
+    return request.param
+
+
+def scheduler(mode: str, **kw) -> FakeScheduler:
+    return FakeScheduler(max_array_size=1001, **kw) if mode == "arrays" else FakeScheduler(**kw)
+
+
+def test_reapply_submits_nothing_and_completed_parents_are_not_dependencies(tmp_path, mode):
     plan = make_plan(tmp_path)
-    fake = FakeScheduler()
+    fake = scheduler(mode)
     apply(plan.output_dir, fake)
     assert apply(plan.output_dir, fake).submitted == []
     fake.run_all()
     fake.forget_finished()  # squeue without sacct: finished jobs vanish; record.jsonl remains
     assert apply(plan.output_dir, fake).submitted == []
-    assert fake.sbatch_calls == N
+    assert fake.sbatch_calls == SUBMISSIONS[mode]
     assert set(states(plan, fake).values()) == {"done"}
 
 
@@ -71,19 +85,20 @@ def test_crash_then_job_finished_and_vanished_is_recovered_from_record(tmp_path)
     assert fake.sbatch_calls == 2
 
 
-def test_failed_finetune_blocks_its_evals_and_retry_resubmits_only_that_subtree(tmp_path):
+def test_failed_finetune_blocks_its_evals_and_retry_resubmits_only_that_subtree(tmp_path, mode):
     plan = make_plan(tmp_path, fail={"finetune/r1"})
-    fake = FakeScheduler(fail={"finetune/r1"})
+    fake = scheduler(mode, fail={"finetune/r1"})
     apply(plan.output_dir, fake)
     fake.run_all()
     shown = states(plan, fake)
     assert shown["finetune/r1"] == "failed"
     assert shown["eval/r1/epoch_0/t0"] == shown["eval/r1/epoch_0/t1"] == "blocked-by-finetune/r1"
+    assert {k: v for k, v in shown.items() if "r1" not in k} == {k: "done" for k in shown if "r1" not in k}
     again = apply(plan.output_dir, fake)
     assert again.submitted == [] and again.ids(HELD) == ["finetune/r1"]
     fake.fail.clear()
     retry = apply(plan.output_dir, fake, retry_failed=True)
-    assert [n for n, _ in retry.submitted] == ["finetune/r1", "eval/r1/epoch_0/t0", "eval/r1/epoch_0/t1"]
+    assert sorted(n for n, _ in retry.submitted) == ["eval/r1/epoch_0/t0", "eval/r1/epoch_0/t1", "finetune/r1"]
     fake.run_all()
     assert set(states(plan, fake).values()) == {"done"}
 

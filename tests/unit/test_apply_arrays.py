@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.apply import HELD, apply, cancel
+from cruijff.run.apply import HELD, apply, cancel
 from cruijff.errors import SchedulerError
-from cruijff.state import SCHEMA_VERSION, State
-from cruijff.status import collect
+from cruijff.run.state import SCHEMA_VERSION, State
+from cruijff.run.status import collect
 from tests.helpers_plans import Crash, FakeScheduler, make_plan
 
 RUNS = 5
@@ -75,16 +75,8 @@ def test_eval_arrays_wait_for_their_own_finetune_task_with_aftercorr(tmp_path):
             assert fake.deps_of(result[f"eval/r{r}/epoch_0/t{t}"]) == [finetune_job]
 
 
-def test_reapply_submits_nothing(tmp_path):
-    plan = arrays(tmp_path)
-    fake = fake_with_arrays()
-    apply(plan.output_dir, fake)
-    assert apply(plan.output_dir, fake).submitted == []
-    fake.run_all()
-    fake.forget_finished()
-    assert apply(plan.output_dir, fake).submitted == []
-    assert fake.sbatch_calls == SUBMISSIONS
-    assert set(states(plan, fake).values()) == {"done"}
+# Re-apply submitting nothing, and a failed fine-tune blocking its evals: tests/unit/test_apply.py,
+# parametrized over arrays off and on.
 
 
 @pytest.mark.parametrize("k", range(1, SUBMISSIONS + 1))
@@ -127,19 +119,6 @@ def test_queued_array_tasks_are_adopted_when_state_db_is_lost(tmp_path):
     result = apply(plan.output_dir, fake)
     assert result.submitted == [] and len(result.adopted) == N
     assert all(len(jobs) == 1 for jobs in fake.jobs_by_node().values())
-
-
-def test_a_failed_finetune_task_blocks_only_its_own_evals(tmp_path):
-    plan = arrays(tmp_path)
-    fake = fake_with_arrays(fail={"finetune/r1"})
-    apply(plan.output_dir, fake)
-    fake.run_all()
-    shown = states(plan, fake)
-    assert shown.pop("finetune/r1") == "failed"
-    assert shown.pop("eval/r1/epoch_0/t0") == shown.pop("eval/r1/epoch_0/t1") == "blocked-by-finetune/r1"
-    assert set(shown.values()) == {"done"}
-    again = apply(plan.output_dir, fake)
-    assert again.submitted == [] and again.ids(HELD) == ["finetune/r1"]
 
 
 def test_retry_failed_resubmits_only_that_task_as_a_plain_job_plus_its_evals(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cruijff.batching import Batch, Ref, header_shape, make_batches, parse_task_ranges, task_ranges
-from cruijff.model import BASE_EVAL, EVAL, FINETUNE, PREPARE, Node, Plan, Resources
+from cruijff.compiler.batching import Batch, Ref, header_shape, make_batches, parse_task_ranges, task_ranges
+from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, PREPARE, Node, Plan, Resources
 
 
 def make_grid(runs: int = 3, *, epochs: int = 1, tasks: int = 2, base: int = 1,
@@ -356,7 +356,7 @@ def test_header_shape_is_the_same_for_any_per_node_values(name, directory):
 
 
 def test_rendered_job_scripts_of_one_stage_share_a_shape():
-    from cruijff.render.sbatch import job_script
+    from cruijff.compiler.render.sbatch import job_script
 
     def rendered(node_id: str, gpus: int) -> str:
         return job_script(title=node_id, job_name=f"exp:{node_id}", node_dir=f"/out/my exp/{node_id}",

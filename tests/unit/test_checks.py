@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.checks import resolve_epochs
-from cruijff.compile import check
+from cruijff.compiler.checks import resolve_epochs
+from cruijff.compiler.pipeline import check
 from cruijff.errors import ManifestError
-from cruijff.render.yaml import dump_yaml
+from cruijff.compiler.render.yaml import dump_yaml
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "manifests" / "data"
 

@@ -14,12 +14,14 @@ import difflib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from cruijff.artifact import plan_to_dict
-from cruijff.compile import compile_manifest
+from cruijff.plan import plan_to_dict
+from cruijff.compiler.pipeline import compile_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
@@ -83,17 +85,32 @@ def test_no_machine_paths_left_in_goldens(name, machine):
         assert "/tmp/" not in text and str(REPO) not in text, rel
 
 
+_HASHES = ("import json, sys; from cruijff.compiler.pipeline import compile_manifest; "
+           "c = compile_manifest(sys.argv[1]); "
+           "print(json.dumps([[n.id, n.hash] for n in c.plan.nodes]))")
+
+
 @pytest.mark.parametrize("name", MANIFESTS)
 def test_hashes_are_deterministic(name, machine):
+    """Same manifest, same hashes and files: in one process, and across processes whose string
+    hashing differs (PYTHONHASHSEED), which would expose any set or dict order leaking into a hash."""
     a = compile_manifest(REPO / "experiments" / f"{name}.yaml")
     b = compile_manifest(REPO / "experiments" / f"{name}.yaml")
     assert [(n.id, n.hash) for n in a.plan.nodes] == [(n.id, n.hash) for n in b.plan.nodes]
     assert a.files == b.files
+    seen = set()
+    for seed in ("0", "1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", _HASHES, str(REPO / "experiments" / f"{name}.yaml")],
+                             capture_output=True, text=True, env=env, cwd=REPO)
+        assert out.returncode == 0, out.stderr
+        seen.add(out.stdout.strip().splitlines()[-1])
+    assert seen == {json.dumps([[n.id, n.hash] for n in a.plan.nodes])}
 
 
 def test_fast_yaml_matches_ruamel_on_every_rendered_file(machine):
     """The compiler's own YAML writer must spell every config exactly as ruamel would."""
-    from cruijff.render.yaml import _ruamel
+    from cruijff.compiler.render.yaml import _ruamel
     from ruamel.yaml import YAML
 
     for name in MANIFESTS:

@@ -217,7 +217,7 @@ def test_planned_info_capitalization(tmp_path):
 def test_cli_inspect_and_convert(tmp_path):
     generate("twins", tmp_path / "t.json", pairs=10)
     result = run_cli(["data", "inspect", str(tmp_path / "t.json"), "--json"])
-    assert json.loads(result.output)["splits"] == {"train": 8, "validation": 1, "test": 1}
+    assert json.loads(result.output)["dataset"]["splits"] == {"train": 8, "validation": 1, "test": 1}
     text = run_cli(["data", "inspect", str(tmp_path / "t.json")]).output
     assert "instruct_json" in text and "validation" in text and "input, output" in text
     run_cli(["data", "convert", str(tmp_path / "t.json"), str(tmp_path / "chat"), "--to", "chat_json",

@@ -14,7 +14,7 @@ from cruijff.data.stats import percentile, summarise, token_stats
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
-    from cruijff.tiny import build_tokenizer
+    from cruijff.llm.tiny import build_tokenizer
 
     out = tmp_path_factory.mktemp("tok")
     build_tokenizer(out)

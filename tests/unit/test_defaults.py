@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typing import Any
 
-from cruijff.compile import check, compile_manifest
-from cruijff.render.yaml import dump_yaml
-from cruijff.resolve import HYPERPARAMETER_DEFAULTS, _deref
-from cruijff.schema import load_schema
+from cruijff.compiler.pipeline import check, compile_manifest
+from cruijff.compiler.render.yaml import dump_yaml
+from cruijff.compiler.resolve import HYPERPARAMETER_DEFAULTS, _deref
+from cruijff.compiler.schema import load_schema
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "fixtures" / "manifests" / "data"
@@ -90,7 +90,7 @@ def test_a_value_in_the_manifest_beats_the_default(tmp_path):
 
 def test_resolve_py_holds_no_default_values():
     """No literal default in the resolver: its only constants are the schema walk's own."""
-    tree = ast.parse((REPO / "cruijff" / "resolve.py").read_text())
+    tree = ast.parse((REPO / "cruijff" / "compiler" / "resolve.py").read_text())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "setdefault"]
     assert calls == []
     keys = [[k.value for k in n.keys if isinstance(k, ast.Constant)] for n in ast.walk(tree) if isinstance(n, ast.Dict)]

@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
-from cruijff.docgen import render
-from cruijff.schema import load_schema
+from cruijff.compiler.docgen import render
+from cruijff.compiler.schema import load_schema
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_manifest_reference_is_up_to_date():
     assert (REPO / "docs" / "manifest.md").read_text() == render(), \
-        "run: python -m cruijff.docgen > docs/manifest.md"
+        "run: python -m cruijff.compiler.docgen > docs/manifest.md"
 
 
 def _walk(node, path):

@@ -9,14 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 from cruijff.cli import cli
-from cruijff.estimate import (
+from cruijff.compiler.estimate import (
     CHARS_PER_TOKEN,
     ROW_OVERHEAD,
     estimate_plan,
     model_params,
     table_throughput,
 )
-from cruijff.model import FINETUNE, Node, Plan, Resources
+from cruijff.plan import FINETUNE, Node, Plan, Resources
 
 
 def test_model_size_from_weights_then_family(tmp_path):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from cruijff.errors import SchedulerError
-from cruijff.executors import slurm
-from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, JobInfo
-from cruijff.executors.slurm import SlurmExecutor
-from cruijff.model import Node, Plan, Resources
+from cruijff.run.executors import slurm
+from cruijff.run.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, JobInfo
+from cruijff.run.executors.slurm import SlurmExecutor
+from cruijff.plan import Node, Plan, Resources
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "slurm"
 
@@ -135,7 +135,7 @@ def test_a_timed_out_sbatch_whose_job_never_lands_is_retried_after_the_settle_wi
 
 
 def test_a_timed_out_sbatch_with_an_unreachable_queue_is_an_unknown_outcome(tmp_path):
-    from cruijff.executors.base import SubmitUnknown
+    from cruijff.run.executors.base import SubmitUnknown
 
     plan, nodes = make_plan(tmp_path)
     timeout = (1, "", "sbatch: error: Socket timed out on send/recv operation\n")

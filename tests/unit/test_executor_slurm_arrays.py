@@ -7,9 +7,9 @@ import json
 import pytest
 
 from cruijff.errors import SchedulerError
-from cruijff.executors import slurm
-from cruijff.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, ArraySubmission
-from cruijff.executors.slurm import (
+from cruijff.run.executors import slurm
+from cruijff.run.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, ArraySubmission
+from cruijff.run.executors.slurm import (
     SACCT_DELIMITER,
     SACCT_FIELDS,
     SlurmExecutor,

@@ -8,7 +8,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cruijff.expand import expand, format_value, run_name
+from cruijff.compiler.expand import expand, format_value, run_name
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 

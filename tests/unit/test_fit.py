@@ -1,10 +1,10 @@
-"""Plan-time SLURM layout and fit messages (cruijff/fit.py)."""
+"""Plan-time SLURM layout and fit messages (cruijff/compiler/capacity.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cruijff.fit import fit_problems, submission_layout
+from cruijff.compiler.capacity import fit_problems, submission_layout
 from tests.helpers_plans import make_plan
 
 
@@ -51,8 +51,8 @@ def test_fit_problems_max_job_count_and_nothing_when_it_fits():
 
 # --- can any node run each job? -----------------------------------------------------------------
 
-from cruijff.fit import mem_to_mb, parse_sinfo_nodes, resource_problems  # noqa: E402
-from cruijff.model import Node, Plan, Resources  # noqa: E402
+from cruijff.compiler.capacity import mem_to_mb, parse_sinfo_nodes, resource_problems  # noqa: E402
+from cruijff.plan import Node, Plan, Resources  # noqa: E402
 
 SINFO = """\
 gpu|64|512000|gpu:a100:4(S:0-1)|1-00:00:00|a100,gpu80

@@ -11,9 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from cruijff.model import Resources
-from cruijff.render.sbatch import GPU_USAGE_COLUMNS, GPU_USAGE_FILE, job_script
-from cruijff.report_cost import gpu_usage
+from cruijff.plan import Resources
+from cruijff.compiler.render.sbatch import GPU_USAGE_COLUMNS, GPU_USAGE_FILE, job_script
+from cruijff.results.report_cost import gpu_usage
 
 STAND_IN = """#!/bin/bash
 # stand-in nvidia-smi: remembers its pid and arguments, prints a sample every 0.1 s until killed

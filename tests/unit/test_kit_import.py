@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cruijff.compile import compile_manifest
+from cruijff.compiler.pipeline import compile_manifest
 from cruijff.errors import ManifestError
-from cruijff.kit_import import render, translate
-from cruijff.model import BASE_EVAL, EVAL, FINETUNE
-from cruijff.source import load
+from cruijff.compiler.kit_import import render, translate
+from cruijff.plan import BASE_EVAL, EVAL, FINETUNE
+from cruijff.compiler.source import load
 
 REPO = Path(__file__).resolve().parents[2]
 IMPORTED = REPO / "experiments" / "imported"

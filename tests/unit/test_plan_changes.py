@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cruijff import inputs
+from cruijff.compiler import inputs
 from cruijff.cli import cli
-from cruijff.compile import compile_manifest
-from cruijff.model import FINETUNE, PREPARE
+from cruijff.compiler.pipeline import compile_manifest
+from cruijff.plan import FINETUNE, PREPARE
 from cruijff.paths import recipes_dir
-from cruijff.render.yaml import dump_yaml
+from cruijff.compiler.render.yaml import dump_yaml
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "manifests" / "data" / "words.json"
 TASK = """from inspect_ai import task
@@ -113,7 +113,7 @@ def test_a_generated_dataset_is_hashed_by_its_generator(tmp_path):
 
 def test_code_fingerprints_follow_what_each_kind_runs(tmp_path, monkeypatch):
     fake = tmp_path / "pkg"
-    for rel in ("train/a.py", "data/b.py", "tasks/c.py", "prompting.py", "scores.py", "status.py"):
+    for rel in ("train/a.py", "data/b.py", "tasks/c.py", "prompting.py", "scores.py", "results/scores.py", "status.py"):
         (fake / rel).parent.mkdir(parents=True, exist_ok=True)
         (fake / rel).write_text("x = 1\n")
     monkeypatch.setattr(inputs, "_PACKAGE", fake)

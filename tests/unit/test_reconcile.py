@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from cruijff.apply import SUBMIT, apply, decide, name_array_tasks, plan_view
+from cruijff.run.apply import SUBMIT, apply, decide, name_array_tasks, plan_view
 from cruijff.errors import SchedulerError, UsageError
-from cruijff.executors.base import PENDING, RUNNING, JobInfo, Outcome, SubmitRefused
-from cruijff.executors.slurm import SlurmExecutor, journal_path, journal_runner
-from cruijff.observe import NOT_SUBMITTED
-from cruijff.reconcile import duplicates, removed_jobs, settle_intents
-from cruijff.render.array import array_root
-from cruijff.state import REFUSED, State
+from cruijff.run.executors.base import PENDING, RUNNING, JobInfo, Outcome, SubmitRefused
+from cruijff.run.executors.slurm import SlurmExecutor, journal_path, journal_runner
+from cruijff.run.observe import NOT_SUBMITTED
+from cruijff.run.reconcile import duplicates, removed_jobs, settle_intents
+from cruijff.run.arrays import array_root
+from cruijff.run.state import REFUSED, State
 from tests.helpers_plans import FakeScheduler, make_plan
 
 
@@ -155,7 +155,7 @@ def test_the_journal_lock_outlives_the_apply_that_started_sbatch(tmp_path):
     from tests.conftest import REPO
 
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from pathlib import Path; "
-            "from cruijff.executors.slurm import journal_runner; "
+            "from cruijff.run.executors.slurm import journal_runner; "
             f"journal_runner(['bash', '-c', 'sleep 1.5; echo 77'], Path({str(journal)!r}))")
     parent = subprocess.Popen([sys.executable, "-c", code])
     import time
@@ -166,7 +166,7 @@ def test_the_journal_lock_outlives_the_apply_that_started_sbatch(tmp_path):
     time.sleep(0.3)
     parent.kill()
     parent.wait()
-    from cruijff.executors.slurm import _journal_locked
+    from cruijff.run.executors.slurm import _journal_locked
 
     assert _journal_locked(journal)  # the orphaned "sbatch" still runs and holds it
     while _journal_locked(journal) and time.time() < deadline:
@@ -295,7 +295,7 @@ class Scripts(FakeScheduler):
 
 
 def test_array_tasks_are_named_from_the_batch_script_slurm_holds(tmp_path):
-    from cruijff.render.array import array_script
+    from cruijff.run.arrays import array_script
 
     plan = make_plan(tmp_path, runs=1, evals_per_run=0, base_evals=0)
     node = plan.node("finetune/r0")
@@ -326,15 +326,15 @@ def test_an_older_duplicate_is_kept_and_children_of_the_cancelled_one_follow_it(
 
 
 def collect_dups(plan, fake):
-    from cruijff.status import collect
+    from cruijff.run.status import collect
 
     return collect(plan.output_dir, fake).duplicates
 
 
 def test_cancel_waits_for_an_sbatch_in_flight_and_cancels_its_job(tmp_path, monkeypatch):
     """Else the job of an interrupted apply's sbatch would land after the cancel."""
-    from cruijff import reconcile
-    from cruijff.apply import cancel
+    from cruijff.run import reconcile
+    from cruijff.run.apply import cancel
 
     plan = make_plan(tmp_path, runs=1, evals_per_run=0, base_evals=0)
     intent(plan)

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from cruijff.render.array import array_members, array_script
+from cruijff.run.arrays import array_members, array_script
 
 HEADER = ("#SBATCH --gres=gpu:1", "#SBATCH --time=01:00:00")
 

@@ -1,6 +1,6 @@
 """Evaluation nodes: the hf and vllm provider lines and their model configs."""
 
-from cruijff.render.inspect import eval_commands, model_config
+from cruijff.compiler.render.inspect import eval_commands, model_config
 
 
 def test_hf_reads_the_local_directory_greedily():
@@ -11,7 +11,7 @@ def test_hf_reads_the_local_directory_greedily():
                    "do_sample": False, "tokenizer_call_args": {"add_special_tokens": False}}
     [argv] = eval_commands(task_file="/t.py", task_name="task", model_dir="/m", provider="hf",
                            seed=1, limit=None, metadata={"run": "r"}, max_tokens=20)
-    # cruijff.scores runs inspect (which exits 0 on errored evals), checks the log, says why it failed
+    # cruijff.results.scores runs inspect (which exits 0 on errored evals), checks the log, says why it failed
     assert argv[:5] == ["python", "-m", "cruijff.scores", "logs", "--"]
     eval_argv = argv[5:]
     assert eval_argv[:5] == ["inspect", "eval", "/t.py@task", "--model", "hf/local"]
@@ -66,7 +66,7 @@ eval:
 
 
 def test_a_70b_evaluation_plan_renders_device_map_auto(tmp_path):
-    from cruijff.compile import compile_manifest
+    from cruijff.compiler.pipeline import compile_manifest
     import yaml
 
     (tmp_path / "m.yaml").write_text(BIG)

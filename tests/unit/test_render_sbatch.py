@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from cruijff.compile import check, compile_manifest
+from cruijff.compiler.pipeline import check, compile_manifest
 from cruijff.errors import ManifestError
-from cruijff.model import Resources
-from cruijff.render.sbatch import UnsafeValue, directive, environment_lines, job_script, sbatch_path
-from cruijff.render.yaml import dump_yaml
-from cruijff.write import write_plan
+from cruijff.plan import Resources
+from cruijff.compiler.render.sbatch import UnsafeValue, directive, environment_lines, job_script, sbatch_path
+from cruijff.compiler.render.yaml import dump_yaml
+from cruijff.compiler.write import write_plan
 
 # Paths expand $VAR and ${VAR} at plan time by design (documented), so path values get no variables.
 HOSTILE_PATH = "$(touch PWNED) `touch PWNED2` ; rm -rf ~ 'q' \"dq\" \\ & | > x < y * #c %j $((1+1))"
@@ -244,7 +244,7 @@ def test_hostile_values_never_run(tmp_path, env_kind):
     run_dirs = [str(out / nd.id) for nd in compiled.plan.nodes if nd.kind == "finetune"]
     assert sorted(c["argv"][-1] for c in by_cmd["tune"]) == sorted(f"{d}/finetune.yaml" for d in run_dirs)
     evals = [nd for nd in compiled.plan.nodes if nd.kind in ("eval", "base_eval")]
-    # cruijff.scores runs `inspect eval` (then checks its log)
+    # cruijff.results.scores runs `inspect eval` (then checks its log)
     runs = [c for c in by_cmd["python"] if c["argv"][:5] == ["-m", "cruijff.scores", "logs", "--", "inspect"]]
     assert len(runs) == len(evals)
     for c in runs:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cruijff.model import Resources
-from cruijff.render import torchtune as tt
-from cruijff.render.yaml import _Fallback, _fast, _ruamel, dump_yaml
-from cruijff.resolve import HYPERPARAMETER_DEFAULTS
+from cruijff.plan import Resources
+from cruijff.compiler.render import torchtune as tt
+from cruijff.compiler.render.yaml import _Fallback, _fast, _ruamel, dump_yaml
+from cruijff.compiler.resolve import HYPERPARAMETER_DEFAULTS
 
 MANIFEST = {"experiment": "e", "prompt": {"system": "S", "template": "T {input}"}, "finetune": {}}
 DATASET = {"path": "/d/w.json", "format": "instruct_json",

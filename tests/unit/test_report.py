@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.artifact import dumps
-from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
+from cruijff.plan import dumps
+from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
 
 pd = importlib.import_module("pandas")
 importlib.import_module("matplotlib")
@@ -70,7 +70,7 @@ def plan_dir(tmp_path) -> Path:
 
 
 def test_tables_hold_exactly_the_logs_numbers(plan_dir, tmp_path):
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     r = build_report(plan_dir, tmp_path / "out")
     assert r.evals_total == 5 and r.evals_scored == 4
@@ -92,7 +92,7 @@ def test_tables_hold_exactly_the_logs_numbers(plan_dir, tmp_path):
 
 
 def test_losses_table_and_outputs(plan_dir, tmp_path):
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     r = build_report(plan_dir)  # default: <plan>/report
     assert r.out_dir == plan_dir / "report"
@@ -113,7 +113,7 @@ def test_losses_table_and_outputs(plan_dir, tmp_path):
 
 
 def test_empty_plan_without_logs_or_metrics(tmp_path):
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     plan = Plan("empty", str(tmp_path), "m.yaml", "local", 1, {}, (
         Node("finetune/r", FINETUNE, (), Resources(), "h", {"run": "r", "model": "m", "dataset": "d", "hyperparameters": {"lr": 1}}),
@@ -140,7 +140,7 @@ def test_cli_report(plan_dir, tmp_path):
 
 def test_not_a_plan_dir_is_a_clear_error(tmp_path):
     from cruijff.errors import CruijffError
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     with pytest.raises(CruijffError, match="no plan.json"):
         build_report(tmp_path)
@@ -177,8 +177,8 @@ def grid_plan_dir(tmp_path) -> Path:
 
 def test_scoreboard_has_only_real_rows(grid_plan_dir, tmp_path):
     """pivot_table(dropna=False) added an empty epoch -1 row per run and a run "nan" per base model."""
-    from cruijff.report import _frames, scoreboard
-    from cruijff.artifact import load_plan
+    from cruijff.results.report import _frames, scoreboard
+    from cruijff.plan import load_plan
 
     scores, _, _, _ = _frames(load_plan(grid_plan_dir), grid_plan_dir)
     board = scoreboard(scores)
@@ -195,7 +195,7 @@ def test_scoreboard_has_only_real_rows(grid_plan_dir, tmp_path):
 
 def test_settings_keep_their_written_form(grid_plan_dir, tmp_path):
     """lr 3e-5 was printed 0.0000 (every float %.4f) and lora_rank 4 as 4.0."""
-    from cruijff.report import build_report, score_text, setting_text
+    from cruijff.results.report import build_report, score_text, setting_text
 
     r = build_report(grid_plan_dir, tmp_path / "out")
     csv = pd.read_csv(r.tables["scores.csv"], dtype=str, keep_default_na=False)
@@ -216,7 +216,7 @@ def test_hyperparameter_plot_shows_every_metric_and_says_it_averages(grid_plan_d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     drawn = []
     save = matplotlib.figure.Figure.savefig

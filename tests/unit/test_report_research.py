@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.artifact import dumps
-from cruijff.model import EVAL, FINETUNE, Node, Plan, Resources
+from cruijff.plan import dumps
+from cruijff.plan import EVAL, FINETUNE, Node, Plan, Resources
 
 pd = importlib.import_module("pandas")
 importlib.import_module("matplotlib")
@@ -69,7 +69,7 @@ def plan_dir(tmp_path) -> Path:
 
 
 def test_groups_match_a_hand_computation(plan_dir, tmp_path):
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     r = build_report(plan_dir, tmp_path / "out")
     g = pd.read_csv(r.tables["groups.csv"])
@@ -100,7 +100,7 @@ def test_groups_match_a_hand_computation(plan_dir, tmp_path):
 
 
 def test_best_possible_from_the_generators_metadata(plan_dir, tmp_path):
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     best = pd.read_csv(build_report(plan_dir, tmp_path / "out").tables["best_possible.csv"])
     assert len(best) == 1
@@ -110,7 +110,7 @@ def test_best_possible_from_the_generators_metadata(plan_dir, tmp_path):
 
 
 def test_cost_per_node_and_run(plan_dir, tmp_path):
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     r = build_report(plan_dir, tmp_path / "out")
     nodes = pd.read_csv(r.tables["cost.csv"]).set_index("node")
@@ -126,7 +126,7 @@ def test_cost_per_node_and_run(plan_dir, tmp_path):
 
 
 def test_wall_seconds_sums_attempts(tmp_path):
-    from cruijff.report_cost import wall_seconds
+    from cruijff.results.report_cost import wall_seconds
 
     rec = tmp_path / "record.jsonl"
     rec.write_text('{"event": "start", "time": 0}\n{"event": "end", "time": 10}\n'
@@ -138,7 +138,7 @@ def test_wall_seconds_sums_attempts(tmp_path):
 def test_rank_auc_equals_the_task_metric():
     import random
 
-    from cruijff.report_groups import rank_auc
+    from cruijff.results.report_groups import rank_auc
     from cruijff.tasks import _metrics
 
     rng = random.Random(3)
@@ -154,7 +154,7 @@ def test_bootstrap_of_a_large_group_is_quick():
     import random
     import time
 
-    from cruijff.report_groups import group_scores
+    from cruijff.results.report_groups import group_scores
 
     rng = random.Random(0)
     outcomes = [{"p": rng.random(), "y": rng.randint(0, 1), "correct": True} for _ in range(2000)]
@@ -167,7 +167,7 @@ def test_bootstrap_of_a_large_group_is_quick():
 def test_vectorised_replicates_equal_the_task_metrics():
     import numpy as np
 
-    from cruijff.report_groups import replicates
+    from cruijff.results.report_groups import replicates
     from cruijff.tasks import _metrics
 
     rng = np.random.default_rng(1)

@@ -266,7 +266,7 @@ def test_shipped_census_table_is_the_generated_one():
 
 @pytest.mark.parametrize("name", ["census_perturbations", "organisms"])
 def test_worked_examples_compile_with_generator_paths_absolute(name, monkeypatch):
-    from cruijff.compile import compile_manifest
+    from cruijff.compiler.pipeline import compile_manifest
     from tests.conftest import REPO
 
     monkeypatch.setenv("SCRATCH", "/scratch")
@@ -280,7 +280,7 @@ def test_worked_examples_compile_with_generator_paths_absolute(name, monkeypatch
 
 
 def test_a_missing_generator_input_warns_at_its_line(tmp_path, monkeypatch):
-    from cruijff.compile import check
+    from cruijff.compiler.pipeline import check
     from tests.conftest import REPO
 
     monkeypatch.setenv("SCRATCH", "/scratch")

@@ -1,4 +1,4 @@
-"""The report's scorer summaries (cruijff/scorer_summary.py), and that report.html carries them."""
+"""The report's scorer summaries (cruijff/results/scorer_summary.py), and that report.html carries them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import json
 import zipfile
 from pathlib import Path
 
-from cruijff.artifact import dumps
-from cruijff.model import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
-from cruijff.scorer_summary import summaries_html
+from cruijff.plan import dumps
+from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan, Resources
+from cruijff.results.scorer_summary import summaries_html
 
 pd = importlib.import_module("pandas")
 
@@ -38,7 +38,7 @@ def test_each_scorer_gets_its_table_in_a_fixed_order():
 
 
 def test_report_html_has_the_numeric_summary(tmp_path):
-    from cruijff.report import build_report
+    from cruijff.results.report import build_report
 
     res = Resources()
     attrs = {"run": "r", "model": "m", "dataset": "d", "grid": {}, "hyperparameters": {"lr": 1e-4}}

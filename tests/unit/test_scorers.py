@@ -330,7 +330,7 @@ def test_instruct_json_samples_use_build_messages(tmp_path):
 
     data = tmp_path / "d.json"
     data.write_text(json.dumps({"train": [], "test": [{"input": "apple", "output": "Apple"},
-                                                      {"input": 3, "output": 4}]}))
+                                                      {"input": "3", "output": "4"}]}))
     samples = load_samples(data, split="test", template="Word: {input}", system="Be brief.")
     assert len(samples) == 2
     got = [{"role": m.role, "content": m.text} for m in samples[0].input]
@@ -338,6 +338,10 @@ def test_instruct_json_samples_use_build_messages(tmp_path):
     assert samples[0].target == "Apple" and samples[1].target == "4"
     assert [s.id for s in samples] == [0, 1]
     assert len(load_samples(data, split="test", limit=1)) == 1
+    # a number where plan and training want a string fails here too (the one reader)
+    data.write_text(json.dumps({"test": [{"input": 3, "output": 4}]}))
+    with pytest.raises(Exception, match=r"test\[0\]\.input is a number, not a string"):
+        load_samples(data, split="test")
 
 
 def test_chat_json_samples_end_before_the_last_assistant_turn(tmp_path):
@@ -356,13 +360,14 @@ def test_dataset_errors_are_readable(tmp_path):
 
     data = tmp_path / "d.json"
     data.write_text(json.dumps({"train": [{"input": "a", "output": "A"}]}))
-    with pytest.raises(CruijffError, match="no split 'test'"):
+    with pytest.raises(CruijffError, match="split file missing: 'test'"):
         load_samples(data, split="test")
     with pytest.raises(CruijffError, match="not found"):
         load_samples(tmp_path / "nope.json")
     with pytest.raises(CruijffError, match="unknown dataset format"):
         load_samples(data, format="csv")
-    with pytest.raises(CruijffError, match="split file not found"):
+    (tmp_path / "train.json").write_text("[]")
+    with pytest.raises(CruijffError, match="split file missing: 'test'"):
         load_samples(tmp_path, format="chat_json", split="test")
 
 

@@ -1,4 +1,4 @@
-"""cruijff.scores reads inspect logs with the standard library (real .eval logs: integration test)."""
+"""cruijff.results.scores reads inspect logs with the standard library (real .eval logs: integration test)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from cruijff import scores
+from cruijff.results import scores
 
 
 def header(status="success", acc=0.5, *, headline=None, task="capitalization"):
@@ -137,7 +137,7 @@ def _fake_inspect(tmp_path, body: str) -> list[str]:
 
 def test_run_passes_output_through_and_says_why_inspect_could_not_start(tmp_path, monkeypatch, capfd):
     """inspect's reason (here the last line of its output) becomes the job's error and its record."""
-    from cruijff.records import read_attempts
+    from cruijff.run.records import read_attempts
 
     node = tmp_path / "node"
     (node / "logs").mkdir(parents=True)

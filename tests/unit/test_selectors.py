@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cruijff.errors import UsageError
-from cruijff.selectors import ancestors, select
+from cruijff.run.selectors import ancestors, select
 from tests.helpers_plans import make_plan
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cruijff.errors import ManifestError
-from cruijff.source import load, to_plain
+from cruijff.compiler.source import load, to_plain
 
 TEXT = """\
 experiment: x

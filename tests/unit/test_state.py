@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from cruijff.errors import StateError
-from cruijff.state import State, apply_lock
+from cruijff.run.state import State, apply_lock
 
 
 def test_intent_then_job_id_and_current_is_newest_row(tmp_path):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.apply import apply, cancel
-from cruijff.status import collect, render_plain
+from cruijff.run.apply import apply, cancel
+from cruijff.commands.draw import render_plain
+from cruijff.run.status import collect
 from tests.helpers_plans import FakeScheduler, make_plan, write_score
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -76,7 +77,7 @@ def test_status_only_and_no_state(tmp_path):
 
 def test_a_failed_node_shows_the_error_its_job_recorded(mixed):
     """A job step that fails with a known cause appends an error event; status shows its first line."""
-    from cruijff.records import record_error
+    from cruijff.run.records import record_error
 
     plan, fake = mixed
     record = Path(plan.output_dir) / "finetune" / "r1" / "record.jsonl"
@@ -96,7 +97,7 @@ def test_a_failed_node_shows_the_error_its_job_recorded(mixed):
 
 def test_a_big_grid_is_summarised_by_stage_unless_all(tmp_path):
     """Above GRID_ROWS rows: a line per stage with its state counts; full=True (--all, --only) draws every row."""
-    from cruijff.status import GRID_ROWS
+    from cruijff.run.status import GRID_ROWS
 
     plan = make_plan(tmp_path, runs=GRID_ROWS + 5, evals_per_run=2, base_evals=0, fail={"finetune/r3"})
     fake = FakeScheduler(fail={"finetune/r3"}, clock=CLOCK)
@@ -115,7 +116,7 @@ def test_a_big_grid_is_summarised_by_stage_unless_all(tmp_path):
 
 def test_a_summary_reads_no_eval_logs(tmp_path):
     """The summary shows no scores, so `status` reads none (4,000 inspect logs take seconds)."""
-    from cruijff.status import GRID_ROWS, summarised
+    from cruijff.run.status import GRID_ROWS, summarised
 
     plan = make_plan(tmp_path, runs=GRID_ROWS + 1, evals_per_run=1, base_evals=0)
     fake = FakeScheduler(clock=CLOCK)
@@ -130,7 +131,7 @@ def test_a_summary_reads_no_eval_logs(tmp_path):
 
 
 def test_headline_scores_are_read_once_then_from_the_cache(tmp_path, monkeypatch):
-    from cruijff import scores
+    from cruijff.results import scores
 
     plan = make_plan(tmp_path, runs=2, evals_per_run=1, base_evals=0)
     fake = FakeScheduler(clock=CLOCK)

@@ -19,7 +19,7 @@ def tok(tmp_path_factory):
         from torchtune import config
     except ImportError:  # pragma: no cover - depends on the environment
         require(False, "torchtune is not installed")
-    from cruijff.tiny import build_tokenizer, torchtune_tokenizer
+    from cruijff.llm.tiny import build_tokenizer, torchtune_tokenizer
 
     d = tmp_path_factory.mktemp("tok")
     build_tokenizer(d)
@@ -142,12 +142,12 @@ def test_text_completion_trains_on_everything(tok, tmp_path):
 
 
 def test_text_file_without_splits_is_train_only(tok, tmp_path):
-    f = tmp_path / "corpus.jsonl"
-    f.write_text(json.dumps({"text": "the cat"}) + "\n")
+    f = tmp_path / "corpus.txt"  # the text format's one-file layout (cruijff.data.formats)
+    f.write_text("the cat\n\n")
     assert len(build(tok, path=str(f), format="text", split="train")) == 1
-    from cruijff.train.rows import DatasetError
+    from cruijff.data.formats import DataFormatError
 
-    with pytest.raises(DatasetError, match="no 'validation' split"):
+    with pytest.raises(DataFormatError, match="split file missing: 'validation'"):
         build(tok, path=str(f), format="text", split="validation")
 
 
@@ -164,20 +164,20 @@ def test_errors_are_clear(tok, tmp_path, instruct_file):
 
     with pytest.raises(CruijffError, match="unknown dataset format"):
         build(tok, path=str(instruct_file), format="csv", split="train")
-    with pytest.raises(CruijffError, match="no 'dev' split"):
+    with pytest.raises(CruijffError, match="split file missing: 'dev'"):
         build(tok, path=str(instruct_file), format="instruct_json", split="dev")
     with pytest.raises(CruijffError, match="dataset not found"):
         build(tok, path=str(tmp_path / "missing.json"), format="instruct_json", split="train")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": [{"input": "x", "output": "X"}, {"input": "y"}]}))
-    with pytest.raises(CruijffError, match=r"row 1 lacks output"):
+    with pytest.raises(CruijffError, match=r"train\[1\] is missing 'output'"):
         build(tok, path=str(bad), format="instruct_json", split="train")
     (tmp_path / "train.json").write_text(json.dumps([{"messages": [{"role": "user", "content": "hi"}]}]))
     with pytest.raises(CruijffError, match="row 0"):
         build(tok, path=str(tmp_path), format="chat_json", split="train")
     with pytest.raises(CruijffError, match="instruct rows"):
         build(tok, path=str(tmp_path), format="chat_json", split="train", template="Q: {input}")
-    with pytest.raises(CruijffError, match="no 'test' split in dataset folder"):
+    with pytest.raises(CruijffError, match="split file missing: 'test'"):
         build(tok, path=str(tmp_path), format="chat_json", split="test")
 
 

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from cruijff.cli import cli
-from cruijff.compile import check, compile_manifest
+from cruijff.compiler.pipeline import check, compile_manifest
 from cruijff.errors import ManifestError
-from cruijff.validate import did_you_mean
+from cruijff.compiler.validate import did_you_mean
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "manifests"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cruijff import write as write_mod
-from cruijff.compile import compile_manifest
+from cruijff.compiler import write as write_mod
+from cruijff.compiler.pipeline import compile_manifest
 from cruijff.errors import ManifestError, StateError
-from cruijff.write import write_plan
+from cruijff.compiler.write import write_plan
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "manifests"

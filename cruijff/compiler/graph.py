@@ -1,0 +1,112 @@
+"""Runs → the job graph (networkx): data preparation → fine-tune → evaluations; base evaluations.
+
+Nodes carry only what rendering needs; topological order (ties broken by insertion order, so the
+order is stable) drives rendering and submission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from cruijff.compiler.checks import hyperparameters_of, resolve_epochs
+from cruijff.compiler.expand import Run
+from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, PREPARE, Resources
+from cruijff.compiler.families import CUSTOM, CUSTOM_DEFAULTS, FAMILIES
+
+PREPARE_RESOURCES = Resources(gpus=0, cpus=1, mem="8G", time="01:00:00")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    kind: str
+    resources: Resources
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _merge(defaults: Resources, *overrides: dict[str, Any]) -> Resources:
+    values = defaults.as_dict()
+    for o in overrides:
+        values.update({k: v for k, v in o.items() if v is not None})
+    return Resources(**values)
+
+
+def finetune_resources(m: dict[str, Any], model_name: str) -> Resources:
+    model = m["models"][model_name]
+    defaults = CUSTOM_DEFAULTS[0] if model["family"] == CUSTOM else FAMILIES[model["family"]].finetune
+    return _merge(defaults, m["finetune"]["resources"], model.get("resources", {}))
+
+
+def eval_resources(m: dict[str, Any], model_name: str) -> Resources:
+    model = m["models"][model_name]
+    defaults = CUSTOM_DEFAULTS[1] if model["family"] == CUSTOM else FAMILIES[model["family"]].eval
+    return _merge(defaults, m["eval"]["resources"])
+
+
+def eval_datasets(m: dict[str, Any], runs: list[Run]) -> dict[str, list[str]]:
+    """Per model, the datasets its runs train on (base models are evaluated on each)."""
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        out.setdefault(run.model, [])
+        if run.dataset not in out[run.model]:
+            out[run.model].append(run.dataset)
+    return out
+
+
+def build_graph(m: dict[str, Any], runs: list[Run]) -> nx.DiGraph:
+    g = nx.DiGraph()
+    ft = m["finetune"]
+    ev = m.get("eval")
+
+    def add(spec: JobSpec, parents: list[str]) -> None:
+        g.add_node(spec.id, spec=spec, order=g.number_of_nodes())
+        for p in parents:
+            g.add_edge(p, spec.id)
+
+    prepare: dict[str, str] = {}
+    for name, ds in m["datasets"].items():
+        if "generate" in ds:
+            prepare[name] = f"{PREPARE}/{name}"
+            add(JobSpec(prepare[name], PREPARE, PREPARE_RESOURCES, {"dataset": name}), [])
+
+    def data_parents(dataset: str) -> list[str]:
+        return [prepare[dataset]] if dataset in prepare else []
+
+    for run in runs:
+        hp = hyperparameters_of(m, run)
+        saved = resolve_epochs(ft["save_epochs"], hp["epochs"])
+        grid_point = {k: (list(v) if isinstance(v, tuple) else v) for k, v in run.point}
+        ft_id = f"{FINETUNE}/{run.name}"
+        common = {"run": run.name, "model": run.model, "dataset": run.dataset, "grid": grid_point,
+                  "hyperparameters": hp}
+        add(JobSpec(ft_id, FINETUNE, finetune_resources(m, run.model), {**common, "save_epochs": saved}),
+            data_parents(run.dataset))
+        if not ev:
+            continue
+        for epoch in resolve_epochs(ev["epochs"], hp["epochs"], saved=saved):
+            for task in ev["tasks"]:
+                dataset = task.get("dataset", run.dataset)
+                add(JobSpec(f"{EVAL}/{run.name}/epoch_{epoch}/{task['name']}", EVAL,
+                            eval_resources(m, run.model),
+                            {**common, "epoch": epoch, "task": task["name"], "eval_dataset": dataset}),
+                    [ft_id, *[p for p in data_parents(dataset) if p not in data_parents(run.dataset)]])
+
+    if ev and ev["base_models"]:
+        per_model = eval_datasets(m, runs)
+        wanted = list(per_model) if ev["base_models"] is True else list(ev["base_models"])
+        for model in wanted:
+            for task in ev["tasks"]:
+                datasets = [task["dataset"]] if "dataset" in task else per_model.get(model, [next(iter(m["datasets"]))])
+                for dataset in datasets:
+                    add(JobSpec(f"{BASE_EVAL}/{model}/{dataset}/{task['name']}", BASE_EVAL,
+                                eval_resources(m, model),
+                                {"model": model, "dataset": dataset, "eval_dataset": dataset, "task": task["name"]}),
+                        data_parents(dataset))
+    return g
+
+
+def topological(g: nx.DiGraph) -> list[str]:
+    return list(nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["order"]))

@@ -1,0 +1,469 @@
+"""cruijff_kit's experiment design file (experiment_summary.yaml) → a cruijff manifest.
+
+`translate` maps each field it can (experiment → experiment/description/output_dir, variables and
+runs → grid, controls → prompt and hyperparameters, models.base → models, data.training →
+datasets, output.wandb_project → finetune.wandb, evaluation → eval) and keeps every field without
+an equivalent as a note; `render` writes the manifest as YAML with those notes as comments. The
+defaults are not copied: cruijff's schema defaults are cruijff_kit's (docs/cruijff_kit.md), so an
+imported manifest sets only what the design file set. Pure apart from reading task scripts' names.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cruijff.errors import ManifestError, Problem
+from cruijff.compiler.expand import run_name
+from cruijff.compiler.families import FAMILIES
+from cruijff.compiler.schema import hyperparameter_names
+from cruijff.compiler.source import Source, to_plain
+
+# cruijff_kit's names (setup_finetune.py arguments, torchtune recipe keys) → cruijff's hyperparameters.
+HYPERPARAMETERS = {
+    "lr": "lr", "learning_rate": "lr", "lora_rank": "lora_rank", "lora_alpha": "lora_alpha",
+    "lora_dropout": "lora_dropout", "weight_decay": "weight_decay", "batch_size": "batch_size",
+    "epochs": "epochs", "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "num_warmup_steps": "warmup_steps", "warmup_steps": "warmup_steps", "max_seq_len": "max_seq_len",
+    "seed": "seed", "packed": "packed", "train_on_input": "train_on_input", "lr_scheduler": "lr_scheduler",
+    "max_steps_per_epoch": "max_steps_per_epoch", "run_val_every_n_steps": "val_every_n_steps",
+}
+SCHEDULERS = {"get_cosine_schedule_with_warmup": "cosine", "get_linear_schedule_with_warmup": "linear",
+              "get_constant_schedule_with_warmup": "constant"}
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass
+class Imported:
+    """The manifest as plain data, the notes on fields without an equivalent, and per-key remarks."""
+
+    manifest: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # "key.path: value — why", one per unmapped field
+    remarks: dict[tuple[str, ...], str] = field(default_factory=dict)  # manifest key path → comment
+    runs: dict[str, str] = field(default_factory=dict)  # cruijff_kit run name → cruijff run name
+
+
+def _name(text: Any) -> str:
+    name = _NAME_UNSAFE.sub("-", str(text)).lstrip("._-")[:64]
+    return name or "imported"
+
+
+def _number(value: Any) -> Any:
+    """cruijff_kit files are read by PyYAML, where 1e-4 is a string: make numeric strings numbers."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return value
+    return value
+
+
+def _hp_value(key: str, value: Any) -> Any:
+    if key == "lr_scheduler" and isinstance(value, str):
+        return SCHEDULERS.get(value.rsplit(".", 1)[-1], value)
+    return _number(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, (dict, list)) else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def task_function(script: str, fallback: str) -> tuple[str, list[str]]:
+    """The @task function in a task script and its parameters (read with ast, never imported);
+    (fallback, []) when the file is not there or holds several tasks."""
+    try:
+        tree = ast.parse(Path(script).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return fallback, []
+
+    def is_task(d: ast.expr) -> bool:
+        target = d.func if isinstance(d, ast.Call) else d
+        return isinstance(target, ast.Name) and target.id == "task"
+
+    tasks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and any(is_task(d) for d in n.decorator_list)]
+    if len(tasks) != 1:
+        return fallback, []
+    args = tasks[0].args
+    return tasks[0].name, [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
+
+
+class _Translator:
+    def __init__(self, source: Source):
+        self.source = source
+        self.s = to_plain(source.data)
+        self.problems: list[Problem] = []
+        self.out = Imported(manifest={})
+        self.computes: list[dict[str, Any]] = []
+
+    def note(self, path: str, value: Any, why: str) -> None:
+        self.out.notes.append(f"{path}: {_short(value)} — {why}")
+
+    def error(self, keys: list[Any], message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(message, self.source.locate(keys), hint))
+
+    def section(self, key: str) -> dict[str, Any]:
+        value = self.s.get(key) or {}
+        if not isinstance(value, dict):
+            self.error([key], f"{key} must be a mapping")
+            return {}
+        return value
+
+    # --- the parts ---------------------------------------------------------------------------
+
+    def experiment(self, m: dict[str, Any]) -> None:
+        exp = self.section("experiment")
+        if not exp.get("name"):
+            self.error(["experiment"], "experiment.name is missing", "name the experiment (it becomes `experiment:`)")
+        m["experiment"] = _name(exp.get("name", "imported"))
+        if exp.get("question"):
+            m["description"] = str(exp["question"])
+        m["output_dir"] = str(exp.get("dir") or f"${{SCRATCH}}/cruijff/{m['experiment']}")
+        if not exp.get("dir"):
+            self.out.remarks[("output_dir",)] = "experiment.dir was not set"
+        for key in ("project", "date", "hypothesis", "purpose"):
+            if key in exp:
+                self.note(f"experiment.{key}", exp[key], "no manifest field (free text: keep it in description)")
+        tools = self.section("tools")
+        for key, expected in (("preparation", "torchtune"), ("evaluation", "inspect-ai")):
+            if key in tools and tools[key] != expected:
+                self.error(["tools", key], f"tools.{key} is {tools[key]!r}; cruijff runs only {expected}")
+            elif key in tools:
+                self.note(f"tools.{key}", tools[key], f"always {expected} in cruijff")
+
+    def models(self, m: dict[str, Any]) -> dict[str, str]:
+        base = (self.s.get("models") or {}).get("base") if isinstance(self.s.get("models"), dict) else None
+        if not isinstance(base, list) or not base:
+            self.error(["models"], "models.base must list at least one model", "- {name: Llama-3.2-1B-Instruct, path: ...}")
+            return {}
+        names: dict[str, str] = {}
+        m["models"] = {}
+        for i, entry in enumerate(base):
+            if not isinstance(entry, dict) or not entry.get("name") or not entry.get("path"):
+                self.error(["models", "base", i], "each models.base entry needs name and path")
+                continue
+            family = str(entry["name"])
+            if family not in FAMILIES:
+                self.error(["models", "base", i, "name"], f"model {family!r} is not in cruijff's registry",
+                           f"one of {', '.join(FAMILIES)}; or write a custom family by hand (docs/manifest.md)")
+                continue
+            short = _name(family)
+            names[family] = short
+            m["models"][short] = {"path": str(entry["path"]), "family": family}
+            for key in entry:
+                if key not in ("name", "path"):
+                    self.note(f"models.base[{i}].{key}", entry[key], "not needed: cruijff does not estimate disk use")
+        return names
+
+    def dataset(self, m: dict[str, Any]) -> str:
+        data = self.section("data")
+        training = data.get("training") or {}
+        if not isinstance(training, dict) or not training.get("path"):
+            self.error(["data", "training"], "data.training.path is missing", "the training JSON file")
+            return "data"
+        label = _name(training.get("dataset_label") or Path(str(training["path"])).stem)
+        fmt = training.get("format", "json")
+        if fmt not in ("json", "instruct_json"):
+            self.error(["data", "training", "format"], f"data.training.format {fmt!r} cannot be imported",
+                       "cruijff_kit's json ({train, validation, test} lists of {input, output}) is instruct_json")
+        m["datasets"] = {label: {"path": str(training["path"]), "format": "instruct_json"}}
+        if isinstance(training.get("splits"), dict):
+            self.note("data.training.splits", training["splits"],
+                      "sample counts: cruijff reads the train, validation and test lists of the file")
+        if "size_kb" in training:
+            self.note("data.training.size_kb", training["size_kb"], "not needed by cruijff")
+        if data.get("data_generation"):
+            self.note("data.data_generation", data["data_generation"],
+                      "cruijff's generators are capitalization and twins: run cruijff_kit's "
+                      f"{data['data_generation'].get('tool', 'generator')} first, then point datasets at its output")
+        return label
+
+    def controls(self, m: dict[str, Any], label: str) -> dict[str, Any]:
+        controls = self.section("controls")
+        hp: dict[str, Any] = {}
+        prompt: dict[str, Any] = {}
+        for key, value in controls.items():
+            if key == "system_prompt":
+                prompt["system"] = value or None  # "" is no system turn in both tools
+            elif key == "prompt":
+                prompt["template"] = value
+            elif key == "dataset_type":
+                if value == "text_completion":
+                    prompt["style"] = "text_completion"  # base models: the plain text, no chat template
+                    self.out.remarks[("prompt", "style")] = "controls.dataset_type text_completion"
+                elif value != "chat_completion":
+                    self.note("controls.dataset_type", value, "unknown dataset type; chat is used")
+                else:
+                    self.out.remarks[("datasets", label, "format")] = "controls.dataset_type chat_completion"
+            elif key == "validation_during_training":
+                if not value:
+                    m["datasets"][label]["splits"] = {"validation": None}
+                    self.out.remarks[("datasets", label, "splits")] = "validation_during_training: false"
+                else:
+                    self.out.remarks[("datasets", label)] = ("validation_during_training: validation loss at each "
+                                                             "epoch end (val_every_n_steps for more often)")
+            elif key in HYPERPARAMETERS:
+                hp[HYPERPARAMETERS[key]] = _hp_value(HYPERPARAMETERS[key], value)
+            else:
+                self.note(f"controls.{key}", value, "no cruijff hyperparameter of that name")
+        if prompt.get("style") == "text_completion" and prompt.get("system"):
+            self.note("controls.system_prompt", prompt.pop("system"),
+                      "a text_completion prompt has no system turn: write the instruction into the prompt template")
+        if prompt:
+            m["prompt"] = {"system": prompt.get("system"), "template": prompt.get("template")}
+            if "style" in prompt:
+                m["prompt"]["style"] = prompt["style"]
+        return hp
+
+    def runs(self, m: dict[str, Any], models: dict[str, str], label: str, controls_hp: dict[str, Any]) -> None:
+        variables = self.section("variables")
+        axes: dict[str, list[Any]] = {}
+        for key, values in variables.items():
+            if key not in HYPERPARAMETERS:
+                self.note(f"variables.{key}", values, "not a cruijff hyperparameter: not swept")
+                continue
+            name = HYPERPARAMETERS[key]
+            axes[name] = [_hp_value(name, v) for v in (values if isinstance(values, list) else [values])]
+        runs = self.s.get("runs") or []
+        if not isinstance(runs, list):
+            self.error(["runs"], "runs must be a list")
+            runs = []
+        tuned: list[tuple[str, dict[str, Any], int]] = []
+        controls: list[str] = []
+        for i, run in enumerate(runs):
+            if not isinstance(run, dict):
+                self.error(["runs", i], "each run must be a mapping")
+                continue
+            kind, model = run.get("type"), run.get("model")
+            if model not in models and model is not None:
+                self.error(["runs", i, "model"], f"run {run.get('name')!r} uses model {model!r}, not in models.base")
+                continue
+            if kind == "control":
+                controls.append(models[model])
+            elif kind == "eval-only":
+                self.note(f"runs[{i}]", run.get("name"), "eval-only runs (existing checkpoints) have no equivalent; "
+                          "evaluate the checkpoint with inspect directly")
+            elif kind == "fine-tuned":
+                params = {}
+                for key, value in (run.get("parameters") or {}).items():
+                    if key in HYPERPARAMETERS:
+                        params[HYPERPARAMETERS[key]] = _hp_value(HYPERPARAMETERS[key], value)
+                    else:
+                        self.note(f"runs[{i}].parameters.{key}", value,
+                                  "per-run settings other than hyperparameters have no equivalent")
+                tuned.append((str(run.get("name")), {"model": models[model], **params}, i))
+                if isinstance(run.get("compute"), dict):
+                    self.computes.append(run["compute"])
+            else:
+                self.error(["runs", i, "type"], f"run type {kind!r} is not fine-tuned, control or eval-only")
+        if not tuned and not runs:  # no runs section: the product of the variables over every model
+            tuned = [("", {"model": mm, **dict(zip(axes, combo))}, -1)
+                     for mm in models.values() for combo in itertools.product(*axes.values())]
+        self.grid(m, models, label, axes, tuned, controls_hp)
+        if controls:
+            m.setdefault("eval", {})["base_models"] = sorted(set(controls))
+
+    def grid(self, m: dict[str, Any], models: dict[str, str], label: str, axes: dict[str, list[Any]],
+             tuned: list[tuple[str, dict[str, Any], int]], controls_hp: dict[str, Any]) -> None:
+        """Variables × models, minus the combinations no run asks for, plus runs outside the product."""
+        points = tuned
+        keys = list(dict.fromkeys(k for _, p, _ in points for k in p if k != "model"))
+        for k in keys:
+            if k not in axes:
+                axes[k] = list(dict.fromkeys(p[k] for _, p, _ in points if k in p))
+        for name, point, i in points:
+            for k in keys:
+                if k not in point:
+                    if k in controls_hp:
+                        point[k] = controls_hp[k]
+                    else:
+                        self.error(["runs", i, "parameters"], f"run {name!r} does not set {k}, which other runs vary",
+                                   f"give every fine-tuned run a {k}")
+        model_axis = list(dict.fromkeys(p["model"] for _, p, _ in points)) or list(models.values())
+        grid: dict[str, Any] = {}
+        if model_axis != list(models.values()):
+            grid["model"] = model_axis
+        grid.update(axes)
+        product = [dict(zip(["model", *axes], c)) for c in itertools.product(model_axis, *axes.values())]
+        wanted = [p for _, p, _ in points]
+        exclude = [c for c in product if c not in wanted]
+        include = [p for p in wanted if p not in product]
+        if exclude:
+            grid["exclude"] = exclude
+        if include:
+            grid["include"] = include
+        if grid:
+            m["grid"] = grid
+        # A swept key leaves the fixed hyperparameters (the grid sets it per run).
+        for k in axes:
+            controls_hp.pop(k, None)
+        for name, point, _ in points:
+            if name:
+                self.out.runs[name] = run_name({**point, "dataset": label})
+
+    def evaluation(self, m: dict[str, Any], label: str) -> None:
+        ev = self.section("evaluation")
+        if not ev:
+            return
+        out = m.setdefault("eval", {})
+        for key in ("seed", "max_tokens"):
+            if key in ev:
+                out[key] = _number(ev[key])
+        if ev.get("do_sample"):
+            self.note("evaluation.do_sample", True, "cruijff evaluates greedily (temperature 0); sampling is not imported")
+        for key in ("temperature", "max_connections", "vis_label"):
+            if key in ev:
+                self.note(f"evaluation.{key}", ev[key], "no equivalent (greedy decoding; inspect's own batching)")
+        if "system_prompt" in ev and (ev["system_prompt"] or None) != (m.get("prompt") or {}).get("system"):
+            self.note("evaluation.system_prompt", ev["system_prompt"],
+                      "differs from controls.system_prompt: cruijff evaluates with the training prompt")
+        if ev.get("scorers"):
+            self.note("evaluation.scorers", [s.get("name") if isinstance(s, dict) else s for s in ev["scorers"]],
+                      "a cruijff task chooses its scorers in its file (cruijff.tasks: exact_match, "
+                      "label_probability, continuous, numeric_risk)")
+        scorers = [s.get("name") if isinstance(s, dict) else s for s in ev.get("scorers") or []]
+        tasks = []
+        for i, t in enumerate(ev.get("tasks") or []):
+            if not isinstance(t, dict) or not t.get("name") or not t.get("script"):
+                self.error(["evaluation", "tasks", i], "each evaluation task needs name and script")
+                continue
+            name = _name(t["name"])
+            script = str(t["script"])
+            function, params = task_function(self.source.path.parent / script if not Path(script).is_absolute()
+                                             else script, _name(t["name"]).replace("-", "_"))
+            entry: dict[str, Any] = {"name": name, "file": script, "task": function}
+            if "match" in scorers and "ignore_punctuation" in params:
+                # cruijff_kit's match(location="exact") ignores end punctuation ("Apple." is right)
+                entry["args"] = {"ignore_punctuation": True}
+            dataset = t.get("dataset")
+            if dataset and dataset != "same":
+                ds_name = _name(f"{name}-data")
+                m["datasets"][ds_name] = {"path": str(dataset), "format": "instruct_json"}
+                entry["dataset"] = ds_name
+            tasks.append(entry)
+            self.out.remarks[("eval", "tasks")] = ("cruijff passes data, format, split, template and system to each "
+                                                   "task (see experiments/tasks/capitalization.py)"
+                                                   + ("; match → ignore_punctuation" if "args" in entry else ""))
+            for key in ("eval_condition", "prompt", "system_prompt", "assistant_prefix", "description"):
+                if key in t:
+                    self.note(f"evaluation.tasks[{i}].{key}", t[key],
+                              "free text" if key == "description" else "per-task prompt overrides have no equivalent")
+        if tasks:
+            out["tasks"] = tasks
+        self.matrix(out, ev, [t["name"] for t in tasks])
+        if isinstance(ev.get("compute"), dict):
+            out["resources"] = {k: _number(v) if k == "gpus" else str(v)
+                                for k, v in ev["compute"].items() if k in ("gpus", "mem", "time")}
+
+    def matrix(self, out: dict[str, Any], ev: dict[str, Any], task_names: list[str]) -> None:
+        epochs: list[int] = []
+        for i, row in enumerate(ev.get("matrix") or []):
+            if not isinstance(row, dict):
+                continue
+            if row.get("epochs"):
+                epochs.extend(int(e) for e in row["epochs"])
+            if row.get("vis_label"):
+                self.note(f"evaluation.matrix[{i}].vis_label", row["vis_label"], "run names label the status grid")
+            if row.get("tasks") and set(map(_name, row["tasks"])) != set(task_names):
+                self.note(f"evaluation.matrix[{i}].tasks", row["tasks"],
+                          "cruijff evaluates every task on every run and epoch")
+        if epochs:
+            out["epochs"] = sorted(set(epochs))
+
+    def translate(self) -> Imported:
+        m = self.out.manifest
+        self.experiment(m)
+        models = self.models(m)
+        label = self.dataset(m)
+        hp = self.controls(m, label)
+        m["finetune"] = {}
+        if self.problems:
+            raise ManifestError(self.problems)
+        self.runs(m, models, label, hp)
+        if hp:
+            m["finetune"]["hyperparameters"] = hp
+        computes = self.computes
+        if computes:
+            first = computes[0]
+            m["finetune"]["resources"] = {k: _number(v) if k == "gpus" else str(v)
+                                          for k, v in first.items() if k in ("gpus", "mem", "time")}
+            if any(c != first for c in computes):
+                self.note("runs[].compute", computes, "runs ask for different resources: the first run's are used")
+        output = self.section("output")
+        if output.get("wandb_project"):
+            m["finetune"]["wandb"] = {"project": str(output["wandb_project"])}
+        for key in output:
+            if key != "wandb_project":
+                self.note(f"output.{key}", output[key], "no equivalent")
+        self.evaluation(m, label)
+        if "eval" in m and "tasks" not in m["eval"]:
+            self.note("evaluation", "(no tasks)", "an evaluation needs tasks: none imported")
+            del m["eval"]
+        for key in self.s:
+            if key not in ("experiment", "tools", "variables", "controls", "models", "data", "output", "runs",
+                           "evaluation"):
+                self.note(key, self.s[key], "not part of cruijff_kit's template; not imported")
+        if self.problems:
+            raise ManifestError(self.problems)
+        ordered = ["experiment", "description", "output_dir", "models", "datasets", "prompt", "finetune", "grid", "eval"]
+        self.out.manifest = {k: m[k] for k in ordered if k in m}
+        return self.out
+
+
+def translate(source: Source) -> Imported:
+    """The manifest for a loaded experiment_summary.yaml; ManifestError (file:line:col) if it cannot be."""
+    if not set(hyperparameter_names()) >= set(HYPERPARAMETERS.values()):  # pragma: no cover - a rename
+        raise AssertionError("kit_import.HYPERPARAMETERS names a hyperparameter the schema lacks")
+    return _Translator(source).translate()
+
+
+def render(imported: Imported, source_name: str) -> str:
+    """The manifest as YAML, with the notes as comments: remarks at their keys, the rest at the end."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    def build(value: Any, path: tuple[str, ...]) -> Any:
+        if isinstance(value, dict):
+            cm = CommentedMap()
+            for k, v in value.items():
+                cm[k] = build(v, (*path, k))
+                if (*path, k) in imported.remarks:
+                    cm.yaml_add_eol_comment(imported.remarks[(*path, k)], k)
+            if len(path) >= 2 and path[0] == "grid" or path[:2] == ("eval", "tasks"):
+                cm.fa.set_flow_style()
+            return cm
+        if isinstance(value, list):
+            seq = CommentedSeq(build(v, path) for v in value)
+            if all(not isinstance(v, (dict, list)) for v in value):
+                seq.fa.set_flow_style()
+            return seq
+        if isinstance(value, str) and ":" in value and path[-1:] == ("time",):
+            return DoubleQuotedScalarString(value)  # 01:00:00 is a number to YAML 1.1 readers
+        return value
+
+    yaml = YAML()
+    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    text = StringIO()
+    yaml.dump(build(imported.manifest, ()), text)
+    head = [f"# Imported from {source_name} by `cruijff import`.",
+            "# Unset hyperparameters take cruijff's defaults, which are cruijff_kit's (docs/cruijff_kit.md).",
+            "# Add a cluster: block (account, partition, env: {conda: ...}) for SLURM."]
+    if imported.runs:
+        head.append("# cruijff_kit run -> cruijff run:")
+        head += [f"#   {kit} -> {ours}" for kit, ours in imported.runs.items()]
+    tail = ["", "# Fields of the design file without an equivalent here:"] if imported.notes else []
+    tail += [f"#   {n}" for n in imported.notes]
+    return "\n".join(head) + "\n" + text.getvalue() + ("\n".join(tail) + "\n" if tail else "")

@@ -1,0 +1,228 @@
+"""The compiler pipeline: load → validate → resolve → expand → check → graph → render.
+
+`compile_manifest` is pure apart from reading the manifest and the files it checks; writing the
+plan directory is cruijff.compiler.write's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+from cruijff.compiler.checks import check_files, check_models, check_references, check_runs, check_steps, hyperparameters_of
+from cruijff.errors import ManifestError, Problem
+from cruijff.compiler.expand import Run, expand
+from cruijff.compiler.graph import JobSpec, build_graph, topological
+from cruijff.compiler.inputs import code_digest, fingerprint
+from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, PREPARE, Node, Plan
+from cruijff.paths import recipes_dir
+from cruijff.compiler.render import inspect as render_inspect
+from cruijff.compiler.render import torchtune as render_torchtune
+from cruijff.compiler.render.sbatch import UnsafeValue, job_script
+from cruijff.compiler.render.yaml import dump_yaml
+from cruijff.compiler.resolve import resolve
+from cruijff.compiler.source import Source, load, to_plain
+from cruijff.compiler.validate import schema_problems
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A manifest that passed every check: resolved data, runs and warnings."""
+
+    source: Source
+    manifest: dict[str, Any]
+    runs: list[Run]
+    warnings: list[Problem]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    plan: Plan
+    files: dict[str, str]  # path relative to output_dir → text
+    checked: Checked
+
+
+def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
+          check_paths: bool = True) -> Checked:
+    """Load and check a manifest; every error at once as a ManifestError."""
+    source = load(path)
+    problems = schema_problems(source)
+    if problems:
+        raise ManifestError(problems)
+    manifest, problems = resolve(source, to_plain(source.data), env)
+    if out is not None:
+        manifest["output_dir"] = os.path.abspath(out)
+    problems += check_models(source, manifest)
+    problems += check_references(source, manifest)
+    runs: list[Run] = []
+    if not any(p.severity == "error" for p in problems):
+        runs, expansion = expand(manifest["grid"], list(manifest["models"]), list(manifest["datasets"]))
+        problems += [Problem(p.message, source.locate(list(origin)), p.hint) for origin, p in expansion]
+        if not runs and not expansion:
+            problems.append(Problem("the grid has no runs left (exclude removed every combination)",
+                                    source.locate(["grid"]), "loosen grid.exclude or add values"))
+        problems += check_runs(source, manifest, runs)
+    if check_paths:
+        problems += check_files(source, manifest)
+        problems += check_steps(source, manifest, runs)
+    problems = sorted(problems, key=_file_order)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise ManifestError(problems)
+    return Checked(source, manifest, runs, [p for p in problems if p.severity != "error"])
+
+
+def _file_order(p: Problem) -> tuple[int, int]:
+    loc = p.location
+    return (loc.line or 0, loc.col or 0) if loc else (0, 0)
+
+
+def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
+                     recipes: str | None = None, check_paths: bool = True) -> Compiled:
+    checked = check(path, out=out, env=env, check_paths=check_paths)
+    m = checked.manifest
+    g = build_graph(m, checked.runs)
+    runs = {r.name: r for r in checked.runs}
+    renderer = _Renderer(m, runs, recipes or str(recipes_dir()))
+    files: dict[str, str] = {}
+    nodes: list[Node] = []
+    hashes: dict[str, str] = {}
+    for node_id in topological(g):
+        spec: JobSpec = g.nodes[node_id]["spec"]
+        parents = tuple(sorted(g.predecessors(node_id), key=lambda p: g.nodes[p]["order"]))
+        try:
+            node_files = renderer.render(spec)
+        except UnsafeValue as e:
+            raise ManifestError([Problem(str(e), checked.source.locate(list(e.where)),
+                                         "use plain words for SLURM settings")]) from None
+        inputs = renderer.inputs(spec)
+        digest = hashlib.sha256()
+        digest.update(json.dumps({"kind": spec.kind, "resources": vars(spec.resources),
+                                  "parents": [hashes[p] for p in parents], "inputs": inputs},
+                                 sort_keys=True).encode())
+        for rel in sorted(node_files):
+            digest.update(rel.encode() + b"\0" + node_files[rel].encode() + b"\0")
+        hashes[node_id] = digest.hexdigest()[:16]
+        files.update({f"{node_id}/{rel}": text for rel, text in node_files.items()})
+        nodes.append(Node(id=node_id, kind=spec.kind, parents=parents, resources=spec.resources,
+                          hash=hashes[node_id], attrs=spec.attrs, inputs=inputs))
+    plan = Plan(
+        experiment=m["experiment"],
+        output_dir=m["output_dir"],
+        manifest=str(checked.source.path.resolve()),
+        executor=m["executor"]["kind"],
+        max_parallel=m["executor"]["max_parallel"],
+        cluster={k: v for k, v in m["cluster"].items() if k != "env"},
+        nodes=tuple(nodes),
+    )
+    files["manifest.yaml"] = dump_yaml(m, header=[f"Resolved from {checked.source.path.resolve()} by `cruijff plan`."])
+    return Compiled(plan, files, checked)
+
+
+class _Renderer:
+    """Turns one JobSpec into its files; the job script always comes last (it names the others)."""
+
+    def __init__(self, m: dict[str, Any], runs: dict[str, Run], recipes: str):
+        self.m = m
+        self.runs = runs
+        self.recipes = recipes
+        self.out = m["output_dir"]
+        self.variables = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        wandb = m["finetune"].get("wandb")
+        if wandb:
+            self.variables["WANDB_MODE"] = wandb["mode"]
+
+        self._fingerprints: dict[str, str] = {}
+
+    def inputs(self, spec: JobSpec) -> dict[str, str]:
+        """What the job reads beyond its rendered files: name → fingerprint (see cruijff.compiler.inputs)."""
+        out = {"cruijff code": code_digest(spec.kind)}
+        if spec.kind == FINETUNE:
+            out["recipe"] = self._fingerprint(os.path.join(self.recipes, render_torchtune.recipe_file(spec.resources.gpus)))
+        dataset = spec.attrs.get("eval_dataset", spec.attrs.get("dataset"))
+        if spec.kind != PREPARE and "generate" not in self.m["datasets"][dataset]:
+            out["dataset"] = self._fingerprint(self.m["datasets"][dataset]["path"])
+        if spec.kind in (EVAL, BASE_EVAL):
+            task = next(t for t in self.m["eval"]["tasks"] if t["name"] == spec.attrs["task"])
+            out["task file"] = self._fingerprint(task["file"])
+        return out
+
+    def _fingerprint(self, path: str) -> str:
+        if path not in self._fingerprints:
+            self._fingerprints[path] = fingerprint(path)
+        return self._fingerprints[path]
+
+    def render(self, spec: JobSpec) -> dict[str, str]:
+        return {PREPARE: self.prepare, FINETUNE: self.finetune, EVAL: self.evaluation,
+                BASE_EVAL: self.evaluation}[spec.kind](spec)
+
+    def _script(self, spec: JobSpec, title: str, commands: list[list[str]]) -> str:
+        return job_script(title=title, job_name=f"{self.m['experiment']}:{spec.id}",
+                          node_dir=f"{self.out}/{spec.id}", resources=spec.resources,
+                          cluster=self.m["cluster"], commands=commands, variables=self.variables)
+
+    def prepare(self, spec: JobSpec) -> dict[str, str]:
+        from cruijff.data.generate import cli_args
+
+        ds = self.m["datasets"][spec.attrs["dataset"]]
+        argv = ["cruijff", "data", "generate", *cli_args(ds["generate"]["kind"], ds["path"], ds["generate"])]
+        return {"job.sbatch": self._script(spec, f"cruijff job {spec.id}: generate dataset {spec.attrs['dataset']}", [argv])}
+
+    def finetune(self, spec: JobSpec) -> dict[str, str]:
+        run = self.runs[spec.attrs["run"]]
+        hp = hyperparameters_of(self.m, run)
+        run_dir = f"{self.out}/{spec.id}"
+        config = render_torchtune.finetune_config(
+            manifest=self.m, run_name=run.name, model=self.m["models"][run.model],
+            dataset=self.m["datasets"][run.dataset], hp=hp, save_epochs=spec.attrs["save_epochs"],
+            resources=spec.resources, run_dir=run_dir)
+        gpus = spec.resources.gpus
+        recipe = render_torchtune.recipe_file(gpus)
+        config_path = f"{run_dir}/finetune.yaml"
+        # torchtune 0.6.1 imports a custom recipe as a module found from the working directory.
+        commands = [["cd", self.recipes],
+                    ["tune", "run", *(["--nproc_per_node", str(gpus)] if gpus > 1 else []), recipe, "--config", config_path]]
+        text = dump_yaml(config, header=render_torchtune.header(run.name, self.recipes, recipe, config_path, gpus))
+        title = f"cruijff job {spec.id}: LoRA fine-tune of {run.model} on {run.dataset}"
+        return {"finetune.yaml": text, "job.sbatch": self._script(spec, title, commands)}
+
+    def evaluation(self, spec: JobSpec) -> dict[str, str]:
+        ev = self.m["eval"]
+        task = next(t for t in ev["tasks"] if t["name"] == spec.attrs["task"])
+        model = self.m["models"][spec.attrs["model"]]
+        if spec.kind == EVAL:
+            model_dir = render_torchtune.export_dir(f"{self.out}/{FINETUNE}/{spec.attrs['run']}", spec.attrs["epoch"])
+        else:
+            model_dir = model["path"]
+        dataset = self.m["datasets"][spec.attrs["eval_dataset"]]
+        metadata = {"experiment": self.m["experiment"], "node": spec.id, "model": spec.attrs["model"],
+                    "dataset": spec.attrs["eval_dataset"]}
+        if spec.kind == EVAL:
+            metadata.update({"run": spec.attrs["run"], "epoch": spec.attrs["epoch"]})
+            metadata.update({f"hp.{k}": v for k, v in spec.attrs["grid"].items() if k not in ("model", "dataset")})
+        commands = render_inspect.eval_commands(task_file=task["file"], task_name=task["task"], model_dir=model_dir,
+                                                provider=ev["provider"], seed=ev["seed"], limit=ev["limit"],
+                                                max_tokens=task.get("max_tokens", ev["max_tokens"]),
+                                                metadata=metadata)
+        what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
+        return {
+            "task_config.yaml": dump_yaml(render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"], task=task)),
+            "model_config.yaml": dump_yaml(render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
+                                                                       provider=ev["provider"],
+                                                                       style=self.m["prompt"]["style"])),
+            "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", commands),
+        }
+
+
+def compile_to_dir(path: str | Path, *, out: str | None = None) -> Path:
+    """Plan a manifest into its plan directory (what `cruijff apply MANIFEST` does first)."""
+    from cruijff.compiler.write import write_plan
+
+    compiled = compile_manifest(path, out=out)
+    write_plan(compiled.plan, compiled.files)
+    return Path(compiled.plan.output_dir)

@@ -1,0 +1,70 @@
+"""An evaluation node's inspect-ai files: task arguments, model arguments and the command lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cruijff.prompting import CHAT, TEXT_COMPLETION, TEXT_COMPLETION_CHAT_TEMPLATE, tokenizer_call_args
+
+
+def task_config(*, dataset: dict[str, Any], prompt: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """Task arguments (inspect's --task-config): the same prompt source as training, plus user args."""
+    return {
+        "data": dataset["path"],
+        "format": dataset["format"],
+        "split": dataset["splits"]["test"],
+        "template": prompt["template"],
+        "system": prompt["system"],
+        **task.get("args", {}),
+    }
+
+
+def model_config(*, model_dir: str, gpus: int, provider: str, style: str = CHAT) -> dict[str, Any]:
+    """Model arguments (inspect's --model-config).
+
+    hf: the local directory goes in model_path; do_sample false, or transformers rejects
+    temperature 0. inspect's hf provider passes `device` to from_pretrained as device_map, so
+    with more than one GPU it is "auto" (accelerate spreads the layers over every GPU, as
+    cruijff_kit does) - "cuda:0" would load a 70B model onto one GPU. tokenizer_call_args as in
+    training, so the ids fed are the trained prompt ids (no second BOS where the chat template
+    writes one; docs/parity.md). Style text_completion: `chat_template` replaces the model's own
+    with one that writes the prompt text alone, tokenized with the tokenizer's own BOS, exactly as
+    training does. vllm: the directory is the model name and these keys become `vllm serve` flags.
+    """
+    if provider == "vllm":
+        return {"tensor_parallel_size": max(1, gpus), "timeout": 1800}
+    config = {"model_path": model_dir, "tokenizer_path": model_dir, "device": device_map(gpus), "do_sample": False,
+              "tokenizer_call_args": tokenizer_call_args(style)}
+    if style == TEXT_COMPLETION:
+        config["chat_template"] = TEXT_COMPLETION_CHAT_TEMPLATE
+    return config
+
+
+def device_map(gpus: int) -> str:
+    """The hf provider's device (its device_map) for a job with this many GPUs."""
+    return "auto" if gpus > 1 else "cuda:0" if gpus == 1 else "cpu"
+
+
+def model_name(*, model_dir: str, provider: str) -> str:
+    return f"vllm/{model_dir}" if provider == "vllm" else "hf/local"
+
+
+def eval_commands(*, task_file: str, task_name: str, model_dir: str, provider: str, seed: int,
+                  limit: int | None, metadata: dict[str, Any], max_tokens: int) -> list[list[str]]:
+    """`inspect eval`, run by cruijff.results.scores, which then checks its log and says why it failed.
+
+    inspect exits 0 even when the evaluation errored; when it cannot start (a task name that does
+    not exist) its reason is in its output only. `--display log` is inspect's display for batch
+    jobs: quiet while all is well, but errors are printed (`--display none` drops them too).
+    --seed and --max-tokens on the command line beat the task's own GenerateConfig (inspect merges
+    the CLI's generate arguments over the task's), so the manifest's values hold for every task.
+    """
+    argv = ["inspect", "eval", f"{task_file}@{task_name}", "--model", model_name(model_dir=model_dir, provider=provider),
+            "--model-config", "model_config.yaml", "--task-config", "task_config.yaml",
+            "--log-dir", "logs", "--seed", str(seed), "--max-tokens", str(max_tokens), "--temperature", "0",
+            "--display", "log", "--log-format", "eval"]
+    if limit:
+        argv += ["--limit", str(limit)]
+    for key, value in metadata.items():
+        argv += ["--metadata", f"{key}={value}"]
+    return [["python", "-m", "cruijff.scores", "logs", "--", *argv]]

@@ -1,0 +1,137 @@
+"""Write a plan directory so that a failure can never leave a half-written plan.
+
+Every new or changed file is first written next to its target under a temporary name; only when
+all of them are there are they moved into place (os.replace, atomic per file), plan.json last:
+plan.json is the commit point, and readers trust nothing that it does not list. On any failure
+the temporary files are removed and the previous plan.json stays as it was. Files whose text is
+unchanged are not rewritten (a re-plan after a small edit touches only what changed), and run
+outputs in the same directory (checkpoints, logs, state.db) are never touched.
+
+File creation dominates on slow (network or virtual) file systems, so each directory is created
+once and each file costs one create and one rename, with no staging tree.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from cruijff import plan as plan_json
+from cruijff.plan import PlanDiff, diff_plans
+from cruijff.errors import CruijffError, StateError
+from cruijff.lock import plan_lock
+from cruijff.plan import Plan
+
+_TMP_SUFFIX = ".cruijff-tmp"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def previous_plan(out: Path) -> Plan | None:
+    if not (out / plan_json.PLAN_FILE).exists():
+        return None
+    try:
+        return plan_json.load_plan(out)
+    except CruijffError:
+        return None  # unreadable or older: everything counts as added
+
+
+def _unchanged(path: str, data: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(data) + 1) == data
+    except OSError:
+        return False
+
+
+def _write_new(path: str, data: bytes, executable: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC, 0o666)
+    try:
+        if executable:
+            os.fchmod(fd, 0o755)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def write_plan(plan: Plan, files: dict[str, str]) -> PlanDiff:
+    """Under the plan directory's lock: never while an apply submits from it (cruijff/lock.py)."""
+    out = Path(plan.output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StateError(f"cannot create the plan directory {out}: {e.strerror}",
+                         hint="check output_dir in the manifest (or --out) and its permissions") from None
+    with plan_lock(out, "plan"):
+        return _write_locked(plan, files, out)
+
+
+def _write_locked(plan: Plan, files: dict[str, str], out: Path) -> PlanDiff:
+    old = previous_plan(out)
+    root = str(out)
+    pending: list[tuple[str, str]] = []  # (temporary, final), in the order they are moved
+    made: list[str] = []  # directories this call created, removed again on failure
+    known: set[str] = {root}
+    committed = False
+    try:
+        for rel, text in [*files.items(), (plan_json.PLAN_FILE, None)]:
+            data = (plan_json.dumps(plan) if text is None else text).encode("utf-8")
+            final = os.path.join(root, rel)
+            folder = os.path.dirname(final)
+            if folder not in known:
+                _make_dirs(folder, known, made)
+            if _unchanged(final, data):
+                continue
+            tmp = f"{folder}/.{os.path.basename(final)}{_TMP_SUFFIX}"
+            try:
+                _write_new(tmp, data, rel.endswith(".sbatch"))
+            except FileExistsError:  # left behind by a killed earlier run
+                os.unlink(tmp)
+                _write_new(tmp, data, rel.endswith(".sbatch"))
+            pending.append((tmp, final))
+        for tmp, final in pending:
+            os.replace(tmp, final)
+        committed = True
+    except OSError as e:
+        raise StateError(f"cannot write the plan into {out}: {e.strerror} ({e.filename})",
+                         hint="free disk space or fix permissions, then run `cruijff plan` again; "
+                              "the previous plan.json is unchanged") from None
+    finally:
+        if not committed:
+            for tmp, _ in pending:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass  # already moved into place
+            for folder in reversed(made):
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass
+    return diff_plans(old, plan)
+
+
+def _make_dirs(folder: str, known: set[str], made: list[str]) -> None:
+    """mkdir -p, remembering what exists (one system call per new directory on the happy path)."""
+    missing = []
+    while folder not in known and not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    known.add(folder)
+    for d in reversed(missing):
+        os.mkdir(d)
+        made.append(d)
+        known.add(d)

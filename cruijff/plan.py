@@ -1,0 +1,231 @@
+"""The plan: plain frozen data that every stage after expansion hands to the next, and plan.json.
+
+A Plan is what `plan.json` holds: the versioned hand-off between `plan` and `apply`/`status`
+(dbt's manifest.json); executors, state and status read only this.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cruijff import __version__
+from cruijff.errors import StateError
+
+# Node kinds. Ids are also the node's directory relative to the plan's output_dir.
+FINETUNE = "finetune"  # finetune/<run>
+EVAL = "eval"  # eval/<run>/epoch_<n>/<task>
+BASE_EVAL = "base_eval"  # base_eval/<model>/<task>
+PREPARE = "prepare"  # prepare/<dataset>  (data preparation before training)
+NODE_KINDS = (PREPARE, FINETUNE, EVAL, BASE_EVAL)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one job asks the scheduler for. gpus == 0 means the job runs on CPU."""
+
+    gpus: int = 0
+    cpus: int = 1
+    mem: str | None = None  # SLURM syntax: 64G, 500M
+    time: str | None = None  # SLURM syntax: HH:MM:SS or D-HH:MM:SS
+
+    def gpu_hours(self) -> float:
+        return self.gpus * time_to_hours(self.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def time_to_hours(time: str | None) -> float:
+    """Hours in a SLURM time string ('D-HH:MM:SS', 'HH:MM:SS', 'MM:SS', 'MM'); 0 when unset."""
+    if not time:
+        return 0.0
+    days = 0
+    if "-" in time:
+        d, time = time.split("-", 1)
+        days = int(d)
+    parts = [int(p) for p in time.split(":")]
+    if len(parts) == 1:
+        h, m, s = 0, parts[0], 0
+    elif len(parts) == 2:
+        h, m, s = 0, parts[0], parts[1]
+    else:
+        h, m, s = parts[0], parts[1], parts[2]
+    return days * 24 + h + m / 60 + s / 3600
+
+
+@dataclass(frozen=True)
+class Node:
+    """One job in the graph.
+
+    attrs holds what selectors, status and report group by: run, model, dataset, epoch, task,
+    hyperparameters. inputs fingerprints what the job reads beyond its own files (task file,
+    dataset, recipe, the cruijff code it runs; see cruijff.compiler.inputs). hash covers everything that
+    makes the job what it is (its rendered files, resources, inputs and its parents' hashes), so a
+    changed hash means the job must run again.
+    """
+
+    id: str
+    kind: str
+    parents: tuple[str, ...]
+    resources: Resources
+    hash: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> str:
+        """The node's directory, relative to the plan's output_dir."""
+        return self.id
+
+    @property
+    def script(self) -> str:
+        """The job script, relative to the plan's output_dir."""
+        return f"{self.id}/job.sbatch"
+
+    @property
+    def record(self) -> str:
+        """Append-only JSON lines the job script writes at start and end (status without sacct)."""
+        return f"{self.id}/record.jsonl"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "hash": self.hash,
+            "parents": list(self.parents),
+            "script": self.script,
+            "resources": self.resources.as_dict(),
+            "attrs": self.attrs,
+            "inputs": self.inputs,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The compiled experiment; nodes are in topological order (parents before children)."""
+
+    experiment: str
+    output_dir: str  # absolute
+    manifest: str  # absolute path of the manifest it came from
+    executor: str  # auto | slurm | local
+    max_parallel: int  # local executor's parallelism
+    cluster: dict[str, Any]
+    nodes: tuple[Node, ...]
+
+    def node(self, node_id: str) -> Node:
+        return self.by_id()[node_id]
+
+    def by_id(self) -> dict[str, Node]:
+        return {n.id: n for n in self.nodes}
+
+    def children(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {n.id: [] for n in self.nodes}
+        for n in self.nodes:
+            for p in n.parents:
+                out[p].append(n.id)
+        return out
+
+
+# plan.json
+
+PLAN_FILE = "plan.json"
+SCHEMA_VERSION = 1
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cruijff_version": __version__,
+        "experiment": plan.experiment,
+        "output_dir": plan.output_dir,
+        "manifest": plan.manifest,
+        "executor": {"kind": plan.executor, "max_parallel": plan.max_parallel},
+        "cluster": plan.cluster,
+        "nodes": [n.as_dict() for n in plan.nodes],
+    }
+
+
+def plan_from_dict(data: dict[str, Any], *, source: str = PLAN_FILE) -> Plan:
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StateError(
+            f"{source}: plan schema version {version!r} is not supported (this cruijff reads {SCHEMA_VERSION})",
+            hint="re-run `cruijff plan` with this version of cruijff",
+        )
+    nodes = tuple(
+        Node(
+            id=n["id"],
+            kind=n["kind"],
+            parents=tuple(n["parents"]),
+            resources=Resources(**n["resources"]),
+            hash=n["hash"],
+            attrs=n.get("attrs", {}),
+            inputs=n.get("inputs", {}),
+        )
+        for n in data["nodes"]
+    )
+    return Plan(
+        experiment=data["experiment"],
+        output_dir=data["output_dir"],
+        manifest=data["manifest"],
+        executor=data["executor"]["kind"],
+        max_parallel=data["executor"]["max_parallel"],
+        cluster=data.get("cluster", {}),
+        nodes=nodes,
+    )
+
+
+def dumps(plan: Plan) -> str:
+    """Indented JSON with one node per line: readable, diffable, and written by json's C encoder
+    (indent=2 throughout would use the pure-Python one: half a second for 5,000 nodes)."""
+    data = plan_to_dict(plan)
+    nodes = data.pop("nodes")
+    head = json.dumps(data, indent=2)
+    if not nodes:
+        return head[:-2] + ',\n  "nodes": []\n}\n'
+    encode = json.JSONEncoder().encode
+    body = ",\n".join("    " + encode(n) for n in nodes)
+    return head[:-2] + ',\n  "nodes": [\n' + body + "\n  ]\n}\n"
+
+
+def load_plan(plan_dir: str | Path) -> Plan:
+    """Read plan.json from a plan directory, with a readable error when it is not one."""
+    path = Path(plan_dir) / PLAN_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StateError(
+            f"{plan_dir}: no {PLAN_FILE} here",
+            hint="run `cruijff plan MANIFEST` first, or pass the plan directory it printed",
+        ) from None
+    except json.JSONDecodeError as e:
+        raise StateError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})",
+                         hint="re-run `cruijff plan` to write it again") from None
+    return plan_from_dict(data, source=str(path))
+
+
+@dataclass(frozen=True)
+class PlanDiff:
+    """What changed between two plans, by node id and hash (terraform plan's summary)."""
+
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {k: list(getattr(self, k)) for k in ("added", "changed", "removed", "unchanged")}
+
+
+def diff_plans(old: Plan | None, new: Plan) -> PlanDiff:
+    old_hashes = {n.id: n.hash for n in old.nodes} if old else {}
+    new_hashes = {n.id: n.hash for n in new.nodes}
+    return PlanDiff(
+        added=tuple(i for i in new_hashes if i not in old_hashes),
+        changed=tuple(i for i in new_hashes if i in old_hashes and old_hashes[i] != new_hashes[i]),
+        removed=tuple(i for i in old_hashes if i not in new_hashes),
+        unchanged=tuple(i for i in new_hashes if old_hashes.get(i) == new_hashes[i]),
+    )

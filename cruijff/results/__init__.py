@@ -1,0 +1,1 @@
+"""Results: inspect eval logs → scores, and the report (tables, plots, groups, cost)."""

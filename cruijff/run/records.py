@@ -1,0 +1,127 @@
+"""Reading `<node dir>/record.jsonl`: what the job script itself says happened.
+
+The job script appends `start` and `end` events (docs/dev/architecture.md), so status stays
+right where sacct is absent and squeue has forgotten a finished job. A step that fails with a
+known cause (a recipe's or an evaluation's error) appends an `error` event in between, and
+status shows its first line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cruijff.plan import Plan
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One execution of a job script: its start event and, once it exited, its end event."""
+
+    job_id: str | None
+    start: float | None
+    host: str | None = None
+    end: float | None = None
+    exit_code: int | None = None
+    error: str | None = None  # why it failed, when a step of the job said so
+
+    @property
+    def reason(self) -> str | None:
+        """The error's first line, for one-line displays."""
+        return self.error.strip().splitlines()[0] if self.error and self.error.strip() else None
+
+    @property
+    def finished(self) -> bool:
+        return self.end is not None
+
+
+def read_attempts(path: str | Path) -> list[Attempt]:
+    """Attempts in file order; lines that are torn or not ours are skipped, never fatal."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    attempts: list[Attempt] = []
+    open_by_job: dict[str | None, int] = {}
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        job_id = None if event.get("job_id") in (None, "") else str(event.get("job_id"))
+        if event.get("event") == "start":
+            open_by_job[job_id] = len(attempts)
+            attempts.append(Attempt(job_id=job_id, start=_num(event.get("time")), host=event.get("host")))
+        elif event.get("event") == "end":
+            code = event.get("exit_code")
+            index = open_by_job.pop(job_id, None)
+            ended = dict(end=_num(event.get("time")), exit_code=int(code) if code is not None else None)
+            if index is None:  # an end without its start (truncated file): keep what we know
+                attempts.append(Attempt(job_id=job_id, start=None, **ended))
+            else:
+                a = attempts[index]
+                attempts[index] = Attempt(a.job_id, a.start, a.host, error=a.error, **ended)
+        elif event.get("event") == "error" and attempts and isinstance(event.get("message"), str):
+            # written by a step of the running job, which does not know its job id: the latest attempt
+            attempts[-1] = replace(attempts[-1], error=event["message"])
+    return attempts
+
+
+def record_error(message: str, node_dir: str | None = None) -> None:
+    """Append an `error` event to the running job's record.jsonl ($CRUIJFF_NODE_DIR); else nothing.
+
+    Only one process of a distributed job writes it (RANK 0 or unset).
+    """
+    node_dir = node_dir or os.environ.get("CRUIJFF_NODE_DIR")
+    if not node_dir or os.environ.get("RANK", "0") != "0":
+        return
+    line = json.dumps({"event": "error", "time": time.time(), "message": message}) + "\n"
+    try:
+        with open(Path(node_dir) / "record.jsonl", "a", encoding="utf-8") as f:
+            f.write(line)
+    except OSError:
+        pass  # the message is on stderr already; a read-only node dir must not hide it
+
+
+def _num(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def last_attempt(path: str | Path, job_id: str | None = None) -> Attempt | None:
+    """The latest attempt, or the latest one of this job id when given."""
+    for attempt in reversed(read_attempts(path)):
+        if job_id is None or attempt.job_id == job_id:
+            return attempt
+    return None
+
+
+class PlanAttempts(dict):
+    """Every node's attempts, by node id, each record.jsonl read when first asked for (observe
+    skips the files of queued jobs: at 5,000 pending nodes, 5,000 opens for nothing)."""
+
+    def __init__(self, plan: Plan):
+        super().__init__()
+        self._root = plan.output_dir.rstrip("/") + "/"  # plain strings: pathlib costs more than the reads
+        self._record = {n.id: n.record for n in plan.nodes}
+
+    def get(self, node_id: str, default=None) -> list[Attempt]:
+        if node_id not in self:
+            record = self._record.get(node_id)
+            if record is None:
+                return default if default is not None else []
+            self[node_id] = read_attempts(self._root + record)
+        return self[node_id]
+
+
+def plan_attempts(plan: Plan) -> PlanAttempts:
+    """Every node's attempts, by node id (one small file read per node, on demand)."""
+    return PlanAttempts(plan)

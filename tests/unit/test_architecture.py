@@ -1,0 +1,120 @@
+"""The import contract that keeps the tree honest (docs/dev/architecture.md), checked on the syntax
+tree: every import statement counts, including those inside functions.
+
+- cruijff.compiler never imports cruijff.run or cruijff.results (data flows one way);
+- only cruijff.commands (and cli) draws with rich;
+- `plan`, `validate`, `apply`, `status`, `cancel`, `--help` and the executors import no torch,
+  torchtune, transformers or inspect_ai (checked by importing them in a fresh interpreter).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "cruijff"
+HEAVY = ("torch", "torchtune", "transformers", "inspect_ai")
+
+
+def module_name(path: Path, root: Path = REPO) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, root: Path = REPO) -> set[str]:
+    """Every module an import statement in this file names (relative imports resolved)."""
+    out: set[str] = set()
+    package = module_name(path, root).rsplit(".", 0 if path.name == "__init__.py" else 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)
+    return out
+
+
+def sources(under: Path):
+    return sorted(under.rglob("*.py"))
+
+
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_tree_has_the_stages():
+    for folder in ("compiler", "compiler/render", "run", "run/executors", "results", "data", "train", "tasks",
+                   "llm", "commands"):
+        assert (PACKAGE / folder / "__init__.py").is_file(), folder
+    for gone in ("model.py", "artifact.py", "registry.py", "fit.py", "compile.py", "apply.py", "render"):
+        assert not (PACKAGE / gone).exists(), f"cruijff/{gone} moved (issue 15)"
+
+
+def test_the_compiler_never_imports_run_or_results():
+    bad = [(module_name(f), m) for f in sources(PACKAGE / "compiler") for m in imports(f)
+           if within(m, "cruijff.run") or within(m, "cruijff.results") or within(m, "cruijff.commands")]
+    assert bad == [], f"the compiler imports later stages: {bad}"
+
+
+def test_only_the_commands_draw_with_rich():
+    allowed = (PACKAGE / "commands", PACKAGE / "cli.py")
+    bad = [module_name(f) for f in sources(PACKAGE)
+           if not any(f == a or a in f.parents for a in allowed)
+           and any(within(m, "rich") for m in imports(f))]
+    assert bad == [], f"rich imported outside cruijff.commands: {bad}"
+
+
+def test_the_contract_checker_sees_imports_inside_functions(tmp_path):
+    """The checker must be able to fail: lazy and relative imports inside a function count."""
+    probe = tmp_path / "cruijff" / "compiler" / "probe.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text("def f():\n    from cruijff.run.apply import apply\n    import rich.console\n"
+                     "    from ..results import scores\n")
+    assert {"cruijff.run.apply", "rich.console", "cruijff.results", "cruijff.results.scores"} <= imports(probe, tmp_path)
+
+
+LIGHT = [
+    "cruijff.cli", "cruijff.commands.compile", "cruijff.commands.run", "cruijff.compiler.pipeline",
+    "cruijff.compiler.write", "cruijff.compiler.capacity", "cruijff.compiler.estimate",
+    "cruijff.run.apply", "cruijff.run.status", "cruijff.run.cancel", "cruijff.run.reconcile",
+    "cruijff.run.executors.select", "cruijff.run.executors.local", "cruijff.run.executors.slurm",
+    "cruijff.commands.draw", "cruijff.plan", "cruijff.scores",
+]
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_plan_apply_status_cancel_and_the_executors_import_nothing_heavy(module):
+    code = (f"import sys, importlib; importlib.import_module({module!r}); "
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", f"{module} imports {out.stdout.strip()}"
+
+
+def test_the_commands_run_without_heavy_imports(tmp_path):
+    """plan, validate, status, apply --dry-run and cancel on a real plan, then --help, in one fresh
+    interpreter: whatever their functions import lazily counts too."""
+    out = tmp_path / "plan"
+    code = f"""
+import sys
+from click.testing import CliRunner
+from cruijff.cli import cli
+r = CliRunner()
+for args in (["validate", "experiments/tiny.yaml"], ["plan", "experiments/tiny.yaml", "--out", {str(out)!r}],
+             ["status", {str(out)!r}, "--executor", "local"], ["apply", {str(out)!r}, "--dry-run", "--executor", "local"],
+             ["cancel", {str(out)!r}, "--executor", "local"], ["--help"]):
+    res = r.invoke(cli, args)
+    assert res.exit_code == 0, (args, res.output, res.exception)
+print([m for m in {HEAVY!r} if m in sys.modules])
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
