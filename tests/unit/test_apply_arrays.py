@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from pathlib import Path
 
 import pytest
 
-from cruijff.run.apply import HELD, apply, cancel
+from cruijff.run.apply import apply, cancel
 from cruijff.errors import SchedulerError
 from cruijff.run.state import SCHEMA_VERSION, State
 from cruijff.run.status import collect
