@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from cruijff.errors import ManifestError, Problem
-
-KIND_LABELS = {"prepare": "data preparation", "finetune": "fine-tune runs", "eval": "evaluations",
-               "base_eval": "base-model evaluations"}
-
-
-def _print_problems(problems: list[Problem], *, as_json: bool = False) -> None:
-    for p in problems:
-        click.echo(str(p), err=True)
+from cruijff.commands import draw
+from cruijff.commands.jsonout import emit, errors
+from cruijff.errors import ManifestError
 
 
 def _fail(e: ManifestError, as_json: bool, kind: str = "validate") -> None:
+    """A rejected manifest: every problem, as `cruijff.<kind>` with ok false under --json; exit 2."""
     if as_json:
-        from cruijff.commands.jsonout import emit
-
         emit(kind, {"ok": False, "errors": [p.as_dict() for p in e.problems],
                     "warnings": [p.as_dict() for p in e.warnings]})
     else:
-        _print_problems(e.warnings)
-        _print_problems(e.problems)
-        n = len(e.problems)
-        click.echo(f"{n} error{'s' if n != 1 else ''}; nothing written.", err=True)
+        draw.manifest_failed(e.problems, e.warnings)
     sys.exit(int(e.exit_code))
 
 
@@ -39,19 +28,16 @@ def validate(manifest: str, as_json: bool) -> None:
     """Check MANIFEST against the schema and the semantic rules; print every problem at once."""
     from cruijff.compiler.pipeline import check
 
-    try:
-        checked = check(manifest)
-    except ManifestError as e:
-        _fail(e, as_json)
-        return
+    with errors("validate", as_json):
+        try:
+            checked = check(manifest)
+        except ManifestError as e:
+            _fail(e, as_json)
     if as_json:
-        from cruijff.commands.jsonout import emit
-
         emit("validate", {"ok": True, "runs": len(checked.runs), "errors": [],
                           "warnings": [p.as_dict() for p in checked.warnings]})
         return
-    _print_problems(checked.warnings)
-    click.echo(f"{manifest}: ok ({len(checked.runs)} fine-tune run{'s' if len(checked.runs) != 1 else ''})")
+    draw.validated(manifest, len(checked.runs), checked.warnings)
 
 
 @click.command()
@@ -66,16 +52,16 @@ def plan(manifest: str, out: str | None, as_json: bool) -> None:
     from cruijff.compiler.summary import plan_summary, setting_changes
     from cruijff.compiler.write import previous_plan, write_plan
 
-    try:
-        compiled = compile_manifest(manifest, out=out)
-    except ManifestError as e:
-        _fail(e, as_json, "plan")
-        return
-    root = Path(compiled.plan.output_dir)
-    old = previous_plan(root)
-    # Read before write_plan replaces them: the old rendered files say which settings changed.
-    details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
-    diff = write_plan(compiled.plan, compiled.files)
+    with errors("plan", as_json):
+        try:
+            compiled = compile_manifest(manifest, out=out)
+        except ManifestError as e:
+            _fail(e, as_json, "plan")
+        root = Path(compiled.plan.output_dir)
+        old = previous_plan(root)
+        # Read before write_plan replaces them: the old rendered files say which settings changed.
+        details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
+        diff = write_plan(compiled.plan, compiled.files)
     summary = plan_summary(compiled.plan, diff)
     summary["changed_settings"] = details
     warnings = list(compiled.checked.warnings)
@@ -87,12 +73,10 @@ def plan(manifest: str, out: str | None, as_json: bool) -> None:
     if as_json:
         summary["warnings"] = [p.as_dict() for p in warnings]
         summary["diff"] = {**diff.as_dict(), "settings": summary.pop("changed_settings")}
-        from cruijff.commands.jsonout import emit
-
         emit("plan", {"ok": True, **summary})
         return
-    _print_problems(warnings)
-    _render_summary(summary, diff)
+    draw.problems(warnings)
+    draw.plan_summary(summary, diff)
 
 
 def _read(path) -> str | None:
@@ -122,79 +106,6 @@ def _slurm_fit(plan, files: dict[str, str]):
     layout = submission_layout(plan, files, size)
     layout["limits"] = {k: (v[0] if isinstance(v, tuple) else v) for k, v in limits.items()}
     return layout, fit_problems(len(plan.nodes), limits) + resource_problems(plan, nodes)
-
-
-def _render_summary(summary: dict, diff=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title=f"plan: {summary['experiment']}", title_justify="left")
-    table.add_column("jobs")
-    table.add_column("count", justify="right")
-    table.add_column("GPUs", justify="right")
-    table.add_column("GPU-hours", justify="right")
-    for kind, row in summary["kinds"].items():
-        table.add_row(KIND_LABELS.get(kind, kind), str(row["jobs"]), str(row["gpus"]), f"{row['gpu_hours']:g}")
-    table.add_row("total", str(summary["jobs"]), "", f"{summary['gpu_hours']:g}", style="bold")
-    console.print(table)
-    ch = summary.get("changes")
-    if ch:
-        console.print(f"changes since the last plan: [green]{ch['added']} added[/], [yellow]{ch['changed']} changed[/], "
-                      f"[red]{ch['removed']} removed[/], {ch['unchanged']} unchanged")
-        _render_changes(console, diff, summary.get("changed_settings") or {})
-    slurm = summary.get("slurm")
-    if slurm and "error" in slurm:
-        console.print(f"[dim]SLURM limits not read: {slurm['error']}[/]", highlight=False)
-    elif slurm:
-        arrays = f"{slurm['arrays']} job arrays" + (f" and {slurm['plain_jobs']} plain jobs" if slurm["plain_jobs"] else "")
-        size = f"MaxArraySize {slurm['max_array_size']}" if slurm["max_array_size"] else "job arrays off"
-        console.print(f"SLURM: {slurm['jobs']} jobs in {slurm['submissions']} sbatch calls ({arrays}; {size})",
-                      highlight=False, soft_wrap=True)
-    _render_estimate(console, summary.get("estimate"))
-    console.print(f"wrote {summary['output_dir']}/plan.json — next: cruijff apply {summary['output_dir']}",
-                  soft_wrap=True, highlight=False)
-
-
-def _render_changes(console, diff, details: dict, groups_shown: int = 12) -> None:
-    """terraform-style lines: `~ node (+N more): setting: old → new`; every node with --json."""
-    from rich.markup import escape
-
-    from cruijff.compiler.summary import change_groups
-
-    if diff is not None and not (diff.changed or diff.removed or diff.unchanged):
-        return  # a first plan: everything is new, the counts say it
-    def ids(nodes) -> str:
-        nodes = list(nodes)
-        return escape(nodes[0]) + (f" (+{len(nodes) - 1} more)" if len(nodes) > 1 else "")
-
-    lines = [f"  [yellow]~[/] {ids(nodes)}: {escape('; '.join(what))}" for nodes, what in change_groups(details)]
-    if diff is not None:
-        lines += [f"  [green]+[/] {ids(diff.added)}"] if diff.added else []
-        lines += [f"  [red]-[/] {ids(diff.removed)}"] if diff.removed else []
-    for line in lines[:groups_shown]:
-        console.print(line, highlight=False, soft_wrap=True)
-    if len(lines) > groups_shown:
-        console.print(f"  … {len(lines) - groups_shown} more kinds of change (`cruijff plan --json` lists every node)",
-                      highlight=False)
-
-
-def _render_estimate(console, est: dict | None) -> None:
-    """One line of totals, then the basis of every number (see cruijff/compiler/estimate.py)."""
-    from cruijff.compiler.estimate import human_bytes
-
-    if not est or (not est["runs"] and not est["not_estimated"]):
-        return
-    if est["runs"]:
-        console.print(f"estimate for {len(est['runs'])} fine-tune run{'s' if len(est['runs']) != 1 else ''}: "
-                      f"{est['gpu_hours']:.3g} GPU-hours, {human_bytes(est['disk_bytes'])} disk", highlight=False)
-        for basis in est["basis"]:
-            console.print(f"  basis: {basis}", highlight=False, soft_wrap=True)
-        console.print(f"  method: {est['method']}", highlight=False, soft_wrap=True)
-    if est["not_estimated"]:
-        console.print(f"  not estimated ({len(est['not_estimated'])} runs): their data does not exist yet "
-                      "(generated by a prepare job) or the model size is unknown; plan again once it exists",
-                      highlight=False, soft_wrap=True)
 
 
 @click.command()

@@ -6,12 +6,12 @@ compiler uses to turn a manifest's `generate:` block into this command line.
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from cruijff.commands import draw
+from cruijff.commands.jsonout import emit, errors
 from cruijff.data.convert import SOURCES, TARGETS
-from cruijff.data.formats import FORMATS, DatasetInfo
+from cruijff.data.formats import FORMATS
 from cruijff.data.generate import GENERATORS, Option
 
 
@@ -29,13 +29,12 @@ def inspect_cmd(path: str, format_: str | None, as_json: bool) -> None:
     """Check a dataset and show its format, splits, row counts and fields."""
     from cruijff.data.formats import inspect_dataset
 
-    info = inspect_dataset(path, format_)
+    with errors("data.inspect", as_json):
+        info = inspect_dataset(path, format_)
     if as_json:
-        from cruijff.commands.jsonout import emit
-
         emit("data.inspect", {"dataset": info.as_dict()})
     else:
-        _show(info)
+        draw.dataset(info)
 
 
 @data.command("convert")
@@ -55,19 +54,23 @@ def inspect_cmd(path: str, format_: str | None, as_json: bool) -> None:
               help="CSV: percentages of train,validation,test.")
 @click.option("--seed", default=0, show_default=True, type=int, help="CSV: seed of the shuffle before splitting.")
 @click.option("--force", is_flag=True, help="Replace DST if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the written dataset's description as JSON.")
 def convert_cmd(src: str, dst: str, to: str, src_format: str | None, template: str | None,
                 system: str | None, input_columns: tuple[str, ...], output_column: str, split: str,
-                seed: int, force: bool) -> None:
+                seed: int, force: bool, as_json: bool) -> None:
     """Convert SRC (instruct_json, chat_json, parquet, arrow, text or CSV) into DST."""
     from cruijff.data.convert import convert
 
-    result = convert(src, dst, to=to, src_format=src_format, template=template, system=system,
-                     input_columns=input_columns, output_column=output_column, split=split,
-                     seed=seed, overwrite=force)
+    with errors("data.convert", as_json):
+        result = convert(src, dst, to=to, src_format=src_format, template=template, system=system,
+                         input_columns=input_columns, output_column=output_column, split=split,
+                         seed=seed, overwrite=force)
+    if as_json:
+        emit("data.convert", {"dataset": result.info.as_dict(), "dropped_turns": result.dropped_turns})
+        return
     if result.dropped_turns:
-        click.echo(f"warning: dropped {result.dropped_turns} earlier turns of multi-turn "
-                   "conversations (instruct rows keep the last user/assistant pair)", err=True)
-    _show(result.info, verb="wrote")
+        draw.dropped_turns(result.dropped_turns)
+    draw.dataset(result.info, verb="wrote")
 
 
 @data.command("stats")
@@ -88,37 +91,14 @@ def stats_cmd(path: str, model_dir: str, max_seq_len: int | None, format_: str |
 
     from cruijff.data.stats import PERCENTILES, token_stats
 
-    stats, method = token_stats(path, model_dir, format=format_, template=template, system=system,
-                                max_seq_len=max_seq_len)
+    with errors("data.stats", as_json):
+        stats, method = token_stats(path, model_dir, format=format_, template=template, system=system,
+                                    max_seq_len=max_seq_len)
     if as_json:
-        from cruijff.commands.jsonout import emit
-
         emit("data.stats", {"path": path, "model": model_dir, "method": method, "max_seq_len": max_seq_len,
                             "splits": [asdict(s) for s in stats]})
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    console.print(f"{path}: tokens with the tokenizer of {model_dir} ({method})", soft_wrap=True)
-    table = Table(show_edge=False)
-    cols = ["split", "rows", "part", "mean", *[f"p{q}" for q in PERCENTILES], "max", "sum"]
-    if max_seq_len:
-        cols.append(f"> {max_seq_len}")
-    for c in cols:
-        table.add_column(c, justify="left" if c in ("split", "part") else "right")
-    for s in stats:
-        for part in ("prompt", "answer", "total"):
-            d = getattr(s, part)
-            if not d:
-                continue
-            row = [s.split if part == "prompt" else "", str(s.rows) if part == "prompt" else "", part,
-                   f"{d['mean']:.1f}", *[f"{d[f'p{q}']:.0f}" for q in PERCENTILES], f"{d['max']:.0f}",
-                   f"{d['sum']:.0f}"]
-            if max_seq_len:
-                row.append(str(s.over_max) if part == "total" else "")
-            table.add_row(*row)
-    console.print(table)
+    draw.token_stats(path, model_dir, method, stats, PERCENTILES, max_seq_len)
 
 
 @data.group("generate")
@@ -127,11 +107,15 @@ def generate() -> None:
 
 
 def _generator_command(kind: str, options: tuple[Option, ...]) -> click.Command:
-    def run(out: str, **values) -> None:
+    def run(out: str, as_json: bool, **values) -> None:
         from cruijff.data.generate import generate as run_generator
 
-        info = run_generator(kind, out, **{k: v for k, v in values.items() if v is not None})
-        _show(info, verb="wrote")
+        with errors("data.generate", as_json):
+            info = run_generator(kind, out, **{k: v for k, v in values.items() if v is not None})
+        if as_json:
+            emit("data.generate", {"generator": kind, "dataset": info.as_dict()})
+        else:
+            draw.dataset(info, verb="wrote")
 
     params: list[click.Parameter] = [click.Argument(["out"], type=click.Path())]
     for opt in options:
@@ -142,6 +126,7 @@ def _generator_command(kind: str, options: tuple[Option, ...]) -> click.Command:
             params.append(click.Option([opt.flag, opt.name], type=kind_type, default=opt.default,
                                        show_default=opt.default is not None, help=opt.help,
                                        metavar=opt.metavar))
+    params.append(click.Option(["--json", "as_json"], is_flag=True, help="Print the written dataset's description as JSON."))
     doc = {
         "capitalization": "Capitalize English words: OUT is a .json file (instruct_json) or a folder (chat_json).",
         "twins": "Simulated twin pairs -> zygosity classification, written to OUT as instruct_json.",
@@ -153,19 +138,3 @@ def _generator_command(kind: str, options: tuple[Option, ...]) -> click.Command:
 
 for _kind, _options in GENERATORS.items():
     generate.add_command(_generator_command(_kind, _options))
-
-
-def _show(info: DatasetInfo, verb: str | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    console.print(f"{verb + ' ' if verb else ''}{info.path}")
-    console.print(f"format: {info.format} ({info.kind} rows)")
-    console.print(f"fields: {', '.join(info.fields)}")
-    table = Table(show_edge=False)
-    table.add_column("split")
-    table.add_column("rows", justify="right")
-    for split, rows in info.splits.items():
-        table.add_row(split, str(rows))
-    console.print(table)

@@ -34,7 +34,8 @@ def _checked(text: str, folder: Path) -> list[Problem]:
 @click.command("import")
 @click.argument("summary", type=click.Path(dir_okay=False))
 @click.option("--no-check", is_flag=True, help="Print the manifest even when it does not validate.")
-def import_summary(summary: str, no_check: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest text and the notes as JSON.")
+def import_summary(summary: str, no_check: bool, as_json: bool) -> None:
     """Translate cruijff_kit's experiment_summary.yaml into a cruijff manifest (printed on stdout).
 
     Fields without an equivalent become comments; the manifest is validated before it is printed.
@@ -49,14 +50,19 @@ def import_summary(summary: str, no_check: bool) -> None:
                                          "pass cruijff_kit's experiment_summary.yaml")])
         imported = translate(load(summary))
     except ManifestError as e:
-        _fail(e, as_json=False)
+        _fail(e, as_json, "import")
         return
     text = render(imported, Path(summary).name)
     problems = [] if no_check else _checked(text, Path(summary).resolve().parent)
     if problems:
         _fail(ManifestError([*problems, Problem(
             "the imported manifest does not validate", hint="fix the design file, or print it anyway with "
-            "--no-check and edit it")]), as_json=False)
+            "--no-check and edit it")]), as_json, "import")
+        return
+    if as_json:
+        from cruijff.commands.jsonout import emit
+
+        emit("import", {"ok": True, "manifest": text, "notes": imported.notes})
         return
     click.echo(text, nl=False)
     if imported.notes:

@@ -55,14 +55,6 @@ def _quiet() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _progress(total: int, what: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True))
-
-
 def _prepare(data: str, fmt: str | None, split: str, limit: int | None, model: str, adapter: str | None,
              device: str, dtype: str, settings) -> tuple[Any, list[str], list[str], dict[str, Any]]:
     """Read the split, load the model and render the prompts; returns (loaded, ids, texts, attrs)."""
@@ -91,9 +83,10 @@ def _prepare(data: str, fmt: str | None, split: str, limit: int | None, model: s
 
 
 def _run_with_progress(total: int, what: str, fn: Callable[[Callable[[int], None]], Any]) -> Any:
-    with _progress(total, what) as bar:
-        task = bar.add_task(what, total=total)
-        return fn(lambda n: bar.advance(task, n))
+    from cruijff.commands import draw
+
+    with draw.progress(total, what) as advance:
+        return fn(advance)
 
 
 @click.command("embed")
@@ -159,42 +152,6 @@ def logits(data, model, adapter, fmt, split, out, batch_size, limit, chat_templa
     click.echo(f"wrote logits of {result.logits.shape[0]} rows over {cols} to {out}")
 
 
-def _fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:.3g}"
-
-
-def _print_comparison(cmp, top: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from cruijff.llm._compare import iter_rows
-
-    console = Console()
-    s = cmp.summary()
-    colour = "red" if cmp.differs else "green"
-    console.print(f"[bold {colour}]{cmp.verdict}[/]: {cmp.model_dir} ({cmp.kind}) vs base {cmp.base_dir}")
-    console.print(f"weights: {s['tensors_differing']} of {s['tensors_compared']} tensors differ "
-                  f"(max |Δ| {_fmt(s['max_abs_diff'])}, max relative {_fmt(s['max_rel_diff'])}, atol {cmp.atol})")
-    for note in cmp.notes:
-        console.print(f"note: {note}")
-    table = Table(title=f"tensors (largest first, top {top})" if top else "tensors")
-    table.add_column("tensor", overflow="fold")
-    for col in ("shape", "status", "max |Δ|" if cmp.kind == "full" else "max |Δ| / max |B|",
-                "‖Δ‖/‖base‖", "‖Δ‖ or ‖B‖"):
-        table.add_column(col)
-    for t in iter_rows(cmp, top):
-        table.add_row(t.name, "×".join(map(str, t.shape)), t.status, _fmt(t.max_abs), _fmt(t.rel), _fmt(t.norm))
-    console.print(table)
-    if cmp.outputs:
-        out = Table(title=f"outputs (logits atol {cmp.logits_atol})")
-        for col in ("prompt", "logits max |Δ|", "same top token", "base generation", "model generation"):
-            out.add_column(col)
-        for o in cmp.outputs:
-            out.add_row(o.prompt, _fmt(o.logits_max_abs), "yes" if o.same_top_token else "no",
-                        repr(o.base_generation), repr(o.model_generation))
-        console.print(out)
-
-
 @click.command("check-finetuned")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--base", "base", type=click.Path(exists=True, file_okay=False), default=None,
@@ -218,17 +175,19 @@ def check_finetuned(model_dir, base, prompts, atol, logits_atol, outputs, max_ne
     from cruijff.llm import check_finetuned as run_check
     from cruijff.llm import read_prompts
 
-    _quiet()
-    cmp = run_check(model_dir, base, prompts=read_prompts(prompts), atol=atol, logits_atol=logits_atol,
-                    outputs=outputs, chat_template=chat_template, max_new_tokens=max_new_tokens,
-                    device=device, dtype=dtype)
-    if as_json:
-        from cruijff.commands.jsonout import emit
+    from cruijff.commands import draw
+    from cruijff.commands.jsonout import emit, errors
 
+    _quiet()
+    with errors("check_finetuned", as_json):
+        cmp = run_check(model_dir, base, prompts=read_prompts(prompts), atol=atol, logits_atol=logits_atol,
+                        outputs=outputs, chat_template=chat_template, max_new_tokens=max_new_tokens,
+                        device=device, dtype=dtype)
+    if as_json:
         data = cmp.as_dict()
         data["checkpoint"] = data.pop("kind")  # adapter | full; `kind` names the JSON object
         emit("check_finetuned", data)
     else:
-        _print_comparison(cmp, top)
+        draw.comparison(cmp, top)
     if expect is not None and cmp.verdict != expect:
         raise CruijffError(f"expected {expect!r}, but the verdict is {cmp.verdict!r}")

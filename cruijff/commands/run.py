@@ -1,20 +1,18 @@
-"""`cruijff apply`, `status`, `cancel`: parse options, call the domain function, render the data.
-
-Progress and human text go to stderr/stdout through rich; --json prints one versioned object.
+"""`cruijff apply`, `status`, `cancel`: parse options, call the domain function, hand the data to
+cruijff.commands.draw (for humans) or jsonout (--json: one versioned object).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections import Counter
-
-from contextlib import contextmanager
+from contextlib import nullcontext
 
 import click
 
-from cruijff.errors import CruijffError, ExitCode, UsageError
+from cruijff.commands import draw
+from cruijff.commands.jsonout import emit, errors
+from cruijff.errors import ExitCode, UsageError
 from cruijff.run.executors.select import EXECUTOR_CHOICES
 from cruijff.run.selectors import SELECTOR_HELP
 
@@ -25,57 +23,8 @@ _executor_option = click.option("--executor", type=click.Choice(EXECUTOR_CHOICES
 
 
 def _echo_json(data: dict, compact: bool = False) -> None:
-    from cruijff.commands.jsonout import emit
-
-    emit(str(data.get("kind", "cruijff.run")).removeprefix("cruijff."), data, compact=compact)
-
-
-@contextmanager
-def _json_errors(command: str, as_json: bool):
-    """With --json, a domain error is a JSON object on stdout too (and the same exit code)."""
-    try:
-        yield
-    except CruijffError as e:
-        if not as_json:
-            raise
-        _echo_json({"schema_version": 1, "kind": "cruijff.error", "command": command, "ok": False,
-                    "error": {"message": e.message, "hint": e.hint, "exit_code": int(e.exit_code)}})
-        click.echo(f"error: {e}", err=True)
-        sys.exit(int(e.exit_code))
-
-
-class RichProgress:
-    """apply's Progress on stderr: a bar per phase (submitting, then running for local)."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self._progress = None
-        self._task = None
-
-    def start(self, phase: str, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        if total == 0:
-            return
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), TextColumn("{task.fields[last]}", style="dim"),
-                                  console=self.console, transient=False)
-        self._task = self._progress.add_task(phase, total=total, last="")
-        self._progress.start()
-
-    def note(self, text: str) -> None:
-        self.console.print(text, style="dim")
-
-    def advance(self, text: str, count: int = 1) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, advance=count, last=text)
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+    """A domain object that names its own kind (cruijff.apply, cruijff.status, cruijff.cancel)."""
+    emit(str(data["kind"]).removeprefix("cruijff."), data, compact=compact)
 
 
 def _plan_for(target: str):
@@ -119,67 +68,19 @@ def apply(target: str, executor: str | None, only: str | None, retry_failed: boo
     from cruijff.run.apply import apply as run_apply
     from cruijff.run.apply import load_or_compile
 
-    with _json_errors("apply", as_json):
+    with errors("apply", as_json):
         plan_dir = load_or_compile(target)
         plan = _plan_for(plan_dir)
         chosen = _executor(executor, plan)
-        progress = None if as_json or dry_run else RichProgress()
+        progress = None if as_json or dry_run else draw.ApplyProgress()
         result = run_apply(plan, chosen, only=only, retry_failed=retry_failed, force=force, dry_run=dry_run,
                            progress=progress)
     if as_json:
         _echo_json(result.as_dict())
     else:
-        _print_apply(result)
+        draw.apply_result(result)
     if not result.ok:  # a local job failed: say so in the exit status (SystemExit passes through click)
         sys.exit(int(ExitCode.FAILURE))
-
-
-def _print_apply(result) -> None:
-    from cruijff.run.apply import BLOCKED, HELD, KEEP, SUBMIT
-
-    say = click.echo
-    if result.dry_run:
-        calls = f" in {result.sbatch_calls} sbatch call(s)" if result.executor == "slurm" else ""
-        say(f"would submit {len(result.ids(SUBMIT))} job(s){calls} with the {result.executor} executor:")
-        for node_id in result.ids(SUBMIT):
-            say(f"  + {node_id}  ({result.decisions[node_id].reason})")
-    else:
-        calls = f" in {result.sbatch_calls} sbatch call(s)" if result.executor == "slurm" else ""
-        say(f"submitted {len(result.submitted)} job(s){calls} with the {result.executor} executor")
-    adopted_arrays = Counter(job_id.split("_")[0] for _, job_id in result.adopted if "_" in job_id)
-    for array_id, n in adopted_arrays.items():
-        say(f"  recovered job array {array_id}: {n} task(s) (submitted by an interrupted apply)")
-    for node_id, job_id in result.adopted:
-        if "_" in job_id:
-            continue
-        say(f"  recovered {node_id} → job {job_id} (submitted by an interrupted apply)")
-    if result.waited_s >= 0.5:
-        say(f"  waited {result.waited_s:.1f} s for the sbatch calls of an interrupted apply to settle")
-    if result.replaced:
-        say(f"  cancelled {len(result.replaced)} superseded job(s): {', '.join(result.replaced)}")
-    if result.removed:
-        verb = "would cancel" if result.dry_run else "cancelled"
-        say(f"  {verb} {len(result.removed)} job(s) of nodes that left the plan: "
-            + ", ".join(f"{r.node_id} ({r.job_id})" for r in result.removed[:10])
-            + (" ..." if len(result.removed) > 10 else ""))
-    for d in result.duplicates:
-        verb = "would cancel" if result.dry_run else "cancelled"
-        say(f"  {d.node_id} had {1 + len(d.extra)} live jobs: kept the oldest ({d.keep}), {verb} {', '.join(d.extra)}")
-    if result.ancestors_added:
-        say(f"  included {len(result.ancestors_added)} unsatisfied ancestor(s) of the selection: "
-            + ", ".join(result.ancestors_added))
-    kept = result.ids(KEEP)
-    if kept:
-        say(f"  kept {len(kept)} already pending, running or done")
-    held = result.ids(HELD)
-    if held:
-        say(f"  not resubmitted, failed or cancelled: {', '.join(held)} (use --retry-failed)")
-    blocked = [i for i in result.ids(BLOCKED)]
-    if blocked:
-        say(f"  blocked by those: {len(blocked)} node(s)")
-    if result.final:
-        counts = Counter(result.final.values())
-        say("  finished: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
 @click.command("status")
@@ -197,10 +98,9 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
 
     A grid of many rows is summarised by stage; --all or --only draws every node. Exits 1 when
     the scheduler cannot be read (nothing is guessed)."""
-    from cruijff.commands.draw import render_text
     from cruijff.run.status import collect, summarised
 
-    with _json_errors("status", as_json):
+    with errors("status", as_json):
         plan = _plan_for(plan_dir)
         chosen = _executor(executor, plan, for_state=True)
         summary = not as_json and summarised(plan, only, show_all)
@@ -210,9 +110,7 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
             if as_json:
                 _echo_json(report.as_dict(), compact=True)
             else:
-                from rich.console import Console
-
-                Console().print(render_text(report, full))
+                draw.print_status(report, full)
             return
         if watch <= 0:
             raise UsageError("--watch SECONDS must be positive")
@@ -221,23 +119,15 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
 
 def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool | None = None) -> None:
     """Refresh until nothing is pending or running; back off (×1.5, up to 12×) while unchanged."""
-    from rich.console import Console
-    from rich.live import Live
-
-    from cruijff.commands.draw import render_text
     from cruijff.run.status import collect
 
     delay, last = interval, None
-    console = Console()
     try:
-        with Live(console=console, auto_refresh=False, transient=False) if not as_json else _NoLive() as live:
+        with nullcontext(lambda r: _echo_json(r.as_dict(), compact=True)) if as_json else draw.live_status(full) as show:
             while True:
                 report = collect(plan_dir, executor, only=only, scores=full is not False)
                 key = [(n.id, n.state, n.score) for n in report.nodes]
-                if as_json:
-                    click.echo(json.dumps(report.as_dict()))
-                else:
-                    live.update(render_text(report, full), refresh=True)
+                show(report)
                 if report.settled:
                     return
                 delay = interval if key != last else min(delay * 1.5, interval * 12)
@@ -245,17 +135,6 @@ def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool 
                 time.sleep(delay)
     except KeyboardInterrupt:
         return
-    finally:
-        if not as_json:
-            console.line()
-
-
-class _NoLive:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
 
 
 @click.command("cancel")
@@ -270,16 +149,11 @@ def cancel(plan_dir: str, only: str | None, as_json: bool, executor: str | None)
     record them cancelled; cancel returns once it has."""
     from cruijff.run.cancel import cancel as run_cancel
 
-    with _json_errors("cancel", as_json):
+    with errors("cancel", as_json):
         plan = _plan_for(plan_dir)
         result = run_cancel(plan_dir, _executor(executor, plan, for_state=True), only=only)
     if as_json:
         _echo_json(result)
     else:
-        n = len(result["cancelled"])
-        listed = ", ".join(f"{c['node']} ({c['job_id']})" for c in result["cancelled"][:20])
-        more = f", … and {n - 20} more (--json lists them all)" if n > 20 else ""
-        click.echo(f"cancelled {n} job(s)" + (f": {listed}{more}" if n else ""))
-        if result.get("removed_cancelled"):
-            click.echo(f"cancelled {len(result['removed_cancelled'])} job(s) of nodes that left the plan")
+        draw.cancel_result(result)
 

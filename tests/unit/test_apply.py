@@ -72,9 +72,9 @@ def test_crash_between_sbatch_and_commit_never_submits_twice(tmp_path, k):
     assert set(states(plan, fake).values()) == {"done"}
 
 
-def test_crash_then_job_finished_and_vanished_is_recovered_from_record(tmp_path):
+def test_crash_then_job_finished_and_vanished_is_recovered_from_record(tmp_path, mode):
     plan = make_plan(tmp_path, runs=1, evals_per_run=1, base_evals=0)
-    fake = FakeScheduler(crash_after=1)
+    fake = scheduler(mode, crash_after=1)
     with pytest.raises(Crash):
         apply(plan.output_dir, fake)
     fake.run_all()
@@ -103,9 +103,9 @@ def test_failed_finetune_blocks_its_evals_and_retry_resubmits_only_that_subtree(
     assert set(states(plan, fake).values()) == {"done"}
 
 
-def test_changed_node_resubmits_it_and_descendants_and_cancels_superseded_live_jobs(tmp_path):
+def test_changed_node_resubmits_it_and_descendants_and_cancels_superseded_live_jobs(tmp_path, mode):
     plan = make_plan(tmp_path)
-    fake = FakeScheduler()
+    fake = scheduler(mode)
     first = dict(apply(plan.output_dir, fake).submitted)
     fake.run_all()
     make_plan(tmp_path, changed={"finetune/r0", "base_eval/tiny/t0"})  # a manifest edit
@@ -121,9 +121,9 @@ def test_changed_node_resubmits_it_and_descendants_and_cancels_superseded_live_j
     assert first["finetune/r0"] not in result2.replaced
 
 
-def test_only_submits_selection_plus_needed_ancestors(tmp_path):
+def test_only_submits_selection_plus_needed_ancestors(tmp_path, mode):
     plan = make_plan(tmp_path)
-    fake = FakeScheduler()
+    fake = scheduler(mode)
     result = apply(plan.output_dir, fake, only="eval/r2/epoch_0/t1")
     assert [n for n, _ in result.submitted] == ["finetune/r2", "eval/r2/epoch_0/t1"]
     assert result.ancestors_added == ["finetune/r2"]
@@ -153,26 +153,27 @@ def test_second_apply_is_refused_while_one_holds_the_lock(tmp_path):
             apply(plan.output_dir, FakeScheduler())
 
 
-def test_dry_run_changes_nothing(tmp_path):
+def test_dry_run_changes_nothing(tmp_path, mode):
     plan = make_plan(tmp_path)
-    fake = FakeScheduler()
+    fake = scheduler(mode)
     result = apply(plan.output_dir, fake, dry_run=True)
     assert len(result.ids(SUBMIT)) == N and fake.sbatch_calls == 0
     assert not (tmp_path / "exp" / "state.db").exists()
 
 
-def test_jobs_found_in_the_scheduler_without_state_are_adopted(tmp_path):
+def test_jobs_found_in_the_scheduler_without_state_are_adopted(tmp_path, mode):
     plan = make_plan(tmp_path)
-    fake = FakeScheduler()
+    fake = scheduler(mode)
     apply(plan.output_dir, fake)
     (tmp_path / "exp" / "state.db").unlink()
     result = apply(plan.output_dir, fake)
     assert result.submitted == [] and len(result.adopted) == N
+    assert all(len(jobs) == 1 for jobs in fake.jobs_by_node().values())
 
 
-def test_cancel_selected_then_status_and_retry(tmp_path):
+def test_cancel_selected_then_status_and_retry(tmp_path, mode):
     plan = make_plan(tmp_path)
-    fake = FakeScheduler()
+    fake = scheduler(mode)
     apply(plan.output_dir, fake)
     out = cancel(plan.output_dir, fake, only="run:r0")
     assert len(out["cancelled"]) == 3

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from pathlib import Path
 
 import pytest
 
-from cruijff.run.apply import HELD, apply, cancel
+from cruijff.run.apply import apply, cancel
 from cruijff.errors import SchedulerError
 from cruijff.run.state import SCHEMA_VERSION, State
 from cruijff.run.status import collect
@@ -75,8 +74,9 @@ def test_eval_arrays_wait_for_their_own_finetune_task_with_aftercorr(tmp_path):
             assert fake.deps_of(result[f"eval/r{r}/epoch_0/t{t}"]) == [finetune_job]
 
 
-# Re-apply submitting nothing, and a failed fine-tune blocking its evals: tests/unit/test_apply.py,
-# parametrized over arrays off and on.
+# Re-apply submitting nothing, a failed fine-tune blocking its evals, a crash whose job vanished,
+# a changed node, --only, --dry-run, jobs adopted when state.db is lost, cancel then retry:
+# tests/unit/test_apply.py, parametrized over arrays off and on.
 
 
 @pytest.mark.parametrize("k", range(1, SUBMISSIONS + 1))
@@ -109,16 +109,6 @@ def test_crash_then_the_array_finished_and_vanished_is_recovered_from_records(tm
     (ft,) = array_of(fake, "finetune")
     assert sorted(result.adopted) == sorted((f"finetune/r{r}", f"{ft['id']}_{r}") for r in range(RUNS))
     assert len(result.submitted) == N - RUNS and len(array_of(fake, "finetune")) == 1
-
-
-def test_queued_array_tasks_are_adopted_when_state_db_is_lost(tmp_path):
-    plan = arrays(tmp_path)
-    fake = fake_with_arrays()
-    apply(plan.output_dir, fake)
-    (Path(plan.output_dir) / "state.db").unlink()
-    result = apply(plan.output_dir, fake)
-    assert result.submitted == [] and len(result.adopted) == N
-    assert all(len(jobs) == 1 for jobs in fake.jobs_by_node().values())
 
 
 def test_retry_failed_resubmits_only_that_task_as_a_plain_job_plus_its_evals(tmp_path):

@@ -2,7 +2,7 @@
 tree: every import statement counts, including those inside functions.
 
 - cruijff.compiler never imports cruijff.run or cruijff.results (data flows one way);
-- only cruijff.commands (and cli) draws with rich;
+- only cruijff.commands.draw draws with rich, and imports it inside functions (`--json` never loads it);
 - `plan`, `validate`, `apply`, `status`, `cancel`, `--help` and the executors import no torch,
   torchtune, transformers or inspect_ai (checked by importing them in a fresh interpreter).
 """
@@ -65,12 +65,25 @@ def test_the_compiler_never_imports_run_or_results():
     assert bad == [], f"the compiler imports later stages: {bad}"
 
 
-def test_only_the_commands_draw_with_rich():
-    allowed = (PACKAGE / "commands", PACKAGE / "cli.py")
+DRAW = PACKAGE / "commands" / "draw"
+
+
+def test_only_the_draw_package_uses_rich():
     bad = [module_name(f) for f in sources(PACKAGE)
-           if not any(f == a or a in f.parents for a in allowed)
-           and any(within(m, "rich") for m in imports(f))]
-    assert bad == [], f"rich imported outside cruijff.commands: {bad}"
+           if DRAW not in f.parents and any(within(m, "rich") for m in imports(f))]
+    assert bad == [], f"rich imported outside cruijff.commands.draw: {bad}"
+
+
+def test_the_draw_package_imports_rich_inside_functions():
+    """A module-level `import rich` would load it for `status --json` and for every command that
+    merely imports a draw function."""
+    bad = []
+    for f in sources(DRAW):
+        for node in ast.parse(f.read_text()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad += [(module_name(f), n) for n in names if within(n, "rich")]
+    assert bad == [], f"rich imported at module level: {bad}"
 
 
 def test_the_contract_checker_sees_imports_inside_functions(tmp_path):
@@ -87,7 +100,8 @@ LIGHT = [
     "cruijff.compiler.write", "cruijff.compiler.capacity", "cruijff.compiler.estimate",
     "cruijff.run.apply", "cruijff.run.status", "cruijff.run.cancel", "cruijff.run.reconcile",
     "cruijff.run.executors.select", "cruijff.run.executors.local", "cruijff.run.executors.slurm",
-    "cruijff.commands.draw", "cruijff.plan", "cruijff.scores",
+    "cruijff.commands.draw", "cruijff.commands.draw.status", "cruijff.commands.draw.plan",
+    "cruijff.commands.draw.run", "cruijff.commands.jsonout", "cruijff.plan", "cruijff.scores",
 ]
 
 
@@ -100,21 +114,26 @@ def test_plan_apply_status_cancel_and_the_executors_import_nothing_heavy(module)
 
 
 def test_the_commands_run_without_heavy_imports(tmp_path):
-    """plan, validate, status, apply --dry-run and cancel on a real plan, then --help, in one fresh
-    interpreter: whatever their functions import lazily counts too."""
+    """plan, validate, status, apply --dry-run and cancel on a real plan, first with --json (which
+    must not load rich either), then drawn for humans, then --help, in one fresh interpreter:
+    whatever their functions import lazily counts too."""
     out = tmp_path / "plan"
     code = f"""
 import sys
 from click.testing import CliRunner
 from cruijff.cli import cli
 r = CliRunner()
-for args in (["validate", "experiments/tiny.yaml"], ["plan", "experiments/tiny.yaml", "--out", {str(out)!r}],
-             ["status", {str(out)!r}, "--executor", "local"], ["apply", {str(out)!r}, "--dry-run", "--executor", "local"],
-             ["cancel", {str(out)!r}, "--executor", "local"], ["--help"]):
+calls = (["validate", "experiments/tiny.yaml"], ["plan", "experiments/tiny.yaml", "--out", {str(out)!r}],
+         ["status", {str(out)!r}, "--executor", "local"], ["apply", {str(out)!r}, "--dry-run", "--executor", "local"],
+         ["cancel", {str(out)!r}, "--executor", "local"])
+for args in [[*a, "--json"] for a in calls] + ["rich", *calls, ["--help"]]:
+    if args == "rich":
+        print("rich" in sys.modules)
+        continue
     res = r.invoke(cli, args)
     assert res.exit_code == 0, (args, res.output, res.exception)
 print([m for m in {HEAVY!r} if m in sys.modules])
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip().splitlines()[-1] == "[]"
+    assert res.stdout.strip().splitlines()[-2:] == ["False", "[]"], "--json loaded rich, or a command a heavy library"

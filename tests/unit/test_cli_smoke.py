@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -31,29 +33,80 @@ def test_plan_tiny_writes_plan(tmp_path):
     assert {n["kind"] for n in plan["nodes"]} == {"prepare", "finetune", "eval", "base_eval"}
 
 
-def test_every_json_answer_is_the_same_versioned_envelope(tmp_path):
-    """validate, plan (ok and failing), status, apply --dry-run, cancel and data inspect: one object
-    that starts with schema_version and kind (cruijff/commands/jsonout.py)."""
-    out = str(tmp_path / "plan")
-    bad = tmp_path / "bad.yaml"
+@pytest.fixture(scope="module")
+def json_calls(tmp_path_factory):
+    """Every command that takes --json, on cheap inputs: (kind, exit code, args), answers and failures."""
+    tmp = tmp_path_factory.mktemp("json")
+    out, missing = str(tmp / "plan"), str(tmp / "missing")
+    bad = tmp / "bad.yaml"
     bad.write_text("experiment: x\n")
-    data = tmp_path / "d.json"
+    data = tmp / "d.json"
     data.write_text(json.dumps({"train": [{"input": "a", "output": "A"}]}))
-    calls = {
-        "cruijff.validate": ["validate", "experiments/tiny.yaml", "--json"],
-        "cruijff.plan": ["plan", "experiments/tiny.yaml", "--out", out, "--json"],
-        "cruijff.status": ["status", out, "--executor", "local", "--json"],
-        "cruijff.apply": ["apply", out, "--dry-run", "--executor", "local", "--json"],
-        "cruijff.cancel": ["cancel", out, "--executor", "local", "--json"],
-        "cruijff.data.inspect": ["data", "inspect", str(data), "--json"],
-    }
-    for kind, args in calls.items():
-        res = run_cli(*args)
-        assert res.returncode == 0, (args, res.stderr)
+    broken = tmp / "broken.json"
+    broken.write_text(json.dumps({"train": "not rows"}))
+    empty = tmp / "empty"
+    empty.mkdir()
+    kit = "experiments/imported/twins.summary.yaml"
+    return [
+        ("cruijff.validate", 0, ["validate", "experiments/tiny.yaml"]),
+        ("cruijff.plan", 0, ["plan", "experiments/tiny.yaml", "--out", out]),
+        ("cruijff.status", 0, ["status", out, "--executor", "local"]),
+        ("cruijff.apply", 0, ["apply", out, "--dry-run", "--executor", "local"]),
+        ("cruijff.cancel", 0, ["cancel", out, "--executor", "local"]),
+        ("cruijff.report", 0, ["report", out]),
+        ("cruijff.data.inspect", 0, ["data", "inspect", str(data)]),
+        ("cruijff.data.convert", 0, ["data", "convert", str(data), str(tmp / "chat"), "--to", "chat_json"]),
+        ("cruijff.data.generate", 0, ["data", "generate", "capitalization", str(tmp / "c.json"), "--count", "10"]),
+        ("cruijff.import", 0, ["import", kit]),
+        # failures: a rejected manifest answers as its command; any other error is cruijff.error
+        ("cruijff.validate", 2, ["validate", str(bad)]),
+        ("cruijff.plan", 2, ["plan", str(bad)]),
+        ("cruijff.import", 2, ["import", missing]),
+        ("cruijff.error", 2, ["apply", str(bad), "--executor", "local"]),
+        ("cruijff.error", 1, ["status", missing]),
+        ("cruijff.error", 1, ["cancel", missing]),
+        ("cruijff.error", 1, ["report", missing]),
+        ("cruijff.error", 2, ["data", "inspect", str(broken)]),
+        ("cruijff.error", 2, ["data", "convert", str(data), str(tmp / "chat"), "--to", "chat_json"]),  # exists
+        ("cruijff.error", 2, ["data", "stats", str(data), "--model", str(empty)]),
+        ("cruijff.error", 2, ["check-finetuned", str(empty)]),
+    ]
+
+
+def test_every_json_answer_is_the_same_versioned_envelope(json_calls):
+    """Every --json answer, success or failure, is one object on stdout that starts with
+    schema_version and kind (cruijff/commands/jsonout.py), with the command's exit code."""
+    from click.testing import CliRunner
+
+    from cruijff.cli import cli
+
+    for kind, code, args in json_calls:
+        res = CliRunner().invoke(cli, [*args, "--json"])
+        assert res.exit_code == code, (args, res.output, res.exception)
         answer = json.loads(res.stdout)
         assert list(answer)[:2] == ["schema_version", "kind"] and answer["kind"] == kind, (args, answer)
         assert isinstance(answer["schema_version"], int)
-    res = run_cli("plan", str(bad), "--json")
-    assert res.returncode == 2
-    answer = json.loads(res.stdout)
-    assert answer["kind"] == "cruijff.plan" and answer["ok"] is False and answer["errors"]
+        if code:
+            assert answer["ok"] is False and (answer.get("errors") or answer["error"]["message"]), (args, answer)
+
+
+def test_every_command_with_json_is_checked(json_calls):
+    """The list above covers every command (and data subcommand) that has a --json option."""
+    import click
+
+    from cruijff.cli import COMMANDS, cli
+
+    def with_json(prefix, command):
+        if isinstance(command, click.Group):
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                yield from with_json(f"{prefix} {name}", command.get_command(ctx, name))
+        elif any("--json" in p.opts for p in command.params):
+            yield prefix
+
+    ctx = click.Context(cli)
+    found = {p for name in COMMANDS for p in with_json(name, cli.get_command(ctx, name))}
+    checked = {" ".join(args[:3 if args[:2] == ["data", "generate"] else 2 if args[0] == "data" else 1])
+               for _, _, args in json_calls}
+    generators = {p for p in found if p.startswith("data generate ")}
+    assert found - generators <= checked and generators & checked, sorted(found - checked)

@@ -150,3 +150,31 @@ def test_headline_scores_are_read_once_then_from_the_cache(tmp_path, monkeypatch
     os.utime(next((tmp_path / "exp" / "eval/r1/epoch_0/t0/logs").iterdir()), ns=(1, 1))  # a log changed
     write_score(plan, "eval/r1/epoch_0/t0", 0.5)
     assert shown()["eval/r1/epoch_0/t0"] == 0.5 and len(reads) == 3
+
+
+def test_watch_redraws_until_nothing_is_pending_or_running(mixed, monkeypatch):
+    """--watch: one JSON envelope per refresh (--json) or the grid redrawn in place, until settled."""
+    from click.testing import CliRunner
+
+    import cruijff.commands.run as run_commands
+    import cruijff.run.status as status_module
+    from cruijff.cli import cli
+
+    plan, fake = mixed
+    running = collect(plan.output_dir, fake)
+    fake.run_all()
+    settled = collect(plan.output_dir, fake)
+    assert not running.settled and settled.settled
+    for as_json in (True, False):
+        reports = iter([running, running, settled])
+        monkeypatch.setattr(status_module, "collect", lambda *a, **k: next(reports))
+        monkeypatch.setattr(run_commands.time, "sleep", lambda s: None)
+        res = CliRunner().invoke(cli, ["status", plan.output_dir, "--executor", "local", "--watch", "0.01",
+                                       *(["--json"] if as_json else [])])
+        assert res.exit_code == 0, (res.output, res.exception)
+        if as_json:
+            lines = [json.loads(line) for line in res.stdout.splitlines()]
+            assert [x["kind"] for x in lines] == ["cruijff.status"] * 3 and lines[0]["schema_version"] >= 1
+            assert [x["counts"].get("running", 0) for x in lines] == [1, 1, 0]
+        else:
+            assert res.stdout.strip() == render_plain(settled, width=80).strip()  # the last refresh stays

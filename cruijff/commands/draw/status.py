@@ -1,12 +1,14 @@
-"""Drawing for humans: the only place below the CLI that uses rich (tests/unit/test_architecture.py).
+"""`cruijff status` for humans: the grid (or a table per stage), counts and notes.
 
-Commands get data from the domain (e.g. cruijff.run.status.collect) and draw it here; a cell holds a
-state or, once an eval's log exists, its headline score.
+The command gets a StatusReport from cruijff.run.status.collect and draws it here; a cell holds a
+state or, once an eval's log exists, its headline score. rich is imported inside the functions:
+`status --json` never loads it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from cruijff.run.status import BLOCKED, DISPLAY_ORDER, GRID_ROWS, NOTES, NodeStatus, StatusReport, grid
 
@@ -32,6 +34,24 @@ def _duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def print_status(report: StatusReport, full: bool | None = None) -> None:
+    from rich.console import Console
+
+    Console().print(render_text(report, full))
+
+
+@contextmanager
+def live_status(full: bool | None = None) -> Iterator[Callable[[StatusReport], None]]:
+    """`status --watch`: yields show(report), which redraws the status in place."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    try:
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            yield lambda report: live.update(render_text(report, full), refresh=True)
+    finally:
+        console.line()
 
 
 def render_text(report: StatusReport, full: bool | None = None):
