@@ -89,6 +89,13 @@ def combos(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Combo]:
     """The measurable combinations, each once; runs whose model or data is not here are left out."""
     out: dict[str, Combo] = {}
     code = None
+    seen: dict[str, Any] = {}  # path → fingerprint: a grid of 1,000 runs reads each file once
+
+    def once(path: str, digest: Callable[[str], Any]) -> Any:
+        if path not in seen:
+            seen[path] = digest(path)
+        return seen[path]
+
     for run in runs:
         model, ds = m["models"][run.model], m["datasets"][run.dataset]
         if "generate" in ds or not os.path.isfile(ds["path"]) or not has_tokenizer(model["path"]):
@@ -100,8 +107,9 @@ def combos(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Combo]:
             datasets["validation"] = dataset_component(ds, ds["splits"]["validation"], m["prompt"], hp)
         request = {"tokenizer": tokenizer, "datasets": datasets}
         code = code or code_digest(FINETUNE)
-        what = {"version": CACHE_VERSION, "request": request, "tokenizer files": _tokenizer_fingerprint(model["path"]),
-                "data": fingerprint(ds["path"]), "code": code}
+        what = {"version": CACHE_VERSION, "request": request, "code": code,
+                "tokenizer files": once(os.path.join(model["path"], ""), _tokenizer_fingerprint),
+                "data": once(ds["path"], fingerprint)}
         key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
         if key not in out:
             out[key] = Combo(key, {"key": key, **request}, run.model, run.dataset, tokenizer["max_seq_len"],
