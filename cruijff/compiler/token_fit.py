@@ -135,8 +135,8 @@ def check_token_fit(source: Source, m: dict[str, Any], runs: list[Run], *, cache
             c = missing[0]
             problems.append(Problem(f"could not measure whether the training rows fit max_seq_len: {e}",
                                     source.locate(["models", c.model, "path"]),
-                                    f"check that `{sys.executable} -m {MEASURE_MODULE}` runs here "
-                                    "(training would meet the same problem)", severity="warning"))
+                                    "plan goes on; `cruijff data stats DATASET --model DIR --max-seq-len N` "
+                                    "measures by hand", severity="warning"))
     for c in todo:
         if c.key in results:
             problems += _problems(source, c, results[c.key])
