@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from cruijff.compiler.render.sbatch import UnsafeValue, job_script
 from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.compiler.resolve import resolve
 from cruijff.compiler.source import Source, load, to_plain
+from cruijff.compiler import token_fit
 from cruijff.compiler.validate import schema_problems
 
 
@@ -38,6 +39,7 @@ class Checked:
     manifest: dict[str, Any]
     runs: list[Run]
     warnings: list[Problem]
+    token_fit: dict[str, Any] = field(default_factory=dict)  # measurements to cache in the plan dir
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,11 @@ class Compiled:
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
-          check_paths: bool = True) -> Checked:
-    """Load and check a manifest; every error at once as a ManifestError."""
+          check_paths: bool = True, measure: token_fit.Runner | None = None) -> Checked:
+    """Load and check a manifest; every error at once as a ManifestError.
+
+    measure: how token lengths are measured (cruijff.compiler.token_fit; tests pass a fake).
+    """
     source = load(path)
     problems = schema_problems(source)
     if problems:
@@ -70,11 +75,16 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
     if check_paths:
         problems += check_files(source, manifest)
         problems += check_steps(source, manifest, runs)
+    measured: dict[str, Any] = {}
+    if check_paths and not any(p.severity == "error" for p in problems):
+        fit, measured = token_fit.check_token_fit(source, manifest, runs, runner=measure,
+                                                  cache=token_fit.read_cache(manifest["output_dir"]))
+        problems += fit
     problems = sorted(problems, key=_file_order)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ManifestError(problems)
-    return Checked(source, manifest, runs, [p for p in problems if p.severity != "error"])
+    return Checked(source, manifest, runs, [p for p in problems if p.severity != "error"], measured)
 
 
 def _file_order(p: Problem) -> tuple[int, int]:
@@ -83,8 +93,9 @@ def _file_order(p: Problem) -> tuple[int, int]:
 
 
 def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
-                     recipes: str | None = None, check_paths: bool = True) -> Compiled:
-    checked = check(path, out=out, env=env, check_paths=check_paths)
+                     recipes: str | None = None, check_paths: bool = True,
+                     measure: token_fit.Runner | None = None) -> Compiled:
+    checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure)
     m = checked.manifest
     g = build_graph(m, checked.runs)
     runs = {r.name: r for r in checked.runs}
@@ -120,6 +131,8 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
         cluster={k: v for k, v in m["cluster"].items() if k != "env"},
         nodes=tuple(nodes),
     )
+    if checked.token_fit:  # written with the plan, so a failed plan writes nothing
+        files[token_fit.CACHE_FILE] = token_fit.cache_text(checked.token_fit)
     files["manifest.yaml"] = dump_yaml(m, header=[f"Resolved from {checked.source.path.resolve()} by `cruijff plan`."])
     return Compiled(plan, files, checked)
 
