@@ -66,8 +66,8 @@ def cancel_locked(plan_dir: str | Path, executor: Executor, *, only: str | None 
         live = [view.obs[n.id] for n in plan.nodes if n.id in selected and view.obs[n.id].state in LIVE]
         removed = view.removed if only is None else []
         extra = [r.job_id for r in removed] + [j for d in view.duplicates if d.node_id in selected for j in d.extra]
-        stop_jobs(state, executor, [Stop(j, reason) for j in extra]
-                  + [Stop(o.adopt or o.job_id, reason, o.orphan_pid) for o in live])
+        stop_jobs(state, executor, [Stop(o.adopt or o.job_id, reason, o.orphan_pid) for o in live]
+                  + [Stop(j, reason) for j in extra])
     return {
         "schema_version": RESULT_VERSION,
         "kind": "cruijff.cancel",
