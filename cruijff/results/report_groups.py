@@ -304,11 +304,9 @@ def _group_key(label: str):
 # ---- tables, plots, HTML ---------------------------------------------------------------------------
 
 def _plots(df, plots: Path) -> list[Path]:
-    import matplotlib
+    from cruijff.results.report.plots import pyplot, safe_name, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out = []
     sub_all = df[df["field"] != ALL]
     for (task, field), grp in sub_all.groupby(["task", "field"], sort=True):
@@ -345,16 +343,8 @@ def _plots(df, plots: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
         fig.suptitle(f"{task}: scores by {field}", fontsize=9)
-        fig.tight_layout()
-        path = plots / f"groups_{_safe(task)}_{_safe(field)}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        out.append(path)
+        out.append(save_figure(fig, plots / f"groups_{safe_name(task)}_{safe_name(field)}.png"))
     return out
-
-
-def _safe(name: Any) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
 
 
 def write_sections(plan: Plan, root: Path, out: Path) -> tuple[dict[str, Path], list[Path], str]:

@@ -13,7 +13,9 @@ committed in one transaction before its sbatch, its `<id>_<task>` job ids in one
 Before deciding (cruijff/run/reconcile.py): an intent whose sbatch may still be in flight (the apply
 that made it died while sbatch ran, or sbatch timed out) is settled first — apply waits while it
 can still create its job; a node with two live jobs keeps the older and the newer is cancelled;
-live jobs of nodes that left the plan are cancelled.
+live jobs of nodes that left the plan are cancelled. What is true now is read by
+cruijff/run/observe.py (plan_view); every job apply or `cruijff cancel` stops (duplicates, removed
+nodes' jobs, jobs superseded by a resubmission) goes through cruijff/run/stop.py.
 
 What is submitted (decide()): within the selection plus its ancestors, in topological order, a
 node is submitted when it was never submitted (or sbatch refused it), its hash changed, its parent
@@ -31,25 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from cruijff.plan import load_plan
 from cruijff.compiler.batching import Batch, Dep, Ref, header_shape, make_batches
 from cruijff.errors import SchedulerError, UsageError
-from cruijff.run.executors.base import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    RUNNING,
-    ArraySubmission,
-    Executor,
-    JobInfo,
-    SubmitRefused,
-)
-from cruijff.plan import Node, Plan
-from cruijff.run.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, observe
-from cruijff.run.reconcile import Duplicate, Removed, duplicates, removed_jobs, settle_intents
-from cruijff.run.records import plan_attempts
+from cruijff.plan import Node, Plan, load_plan
+from cruijff.run.cancel import cancel_locked as cancel  # noqa: F401  (callers import it from here)
+from cruijff.run.executors.base import (CANCELLED, COMPLETED, FAILED, RUNNING, ArraySubmission, Executor, JobInfo,
+                                        SubmitRefused)
+from cruijff.run.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, adopt, plan_view
+from cruijff.run.reconcile import Duplicate, Removed, cancel_removed, drop_duplicates, settle_intents
 from cruijff.run.selectors import ancestors, select
-from cruijff.run.state import REFUSED, State, apply_lock
+from cruijff.run.state import State, apply_lock
+from cruijff.run.stop import Stop, stop_jobs
 
 KILL_AFTER_ENV = "CRUIJFF_TEST_KILL_AFTER"  # test hook: SIGKILL ourselves after k sbatch calls
 RESULT_VERSION = 1
@@ -170,95 +164,6 @@ def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_fa
     return out
 
 
-def scheduler_view(plan: Plan, state: State, executor: Executor) -> dict[str, JobInfo]:
-    """The one `jobs()` answer per executor kind in play (the chosen one and any in state.db).
-    A scheduler that fails or answers with errors raises SchedulerError: nobody guesses."""
-    from cruijff.run.executors.select import make_executor
-
-    jobs = dict(executor.jobs(plan))
-    kinds = state.executors() - {executor.name}
-    for kind in sorted(kinds):
-        if kind == "local":
-            continue  # a dead process's local jobs are known from state.db and records only
-        try:
-            other = make_executor(kind, plan)
-        except UsageError:
-            continue  # e.g. status on a machine without SLURM: records still tell most of it
-        jobs.update(other.jobs(plan))
-    return jobs
-
-
-@dataclass(frozen=True)
-class View:
-    """What is true now: each node's Observation, the scheduler's jobs (array tasks named after
-    their nodes where state.db does not know them), and the jobs that should not be there."""
-
-    obs: dict[str, Observation]
-    jobs: dict[str, JobInfo]
-    duplicates: list[Duplicate]
-    removed: list[Removed]
-
-
-def plan_view(plan: Plan, state: State, executor: Executor,
-              apply_alive: Callable[[], bool] | None = None) -> View:
-    """state.db first (one read), then the scheduler: a job submitted in between is unknown to
-    the snapshot and found in the scheduler's answer (pending), never taken for a job that left
-    the queue. `apply_alive()`, asked after that read, says whether an apply holds the lock now
-    (status: its local jobs are queued or running, not interrupted)."""
-    from dataclasses import replace
-
-    from cruijff.run.executors.local import orphan_group
-
-    rows = state.all()  # state.db first, in one read: then a job submitted meanwhile is in the queue
-    current = {sub.node_id: sub for sub in rows}  # by id: a node's newest row wins
-    known = {sub.job_id for sub in rows if sub.job_id}
-    alive = bool(apply_alive and apply_alive())
-    jobs = scheduler_view(plan, state, executor)
-    jobs = name_array_tasks(plan, jobs, known, executor)
-    obs = observe(plan, current, jobs, plan_attempts(plan), known, orphan_group, apply_alive=alive)
-    for node_id, sub in current.items():  # sbatch refused it: nothing ran, whatever sacct keeps
-        if sub.final_state == REFUSED and node_id in obs:
-            obs[node_id] = replace(obs[node_id], state=NOT_SUBMITTED, job_id=None, reason=sub.reason,
-                                   outdated=False, adopt=None, exit_code=None, start=None, end=None)
-    return View(obs, jobs, duplicates(plan, jobs, rows), removed_jobs(plan, jobs, rows))
-
-
-def observe_plan(plan: Plan, state: State, executor: Executor,
-                 apply_alive: Callable[[], bool] | None = None) -> dict[str, Observation]:
-    return plan_view(plan, state, executor, apply_alive).obs
-
-
-def name_array_tasks(plan: Plan, jobs: dict[str, JobInfo], known: set[str],
-                     executor: Executor | None = None) -> dict[str, JobInfo]:
-    """Array tasks state.db does not know (it was lost or moved aside) get their node's id and
-    hash from the array's script — the plan's own copy under arrays/ or, where that is gone too,
-    the one the scheduler holds for a live job (if it runs this plan directory) — so apply adopts
-    them instead of submitting them again."""
-    from dataclasses import replace
-
-    from cruijff.run.arrays import array_members, array_root, array_script_path
-
-    scripts: dict[str, dict[int, tuple[str, str | None]]] = {}
-    out = dict(jobs)
-    for job_id, info in jobs.items():
-        name = info.node_id or ""
-        _, _, task = job_id.partition("_")
-        if job_id in known or not name.startswith("array/") or not task.isdigit():
-            continue
-        if name not in scripts:
-            try:
-                text = array_script_path(plan.output_dir, name).read_text()
-            except OSError:
-                fetch = getattr(executor, "batch_script", None)
-                text = (fetch(job_id) if fetch is not None else None) or ""
-                if array_root(text) != str(Path(plan.output_dir)):
-                    text = ""  # not this plan directory's array (another plan of the same experiment)
-            scripts[name] = array_members(text)
-        member = scripts[name].get(int(task))
-        if member is not None:
-            out[job_id] = replace(info, node_id=member[0], node_hash=member[1])
-    return out
-
 
 def load_or_compile(target: str | Path) -> Path:
     """A plan directory as is; a manifest is compiled first (by the compiler, imported lazily)."""
@@ -303,9 +208,11 @@ def apply(
         result = ApplyResult(plan.output_dir, executor.name, False, {})
         result.waited_s = _settle(plan, state, executor, progress)
         view = plan_view(plan, state, executor)
-        obs = _adopt(plan, state, view.obs, executor, result)
-        rewired = _drop_duplicates(plan, state, view.duplicates, executor, result)
-        _cancel_removed(state, view.removed, executor)
+        obs = view.obs
+        result.adopted = adopt(plan, state, obs, executor)
+        rewired = drop_duplicates(plan, state, view.duplicates, executor)
+        result.duplicates = list(view.duplicates)
+        cancel_removed(state, view.removed, executor)
         result.removed = view.removed
         if rewired or result.duplicates:
             obs = plan_view(plan, state, executor).obs  # the kept jobs are now the nodes' jobs
@@ -315,7 +222,7 @@ def apply(
         superseded = sum(1 for i in to_submit if obs[i].state in LIVE)
         if to_submit:  # a no-op re-apply asks no limits (scontrol, sacctmgr: 0.5 s)
             executor.check_room(len(to_submit) - superseded)  # before anything is cancelled or submitted
-        _retire(plan, state, obs, to_submit, executor, result)
+        _retire(state, obs, to_submit, executor, result)
         rows = _submit_all(plan, state, obs, to_submit, executor, progress, result)
         if executor.runs_jobs and rows:
             _run_local(state, rows, executor.wait, progress, result)
@@ -338,67 +245,11 @@ def _settle(plan: Plan, state: State, executor: Executor, progress: Progress) ->
     return settle_intents(plan, state, executor, announce=announce)
 
 
-def _drop_duplicates(plan: Plan, state: State, dups: list[Duplicate], executor: Executor,
-                     result: ApplyResult) -> set[str]:
-    """Keep each node's oldest live job, cancel the newer ones; returns the nodes whose recorded
-    job was one of those (their live children waited on it: decide() resubmits them)."""
-    if not dups:
-        return set()
-    current = state.current()
-    rewired: set[str] = set()
-    for d in dups:  # first record the kept job: a crash before the cancel finds the duplicate again
-        sub = current.get(d.node_id)
-        if sub is None or sub.job_id != d.keep:
-            state.record_adopted(d.node_id, d.hash or plan.node(d.node_id).hash,
-                                 sub.executor if sub else executor.name, d.keep,
-                                 reason=f"the oldest of duplicate jobs {', '.join((d.keep, *d.extra))}")
-            if sub is not None and sub.job_id in d.extra:
-                rewired.add(d.node_id)
-    executor.cancel([j for d in dups for j in d.extra])
-    for d in dups:
-        for job_id in d.extra:
-            state.record_final_job(job_id, CANCELLED, f"a duplicate of job {d.keep}: cancelled by apply")
-    result.duplicates = list(dups)
-    return rewired
-
-
-def _cancel_removed(state: State, removed: list[Removed], executor: Executor) -> None:
-    """Jobs of nodes that left the plan (say, a grid value removed) would run for nothing."""
-    if not removed:
-        return
-    executor.cancel([r.job_id for r in removed])
-    for r in removed:
-        state.record_final_job(r.job_id, CANCELLED, "its node left the plan: cancelled by apply")
-
-
-def _adopt(plan, state, obs, executor, result) -> dict[str, Observation]:
-    """Record jobs the scheduler has but state.db lacks (an apply died between sbatch and commit)."""
-    for node_id, o in obs.items():
-        if o.adopt:
-            if o.submission is not None and o.submission.job_id is None:
-                state.record_job(o.submission.id, o.adopt)
-            else:
-                state.record_adopted(node_id, o.hash or plan.node(node_id).hash, o.executor or executor.name, o.adopt)
-            result.adopted.append((node_id, o.adopt))
-        elif o.state == NOT_SUBMITTED and o.submission is not None and o.submission.final_state != REFUSED:
-            state.forget_intent(o.submission.id)  # neither in the scheduler nor in a record
-    return obs
-
-
-def _retire(plan, state, obs, to_submit, executor, result) -> None:
+def _retire(state: State, obs: dict[str, Observation], to_submit: list[str], executor: Executor,
+            result: ApplyResult) -> None:
     """Cancel the live jobs of nodes about to be resubmitted: they are superseded."""
-    from cruijff.run.executors.local import kill_group
-
     stale = [obs[i] for i in to_submit if obs[i].state in LIVE and obs[i].job_id]
-    for o in stale:
-        if o.orphan_pid:
-            kill_group(o.orphan_pid)
-    ids = [o.job_id for o in stale if not o.orphan_pid]
-    if ids:
-        executor.cancel(ids)
-    for o in stale:
-        if o.submission is not None:
-            state.record_final(o.submission.id, CANCELLED, reason="superseded by a new submission")
+    stop_jobs(state, executor, [Stop(o.job_id, "superseded by a new submission", o.orphan_pid) for o in stale])
     result.replaced = [o.job_id for o in stale]
 
 
@@ -541,45 +392,3 @@ def _run_local(state: State, rows: dict[str, int], wait: Callable, progress: Pro
         wait(on_event)
     finally:
         progress.stop()
-
-
-
-def cancel(plan_dir: str | Path, executor: Executor, *, only: str | None = None) -> dict[str, Any]:
-    """Cancel the selected nodes' pending and running jobs; state.db remembers they were cancelled,
-    so status says `cancelled` even where sacct is absent and the job script's end record says 143.
-    Without --only, jobs of nodes that left the plan are cancelled too; an sbatch an interrupted
-    apply left in flight is waited for first, so its job cannot land after the cancel.
-    With the plan's lock; while a local apply holds it, cruijff/run/cancel.py asks that apply instead."""
-    from cruijff.run.executors.local import kill_group
-
-    plan = load_plan(plan_dir)
-    selected = select(plan, only)
-    with apply_lock(plan.output_dir, "cancel"), State(plan.output_dir) as state:
-        settle_intents(plan, state, executor)
-        view = plan_view(plan, state, executor)
-        obs = _adopt(plan, state, view.obs, executor, ApplyResult(plan.output_dir, executor.name, False, {}))
-        live = [obs[n.id] for n in plan.nodes if n.id in selected and obs[n.id].state in LIVE]
-        for o in live:
-            if o.orphan_pid:
-                kill_group(o.orphan_pid)
-        removed = view.removed if only is None else []
-        extra = [r.job_id for r in removed] + [j for d in view.duplicates if d.node_id in selected for j in d.extra]
-        ids = [o.adopt or o.job_id for o in live if not o.orphan_pid] + extra
-        if ids:
-            executor.cancel(ids)
-        for job_id in extra:
-            state.record_final_job(job_id, CANCELLED, "cancelled by `cruijff cancel`")
-        current = state.current()
-        with state.conn:  # one transaction: 5,000 commits of their own took seconds
-            state.conn.execute("BEGIN IMMEDIATE")
-            for o in live:
-                sub = current.get(o.node_id)
-                if sub is not None and sub.job_id == (o.adopt or o.job_id):
-                    state.record_final(sub.id, CANCELLED, reason="cancelled by `cruijff cancel`")
-    return {
-        "schema_version": RESULT_VERSION,
-        "kind": "cruijff.cancel",
-        "output_dir": plan.output_dir,
-        "cancelled": [{"node": o.node_id, "job_id": o.adopt or o.job_id} for o in live],
-        "removed_cancelled": [{"node": r.node_id, "job_id": r.job_id} for r in removed],
-    }

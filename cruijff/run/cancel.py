@@ -1,7 +1,8 @@
 """`cruijff cancel`: stop the selected nodes' pending and running jobs and record them cancelled.
 
-With the plan's lock (no apply running): cruijff.run.apply.cancel — one scheduler query, one
-scancel for every job, and one transaction that records them cancelled in state.db.
+With the plan's lock (no apply running): `cancel_locked` — one scheduler query, one scancel for
+every job, and one transaction that records them cancelled in state.db (cruijff/run/stop.py, which
+apply uses too for the jobs it supersedes).
 
 While a local apply runs the jobs (it holds the lock, and only it may start or record them):
 cancel appends the job ids to `<output_dir>/.cruijff.cancel`, which that apply's executor holds
@@ -18,13 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cruijff.plan import load_plan
 from cruijff.errors import SchedulerError, StateError
+from cruijff.lock import holder
+from cruijff.plan import load_plan
 from cruijff.run.executors.base import CANCELLED, Executor
 from cruijff.run.executors.local import CANCEL_REQUESTS
-from cruijff.lock import holder
+from cruijff.run.observe import LIVE, adopt, plan_view
+from cruijff.run.reconcile import settle_intents
 from cruijff.run.selectors import select
-from cruijff.run.state import State, Submission
+from cruijff.run.state import State, Submission, apply_lock
+from cruijff.run.stop import Stop, stop_jobs
 
 RESULT_VERSION = 1
 CONFIRM_S = 30.0  # how long cancel waits for the running apply to record the cancellations
@@ -32,8 +36,7 @@ CONFIRM_S = 30.0  # how long cancel waits for the running apply to record the ca
 
 def cancel(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
            confirm_s: float = CONFIRM_S) -> dict[str, Any]:
-    from cruijff.run.apply import cancel as cancel_locked
-
+    """`cruijff cancel`: with the plan's lock, or through the local apply that holds it."""
     try:
         return cancel_locked(plan_dir, executor, only=only)
     except StateError:
@@ -45,6 +48,33 @@ def cancel(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
             raise  # no local apply running jobs: a SLURM apply submitting, or a plan
         selected = select(plan, only)
         return _ask_running_apply(plan, [r for r in rows if r.node_id in selected], executor, only, confirm_s)
+
+
+def cancel_locked(plan_dir: str | Path, executor: Executor, *, only: str | None = None) -> dict[str, Any]:
+    """Cancel the selected nodes' pending and running jobs; state.db remembers they were cancelled,
+    so status says `cancelled` even where sacct is absent and the job script's end record says 143.
+    Without --only, jobs of nodes that left the plan are cancelled too; an sbatch an interrupted
+    apply left in flight is waited for first, so its job cannot land after the cancel.
+    With the plan's lock (StateError while an apply holds it: `cancel` then asks that apply)."""
+    plan = load_plan(plan_dir)
+    selected = select(plan, only)
+    reason = "cancelled by `cruijff cancel`"
+    with apply_lock(plan.output_dir, "cancel"), State(plan.output_dir) as state:
+        settle_intents(plan, state, executor)
+        view = plan_view(plan, state, executor)
+        adopt(plan, state, view.obs, executor)
+        live = [view.obs[n.id] for n in plan.nodes if n.id in selected and view.obs[n.id].state in LIVE]
+        removed = view.removed if only is None else []
+        extra = [r.job_id for r in removed] + [j for d in view.duplicates if d.node_id in selected for j in d.extra]
+        stop_jobs(state, executor, [Stop(o.adopt or o.job_id, reason, o.orphan_pid) for o in live]
+                  + [Stop(j, reason) for j in extra])
+    return {
+        "schema_version": RESULT_VERSION,
+        "kind": "cruijff.cancel",
+        "output_dir": plan.output_dir,
+        "cancelled": [{"node": o.node_id, "job_id": o.adopt or o.job_id} for o in live],
+        "removed_cancelled": [{"node": r.node_id, "job_id": r.job_id} for r in removed],
+    }
 
 
 def _result(plan, cancelled: list[tuple[str, str]]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """What is true about each node now: state.db, the scheduler's one answer and record.jsonl merged.
 
-Shared by apply (what to submit) and status (what to show). Pure: it takes what was read and
+Shared by apply (what to submit), cancel (what is live) and status (what to show). `plan_view`
+does the reading — state.db first, then the scheduler's one `jobs()` answer per executor kind,
+array tasks named after their nodes — and `observe` merges it: pure, it takes what was read and
 returns one Observation per node, so it is tested without a scheduler.
 
 Jobs are matched to nodes by job id (state.db), else by job name: `<experiment>:<node id>` for
@@ -15,11 +17,15 @@ that queued it holds the plan's lock, else that apply died: it was interrupted).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
-from cruijff.run.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, UNKNOWN, JobInfo
+from cruijff.errors import UsageError
 from cruijff.plan import Plan
-from cruijff.run.records import Attempt
-from cruijff.run.state import Submission
+from cruijff.run.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, UNKNOWN, Executor, JobInfo
+from cruijff.run.reconcile import Duplicate, Removed, duplicates, removed_jobs
+from cruijff.run.records import Attempt, plan_attempts
+from cruijff.run.state import REFUSED, State, Submission
 
 INTERRUPTED = "interrupted"  # a local job stopped by Ctrl-C or a dead apply: resumed by the next apply
 NOT_SUBMITTED = "not_submitted"
@@ -155,3 +161,107 @@ def _recorded(sub: Submission, info: JobInfo | None, attempts: list[Attempt], or
     if attempt is not None:
         return Observation(state=FAILED, reason="left the queue without an end record", **base)
     return Observation(state=CANCELLED, reason="left the queue without starting", **base)
+
+
+# ---- reading what is true now (state.db, then the scheduler) ------------------------------------
+
+def scheduler_view(plan: Plan, state: State, executor: Executor) -> dict[str, JobInfo]:
+    """The one `jobs()` answer per executor kind in play (the chosen one and any in state.db).
+    A scheduler that fails or answers with errors raises SchedulerError: nobody guesses."""
+    from cruijff.run.executors.select import make_executor
+
+    jobs = dict(executor.jobs(plan))
+    kinds = state.executors() - {executor.name}
+    for kind in sorted(kinds):
+        if kind == "local":
+            continue  # a dead process's local jobs are known from state.db and records only
+        try:
+            other = make_executor(kind, plan)
+        except UsageError:
+            continue  # e.g. status on a machine without SLURM: records still tell most of it
+        jobs.update(other.jobs(plan))
+    return jobs
+
+
+@dataclass(frozen=True)
+class View:
+    """What is true now: each node's Observation, the scheduler's jobs (array tasks named after
+    their nodes where state.db does not know them), and the jobs that should not be there."""
+
+    obs: dict[str, Observation]
+    jobs: dict[str, JobInfo]
+    duplicates: list[Duplicate]
+    removed: list[Removed]
+
+
+def plan_view(plan: Plan, state: State, executor: Executor,
+              apply_alive: Callable[[], bool] | None = None) -> View:
+    """state.db first (one read), then the scheduler: a job submitted in between is unknown to
+    the snapshot and found in the scheduler's answer (pending), never taken for a job that left
+    the queue. `apply_alive()`, asked after that read, says whether an apply holds the lock now
+    (status: its local jobs are queued or running, not interrupted)."""
+    from dataclasses import replace
+
+    from cruijff.run.executors.local import orphan_group
+
+    rows = state.all()  # state.db first, in one read: then a job submitted meanwhile is in the queue
+    current = {sub.node_id: sub for sub in rows}  # by id: a node's newest row wins
+    known = {sub.job_id for sub in rows if sub.job_id}
+    alive = bool(apply_alive and apply_alive())
+    jobs = scheduler_view(plan, state, executor)
+    jobs = name_array_tasks(plan, jobs, known, executor)
+    obs = observe(plan, current, jobs, plan_attempts(plan), known, orphan_group, apply_alive=alive)
+    for node_id, sub in current.items():  # sbatch refused it: nothing ran, whatever sacct keeps
+        if sub.final_state == REFUSED and node_id in obs:
+            obs[node_id] = replace(obs[node_id], state=NOT_SUBMITTED, job_id=None, reason=sub.reason,
+                                   outdated=False, adopt=None, exit_code=None, start=None, end=None)
+    return View(obs, jobs, duplicates(plan, jobs, rows), removed_jobs(plan, jobs, rows))
+
+
+def name_array_tasks(plan: Plan, jobs: dict[str, JobInfo], known: set[str],
+                     executor: Executor | None = None) -> dict[str, JobInfo]:
+    """Array tasks state.db does not know (it was lost or moved aside) get their node's id and
+    hash from the array's script — the plan's own copy under arrays/ or, where that is gone too,
+    the one the scheduler holds for a live job (if it runs this plan directory) — so apply adopts
+    them instead of submitting them again."""
+    from dataclasses import replace
+
+    from cruijff.run.arrays import array_members, array_root, array_script_path
+
+    scripts: dict[str, dict[int, tuple[str, str | None]]] = {}
+    out = dict(jobs)
+    for job_id, info in jobs.items():
+        name = info.node_id or ""
+        _, _, task = job_id.partition("_")
+        if job_id in known or not name.startswith("array/") or not task.isdigit():
+            continue
+        if name not in scripts:
+            try:
+                text = array_script_path(plan.output_dir, name).read_text()
+            except OSError:
+                fetch = getattr(executor, "batch_script", None)
+                text = (fetch(job_id) if fetch is not None else None) or ""
+                if array_root(text) != str(Path(plan.output_dir)):
+                    text = ""  # not this plan directory's array (another plan of the same experiment)
+            scripts[name] = array_members(text)
+        member = scripts[name].get(int(task))
+        if member is not None:
+            out[job_id] = replace(info, node_id=member[0], node_hash=member[1])
+    return out
+
+
+def adopt(plan: Plan, state: State, obs: dict[str, Observation], executor: Executor) -> list[tuple[str, str]]:
+    """Record the jobs the scheduler (or a record.jsonl) has but state.db lacks (an apply died
+    between sbatch and commit); forget intents proven never submitted. Returns (node id, job id)
+    of each job adopted."""
+    adopted = []
+    for node_id, o in obs.items():
+        if o.adopt:
+            if o.submission is not None and o.submission.job_id is None:
+                state.record_job(o.submission.id, o.adopt)
+            else:
+                state.record_adopted(node_id, o.hash or plan.node(node_id).hash, o.executor or executor.name, o.adopt)
+            adopted.append((node_id, o.adopt))
+        elif o.state == NOT_SUBMITTED and o.submission is not None and o.submission.final_state != REFUSED:
+            state.forget_intent(o.submission.id)  # neither in the scheduler nor in a record
+    return adopted

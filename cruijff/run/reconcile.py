@@ -1,5 +1,5 @@
-"""Before apply decides: settle what an interrupted apply left in flight, and find the jobs that
-should not be there (duplicates of one node, jobs of nodes that left the plan).
+"""Before apply decides: settle what an interrupted apply left in flight, and find (and stop) the
+jobs that should not be there (duplicates of one node, jobs of nodes that left the plan).
 
 Why: exactly once must hold even when apply dies while an sbatch is still running (a busy
 controller takes seconds) or when sbatch timed out but slurmctld queues the job later. An intent
@@ -17,6 +17,7 @@ from cruijff.errors import SchedulerError
 from cruijff.run.executors.base import PENDING, RUNNING, Executor, JobInfo
 from cruijff.plan import Plan
 from cruijff.run.state import REFUSED, State, Submission
+from cruijff.run.stop import Stop, stop_jobs
 
 LIVE = (PENDING, RUNNING)
 POLL_RUNNING_S = 0.2  # while an sbatch runs: look at its journal's lock again (cheap)
@@ -144,3 +145,28 @@ def removed_jobs(plan: Plan, jobs: dict[str, JobInfo], rows: list[Submission]) -
         if named and job_id not in known and info.node_id not in node_ids and info.state in LIVE:
             out[job_id] = Removed(info.node_id, job_id, info.state)
     return sorted(out.values(), key=lambda r: (r.node_id, _job_key(r.job_id)))
+
+
+def drop_duplicates(plan: Plan, state: State, dups: list[Duplicate], executor: Executor) -> set[str]:
+    """Keep each node's oldest live job, cancel the newer ones; returns the nodes whose recorded
+    job was one of those (their live children waited on it: apply's decide() resubmits them)."""
+    if not dups:
+        return set()
+    current = state.current()
+    rewired: set[str] = set()
+    for d in dups:  # first record the kept job: a crash before the cancel finds the duplicate again
+        sub = current.get(d.node_id)
+        if sub is None or sub.job_id != d.keep:
+            state.record_adopted(d.node_id, d.hash or plan.node(d.node_id).hash,
+                                 sub.executor if sub else executor.name, d.keep,
+                                 reason=f"the oldest of duplicate jobs {', '.join((d.keep, *d.extra))}")
+            if sub is not None and sub.job_id in d.extra:
+                rewired.add(d.node_id)
+    stop_jobs(state, executor, [Stop(j, f"a duplicate of job {d.keep}: cancelled by apply")
+                                for d in dups for j in d.extra])
+    return rewired
+
+
+def cancel_removed(state: State, removed: list[Removed], executor: Executor) -> None:
+    """Jobs of nodes that left the plan (say, a grid value removed) would run for nothing."""
+    stop_jobs(state, executor, [Stop(r.job_id, "its node left the plan: cancelled by apply") for r in removed])

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from cruijff.plan import load_plan
 from cruijff.run.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Executor
 from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan
-from cruijff.run.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation
+from cruijff.run.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, plan_view
 from cruijff.run.records import last_attempt
 from cruijff.run.selectors import select
 from cruijff.run.state import State
@@ -212,8 +212,6 @@ def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None
             now: float | None = None, plan: Plan | None = None, scores: bool = True) -> StatusReport:
     """`plan`: the plan of plan_dir when the caller loaded it already (5,000 nodes: 50 ms).
     `scores=False` reads no eval logs (a summary shows no scores; 4,000 logs take seconds)."""
-    from cruijff.run.apply import plan_view
-
     plan = plan or load_plan(plan_dir)
     selected = select(plan, only)
     # An apply alive before or after state.db is read owns the unfinished local rows read.

@@ -137,3 +137,29 @@ print([m for m in {HEAVY!r} if m in sys.modules])
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-2:] == ["False", "[]"], "--json loaded rich, or a command a heavy library"
+
+
+STOPPING = {"cancel", "record_final_job", "kill_group"}  # executor.cancel, state.record_final_job, kill_group
+
+
+def _stopping_calls(path: Path) -> list[str]:
+    """Calls in a file that stop jobs or record them cancelled (a method `.cancel(`, not a function `cancel(`)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else "kill_group" if getattr(f, "id", "") == "kill_group" else None
+            if name in STOPPING:
+                out.append(f"{module_name(path)}:{node.lineno} {name}")
+    return out
+
+
+def test_one_place_stops_running_jobs():
+    """apply (superseded, duplicate and removed nodes' jobs) and cancel stop jobs through
+    cruijff.run.stop only; the executors implement cancel and the local one kills process groups."""
+    stopper = PACKAGE / "run" / "stop.py"
+    executors = PACKAGE / "run" / "executors"
+    found = [c for f in sources(PACKAGE) if f != stopper and executors not in f.parents
+             for c in _stopping_calls(f)]
+    assert found == [], f"jobs stopped outside cruijff/run/stop.py: {found}"
+    assert len(_stopping_calls(stopper)) == 3

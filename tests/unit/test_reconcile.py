@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from cruijff.run.apply import SUBMIT, apply, decide, name_array_tasks, plan_view
+from cruijff.run.apply import SUBMIT, apply, decide
+from cruijff.run.observe import name_array_tasks, plan_view
 from cruijff.errors import SchedulerError, UsageError
 from cruijff.run.executors.base import PENDING, RUNNING, JobInfo, Outcome, SubmitRefused
 from cruijff.run.executors.slurm import SlurmExecutor, journal_path, journal_runner

@@ -177,10 +177,10 @@ def grid_plan_dir(tmp_path) -> Path:
 
 def test_scoreboard_has_only_real_rows(grid_plan_dir, tmp_path):
     """pivot_table(dropna=False) added an empty epoch -1 row per run and a run "nan" per base model."""
-    from cruijff.results.report import _frames, scoreboard
+    from cruijff.results.report import frames, scoreboard
     from cruijff.plan import load_plan
 
-    scores, _, _, _ = _frames(load_plan(grid_plan_dir), grid_plan_dir)
+    scores, _, _, _ = frames(load_plan(grid_plan_dir), grid_plan_dir)
     board = scoreboard(scores)
     assert len(board) == len(GRID_LRS) * len(GRID_RANKS) * 2 + 1  # one row per scored (run, epoch) and the base
     assert not board.isna().any().any(), "a scoreboard row without scores"

@@ -1,40 +1,23 @@
-"""cruijff_kit's experiment design file (experiment_summary.yaml) → a cruijff manifest.
+"""Mapping cruijff_kit's design file to a manifest, section by section (`translate`).
 
-`translate` maps each field it can (experiment → experiment/description/output_dir, variables and
-runs → grid, controls → prompt and hyperparameters, models.base → models, data.training →
-datasets, output.wandb_project → finetune.wandb, evaluation → eval) and keeps every field without
-an equivalent as a note; `render` writes the manifest as YAML with those notes as comments. The
-defaults are not copied: cruijff's schema defaults are cruijff_kit's (docs/cruijff_kit.md), so an
-imported manifest sets only what the design file set. Pure apart from reading task scripts' names.
+Each section of experiment_summary.yaml is read and mapped in one method, so a field is read where
+it is mapped; a field without an equivalent becomes a note, a field that cannot be imported a
+problem at its file:line:col (all of them raised together as one ManifestError).
 """
 
 from __future__ import annotations
 
-import ast
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cruijff.errors import ManifestError, Problem
 from cruijff.compiler.expand import run_name
 from cruijff.compiler.families import FAMILIES
+from cruijff.compiler.kit_import.reading import HYPERPARAMETERS, as_number, hp_value, safe_name, short_text, task_function
 from cruijff.compiler.schema import hyperparameter_names
 from cruijff.compiler.source import Source, to_plain
-
-# cruijff_kit's names (setup_finetune.py arguments, torchtune recipe keys) → cruijff's hyperparameters.
-HYPERPARAMETERS = {
-    "lr": "lr", "learning_rate": "lr", "lora_rank": "lora_rank", "lora_alpha": "lora_alpha",
-    "lora_dropout": "lora_dropout", "weight_decay": "weight_decay", "batch_size": "batch_size",
-    "epochs": "epochs", "gradient_accumulation_steps": "gradient_accumulation_steps",
-    "num_warmup_steps": "warmup_steps", "warmup_steps": "warmup_steps", "max_seq_len": "max_seq_len",
-    "seed": "seed", "packed": "packed", "train_on_input": "train_on_input", "lr_scheduler": "lr_scheduler",
-    "max_steps_per_epoch": "max_steps_per_epoch", "run_val_every_n_steps": "val_every_n_steps",
-}
-SCHEDULERS = {"get_cosine_schedule_with_warmup": "cosine", "get_linear_schedule_with_warmup": "linear",
-              "get_constant_schedule_with_warmup": "constant"}
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+from cruijff.errors import ManifestError, Problem
 
 
 @dataclass
@@ -47,55 +30,6 @@ class Imported:
     runs: dict[str, str] = field(default_factory=dict)  # cruijff_kit run name → cruijff run name
 
 
-def _name(text: Any) -> str:
-    name = _NAME_UNSAFE.sub("-", str(text)).lstrip("._-")[:64]
-    return name or "imported"
-
-
-def _number(value: Any) -> Any:
-    """cruijff_kit files are read by PyYAML, where 1e-4 is a string: make numeric strings numbers."""
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            try:
-                return float(value)
-            except ValueError:
-                return value
-    return value
-
-
-def _hp_value(key: str, value: Any) -> Any:
-    if key == "lr_scheduler" and isinstance(value, str):
-        return SCHEDULERS.get(value.rsplit(".", 1)[-1], value)
-    return _number(value)
-
-
-def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, (dict, list)) else str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= 70 else text[:67] + "..."
-
-
-def task_function(script: str, fallback: str) -> tuple[str, list[str]]:
-    """The @task function in a task script and its parameters (read with ast, never imported);
-    (fallback, []) when the file is not there or holds several tasks."""
-    try:
-        tree = ast.parse(Path(script).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return fallback, []
-
-    def is_task(d: ast.expr) -> bool:
-        target = d.func if isinstance(d, ast.Call) else d
-        return isinstance(target, ast.Name) and target.id == "task"
-
-    tasks = [n for n in tree.body if isinstance(n, ast.FunctionDef) and any(is_task(d) for d in n.decorator_list)]
-    if len(tasks) != 1:
-        return fallback, []
-    args = tasks[0].args
-    return tasks[0].name, [a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]]
-
-
 class _Translator:
     def __init__(self, source: Source):
         self.source = source
@@ -105,7 +39,7 @@ class _Translator:
         self.computes: list[dict[str, Any]] = []
 
     def note(self, path: str, value: Any, why: str) -> None:
-        self.out.notes.append(f"{path}: {_short(value)} — {why}")
+        self.out.notes.append(f"{path}: {short_text(value)} — {why}")
 
     def error(self, keys: list[Any], message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(message, self.source.locate(keys), hint))
@@ -123,7 +57,7 @@ class _Translator:
         exp = self.section("experiment")
         if not exp.get("name"):
             self.error(["experiment"], "experiment.name is missing", "name the experiment (it becomes `experiment:`)")
-        m["experiment"] = _name(exp.get("name", "imported"))
+        m["experiment"] = safe_name(exp.get("name", "imported"))
         if exp.get("question"):
             m["description"] = str(exp["question"])
         m["output_dir"] = str(exp.get("dir") or f"${{SCRATCH}}/cruijff/{m['experiment']}")
@@ -155,7 +89,7 @@ class _Translator:
                 self.error(["models", "base", i, "name"], f"model {family!r} is not in cruijff's registry",
                            f"one of {', '.join(FAMILIES)}; or write a custom family by hand (docs/manifest.md)")
                 continue
-            short = _name(family)
+            short = safe_name(family)
             names[family] = short
             m["models"][short] = {"path": str(entry["path"]), "family": family}
             for key in entry:
@@ -169,7 +103,7 @@ class _Translator:
         if not isinstance(training, dict) or not training.get("path"):
             self.error(["data", "training"], "data.training.path is missing", "the training JSON file")
             return "data"
-        label = _name(training.get("dataset_label") or Path(str(training["path"])).stem)
+        label = safe_name(training.get("dataset_label") or Path(str(training["path"])).stem)
         fmt = training.get("format", "json")
         if fmt not in ("json", "instruct_json"):
             self.error(["data", "training", "format"], f"data.training.format {fmt!r} cannot be imported",
@@ -211,7 +145,7 @@ class _Translator:
                     self.out.remarks[("datasets", label)] = ("validation_during_training: validation loss at each "
                                                              "epoch end (val_every_n_steps for more often)")
             elif key in HYPERPARAMETERS:
-                hp[HYPERPARAMETERS[key]] = _hp_value(HYPERPARAMETERS[key], value)
+                hp[HYPERPARAMETERS[key]] = hp_value(HYPERPARAMETERS[key], value)
             else:
                 self.note(f"controls.{key}", value, "no cruijff hyperparameter of that name")
         if prompt.get("style") == "text_completion" and prompt.get("system"):
@@ -231,7 +165,7 @@ class _Translator:
                 self.note(f"variables.{key}", values, "not a cruijff hyperparameter: not swept")
                 continue
             name = HYPERPARAMETERS[key]
-            axes[name] = [_hp_value(name, v) for v in (values if isinstance(values, list) else [values])]
+            axes[name] = [hp_value(name, v) for v in (values if isinstance(values, list) else [values])]
         runs = self.s.get("runs") or []
         if not isinstance(runs, list):
             self.error(["runs"], "runs must be a list")
@@ -255,7 +189,7 @@ class _Translator:
                 params = {}
                 for key, value in (run.get("parameters") or {}).items():
                     if key in HYPERPARAMETERS:
-                        params[HYPERPARAMETERS[key]] = _hp_value(HYPERPARAMETERS[key], value)
+                        params[HYPERPARAMETERS[key]] = hp_value(HYPERPARAMETERS[key], value)
                     else:
                         self.note(f"runs[{i}].parameters.{key}", value,
                                   "per-run settings other than hyperparameters have no equivalent")
@@ -316,7 +250,7 @@ class _Translator:
         out = m.setdefault("eval", {})
         for key in ("seed", "max_tokens"):
             if key in ev:
-                out[key] = _number(ev[key])
+                out[key] = as_number(ev[key])
         if ev.get("do_sample"):
             self.note("evaluation.do_sample", True, "cruijff evaluates greedily (temperature 0); sampling is not imported")
         for key in ("temperature", "max_connections", "vis_label"):
@@ -335,17 +269,17 @@ class _Translator:
             if not isinstance(t, dict) or not t.get("name") or not t.get("script"):
                 self.error(["evaluation", "tasks", i], "each evaluation task needs name and script")
                 continue
-            name = _name(t["name"])
+            name = safe_name(t["name"])
             script = str(t["script"])
             function, params = task_function(self.source.path.parent / script if not Path(script).is_absolute()
-                                             else script, _name(t["name"]).replace("-", "_"))
+                                             else script, safe_name(t["name"]).replace("-", "_"))
             entry: dict[str, Any] = {"name": name, "file": script, "task": function}
             if "match" in scorers and "ignore_punctuation" in params:
                 # cruijff_kit's match(location="exact") ignores end punctuation ("Apple." is right)
                 entry["args"] = {"ignore_punctuation": True}
             dataset = t.get("dataset")
             if dataset and dataset != "same":
-                ds_name = _name(f"{name}-data")
+                ds_name = safe_name(f"{name}-data")
                 m["datasets"][ds_name] = {"path": str(dataset), "format": "instruct_json"}
                 entry["dataset"] = ds_name
             tasks.append(entry)
@@ -360,7 +294,7 @@ class _Translator:
             out["tasks"] = tasks
         self.matrix(out, ev, [t["name"] for t in tasks])
         if isinstance(ev.get("compute"), dict):
-            out["resources"] = {k: _number(v) if k == "gpus" else str(v)
+            out["resources"] = {k: as_number(v) if k == "gpus" else str(v)
                                 for k, v in ev["compute"].items() if k in ("gpus", "mem", "time")}
 
     def matrix(self, out: dict[str, Any], ev: dict[str, Any], task_names: list[str]) -> None:
@@ -372,7 +306,7 @@ class _Translator:
                 epochs.extend(int(e) for e in row["epochs"])
             if row.get("vis_label"):
                 self.note(f"evaluation.matrix[{i}].vis_label", row["vis_label"], "run names label the status grid")
-            if row.get("tasks") and set(map(_name, row["tasks"])) != set(task_names):
+            if row.get("tasks") and set(map(safe_name, row["tasks"])) != set(task_names):
                 self.note(f"evaluation.matrix[{i}].tasks", row["tasks"],
                           "cruijff evaluates every task on every run and epoch")
         if epochs:
@@ -393,7 +327,7 @@ class _Translator:
         computes = self.computes
         if computes:
             first = computes[0]
-            m["finetune"]["resources"] = {k: _number(v) if k == "gpus" else str(v)
+            m["finetune"]["resources"] = {k: as_number(v) if k == "gpus" else str(v)
                                           for k, v in first.items() if k in ("gpus", "mem", "time")}
             if any(c != first for c in computes):
                 self.note("runs[].compute", computes, "runs ask for different resources: the first run's are used")
@@ -423,47 +357,3 @@ def translate(source: Source) -> Imported:
     if not set(hyperparameter_names()) >= set(HYPERPARAMETERS.values()):  # pragma: no cover - a rename
         raise AssertionError("kit_import.HYPERPARAMETERS names a hyperparameter the schema lacks")
     return _Translator(source).translate()
-
-
-def render(imported: Imported, source_name: str) -> str:
-    """The manifest as YAML, with the notes as comments: remarks at their keys, the rest at the end."""
-    from io import StringIO
-
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
-
-    def build(value: Any, path: tuple[str, ...]) -> Any:
-        if isinstance(value, dict):
-            cm = CommentedMap()
-            for k, v in value.items():
-                cm[k] = build(v, (*path, k))
-                if (*path, k) in imported.remarks:
-                    cm.yaml_add_eol_comment(imported.remarks[(*path, k)], k)
-            if len(path) >= 2 and path[0] == "grid" or path[:2] == ("eval", "tasks"):
-                cm.fa.set_flow_style()
-            return cm
-        if isinstance(value, list):
-            seq = CommentedSeq(build(v, path) for v in value)
-            if all(not isinstance(v, (dict, list)) for v in value):
-                seq.fa.set_flow_style()
-            return seq
-        if isinstance(value, str) and ":" in value and path[-1:] == ("time",):
-            return DoubleQuotedScalarString(value)  # 01:00:00 is a number to YAML 1.1 readers
-        return value
-
-    yaml = YAML()
-    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    text = StringIO()
-    yaml.dump(build(imported.manifest, ()), text)
-    head = [f"# Imported from {source_name} by `cruijff import`.",
-            "# Unset hyperparameters take cruijff's defaults, which are cruijff_kit's (docs/cruijff_kit.md).",
-            "# Add a cluster: block (account, partition, env: {conda: ...}) for SLURM."]
-    if imported.runs:
-        head.append("# cruijff_kit run -> cruijff run:")
-        head += [f"#   {kit} -> {ours}" for kit, ours in imported.runs.items()]
-    tail = ["", "# Fields of the design file without an equivalent here:"] if imported.notes else []
-    tail += [f"#   {n}" for n in imported.notes]
-    return "\n".join(head) + "\n" + text.getvalue() + ("\n".join(tail) + "\n" if tail else "")
