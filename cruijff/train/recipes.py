@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from cruijff.errors import CruijffError
 from cruijff.run.records import record_error
-from cruijff.train.hooks import CruijffRecipeMixin, RecipeConfigError, Settings, _ValShard  # noqa: F401
+from cruijff.train.hooks import CruijffRecipeMixin, RecipeConfigError
 from cruijff.train.stock import stock_recipe
 
 log = utils.get_logger("INFO")
