@@ -1,6 +1,6 @@
 """Throughput of cruijff's single-device LoRA recipe against torchtune's own, on the tiny model.
 
-Both recipes get the same config (the tiny fixture, validation off, export off, every epoch saved
+Both recipes get the same config (the tiny model's compiled finetune.yaml, tests/helpers_finetune.py, validation off, export off, every epoch saved
 adapter-only in both) and run in this process, alternately, `--rounds` times; the figure is loss
 tokens per second of `train()` (the training loop and its epoch-end saves). The merged export,
 which the stock recipe has no equivalent of, is timed on its own. Goal: ratio >= 0.97.
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURE = REPO / "tests" / "fixtures" / "finetune" / "tiny_lora.yaml"
+sys.path.insert(0, str(REPO))  # cruijff and tests/helpers_finetune.py from this checkout
 
 
 def make_config(tmp: Path, model_dir: Path, rows: int, epochs: int, batch_size: int):
@@ -29,10 +29,9 @@ def make_config(tmp: Path, model_dir: Path, rows: int, epochs: int, batch_size: 
     words = [f"{a}{b}{c}{d}" for a in cons for b in vow for c in cons for d in vow][:rows]
     data = tmp / "words.json"
     data.write_text(json.dumps({"train": [{"input": w, "output": w.capitalize()} for w in words]}))
-    text = FIXTURE.read_text()
-    for key, value in (("__MODEL_DIR__", model_dir), ("__DATA__", data), ("__OUTPUT_DIR__", tmp / "OUT")):
-        text = text.replace(key, str(value))
-    cfg = OmegaConf.create(text)
+    from tests.helpers_finetune import tiny_finetune_config  # the config cruijff's compiler renders
+
+    cfg = OmegaConf.load(tiny_finetune_config(tmp / "plan", model_dir, data))
     for key in ("dataset_val", "export", "run_val_every_n_steps", "save_epochs"):
         cfg.pop(key, None)  # validation and export off; save_epochs absent: every epoch, like stock
     cfg.epochs, cfg.batch_size = epochs, batch_size

@@ -1,14 +1,21 @@
 """The one place a prompt is built, so training and evaluation can never disagree on it.
 
 The manifest's `prompt: {system, template}` is passed unchanged to the training dataset
-component and to the evaluation task; both call `build_messages`. `prompt.style` says how that
-prompt reaches the model: `chat` (the model's chat template) or `text_completion` (base models:
-the templated text itself, no chat template, on both sides; docs/parity.md).
+component and to the evaluation task. Every dataset row, whatever its shape (instruct
+input/output, chat messages, text), becomes (prompt messages, answer) in `row_prompt` only:
+training (cruijff.train.datasets), evaluation (cruijff.tasks), `cruijff data stats` and the plan's
+cost estimate (cruijff.compiler.estimate) all call it. `prompt.style` says how that prompt reaches
+the model: `chat` (the model's chat template) or `text_completion` (base models: the templated
+text itself, no chat template, on both sides; docs/parity.md).
+Imported at plan time: the stdlib and cruijff.data.formats (stdlib-only) alone.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from cruijff.data.formats import CHAT as CHAT_ROWS
+from cruijff.data.formats import INSTRUCT, ROLES, TEXT, DataFormatError
 
 # How a rendered prompt is tokenized, at evaluation (inspect's hf `tokenizer_call_args`, written
 # into model_config.yaml) and in training (cruijff.train.tokenizer): the chat template writes
@@ -64,3 +71,73 @@ def build_messages(input_value: Any, *, template: str | None = None, system: str
     if output is not None:
         messages.append({"role": "assistant", "content": output})
     return messages
+
+
+class PromptError(DataFormatError):
+    """A dataset row cannot be made into a prompt and an answer."""
+
+
+# the keys each row shape must fill (never null)
+ROW_KEYS = {INSTRUCT: ("input", "output"), CHAT_ROWS: ("messages",), TEXT: ("text",)}
+
+
+def row_kind(row: dict[str, Any], where: str = "row") -> str:
+    """instruct | chat | text: the shape of one row, from the keys it fills (messages first)."""
+    if not isinstance(row, dict):
+        raise PromptError(f"{where} is not an object")
+    if row.get("messages") is not None:
+        return CHAT_ROWS
+    if row.get("input") is not None or row.get("output") is not None:
+        return INSTRUCT
+    if row.get("text") is not None:
+        return TEXT
+    raise PromptError(f"{where} has none of input/output, messages or text",
+                      hint=f"its keys are {sorted(row)}")
+
+
+def row_prompt(row: dict[str, Any], *, template: str | None = None, system: str | None = None,
+               kind: str | None = None, where: str = "row") -> tuple[list[dict[str, str]], str]:
+    """(prompt messages, answer) of one dataset row: the one prompt builder.
+
+    instruct: `build_messages` (optional system, the templated input); the answer is the output.
+    chat: the turns before the last (assistant) turn, which is the answer; `system` is prepended
+    when the chat has no system turn of its own; a template does not apply (the chat holds its
+    user turns). text: no prompt; the answer is the text; neither template nor system apply.
+    `kind` (default: `row_kind`) says which shape every row of a dataset must have.
+    The full training chat is `prompt + [{"role": "assistant", "content": answer}]`.
+    """
+    kind = kind or row_kind(row, where)
+    missing = [k for k in ROW_KEYS[kind] if not isinstance(row, dict) or row.get(k) is None]
+    if missing:
+        raise PromptError(f"{where} lacks {', '.join(missing)}", hint=f"every row needs {', '.join(ROW_KEYS[kind])}")
+    if kind == INSTRUCT:
+        return build_messages(row["input"], template=template, system=system), str(row["output"])
+    if kind == TEXT:
+        if template or system:
+            raise PromptError(f"{where}: template/system do not apply to the text format",
+                              hint="remove the prompt from this dataset, or use instruct rows")
+        return [], str(row["text"])
+    if template:
+        raise PromptError(f"{where}: a prompt template applies to instruct rows (input/output) only",
+                          hint="chat rows already hold their user turns; drop the template")
+    messages = [{"role": m["role"], "content": str(m["content"])} for m in row["messages"]]
+    _check_chat(messages, where)
+    prompt = messages[:-1]
+    if system and prompt[0]["role"] != "system":
+        prompt.insert(0, {"role": "system", "content": system})
+    return prompt, messages[-1]["content"]
+
+
+def _check_chat(messages: list[dict[str, str]], where: str) -> None:
+    """A chat row is a prompt followed by the one answer: known roles, system first, an answer last."""
+    bad = [m["role"] for m in messages if m["role"] not in ROLES]
+    if bad:
+        raise PromptError(f"{where}: unknown role '{bad[0]}'", hint=f"roles are {', '.join(ROLES)}")
+    if any(m["role"] == "system" for m in messages[1:]):
+        raise PromptError(f"{where}: a system turn can only come first")
+    if not messages or messages[-1]["role"] != "assistant":
+        raise PromptError(f"{where}: the conversation does not end with an assistant answer",
+                          hint="a row needs the answer to learn and to score")
+    if len(messages) < 2 or messages[-2]["role"] == "assistant":
+        raise PromptError(f"{where}: the answer has no prompt before it",
+                          hint="put a user turn before the last assistant turn")

@@ -73,35 +73,33 @@ def measured_throughput(plan: Plan, model: str) -> float | None:
     return statistics.median(rates) if rates else None
 
 
-def split_characters(dataset: dict[str, Any]) -> tuple[int, int, int] | None:
-    """(rows, prompt characters, answer characters) of the train split, or None when absent."""
+def split_characters(dataset: dict[str, Any], prompt: dict[str, Any] | None = None) -> tuple[int, int, int] | None:
+    """(rows, prompt characters, answer characters) of the train split, each row's prompt built as
+    training builds it (cruijff.prompting.row_prompt: template and system included); None when the
+    split is absent or unreadable (the plan-time check reports that)."""
     from cruijff.data.formats import DataFormatError, read_split
+    from cruijff.prompting import row_prompt
 
     path = Path(dataset["path"])
     if not path.exists():
         return None
+    prompt = prompt or {}
+    chars = [0, 0]
     try:
         rows = read_split(path, dataset.get("format"), dataset.get("splits", {}).get("train", "train"))
+        for i, r in enumerate(rows):
+            messages, answer = row_prompt(r, template=prompt.get("template"), system=prompt.get("system"),
+                                          where=f"{path} row {i}")
+            chars[0] += sum(len(m["content"]) for m in messages)
+            chars[1] += len(answer)
     except (DataFormatError, OSError, ValueError):
         return None
-    prompt = answer = 0
-    for r in rows:
-        if "messages" in r:
-            for m in r.get("messages") or []:
-                if m.get("role") == "assistant":
-                    answer += len(str(m.get("content", "")))
-                else:
-                    prompt += len(str(m.get("content", "")))
-        else:
-            prompt += len(str(r.get("input", r.get("text", ""))))
-            answer += len(str(r.get("output", "")))
-    return len(rows), prompt, answer
+    return len(rows), chars[0], chars[1]
 
 
 def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """Per fine-tune run and in all: tokens, GPU-hours, disk; with the basis of every number."""
     prompt_cfg = manifest.get("prompt") or {}
-    extra_chars = len(prompt_cfg.get("system") or "") + len((prompt_cfg.get("template") or "").replace("{input}", ""))
     chars_cache: dict[str, tuple[int, int, int] | None] = {}
     runs, missing, bases = [], [], set()
     for n in plan.nodes:
@@ -110,7 +108,7 @@ def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
         a = n.attrs
         ds_name, model_name = a["dataset"], a["model"]
         if ds_name not in chars_cache:
-            chars_cache[ds_name] = split_characters(manifest["datasets"][ds_name])
+            chars_cache[ds_name] = split_characters(manifest["datasets"][ds_name], prompt_cfg)
         chars = chars_cache[ds_name]
         if chars is None:
             missing.append(a["run"])
@@ -118,7 +116,7 @@ def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
         rows, prompt, answer = chars
         hp = a.get("hyperparameters") or {}
         epochs = int(hp.get("epochs") or 1)
-        all_tokens = (prompt + answer + rows * extra_chars) / CHARS_PER_TOKEN + rows * ROW_OVERHEAD
+        all_tokens = (prompt + answer) / CHARS_PER_TOKEN + rows * ROW_OVERHEAD
         loss_tokens = all_tokens if hp.get("train_on_input") else answer / CHARS_PER_TOKEN + rows
         params, params_from = model_params(manifest["models"][model_name])
         measured = measured_throughput(plan, model_name)

@@ -1,6 +1,6 @@
 """Token statistics of a dataset with a model's own tokenizer (`cruijff data stats`).
 
-Each row becomes chat messages exactly as training builds them (cruijff.prompting, with the same
+Each row becomes chat messages exactly as training builds them (cruijff.prompting.row_prompt, with the same
 template and system message), then is tokenized with the model folder's Hugging Face tokenizer:
 with its chat template when it has one (the tokens training sees, special tokens included), else
 the messages' contents alone (said in the output). Reported per split: rows, prompt / answer / total
@@ -62,18 +62,12 @@ def load_tokenizer(model_dir: str | Path):
 
 
 def _messages(row: dict[str, Any], template: str | None, system: str | None) -> tuple[list[dict], list[dict]]:
-    """(prompt messages, answer messages) of a row, built as training builds them."""
-    from cruijff.prompting import build_messages
+    """(prompt messages, answer messages) of a row, from the builder training uses
+    (cruijff.prompting.row_prompt); a text row is all answer."""
+    from cruijff.prompting import row_prompt
 
-    if "messages" in row:
-        msgs = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=len(msgs))
-        return msgs[:last], msgs[last:]
-    if "text" in row and "input" not in row:
-        return [], [{"role": "assistant", "content": row["text"]}]
-    msgs = build_messages(row["input"], template=template, system=system, output=str(row["output"]))
-    msgs = [{"role": m["role"], "content": m["content"]} for m in msgs]
-    return msgs[:-1], msgs[-1:]
+    prompt, answer = row_prompt(row, template=template, system=system)
+    return prompt, [{"role": "assistant", "content": answer}]
 
 
 def _counter(tokenizer):

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from cruijff.data.formats import MANIFEST_FORMATS as FORMATS  # noqa: F401  (re-exported by cruijff.tasks)
-from cruijff.data.formats import DataFormatError
+from cruijff.data.formats import TEXT, DataFormatError
 from cruijff.data.formats import read_split as _read
-from cruijff.prompting import build_messages
+from cruijff.prompting import row_kind, row_prompt
 
 
 class TaskDataError(DataFormatError):
@@ -26,24 +26,13 @@ def read_split(data: str | Path, format: str, split: str) -> list[dict[str, Any]
 
 def to_chat(record: dict[str, Any], *, template: str | None, system: str | None,
             where: str) -> tuple[list[dict[str, str]], str]:
-    """(prompt messages, target) for one record.
-
-    input/output records go through build_messages (template and system applied, as in training).
-    messages records are already chats: the last assistant turn is the target, the turns before it
-    the prompt; `system` is prepended only when the chat has no system turn of its own.
-    """
-    if "messages" in record and record["messages"] is not None:
-        messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
-        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
-        if last is None:
-            raise TaskDataError(f"{where}: chat has no assistant turn to use as the target")
-        prompt, target = messages[:last], messages[last]["content"]
-        if system and not any(m["role"] == "system" for m in prompt):
-            prompt = [{"role": "system", "content": system}, *prompt]
-        return prompt, target
-    if "input" not in record or "output" not in record:
-        raise TaskDataError(f"{where}: record needs 'input' and 'output' (or 'messages')")
-    return build_messages(record["input"], template=template, system=system), str(record["output"])
+    """(prompt messages, target) for one record, from `cruijff.prompting.row_prompt`, the builder
+    training uses: the target is the answer training learns (an instruct output, a chat's last
+    assistant turn), the prompt exactly the messages training puts before it."""
+    if row_kind(record, where) == TEXT:
+        raise TaskDataError(f"{where}: a text row has no prompt and target to evaluate",
+                            hint="evaluate on instruct (input/output) or chat (messages) rows")
+    return row_prompt(record, template=template, system=system, where=where)
 
 
 def load_samples(data: str | Path, *, format: str = "instruct_json", split: str = "test",

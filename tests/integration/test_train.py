@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, require
+from tests.helpers_finetune import tiny_finetune_config
 
 pytestmark = pytest.mark.train
 
-FIXTURE = REPO / "tests" / "fixtures" / "finetune" / "tiny_lora.yaml"
 RECIPES = REPO / "recipes"
 WORDS = (
     "apple banana cherry dog house river mountain cat paper stone water fire garden window table "
@@ -43,19 +43,17 @@ def write_dataset(path: Path) -> Path:
     return path
 
 
-def render_config(out_dir: Path, model_dir: Path, data: Path, **overrides) -> Path:
-    """The fixture with its placeholders filled, as the compiler renders it; overrides are top-level."""
+def render_config(plan_dir: Path, model_dir: Path, data: Path, **overrides) -> Path:
+    """The tiny run's finetune.yaml compiled by cruijff's compiler into `plan_dir` (its folder is
+    the run's output_dir); overrides replace top-level keys of the rendered config."""
     from omegaconf import OmegaConf
 
-    text = FIXTURE.read_text()
-    for key, value in (("__MODEL_DIR__", model_dir), ("__DATA__", data), ("__OUTPUT_DIR__", out_dir)):
-        text = text.replace(key, str(value))
-    cfg = OmegaConf.create(text)
-    for key, value in overrides.items():
-        cfg[key] = value
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "finetune.yaml"
-    OmegaConf.save(cfg, path)
+    path = tiny_finetune_config(plan_dir, model_dir, data)
+    if overrides:
+        cfg = OmegaConf.load(path)
+        for key, value in overrides.items():
+            cfg[key] = value
+        OmegaConf.save(cfg, path)
     return path
 
 
@@ -81,9 +79,9 @@ def data_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def single_run(tiny_model_dir, data_file, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("single") / "run"
-    run_recipe(render_config(out, tiny_model_dir, data_file))
-    return out
+    config = render_config(tmp_path_factory.mktemp("single"), tiny_model_dir, data_file)
+    run_recipe(config)
+    return config.parent
 
 
 def tune_model_with_adapter(config: Path, model_dir: Path, adapter_pt: Path, scratch: Path):
@@ -206,8 +204,8 @@ def test_export_matches_trained_torchtune_model(single_run, tiny_model_dir, data
 
 def test_distributed_recipe_two_processes_on_cpu(tiny_model_dir, data_file, tmp_path):
     """FSDP2 over gloo, 2 ranks: validation is all-reduced and the export is rank 0's, after training."""
-    out = tmp_path / "dist"
-    config = render_config(out, tiny_model_dir, data_file, run_val_every_n_steps=None)
+    config = render_config(tmp_path / "dist", tiny_model_dir, data_file, run_val_every_n_steps=None)
+    out = config.parent
     run_recipe(config, nproc=2)
     assert not (out / "epoch_0" / "model").exists()
     record = json.loads((out / "epoch_1" / "record.json").read_text())
@@ -252,11 +250,12 @@ def run_recipe_failing(config: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-def small_config(out: Path, model_dir: Path, data: Path, *, max_seq_len: int, **overrides) -> Path:
-    """One short epoch in file order, with the tokenizer truncating to max_seq_len."""
+def small_config(plan_dir: Path, model_dir: Path, data: Path, *, max_seq_len: int, **overrides) -> Path:
+    """One short epoch in file order, with the tokenizer truncating to max_seq_len; the run's
+    output_dir is the config's folder."""
     from omegaconf import OmegaConf
 
-    path = render_config(out, model_dir, data, shuffle=False, epochs=1, save_epochs=[0],
+    path = render_config(plan_dir, model_dir, data, shuffle=False, epochs=1, save_epochs=[0],
                          run_val_every_n_steps=None, **overrides)
     cfg = OmegaConf.load(path)
     cfg.tokenizer.max_seq_len = max_seq_len
@@ -282,31 +281,36 @@ def strict_events(path: Path) -> list[dict]:
 
 
 def test_every_answer_truncated_fails_before_training(tiny_model_dir, long_short_data, tmp_path):
-    proc = run_recipe_failing(small_config(tmp_path / "run", tiny_model_dir, long_short_data, max_seq_len=8))
+    config = small_config(tmp_path / "plan", tiny_model_dir, long_short_data, max_seq_len=8)
+    proc = run_recipe_failing(config)
+    run = config.parent
     assert "error: no row of the training split keeps an answer token for the loss: " \
            "truncation to max_seq_len 8 cuts every answer (all 8 rows)" in proc.stderr
     assert "raise max_seq_len" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "run" / "logs" / "metrics.jsonl").exists()
-    assert not (tmp_path / "run" / "checkpoints" / "epoch_0").exists()
+    assert not (run / "logs" / "metrics.jsonl").exists()
+    assert not (run / "checkpoints" / "epoch_0").exists()
 
 
 def test_a_step_with_no_trained_token_stops_the_run(tiny_model_dir, long_short_data, tmp_path):
     """Rows 0-3 lose their answer, so the first batch of 4 (file order) trains on 0 tokens."""
-    proc = run_recipe_failing(small_config(tmp_path / "run", tiny_model_dir, long_short_data, max_seq_len=24))
+    config = small_config(tmp_path / "plan", tiny_model_dir, long_short_data, max_seq_len=24)
+    proc = run_recipe_failing(config)
+    run = config.parent
     assert "4 of 8 rows of the training split keep no answer token after truncation to max_seq_len 24 " \
            "(rows 0, 1, 2, 3)" in proc.stderr
     assert "error: optimizer step 1 (epoch 0) trained on 0 tokens" in proc.stderr
-    events = strict_events(tmp_path / "run" / "logs" / "metrics.jsonl")
+    events = strict_events(run / "logs" / "metrics.jsonl")
     assert [(e["step"], e["tokens"], e["train_loss"]) for e in events] == [(1, 0, None)]
-    assert not (tmp_path / "run" / "epoch_0").exists(), "a failed run must not leave an epoch record"
+    assert not (run / "epoch_0").exists(), "a failed run must not leave an epoch record"
 
 
 def test_a_diverged_run_fails(tiny_model_dir, data_file, tmp_path):
-    config = small_config(tmp_path / "run", tiny_model_dir, data_file, max_seq_len=512,
+    config = small_config(tmp_path / "plan", tiny_model_dir, data_file, max_seq_len=512,
                           optimizer={"_component_": "torch.optim.AdamW", "fused": False, "lr": 1e12})
     proc = run_recipe_failing(config)
+    run = config.parent
     assert "the run diverged" in proc.stderr and "lower the learning rate" in proc.stderr
-    events = strict_events(tmp_path / "run" / "logs" / "metrics.jsonl")
+    events = strict_events(run / "logs" / "metrics.jsonl")
     assert any(e.get("train_loss", e.get("val_loss", 0.0)) is None for e in events)
-    assert not (tmp_path / "run" / "checkpoints" / "epoch_0").exists()
-    assert not (tmp_path / "run" / "epoch_0" / "model").exists()
+    assert not (run / "checkpoints" / "epoch_0").exists()
+    assert not (run / "epoch_0" / "model").exists()

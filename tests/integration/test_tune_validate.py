@@ -1,6 +1,7 @@
-"""Every finetune.yaml cruijff writes (the example fixtures and what `cruijff plan` renders) passes
-`tune validate`: each `_component_` resolves and accepts its keys. The distributed config is
-checked here even though it cannot run on this machine."""
+"""Every finetune.yaml cruijff writes (compiled by `compile_manifest`, single-device and distributed,
+and what `cruijff plan` renders for the tiny experiment) passes `tune validate`: each `_component_`
+resolves and accepts its keys. The distributed config is checked here even though it cannot run on
+this machine."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, require
+from tests.helpers_finetune import tiny_finetune_config
 
 pytestmark = pytest.mark.train
-
-FIXTURES = sorted((REPO / "tests" / "fixtures" / "finetune").glob("*.yaml"))
 
 
 def tune_validate(path: Path) -> subprocess.CompletedProcess:
@@ -23,27 +23,30 @@ def tune_validate(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(tune), "validate", str(path)], capture_output=True, text=True, timeout=120)
 
 
-def filled(fixture: Path, tmp_path: Path) -> Path:
-    text = fixture.read_text()
-    for key, value in (("__MODEL_DIR__", tmp_path / "model"), ("__DATA__", tmp_path / "data.json"),
-                       ("__OUTPUT_DIR__", tmp_path / "out")):
-        text = text.replace(key, str(value))
-    out = tmp_path / fixture.name
-    out.write_text(text)
-    return out
+def compiled(tmp_path: Path, gpus: int) -> Path:
+    """The tiny model's finetune.yaml as the compiler renders it (tests/helpers_finetune.py)."""
+    return tiny_finetune_config(tmp_path / "plan", tmp_path / "model", tmp_path / "data.json", gpus=gpus)
 
 
-@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
-def test_example_configs_validate(fixture, tmp_path):
-    proc = tune_validate(filled(fixture, tmp_path))
+@pytest.mark.parametrize("gpus", [0, 2], ids=["single_device", "distributed"])
+def test_compiled_configs_validate(gpus, tmp_path):
+    config = compiled(tmp_path, gpus)
+    text = config.read_text()
+    recipe = "lora_finetune_distributed.py" if gpus else "lora_finetune_single_device.py"
+    assert recipe in text and ("device: cuda" if gpus else "device: cpu") in text
+    proc = tune_validate(config)
     assert proc.returncode == 0, proc.stderr
     assert "Config is well-formed!" in proc.stdout
 
 
 def test_validate_catches_a_wrong_dataset_key(tmp_path):
     """So the test above means something: an unknown key of prompted_dataset is an error."""
-    path = filled(FIXTURES[0], tmp_path)
-    path.write_text(path.read_text().replace("  train_on_input: false", "  train_on_inputs: false", 1))
+    from omegaconf import OmegaConf
+
+    path = compiled(tmp_path, 0)
+    cfg = OmegaConf.load(path)
+    cfg.dataset.train_on_inputs = cfg.dataset.pop("train_on_input")
+    OmegaConf.save(cfg, path)
     proc = tune_validate(path)
     assert proc.returncode != 0 and "train_on_inputs" in proc.stderr
 

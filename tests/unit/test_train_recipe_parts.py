@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import require
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -18,36 +22,59 @@ def recipes():
     return recipes
 
 
+@pytest.fixture(scope="module")
+def hooks(recipes):
+    from cruijff.train import hooks
+
+    return hooks
+
+
 def cfg(**kw):
     from omegaconf import OmegaConf
 
     return OmegaConf.create({"epochs": 3, **kw})
 
 
-def test_settings(recipes):
-    s = recipes.Settings.from_cfg(cfg(save_epochs=[0, 2], run_val_every_n_steps=5,
+def test_settings(hooks):
+    s = hooks.Settings.from_cfg(cfg(save_epochs=[0, 2], run_val_every_n_steps=5,
                                       export={"base_model_dir": "/m", "dir_template": "{output_dir}/e{epoch}"}))
     assert s.saves(0) and not s.saves(1) and s.saves(2) and s.val_every == 5
-    every = recipes.Settings.from_cfg(cfg())
+    every = hooks.Settings.from_cfg(cfg())
     assert all(every.saves(e) for e in range(3)) and every.val_every is None and every.export_template is None
-    assert not any(recipes.Settings.from_cfg(cfg(save_epochs=[])).saves(e) for e in range(3))
-    with pytest.raises(recipes.RecipeConfigError, match="outside 0..2"):
-        recipes.Settings.from_cfg(cfg(save_epochs=[3]))
-    with pytest.raises(recipes.RecipeConfigError, match="run_val_every_n_steps"):
-        recipes.Settings.from_cfg(cfg(run_val_every_n_steps=0))
-    with pytest.raises(recipes.RecipeConfigError, match="both"):
-        recipes.Settings.from_cfg(cfg(export={"base_model_dir": "/m"}))
+    assert not any(hooks.Settings.from_cfg(cfg(save_epochs=[])).saves(e) for e in range(3))
+    with pytest.raises(hooks.RecipeConfigError, match="outside 0..2"):
+        hooks.Settings.from_cfg(cfg(save_epochs=[3]))
+    with pytest.raises(hooks.RecipeConfigError, match="run_val_every_n_steps"):
+        hooks.Settings.from_cfg(cfg(run_val_every_n_steps=0))
+    with pytest.raises(hooks.RecipeConfigError, match="both"):
+        hooks.Settings.from_cfg(cfg(export={"base_model_dir": "/m"}))
 
 
-def test_val_shard_pads_with_loss_free_samples(recipes):
+def test_collate_is_resolved_without_torchtune_private_helpers(hooks):
+    """The validation collate comes from its dotted path through cruijff's own resolver."""
+    from torchtune.data import padded_collate_sft
+
+    assert hooks.component("torchtune.data.padded_collate_sft") is padded_collate_sft
+    with pytest.raises(hooks.RecipeConfigError, match="cannot import 'torchtune.data.no_such_collate'"):
+        hooks.component("torchtune.data.no_such_collate")
+    private = []
+    for path in (REPO / "cruijff" / "train").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torchtune"):
+                names = [*node.module.split("."), *(a.name for a in node.names)]
+                private += [f"{path.name}: {node.module}" for n in names if n.startswith("_")]
+    assert not private, "cruijff imports torchtune's private helpers"
+
+
+def test_val_shard_pads_with_loss_free_samples(hooks):
     import torch
 
     ds = [{"tokens": [1, 2, 3], "labels": [1, 2, 3]} for _ in range(5)]
     # 5 samples on 2 ranks: rank 0 gets 0, 2, 4; rank 1 gets 1, 3 and one padding sample
-    shard = recipes._ValShard(ds, [1, 3], 1, -100)
+    shard = hooks._ValShard(ds, [1, 3], 1, -100)
     assert len(shard) == 3 and shard[2]["labels"] == [-100, -100, -100] and ds[0]["labels"] == [1, 2, 3]
     packed = [{"tokens": torch.tensor([1, 2]), "labels": torch.tensor([1, 2])}]
-    assert recipes._ValShard(packed, [], 1, -100)[0]["labels"].tolist() == [-100, -100]
+    assert hooks._ValShard(packed, [], 1, -100)[0]["labels"].tolist() == [-100, -100]
 
 
 def test_export_dir_template():
