@@ -163,3 +163,18 @@ def test_one_place_stops_running_jobs():
              for c in _stopping_calls(f)]
     assert found == [], f"jobs stopped outside cruijff/run/stop.py: {found}"
     assert len(_stopping_calls(stopper)) == 3
+
+
+MAX_LINES = 400
+
+
+def test_long_modules_say_why_they_are_long():
+    """A module past MAX_LINES usually holds more than one responsibility: split it, or say in its
+    docstring why it is one ("... is long because ...")."""
+    long = []
+    for f in sources(PACKAGE):
+        text = f.read_text()
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if text.count("\n") > MAX_LINES and "long because" not in doc:
+            long.append(f"{module_name(f)} ({text.count(chr(10))} lines)")
+    assert long == [], f"modules over {MAX_LINES} lines without a reason in their docstring: {long}"
