@@ -120,21 +120,58 @@ def row_prompt(row: dict[str, Any], *, template: str | None = None, system: str 
     if template:
         raise PromptError(f"{where}: a prompt template applies to instruct rows (input/output) only",
                           hint="chat rows already hold their user turns; drop the template")
-    messages = [{"role": m["role"], "content": str(m["content"])} for m in row["messages"]]
+    messages = _chat_turns(row, where)
     _check_chat(messages, where)
-    prompt = messages[:-1]
-    if system and prompt[0]["role"] != "system":
-        prompt.insert(0, {"role": "system", "content": system})
-    return prompt, messages[-1]["content"]
+    return _with_system(messages[:-1], system), messages[-1]["content"]
 
 
-def _check_chat(messages: list[dict[str, str]], where: str) -> None:
-    """A chat row is a prompt followed by the one answer: known roles, system first, an answer last."""
+def inference_prompt(row: dict[str, Any], *, template: str | None = None, system: str | None = None,
+                     where: str = "row") -> list[dict[str, str]]:
+    """The prompt messages of a row whose answer may be missing (logits and embeddings of
+    unlabelled rows, cruijff.llm): an instruct row needs only its input; a chat row ends before
+    its trailing assistant turn(s). Where the answer is there, this is `row_prompt`'s prompt."""
+    if not isinstance(row, dict) or (row.get("messages") is None and row.get("input") is None):
+        raise PromptError(f"{where} has neither input nor messages",
+                          hint="instruct rows need `input`, chat rows `messages`")
+    if row.get("messages") is None:
+        return build_messages(row["input"], template=template, system=system)
+    if template:
+        raise PromptError(f"{where}: a prompt template applies to instruct rows (input/output) only",
+                          hint="chat rows already hold their user turns; drop the template")
+    messages = _chat_turns(row, where)
+    while messages and messages[-1]["role"] == "assistant":
+        messages.pop()
+    if not messages:
+        raise PromptError(f"{where}: a chat row has no message before its answer")
+    _check_roles(messages, where)
+    return _with_system(messages, system)
+
+
+def _chat_turns(row: dict[str, Any], where: str) -> list[dict[str, str]]:
+    try:
+        return [{"role": m["role"], "content": str(m["content"])} for m in row["messages"]]
+    except (TypeError, KeyError):
+        raise PromptError(f"{where}: every message needs a role and a content") from None
+
+
+def _with_system(prompt: list[dict[str, str]], system: str | None) -> list[dict[str, str]]:
+    """`system` comes first, unless the chat has a system turn of its own."""
+    if system and (not prompt or prompt[0]["role"] != "system"):
+        return [{"role": "system", "content": system}, *prompt]
+    return prompt
+
+
+def _check_roles(messages: list[dict[str, str]], where: str) -> None:
     bad = [m["role"] for m in messages if m["role"] not in ROLES]
     if bad:
         raise PromptError(f"{where}: unknown role '{bad[0]}'", hint=f"roles are {', '.join(ROLES)}")
     if any(m["role"] == "system" for m in messages[1:]):
         raise PromptError(f"{where}: a system turn can only come first")
+
+
+def _check_chat(messages: list[dict[str, str]], where: str) -> None:
+    """A chat row is a prompt followed by the one answer: known roles, system first, an answer last."""
+    _check_roles(messages, where)
     if not messages or messages[-1]["role"] != "assistant":
         raise PromptError(f"{where}: the conversation does not end with an assistant answer",
                           hint="a row needs the answer to learn and to score")

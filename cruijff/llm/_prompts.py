@@ -1,8 +1,8 @@
 """Dataset rows -> prompt text, through the same builder training and evaluation use.
 
-Instruct rows (`input`, optional `output`) go through `cruijff.prompting.build_messages`, so
-the model sees exactly the prompt it was trained and evaluated on. Chat rows (`messages`) are
-cut before their final assistant turn(s). Text rows (`text`) are treated as an input.
+Instruct rows (`input`, optional `output`) and chat rows (`messages`, cut before their final
+assistant turn(s)) go through `cruijff.prompting.inference_prompt`, so the model sees exactly the
+prompt it was trained and evaluated on. Text rows (`text`) are treated as an input.
 The preprompt is prepended to the content of the last user turn (after the template is applied).
 """
 
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
 from cruijff.errors import UsageError
-from cruijff.prompting import build_messages
+from cruijff.prompting import build_messages, inference_prompt
 
 
 @dataclass(frozen=True)
@@ -33,23 +33,13 @@ def row_id(row: dict, index: int) -> str:
 
 
 def row_messages(row: dict, settings: PromptSettings = PromptSettings()) -> list[dict[str, str]]:
-    """The chat messages that end right before the answer."""
-    if not isinstance(row, dict):
-        raise UsageError(f"a dataset row must be an object, got {type(row).__name__}")
-    if "messages" in row:
-        messages = [dict(m) for m in row["messages"]]
-        while messages and messages[-1].get("role") == "assistant":
-            messages.pop()
-        if not messages:
-            raise UsageError("a chat row has no message before its answer")
-        if settings.system and messages[0].get("role") != "system":
-            messages.insert(0, {"role": "system", "content": settings.system})
-    elif "input" in row or "text" in row:
-        value = row["input"] if "input" in row else row["text"]
-        messages = build_messages(value, template=settings.template, system=settings.system)
+    """The chat messages that end right before the answer (cruijff.prompting.inference_prompt;
+    a text row is used as an input)."""
+    if isinstance(row, dict) and row.get("messages") is None and row.get("input") is None \
+            and row.get("text") is not None:
+        messages = build_messages(row["text"], template=settings.template, system=settings.system)
     else:
-        raise UsageError(f"a dataset row has none of input, messages, text (keys: {sorted(row)})",
-                         hint="instruct rows need `input`, chat rows `messages`")
+        messages = inference_prompt(row, template=settings.template, system=settings.system)
     if settings.preprompt:
         users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
         if users:

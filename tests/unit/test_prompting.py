@@ -97,3 +97,33 @@ def test_train_eval_and_stats_build_the_same_messages(case, tmp_path, monkeypatc
 def test_rows_that_make_no_prompt_are_refused_everywhere_alike(row, kw, match):
     with pytest.raises(PromptError, match=match):
         row_prompt(row, **kw)
+
+
+@pytest.mark.parametrize("case", ["instruct", "chat+system", "chat-own-system"])
+def test_the_llm_tools_prompt_is_the_training_prompt(case):
+    """logits/embeddings (cruijff.llm) build a row's prompt with inference_prompt: for a row with
+    its answer it is row_prompt's prompt; without the answer it is the same prompt."""
+    from cruijff.llm._prompts import PromptSettings, row_messages
+    from cruijff.prompting import inference_prompt
+
+    _, row, template, system, expected, _ = CASES[case]
+    template = template if case == "instruct" else None
+    assert inference_prompt(row, template=template, system=system) == row_prompt(row, template=template, system=system)[0] == expected
+    assert row_messages(row, PromptSettings(template=template, system=system)) == expected
+    unlabelled = {"input": row["input"]} if case == "instruct" else {"messages": row["messages"][:-1]}
+    assert inference_prompt(unlabelled, template=template, system=system) == expected
+
+
+def test_inference_prompt_drops_trailing_answers_and_refuses_what_training_refuses():
+    from cruijff.prompting import inference_prompt
+
+    two_answers = {"messages": [*CHAT["messages"], {"role": "assistant", "content": "More"}]}
+    assert inference_prompt(two_answers) == CHAT["messages"][:-1]
+    with pytest.raises(PromptError, match="template applies to instruct rows"):
+        inference_prompt(CHAT, template=TEMPLATE)
+    with pytest.raises(PromptError, match="unknown role 'tool'"):
+        inference_prompt({"messages": [{"role": "tool", "content": "x"}, {"role": "user", "content": "y"}]})
+    with pytest.raises(PromptError, match="no message before its answer"):
+        inference_prompt({"messages": [{"role": "assistant", "content": "x"}]})
+    with pytest.raises(PromptError, match="neither input nor messages"):
+        inference_prompt({"output": "x"})
