@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+# Cache compiled modules (tests, cruijff, subprocesses): recompiling them in every process costs
+# seconds per pytest worker and a fraction of one per `python -m cruijff` a test starts.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -15,6 +21,14 @@ os.environ.setdefault("INSPECT_DISPLAY", "none")
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), every test of the one local SLURM runs in one worker,
+    one after another, as without xdist: they share the node's 16 CPUs and its accounting."""
+    for item in items:
+        if item.get_closest_marker("slurm") or "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 def require(condition: bool, why: str) -> None:
@@ -48,4 +62,7 @@ def smollm2_model_dir() -> Path:
                 f"{dist} is not installed (scripts/setup.sh installs it)")
     from cruijff.llm.smollm2 import build_smollm2
 
-    return build_smollm2(SMOLLM2_DIR)
+    SMOLLM2_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{SMOLLM2_DIR}.lock", "w") as lock:  # test workers build it once, one at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_smollm2(SMOLLM2_DIR)

@@ -44,18 +44,33 @@ def slow_sbatch(bin_dir: Path, delay: float) -> Path:
 
 def late_sbatch(bin_dir: Path, delay: float) -> Path:
     """An `sbatch` that answers "Socket timed out" at once, while the real sbatch queues the job
-    `delay` s later (its output detached, as a controller that got the request does)."""
+    `delay` s later (its output detached, as a controller that got the request does), then writes
+    `landed` to the calls file."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     path = bin_dir / "sbatch"
     path.write_text(
         "#!/bin/bash\n"
         f"echo start >> {bin_dir / 'calls'}\n"
-        f'( sleep {delay}; {REAL_SBATCH} "$@" ) </dev/null >/dev/null 2>&1 &\n'
+        f'( sleep {delay}; {REAL_SBATCH} "$@"; echo landed >> {bin_dir / "calls"} ) </dev/null >/dev/null 2>&1 &\n'
         "echo 'sbatch: error: Batch job submission failed: Socket timed out on send/recv operation' >&2\n"
         "exit 1\n"
     )
     path.chmod(0o755)
     return bin_dir
+
+
+def landed(bin_dir: Path) -> bool:
+    """Every call of the late wrapper has queued its job."""
+    lines = (bin_dir / "calls").read_text().split()
+    return lines.count("landed") == lines.count("start")
+
+
+def eventually(condition, timeout: float = 30, every: float = 0.2) -> None:
+    """Wait until condition() holds (instead of a fixed sleep); fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not true after {timeout} s: {condition.__doc__ or condition}"
+        time.sleep(every)
 
 
 def in_flight(bin_dir: Path) -> bool:

@@ -61,7 +61,7 @@ def wait_until_settled(out: Path, timeout: float = 900) -> dict:
         if not {"pending", "running"} & set(status["counts"]):
             return status
         assert time.time() < deadline, f"jobs still pending/running: {status['counts']}"
-        time.sleep(3)
+        time.sleep(1)
 
 
 def check_outcome(out: Path, status: dict) -> None:
@@ -93,6 +93,7 @@ def check_outcome(out: Path, status: dict) -> None:
             assert got[metric] == pytest.approx(value), (node_id, metric)
 
 
+@pytest.mark.slow  # the same outcome checks run through SLURM below; local apply runs real jobs in the tests after
 def test_tiny_experiment_end_to_end_local(tmp_path, tiny_model_dir):
     manifest = small_manifest(tmp_path, tiny_model_dir, "local")
     cli("apply", str(manifest))
@@ -100,7 +101,7 @@ def test_tiny_experiment_end_to_end_local(tmp_path, tiny_model_dir):
     check_outcome(out, wait_until_settled(out))
 
 
-@pytest.mark.slurm
+@pytest.mark.slow  # token parity of text_completion is in the default tier (test_parity)
 def test_tiny_text_completion_end_to_end_local(tmp_path, tiny_model_dir):
     """prompt.style text_completion (base models) through real plan + apply: the fine-tune trains
     the plain-text samples and every evaluation ran under cruijff's plain-text template with the

@@ -29,6 +29,7 @@ def exact_match(out: Path, node_id: str) -> float:
     return score.metrics["accuracy"].value
 
 
+@pytest.mark.slow  # minutes of CPU training; the default tier has SmolLM2 in test_parity and below
 def test_smollm2_learns_to_capitalize(tmp_path, smollm2_model_dir):
     yaml = YAML()
     m = yaml.load((REPO / "experiments" / "smollm2.yaml").read_text())

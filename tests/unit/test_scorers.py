@@ -392,3 +392,15 @@ def test_task_is_greedy_seeded_and_asks_for_logprobs_when_needed(tmp_path):
     assert not plain.config.logprobs
     probs = instruct_task(data, scorers=[label_probability()], logprobs=True, top_logprobs=5)
     assert probs.config.logprobs is True and probs.config.top_logprobs == 5
+
+
+@pytest.mark.parametrize("rows, batch", [(6, 6), (64, 64), (65, None)])
+def test_a_small_task_sends_its_samples_as_one_batch(tmp_path, rows, batch):
+    """The hf provider's batch size is max_connections; a batch that is not full waits 2 s."""
+    from cruijff.tasks import instruct_task
+    from cruijff.tasks._scorers import exact_match
+
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps({"test": [{"input": f"w{i}", "output": f"W{i}"} for i in range(rows)]}))
+    task = instruct_task(str(data), scorers=exact_match())
+    assert task.config.max_connections == batch and task.config.temperature == 0.0
