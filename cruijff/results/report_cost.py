@@ -160,7 +160,8 @@ def write_sections(plan: Plan, root: Path, out: Path) -> tuple[dict[str, Path], 
     if runs.empty:
         html = "<h2>What it cost</h2><p>No job has finished yet.</p>"
     else:
+        from cruijff.results.report.html import frame_html
+
         html = "<h2>What it cost</h2>" + cost_sentence(nodes) + (
-            '<div class="scroll">' + runs.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="—")
-            + "</div>")
+            frame_html(runs, index=False, float_format=lambda v: f"{v:.3f}"))
     return tables, [], html

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import re
 import shlex
 
 from cruijff.plan import EVAL, Plan
@@ -22,8 +23,8 @@ CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1320px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0; }
-td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-align: top; }
-th { background: #f4f4f4; } td.name, th.name { text-align: left; }
+td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; vertical-align: top; white-space: nowrap; }
+th { background: #f4f4f4; } td.name, th.name { text-align: left; white-space: normal; }
 tr.base td { background: #f7f7ee; font-style: italic; }
 .scroll { max-width: 100%; overflow-x: auto; }
 figure { display: inline-block; margin: 0.5em; max-width: 640px; vertical-align: top; }
@@ -36,7 +37,7 @@ details { margin: 0.6em 0; } summary { cursor: pointer; font-weight: 600; }
 CAPTIONS = {
     "score_by_epoch": "{task}: {metric} after each epoch of every run; the dashed grey line is the base model "
                       "(not fine-tuned), for reference.",
-    "score_by_hyperparameter": "{task}: each headline metric against each hyperparameter the grid varies, every "
+    "score_by_hyperparameter": "{task}: every score (not its stderr) against each hyperparameter the grid varies, every "
                                "run at its last evaluated epoch; dashed lines are the base models.",
     "losses": "Training (solid) and validation (dashed) loss of every fine-tune, by optimizer step.",
     "groups": "{task}: scores by {field}, with 95% intervals (accuracy: Wilson; Brier: bootstrap).",
@@ -196,18 +197,24 @@ def comparisons_table(comps) -> str:
             f"<td>{num(r['mean_a'])}</td>", f"<td>{num(r['mean_b'])}</td>",
             f"<td>{r['diff']:+.3f} [{num(r['ci_low'])}, {num(r['ci_high'])}]{naive}</td>",
             f"<td>{p_text(r['p'])}</td>", f"<td>{p_text(r['p_holm'])}</td>",
-            f'<td class="name"><small>{esc(r["test"])}</small></td>']) + "</tr>")
+            f'<td class="name">{esc(r["test"].split(";")[0])}</td>']) + "</tr>")
     table = ('<div class="scroll"><table><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
              + "".join(body) + "</table></div>")
+    how = sorted({r["test"].split("; ", 1)[1] for r in comps.rows if "; " in r["test"]})
+    table += f'<p class="note">Intervals: {esc("; ".join(how))}.</p>' if how else ""
     refused = "".join(f"<li>{esc(x)}</li>" for x in comps.refused)
     return (table + (f"<p><b>Refused</b> (not compared: a comparison needs the same items on both sides):</p>"
                      f"<ul>{refused}</ul>" if refused else ""))
 
 
-def frame_html(df, **kw) -> str:
-    """A pandas table with missing values as "—", inside its own horizontal scroll box."""
-    return '<div class="scroll">' + df.to_html(na_rep=DASH, **kw).replace(">None<", f">{DASH}<").replace(
-        "&lt;NA&gt;", DASH).replace(">nan<", f">{DASH}<").replace(">NaN<", f">{DASH}<") + "</div>"
+MISSING_CELL = re.compile(r"<td>(?:None|NaN|nan|&lt;NA&gt;|)</td>")
+
+
+def frame_html(df, drop_empty: bool = True, **kw) -> str:
+    """A pandas table (without its all-missing columns unless told), missing values as "—", in its own
+    horizontal scroll box."""
+    df = df.dropna(axis=1, how="all") if drop_empty else df
+    return '<div class="scroll">' + MISSING_CELL.sub(f"<td>{DASH}</td>", df.to_html(na_rep=DASH, **kw)) + "</div>"
 
 
 def logs_list(scores) -> str:

@@ -98,7 +98,7 @@ def _plot_scores_by_hp(scores, plan: Plan, plots: Path, plt) -> list[Path]:
                 ax.set_ylabel(metric)
                 ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"{task}: every metric by hyperparameter\neach run at its last evaluated epoch; "
+        fig.suptitle(f"{task}: every score by hyperparameter\neach run at its last evaluated epoch; "
                      "dashed: base model\ndots: single runs; line: the mean of the runs at each value",
                      fontsize=9)
         out.append(save_figure(fig, plots / f"score_by_hyperparameter_{safe_name(task)}.png"))
