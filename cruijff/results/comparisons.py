@@ -230,6 +230,18 @@ def write_comparisons(result: Comparisons, out: Path) -> dict[str, Path]:
     return paths
 
 
+def against_base(result: Comparisons) -> list[dict[str, Any]]:
+    """The vs-base comparisons of each setting at its last evaluated epoch (what a reader asks first)."""
+    last: dict[tuple, dict[str, Any]] = {}
+    for r in result.rows:
+        if r["kind"] != "vs base":
+            continue
+        key = (r["task"], r["metric"], r["b"], r["a"].rsplit(" @ epoch ", 1)[0])
+        if key not in last or r["epoch"] > last[key]["epoch"]:
+            last[key] = r
+    return list(last.values())
+
+
 def fmt(v: float, digits: int = 3) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
