@@ -144,7 +144,8 @@ def headline(scores, items, comps, metrics: dict[str, str]) -> str:
             first = epochs[last][0]
             label = first["run"] if len(nodes) == 1 else f"{setting_label(setting)} ({len(nodes)} seeds)"
         rows.append((label, "", cells, None))
-    head = "".join(f'<th colspan="3">{esc(t)}<br><small>{esc(metrics[t])}</small></th>' for t in tasks)
+    head = "".join(f'<th colspan="3">{esc(t)}<br><small>{esc(metrics[t])}{direction(metrics[t])}</small></th>'
+                   for t in tasks)
     sub = "".join("<th>score [95% CI]</th><th>vs base [95% CI]</th><th>p (Holm)</th>" for _ in tasks)
     body = []
     for label, cls, cells, _ in rows:
@@ -171,6 +172,13 @@ def headline(scores, items, comps, metrics: dict[str, str]) -> str:
             + "".join(body) + "</table></div>")
 
 
+LOWER_IS_BETTER = ("mae", "rmse", "brier", "ece", "confidence_ece", "loss")
+
+
+def direction(metric: str) -> str:
+    return " (lower is better)" if metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER else ""
+
+
 def setting_label(setting: str) -> str:
     import json
 
@@ -186,7 +194,7 @@ def comparisons_table(comps) -> str:
         return "<p>No comparison: the logs hold no per-sample scores, or no pair shares a task.</p>"
     head = ["task", "metric", "a", "b", "n", "mean a", "mean b", "difference [95% CI]", "p", "p (Holm)", "test"]
     body = []
-    for r in comps.rows:
+    for r in sorted(comps.rows, key=lambda r: (r["task"], r["metric"], r["kind"] != "vs base", r["a"])):
         naive = ""
         if not _missing(r.get("naive_ci_low")) and (round(r["naive_ci_low"], 3), round(r["naive_ci_high"], 3)) != (
                 round(r["ci_low"], 3), round(r["ci_high"], 3)):
