@@ -31,8 +31,10 @@ class Comparisons:
 
     @property
     def family(self) -> str:
-        return (f"Holm over all {len(self.rows)} comparisons of this report (every task, metric and pair "
-                "below)") if self.rows else "no comparisons"
+        n = len(self.rows)
+        if not n:
+            return "no comparisons"
+        return f"Holm over all {n} comparison{'s' if n > 1 else ''} of this report: every task, metric and pair"
 
 
 def sample_metrics(sample: dict[str, Any]) -> dict[str, float]:

@@ -49,11 +49,12 @@ def esc(v) -> str:
 
 
 def _missing(v) -> bool:
-    if v is None:
-        return True
+    """None, NaN or pandas' NA."""
+    import pandas as pd
+
     try:
-        return bool(v != v) or v is getattr(__import__("pandas"), "NA")
-    except (TypeError, ValueError):
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):  # a list-like value
         return False
 
 
@@ -122,15 +123,13 @@ def headline(scores, items, comps, metrics: dict[str, str]) -> str:
             lo, hi = paired.bootstrap_mean(item_vals)
         return f"{vals[0]:.3f} [{lo:.3f}, {hi:.3f}]"
 
-    rows = []  # (label, css class, {task: nodes})
+    rows = []  # (label, css class, {task: node ids of the cell})
     tuned = scores[scores["kind"] == EVAL]
     base = scores[scores["kind"] != EVAL]
     for model, grp in base.groupby("model", sort=False):
         rows.append((f"{model} (base model)", "base", {t: list(dict.fromkeys(g["node"]))
-                                                        for t, g in grp.groupby("task")}, None))
-    settings: dict[str, dict] = {}
-    from cruijff.results.comparisons import setting_of
-
+                                                        for t, g in grp.groupby("task")}))
+    settings: dict[tuple, dict] = {}  # (model, setting) -> task -> epoch -> score rows (one per seed)
     item_nodes = {r["node"]: r for r in items}
     for _, r in tuned.drop_duplicates("node").iterrows():
         setting = item_nodes[r["node"]]["setting"] if r["node"] in item_nodes else r["run"]
@@ -143,12 +142,12 @@ def headline(scores, items, comps, metrics: dict[str, str]) -> str:
             cells[task] = nodes
             first = epochs[last][0]
             label = first["run"] if len(nodes) == 1 else f"{setting_label(setting)} ({len(nodes)} seeds)"
-        rows.append((label, "", cells, None))
+        rows.append((label, "", cells))
     head = "".join(f'<th colspan="3">{esc(t)}<br><small>{esc(metrics[t])}{direction(metrics[t])}</small></th>'
                    for t in tasks)
     sub = "".join("<th>score [95% CI]</th><th>vs base [95% CI]</th><th>p (Holm)</th>" for _ in tasks)
     body = []
-    for label, cls, cells, _ in rows:
+    for label, cls, cells in rows:
         tds = []
         for t in tasks:
             nodes = cells.get(t)
