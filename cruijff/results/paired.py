@@ -95,8 +95,14 @@ def bootstrap_mean(values, clusters=None, *, resamples: int = RESAMPLES, seed: i
                    level: float = LEVEL) -> tuple[float, float]:
     """Percentile-bootstrap interval of a mean, resampling whole clusters (ratio of resampled sums to sizes)."""
     sums, sizes = cluster_sums(values, clusters)
-    idx = np.random.default_rng(seed).integers(0, len(sums), (resamples, len(sums)))
-    return percentile_interval(sums[idx].sum(axis=1) / sizes[idx].sum(axis=1), level)
+    rng = np.random.default_rng(seed)
+    g = len(sums)
+    chunk = max(1, 4_000_000 // g)  # bound memory; drawn in chunks, the stream is the same as in one draw
+    reps = []
+    for start in range(0, resamples, chunk):
+        idx = rng.integers(0, g, (min(chunk, resamples - start), g))
+        reps.append(sums[idx].sum(axis=1) / sizes[idx].sum(axis=1))
+    return percentile_interval(np.concatenate(reps), level)
 
 
 def sign_flip_p(diffs, clusters=None, *, resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float, bool]:
@@ -152,7 +158,7 @@ def compare_replicates(a, b, clusters=None, *, resamples: int = RESAMPLES, seed:
     The estimate is mean over a's seeds and items minus the same for b. Two-level bootstrap: each
     resample draws seeds with replacement within each side, then item clusters with replacement
     (the same clusters for both sides: they are paired). p is the two-sided bootstrap p-value,
-    2 x the smaller share of resampled differences on either side of 0 (capped at 1).
+    2 x (the smaller count of resampled differences on either side of 0, + 1) / (resamples + 1).
     With one seed on each side this is `compare` (same interval; McNemar/permutation p).
     """
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
@@ -172,18 +178,24 @@ def compare_replicates(a, b, clusters=None, *, resamples: int = RESAMPLES, seed:
 
     sa, sb = by_cluster(a), by_cluster(b)
     sizes = np.bincount(ids, minlength=g).astype(float)
-    reps = np.empty(resamples)
-    for r in range(resamples):
-        ia = rng.integers(0, a.shape[0], a.shape[0])
-        ib = rng.integers(0, b.shape[0], b.shape[0])
-        ic = rng.integers(0, g, g)
-        n = sizes[ic].sum()
-        reps[r] = sa[ia][:, ic].sum(axis=1).mean() / n - sb[ib][:, ic].sum(axis=1).mean() / n
+    parts = []
+    chunk = max(1, 4_000_000 // max(g, 1))  # bound the (resamples x clusters) weight matrix
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        ia = rng.integers(0, a.shape[0], (k, a.shape[0]))
+        ib = rng.integers(0, b.shape[0], (k, b.shape[0]))
+        ic = rng.integers(0, g, (k, g))
+        weights = np.zeros((k, g))
+        np.add.at(weights, (np.repeat(np.arange(k), g), ic.ravel()), 1.0)  # times each cluster was drawn
+        n = weights @ sizes  # items per resample
+        ta, tb = (sa @ weights.T).T, (sb @ weights.T).T  # (k, seeds): each seed's resampled item sum
+        parts.append((np.take_along_axis(ta, ia, 1).mean(1) - np.take_along_axis(tb, ib, 1).mean(1)) / n)
+    reps = np.concatenate(parts)
     low, high = percentile_interval(reps, level)
     diff = float(a.mean() - b.mean())
-    p = float(min(1.0, 2 * min((reps <= 0).mean(), (reps >= 0).mean())))
-    if np.all(reps == 0):
-        p = 1.0
+    # two-sided bootstrap p, never 0: (count + 1) / (resamples + 1) on the smaller side
+    p = 1.0 if np.all(reps == 0) else float(min(1.0, 2 * (min((reps <= 0).sum(), (reps >= 0).sum()) + 1)
+                                                / (resamples + 1)))
     test = (f"two-level {'cluster ' if clustered else ''}bootstrap ({a.shape[0]} vs {b.shape[0]} seeds; "
             f"{resamples} resamples, seed {seed})")
     return Paired(n=a.shape[1], mean_a=float(a.mean()), mean_b=float(b.mean()), diff=diff, ci_low=low,

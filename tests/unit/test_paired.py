@@ -144,3 +144,9 @@ def test_different_item_counts_are_refused():
         paired.compare(X, Y[:-1])
     with pytest.raises(paired.PairingError):
         paired.compare_replicates(X[None, :], Y[None, :-1])
+
+
+def test_bootstrap_drawn_in_chunks_equals_scipy():
+    d = np.random.default_rng(11).normal(0.1, 1, 500)  # 4e6 // 500 = 8000 < 9999 resamples: two chunks
+    assert paired.bootstrap_mean(d) == pytest.approx(
+        _scipy_bootstrap((d,), lambda v, axis: v.mean(axis=axis)), abs=1e-12)
