@@ -117,10 +117,13 @@ def sign_flip_p(diffs, clusters=None, *, resamples: int = RESAMPLES, seed: int =
     if 2 ** g <= resamples:
         signs = 1 - 2 * ((np.arange(2 ** g)[:, None] >> np.arange(g)[None, :]) & 1)
         adjustment, exact = 0, True
+        null = (signs * sums).sum(axis=1) / sizes.sum()
     else:
-        signs = 1 - 2 * np.random.default_rng(seed).integers(0, 2, (resamples, g))
+        rng = np.random.default_rng(seed)
+        chunk = max(1, 4_000_000 // g)  # bound the (flips x clusters) sign matrix
+        null = np.concatenate([(1 - 2 * rng.integers(0, 2, (min(chunk, resamples - s), g))) @ sums / sizes.sum()
+                               for s in range(0, resamples, chunk)])
         adjustment, exact = 1, False
-    null = (signs * sums).sum(axis=1) / sizes.sum()
     gamma = abs(np.finfo(float).eps * 100 * observed)  # as scipy: ties within rounding count as ties
     n = len(null)
     less = ((null <= observed + gamma).sum() + adjustment) / (n + adjustment)
