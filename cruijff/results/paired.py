@@ -199,7 +199,7 @@ def compare_replicates(a, b, clusters=None, *, resamples: int = RESAMPLES, seed:
     # two-sided bootstrap p, never 0: (count + 1) / (resamples + 1) on the smaller side
     p = 1.0 if np.all(reps == 0) else float(min(1.0, 2 * (min((reps <= 0).sum(), (reps >= 0).sum()) + 1)
                                                 / (resamples + 1)))
-    test = (f"two-level {'cluster ' if clustered else ''}bootstrap ({a.shape[0]} vs {b.shape[0]} seeds; "
+    test = (f"two-level {'cluster ' if clustered else ''}bootstrap ({a.shape[0]} vs {b.shape[0]} seeds, "
             f"{resamples} resamples, seed {seed})")
     return Paired(n=a.shape[1], mean_a=float(a.mean()), mean_b=float(b.mean()), diff=diff, ci_low=low,
                   ci_high=high, p=p, test=test, clusters=g)

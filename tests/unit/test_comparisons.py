@@ -110,7 +110,7 @@ def test_seeds_are_replicates(tmp_path):
     rows = [x for x in r.comparisons.rows if x["epoch"] == 1 and x["task"] == "capitalization"]
     assert len(rows) == 1  # one setting (three seeds) against the base; no seed-vs-seed comparisons
     assert rows[0]["a"].startswith('{') is False and "(3 seeds)" in rows[0]["a"]
-    assert rows[0]["test"].startswith("two-level bootstrap (3 vs 1 seeds")
+    assert rows[0]["test"].startswith("two-level bootstrap (3 vs 1 seeds,")
     seeds = [np.mean(list(_items(tmp_path, f"eval/lr1e-3_r8_seed{s}/epoch_1/capitalization", "exact_match").values()))
              for s in (1, 2, 3)]
     mean, sd, lo, hi = paired.t_interval(seeds)
