@@ -2,7 +2,8 @@
 # The main job on a fresh machine: set up, plan the shipped twins experiment, then watch a real
 # pretrained model learn: experiments/smollm2.yaml fine-tunes SmolLM2-135M-Instruct (built offline
 # from its PyPI package) on this machine's CPU and evaluates it before and after. Ends with the
-# base and fine-tuned scores side by side.
+# fine-tune's difference from the base model on the same test items, with its 95% interval and
+# p-value (cruijff report: paired comparisons, cruijff/results/comparisons.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,12 +19,5 @@ cruijff plan experiments/smollm2.yaml
 cruijff apply experiments/smollm2/out --executor local
 cruijff status experiments/smollm2/out
 
-cruijff status experiments/smollm2/out --json | python -c '
-import json, sys
-nodes = {n["kind"]: n for n in json.load(sys.stdin)["nodes"] if n["kind"] in ("eval", "base_eval")}
-def show(node):
-    s = node["score"]
-    return "%s %.3f" % (s["name"], s["value"]) if s else "no score (" + node["state"] + ")"
-print("== SmolLM2-135M-Instruct, capitalization on the held-out test words")
-print("   base model: %s    fine-tuned: %s" % (show(nodes["base_eval"]), show(nodes["eval"])))
-'
+echo "== cruijff report: the fine-tune against the base model on the same held-out words"
+cruijff report experiments/smollm2/out

@@ -122,6 +122,28 @@ def run_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def duration(hours: float) -> str:
+    """Hours in the unit that reads best: seconds, minutes or hours."""
+    if hours < 1 / 60:
+        return f"{hours * 3600:.0f} s"
+    if hours < 1:
+        return f"{hours * 60:.1f} min"
+    return f"{hours:.2f} h"
+
+
+def cost_sentence(nodes) -> str:
+    """What the jobs used, in the units used: GPU-hours where GPUs were asked for, wall time on CPU otherwise."""
+    gpu = nodes[nodes["gpus"] > 0]
+    cpu = nodes[nodes["gpus"] <= 0]
+    parts = []
+    if not gpu.empty:
+        parts.append(f"{float(gpu['gpu_hours'].sum()):.3f} GPU-hours on {len(gpu)} GPU jobs (wall hours x GPUs "
+                     "asked for; utilisation from nvidia-smi samples)")
+    if not cpu.empty:
+        parts.append(f"{duration(float(cpu['wall_hours'].sum()))} of wall time on {len(cpu)} CPU-only jobs")
+    return "<p>" + "; ".join(parts) + ". Tokens/s from the fine-tunes' epoch records.</p>"
+
+
 def write_sections(plan: Plan, root: Path, out: Path) -> tuple[dict[str, Path], list[Path], str]:
     """cost.csv (per node) and cost_runs.csv (per run), and the report's "What it cost" section."""
     import pandas as pd
@@ -138,9 +160,8 @@ def write_sections(plan: Plan, root: Path, out: Path) -> tuple[dict[str, Path], 
     if runs.empty:
         html = "<h2>What it cost</h2><p>No job has finished yet.</p>"
     else:
-        total = float(runs["gpu_hours"].sum())
-        html = ("<h2>What it cost</h2>"
-                f"<p>{total:.3f} GPU-hours in all (wall hours x GPUs asked for; utilisation from "
-                "nvidia-smi samples, tokens/s from the fine-tunes' epoch records).</p>"
-                + runs.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
+        from cruijff.results.report.html import frame_html
+
+        html = "<h2>What it cost</h2>" + cost_sentence(nodes) + (
+            frame_html(runs, index=False, float_format=lambda v: f"{v:.3f}"))
     return tables, [], html

@@ -362,14 +362,18 @@ def write_sections(plan: Plan, root: Path, out: Path) -> tuple[dict[str, Path], 
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
     plots = _plots(df, plots_dir) if not df.empty else []
-    fmt = {"float_format": lambda v: f"{v:.3f}", "na_rep": "", "index": False}
+    from cruijff.results.report.html import frame_html
+
+    fmt = {"float_format": lambda v: f"{v:.3f}", "index": False}
     parts = []
     if not best_df.empty:
         parts.append("<h2>Best possible</h2><p>Accuracy next to the dataset's Bayes-optimal accuracy "
-                     "(recorded by its generator); gap = best possible - reached.</p>" + best_df.to_html(**fmt))
+                     "(recorded by its generator); gap = best possible - reached.</p>"
+                     + frame_html(best_df, **fmt))
     if not df.empty:
         parts.append("<h2>Scores by group</h2><p>Accuracy with 95% Wilson intervals; Brier, ECE and AUC "
                      f"with 95% percentile-bootstrap intervals ({BOOTSTRAP} resamples, seed {SEED}). "
                      f"Fields: {html.escape(', '.join(sorted(set(df['field']) - {ALL})) or 'none')}.</p>"
-                     + df.drop(columns=["kind"]).to_html(**fmt))
+                     + "<details><summary>The table (one row per evaluation, field and group)</summary>"
+                     + frame_html(df.drop(columns=["kind"]), **fmt) + "</details>")
     return tables, plots, "".join(parts)

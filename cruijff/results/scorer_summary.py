@@ -34,6 +34,8 @@ def summaries_html(scores: Any) -> str:
     """One <h3> table per scorer of SUMMARIES present in scores (a pandas DataFrame); "" if none."""
     if scores is None or scores.empty:
         return ""
+    from cruijff.results.report.html import frame_html
+
     parts = []
     split = scores["metric"].str.split("/", n=1, expand=True)
     for scorer, (title, metrics, note) in SUMMARIES.items():
@@ -44,5 +46,5 @@ def summaries_html(scores: Any) -> str:
         table = sub.pivot_table(index=ROW_KEYS, columns="short", values="value", aggfunc="first", dropna=False)
         table = table.reindex(columns=[m for m in metrics if m in table.columns])
         parts.append(f"<h3>{html.escape(title)} ({html.escape(scorer)})</h3><p>{html.escape(note)}</p>"
-                     + table.to_html(float_format=lambda v: f"{v:.4f}", na_rep=""))
+                     + frame_html(table, drop_empty=False, float_format=lambda v: f"{v:.4f}"))
     return ("<h2>Scorer summaries</h2>\n" + "\n".join(parts)) if parts else ""

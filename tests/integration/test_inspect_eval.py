@@ -227,6 +227,14 @@ def test_report_reads_real_logs(capitalization_run, tmp_path):
     table = pd.read_csv(report.tables["scores.csv"]).set_index("metric")["value"]
     expected = scores.latest(node / "logs").metrics
     assert table.to_dict() == pytest.approx(expected)
+    # the per-item scores the paired comparisons use: inspect's samples, whose means are its metrics
+    from cruijff.results.comparisons import item_rows
+
+    items = pd.DataFrame(item_rows(plan, root))
+    means = items.groupby("metric")["value"].mean().to_dict()
+    assert means and set(means) <= set(expected)
+    assert means == pytest.approx({m: expected[m] for m in means})
+    assert set(items.groupby("metric")["item"].nunique()) == {scores.latest(node / "logs").samples}
 
 
 # ---- a failed evaluation says why, in its job output and to `cruijff status` (issue 12.3) --------

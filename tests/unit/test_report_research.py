@@ -180,3 +180,15 @@ def test_vectorised_replicates_equal_the_task_metrics():
         assert reps["brier"][i] == pytest.approx(_metrics.brier(p[idx[i]], y[idx[i]]))
         assert reps["ece"][i] == pytest.approx(_metrics.ece(p[idx[i]], y[idx[i]]))
         assert reps["auc"][i] == pytest.approx(_metrics.auc(p[idx[i]], y[idx[i]]))
+
+
+def test_cost_is_said_in_the_units_used():
+    import pandas as pd
+
+    from cruijff.results.report_cost import cost_sentence
+
+    cpu = pd.DataFrame([{"gpus": 0, "wall_hours": 0.05, "gpu_hours": 0.0}, {"gpus": 0, "wall_hours": 0.1, "gpu_hours": 0.0}])
+    text = cost_sentence(cpu)
+    assert "9.0 min of wall time on 2 CPU-only jobs" in text and "GPU-hours" not in text
+    mixed = pd.concat([cpu, pd.DataFrame([{"gpus": 2, "wall_hours": 1.5, "gpu_hours": 3.0}])])
+    assert "3.000 GPU-hours on 1 GPU jobs" in cost_sentence(mixed)

@@ -107,3 +107,11 @@ def report_result(r) -> None:
     for path in r.plots:
         click.echo(f"  plot   {path}")
     click.echo(f"  html   {r.html}")
+    if r.comparisons is not None:
+        from cruijff.results.comparisons import against_base, line
+
+        rows = against_base(r.comparisons)
+        if rows:
+            click.echo(f"Fine-tuned vs base model (paired, same items; {r.comparisons.family}):")
+        for row in rows:
+            click.echo(f"  {line(row)}")

@@ -3,7 +3,8 @@
 The stages, one module each: collect (rows and frames from plan.json, eval logs, metrics.jsonl) →
 tables (scoreboard, CSV, Parquet) → plots (PNG) → html (report.html); report_groups and report_cost
 add their sections. Outputs under `--out` (default `<plan>/report/`): scores.csv + scores.parquet
-(one row per node and metric), losses.csv + losses.parquet (one row per logged loss), plots/*.png and
+(one row per node and metric), comparisons.csv + comparisons.parquet (paired
+comparisons, cruijff.results.comparisons), losses.csv + losses.parquet (one row per logged loss), plots/*.png and
 report.html. pandas, pyarrow and matplotlib are imported inside the functions (cruijff[eval]).
 """
 
@@ -43,6 +44,11 @@ def build_report(plan_dir: str | Path, out: str | Path | None = None) -> Report:
         report.tables.update(tables)
         report.plots += plots
         report.sections.append(section)
+    from cruijff.results.comparisons import comparisons, item_rows, write_comparisons
+
+    items = item_rows(plan, root)
+    report.comparisons = comparisons(items)
+    report.tables.update(write_comparisons(report.comparisons, out_dir))
     report.html = out_dir / "report.html"
-    report.html.write_text(page(plan, scores, report), encoding="utf-8")
+    report.html.write_text(page(plan, scores, report, items, report.comparisons), encoding="utf-8")
     return report

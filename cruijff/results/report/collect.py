@@ -39,6 +39,7 @@ class Report:
     evals_scored: int = 0
     missing: list[str] = field(default_factory=list)  # eval node ids with no successful log
     sections: list[str] = field(default_factory=list)  # HTML of the extra sections (cost, groups)
+    comparisons: Any = None  # cruijff.results.comparisons.Comparisons
 
 
 def _best_log(scores: list[EvalScore]) -> EvalScore | None:

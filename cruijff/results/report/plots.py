@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from cruijff.plan import BASE_EVAL, EVAL, Plan
-from cruijff.results.report.collect import BASE_EPOCH, ReportError, _hp_column, varied_hyperparameters
+from cruijff.results.report.collect import ReportError, _hp_column, varied_hyperparameters
 from cruijff.results.report.tables import setting_text
 
 DPI = 110
@@ -38,13 +38,18 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
-def _headline_metric(scores, task: str) -> str | None:
+def headline_metric(scores, task: str) -> str | None:
     """The metric shown for a task: the logs' first metric (inspect's headline), most common wins."""
     sub = scores[scores["task"] == task]
     if sub.empty:
         return None
     firsts = sub.groupby("node", sort=False)["metric"].first()
     return Counter(firsts).most_common(1)[0][0]
+
+
+def is_spread(metric: str) -> bool:
+    """A metric that measures another's uncertainty (inspect's stderr, std), not a score."""
+    return metric.rsplit("/", 1)[-1] in ("stderr", "std", "var")
 
 
 def safe_name(name) -> str:
@@ -75,7 +80,7 @@ def _plot_scores_by_hp(scores, plan: Plan, plots: Path, plt) -> list[Path]:
         tuned = sub[sub["kind"] == EVAL]
         if tuned.empty:
             continue
-        metrics = list(dict.fromkeys(sub["metric"]))
+        metrics = [m for m in dict.fromkeys(sub["metric"]) if not is_spread(m)]  # scores, not their stderr
         # each run at its last evaluated epoch
         last_epoch = tuned.groupby("run")["epoch"].transform("max")
         last = tuned[tuned["epoch"] == last_epoch]
@@ -93,7 +98,7 @@ def _plot_scores_by_hp(scores, plan: Plan, plots: Path, plt) -> list[Path]:
                 ax.set_ylabel(metric)
                 ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle(f"{task}: every metric by hyperparameter\neach run at its last evaluated epoch; "
+        fig.suptitle(f"{task}: every score by hyperparameter\neach run at its last evaluated epoch; "
                      "dashed: base model\ndots: single runs; line: the mean of the runs at each value",
                      fontsize=9)
         out.append(save_figure(fig, plots / f"score_by_hyperparameter_{safe_name(task)}.png"))
@@ -131,7 +136,7 @@ def _plot_scores_by_epoch(scores, plots: Path, plt) -> list[Path]:
 
     out = []
     for task in sorted(scores["task"].dropna().unique()):
-        metric = _headline_metric(scores, task)
+        metric = headline_metric(scores, task)
         sub = scores[(scores["task"] == task) & (scores["metric"] == metric)]
         tuned, base = sub[sub["kind"] == EVAL], sub[sub["kind"] == BASE_EVAL]
         if tuned.empty and base.empty:
@@ -142,16 +147,14 @@ def _plot_scores_by_epoch(scores, plots: Path, plt) -> list[Path]:
             grp = grp.sort_values("epoch")
             model = grp["model"].iloc[0]
             xs, ys = list(grp["epoch"].astype(int)), list(grp["value"])
-            b = base[base["model"] == model]
-            if not b.empty:  # start each run's line at its base model
-                xs, ys = [BASE_EPOCH] + xs, [float(b["value"].iloc[0])] + ys
             ax.plot(xs, ys, "o-", label=run, linewidth=1)
         for model in models:
             for v in base[base["model"] == model]["value"]:
                 ax.axhline(v, color="grey", linestyle="--", linewidth=1)
-                ax.annotate(f"base {model}", (BASE_EPOCH, v), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(f"base model {model}", (0, v), xycoords=("axes fraction", "data"), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points", color="grey")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch (-1 = base model)")
+        ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.set_title(f"{task}: {metric} by epoch", fontsize=9)
         ax.grid(alpha=0.3)
