@@ -48,29 +48,26 @@ def is_binary(*arrays) -> bool:
 
 
 def mcnemar_exact(a, b) -> float:
-    """Two-sided exact McNemar p-value of paired binary outcomes (binomial test on the discordant pairs)."""
+    """Two-sided exact McNemar p-value of paired binary outcomes: a binomial test on the discordant pairs."""
+    from scipy.stats import binomtest
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     n10 = int(((a == 1) & (b == 0)).sum())
     n01 = int(((a == 0) & (b == 1)).sum())
-    m = n10 + n01
-    if m == 0:
+    if n10 + n01 == 0:
         return 1.0
-    k = min(n10, n01)
-    tail = sum(math.comb(m, i) for i in range(k + 1)) / 2 ** m
-    return min(1.0, 2 * tail)
+    return float(binomtest(n10, n10 + n01, 0.5).pvalue)
 
 
 def holm(pvalues) -> list[float]:
-    """Holm-Bonferroni adjusted p-values, in the input order (NaN stays NaN, outside the family)."""
+    """Holm-Bonferroni adjusted p-values (statsmodels), in the input order; NaN stays NaN, outside the family."""
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(pvalues, dtype=float)
     out = np.full(len(p), np.nan)
-    idx = np.flatnonzero(~np.isnan(p))
-    m = len(idx)
-    order = idx[np.argsort(p[idx], kind="mergesort")]
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
+    known = ~np.isnan(p)
+    if known.any():
+        out[known] = multipletests(p[known], method="holm")[1]
     return out.tolist()
 
 
