@@ -10,6 +10,7 @@ from cruijff.compiler.checks import resolve_epochs
 from cruijff.compiler.pipeline import check
 from cruijff.errors import ManifestError
 from cruijff.compiler.render.yaml import dump_yaml
+from tests.helpers_models import stand_in_model
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "manifests" / "data"
 
@@ -40,6 +41,7 @@ def t(data, format="instruct_json", split="test", template=None, system=None):
 def run_check(tmp_path, m, env=None):
     if not (tmp_path / "t.py").exists():
         (tmp_path / "t.py").write_text(GOOD_TASK)
+    stand_in_model(tmp_path / "model")
     path = tmp_path / "m.yaml"
     path.write_text(dump_yaml(m))
     return check(path, env=env if env is not None else {})

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_models import placed_tiny
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +26,7 @@ def test_help_does_not_import_heavy_libraries():
 
 
 def test_plan_tiny_writes_plan(tmp_path):
-    res = run_cli("plan", "experiments/tiny.yaml", "--out", str(tmp_path / "plan"), "--json")
+    res = run_cli("plan", str(placed_tiny(tmp_path)), "--out", str(tmp_path / "plan"), "--json")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["kinds"]["finetune"]["jobs"] == 2
@@ -47,9 +49,10 @@ def json_calls(tmp_path_factory):
     empty = tmp / "empty"
     empty.mkdir()
     kit = "experiments/imported/twins.summary.yaml"
+    tiny = str(placed_tiny(tmp))
     return [
-        ("cruijff.validate", 0, ["validate", "experiments/tiny.yaml"]),
-        ("cruijff.plan", 0, ["plan", "experiments/tiny.yaml", "--out", out]),
+        ("cruijff.validate", 0, ["validate", tiny]),
+        ("cruijff.plan", 0, ["plan", tiny, "--out", out]),
         ("cruijff.status", 0, ["status", out, "--executor", "local"]),
         ("cruijff.apply", 0, ["apply", out, "--dry-run", "--executor", "local"]),
         ("cruijff.cancel", 0, ["cancel", out, "--executor", "local"]),
