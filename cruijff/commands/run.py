@@ -96,8 +96,9 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
            show_all: bool) -> None:
     """Show the grid: each node's state, elapsed time and, for finished evals, the headline score.
 
-    A grid of many rows is summarised by stage; --all or --only draws every node. Exits 1 when
-    the scheduler cannot be read (nothing is guessed)."""
+    A grid of many rows is summarised by stage; --all or --only draws every node. Exit status:
+    0 when no node failed or is blocked; 1 when some did (or the scheduler cannot be read:
+    nothing is guessed), after the whole answer is printed; 2 for a wrong argument."""
     from cruijff.run.status import collect, summarised
 
     with errors("status", as_json):
@@ -111,17 +112,20 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
                 _echo_json(report.as_dict(), compact=True)
             else:
                 draw.print_status(report, full)
-            return
-        if watch <= 0:
-            raise UsageError("--watch SECONDS must be positive")
-        _watch(plan_dir, chosen, only, as_json, watch, full)
+        else:
+            if watch <= 0:
+                raise UsageError("--watch SECONDS must be positive")
+            report = _watch(plan_dir, chosen, only, as_json, watch, full)
+    if report is not None and not report.ok:  # a failed run is visible to scripts
+        sys.exit(int(ExitCode.FAILURE))
 
 
-def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool | None = None) -> None:
-    """Refresh until nothing is pending or running; back off (×1.5, up to 12×) while unchanged."""
+def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool | None = None):
+    """Refresh until nothing is pending or running; back off (×1.5, up to 12×) while unchanged.
+    The last report shown (None when interrupted before the first)."""
     from cruijff.run.status import collect
 
-    delay, last = interval, None
+    delay, last, report = interval, None, None
     try:
         with nullcontext(lambda r: _echo_json(r.as_dict(), compact=True)) if as_json else draw.live_status(full) as show:
             while True:
@@ -129,12 +133,12 @@ def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool 
                 key = [(n.id, n.state, n.score) for n in report.nodes]
                 show(report)
                 if report.settled:
-                    return
+                    return report
                 delay = interval if key != last else min(delay * 1.5, interval * 12)
                 last = key
                 time.sleep(delay)
     except KeyboardInterrupt:
-        return
+        return report
 
 
 @click.command("cancel")

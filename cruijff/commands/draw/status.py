@@ -7,6 +7,7 @@ state or, once an eval's log exists, its headline score. rich is imported inside
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -77,7 +78,7 @@ def render_text(report: StatusReport, full: bool | None = None):
         if n.exit_code is not None and n.reason:
             code += f": {n.reason}"
         log = "job.out" if report.executor == "local" or not n.job_id else f"slurm-{n.job_id}.out"
-        notes.append(f"failed  {n.id}  ({code}; see {n.id}/{log})")
+        notes.append(f"failed  {n.id}  ({code}; see {shown_path(os.path.join(report.output_dir, n.id, log))})")
     if limit is not None and len(failed) > limit:
         notes.append(f"  … and {len(failed) - limit} more failed (--all or --only to list them)")
     blocked: dict[str, int] = {}
@@ -102,6 +103,13 @@ def render_text(report: StatusReport, full: bool | None = None):
         notes.append(f"{len(g['rows'])} rows summarised by stage (--all: every row; --only SELECTOR: a part)")
     parts += [Text(x) for x in notes]
     return Group(*parts)
+
+
+def shown_path(path: str) -> str:
+    """A path as a message shows it: relative to the current directory when under it, else absolute."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def score_legend(nodes) -> str | None:
