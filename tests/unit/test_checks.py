@@ -128,8 +128,17 @@ def with_task(task="t", file="t.py", **extra) -> dict:
 
 
 def test_missing_task_file_is_an_error(tmp_path):
-    (msg,) = errors(tmp_path, with_task(file="/nowhere/t.py"))
-    assert "eval task file /nowhere/t.py does not exist" in msg and "m.yaml:" in msg
+    (msg,) = errors(tmp_path, with_task(file=str(tmp_path / "tt.py")))
+    assert f"eval task file {tmp_path / 'tt.py'} does not exist" in msg and "m.yaml:" in msg
+
+
+def test_a_task_file_whose_folder_is_not_here_warns_on_a_cluster_and_is_an_error_locally(tmp_path):
+    """As for datasets: it may live on the cluster only (issue 23, items 2 and 4)."""
+    m = with_task(file="/nowhere/t.py")
+    (w,) = [w for w in run_check(tmp_path, m).warnings if "task file" in w.message]
+    assert "/nowhere/t.py is not reachable from here; checked when the job starts" in w.message
+    (msg,) = errors(tmp_path, {**m, "executor": {"kind": "local"}})
+    assert "eval task 'ev': task file /nowhere/t.py does not exist" in msg and "executor: local" in msg
 
 
 def test_misspelt_task_function(tmp_path):
