@@ -16,11 +16,12 @@ def problems(found: list) -> None:
         click.echo(str(p), err=True)
 
 
-def manifest_failed(errors: list, warnings: list) -> None:
+def manifest_failed(errors: list, warnings: list, writes: bool = True) -> None:
+    """Every problem, then the count; `writes`: the command would have written files (plan, import)."""
     problems(warnings)
     problems(errors)
     n = len(errors)
-    click.echo(f"{n} error{'s' if n != 1 else ''}; nothing written.", err=True)
+    click.echo(f"{n} error{'s' if n != 1 else ''}" + ("; nothing written." if writes else "."), err=True)
 
 
 def validated(manifest: str, runs: int, warnings: list) -> None:
