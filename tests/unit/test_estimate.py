@@ -92,6 +92,8 @@ def test_plan_prints_the_estimate_and_its_basis(tmp_path):
     res = CliRunner().invoke(cli, ["plan", str(manifest)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "estimate for 1 fine-tune run:" in res.output and "basis: 12,000 tokens/s/GPU" in res.output
+    # two different numbers, two names: the limits asked for in the table, the expected use in the estimate
+    assert "GPU-hours asked" in res.output and "GPU-hours expected" in res.output
     res = CliRunner().invoke(cli, ["plan", str(manifest), "--json"], catch_exceptions=False)
     est = json.loads(res.output)["estimate"]
     assert est["runs"][0]["rows"] == 400 and est["gpu_hours"] > 0

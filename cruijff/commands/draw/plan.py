@@ -39,7 +39,7 @@ def plan_summary(summary: dict[str, Any], diff=None) -> None:
     table.add_column("jobs")
     table.add_column("count", justify="right")
     table.add_column("GPUs", justify="right")
-    table.add_column("GPU-hours", justify="right")
+    table.add_column("GPU-hours asked", justify="right")  # time limit × GPUs, what SLURM reserves
     for kind, row in summary["kinds"].items():
         table.add_row(KIND_LABELS.get(kind, kind), str(row["jobs"]), str(row["gpus"]), f"{row['gpu_hours']:g}")
     table.add_row("total", str(summary["jobs"]), "", f"{summary['gpu_hours']:g}", style="bold")
@@ -94,7 +94,9 @@ def _estimate(console, est: dict | None) -> None:
         return
     if est["runs"]:
         console.print(f"estimate for {len(est['runs'])} fine-tune run{'s' if len(est['runs']) != 1 else ''}: "
-                      f"{est['gpu_hours']:.3g} GPU-hours, {human_bytes(est['disk_bytes'])} disk", highlight=False)
+                      f"{est['gpu_hours']:.3g} GPU-hours expected (from throughput; the table's GPU-hours "
+                      f"asked are the time limits), {human_bytes(est['disk_bytes'])} disk", highlight=False,
+                      soft_wrap=True)
         for basis in est["basis"]:
             console.print(f"  basis: {basis}", highlight=False, soft_wrap=True)
         console.print(f"  method: {est['method']}", highlight=False, soft_wrap=True)
