@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import click
 
@@ -31,6 +32,15 @@ def _plan_for(target: str):
     from cruijff.plan import load_plan
 
     return load_plan(target)
+
+
+def _plan_dir(target: str) -> str:
+    """A plan directory as is; a manifest → its output_dir (read, not planned again), as apply takes both."""
+    if not Path(target).is_file():
+        return target
+    from cruijff.compiler.pipeline import check
+
+    return check(target, check_paths=False).manifest["output_dir"]
 
 
 def _executor(name: str | None, plan, *, for_state: bool = False):
@@ -84,7 +94,7 @@ def apply(target: str, executor: str | None, only: str | None, retry_failed: boo
 
 
 @click.command("status")
-@click.argument("plan_dir", default=".", type=click.Path(file_okay=False))
+@click.argument("plan_dir", default=".", type=click.Path(), metavar="[PLAN_DIR | MANIFEST]")
 @_only
 @_json
 @_executor_option
@@ -102,6 +112,7 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
     from cruijff.run.status import collect, summarised
 
     with errors("status", as_json):
+        plan_dir = _plan_dir(plan_dir)
         plan = _plan_for(plan_dir)
         chosen = _executor(executor, plan, for_state=True)
         summary = not as_json and summarised(plan, only, show_all)
@@ -142,7 +153,7 @@ def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool 
 
 
 @click.command("cancel")
-@click.argument("plan_dir", default=".", type=click.Path(file_okay=False))
+@click.argument("plan_dir", default=".", type=click.Path(), metavar="[PLAN_DIR | MANIFEST]")
 @_only
 @_json
 @_executor_option
@@ -154,6 +165,7 @@ def cancel(plan_dir: str, only: str | None, as_json: bool, executor: str | None)
     from cruijff.run.cancel import cancel as run_cancel
 
     with errors("cancel", as_json):
+        plan_dir = _plan_dir(plan_dir)
         plan = _plan_for(plan_dir)
         result = run_cancel(plan_dir, _executor(executor, plan, for_state=True), only=only)
     if as_json:

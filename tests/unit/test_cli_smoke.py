@@ -113,3 +113,16 @@ def test_every_command_with_json_is_checked(json_calls):
                for _, _, args in json_calls}
     generators = {p for p in found if p.startswith("data generate ")}
     assert found - generators <= checked and generators & checked, sorted(found - checked)
+
+
+def test_status_and_cancel_take_the_manifest_apply_takes(tmp_path):
+    """One option, one meaning: the manifest names the plan for status and cancel too (issue 23, item 11)."""
+    tiny = placed_tiny(tmp_path)
+    assert run_cli("plan", str(tiny), "--json").returncode == 0
+    out = tmp_path / "tiny" / "out"
+    by_dir = run_cli("status", str(out), "--executor", "local", "--json")
+    by_manifest = run_cli("status", str(tiny), "--executor", "local", "--json")
+    assert by_manifest.returncode == 0, by_manifest.stderr
+    assert json.loads(by_manifest.stdout)["output_dir"] == json.loads(by_dir.stdout)["output_dir"] == str(out)
+    cancelled = run_cli("cancel", str(tiny), "--executor", "local", "--json")
+    assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["kind"] == "cruijff.cancel", cancelled.stderr
