@@ -214,3 +214,18 @@ def test_a_failed_fine_tune_without_a_recorded_error_shows_its_last_exception(mi
     [r1] = [n for n in collect(plan.output_dir, fake).nodes if n.id == "finetune/r1"]
     assert r1.reason == "FileNotFoundError: [Errno 2] No such file or directory: '/m/config.json'"
     assert "FileNotFoundError" in render_plain(collect(plan.output_dir, fake), width=300)
+
+
+def test_the_grid_is_not_cut_off_in_80_columns_or_a_pipe(mixed, capsys, monkeypatch):
+    """issue 23, item 9: a pipe (or an 80-column terminal) gets every line whole."""
+    from cruijff.commands.draw.status import print_status
+
+    plan, fake = mixed
+    monkeypatch.setenv("COLUMNS", "80")
+    report = collect(plan.output_dir, fake, now=fake.clock + 10)
+    print_status(report)
+    printed = capsys.readouterr().out
+    assert "…" not in printed
+    wide = render_plain(report, width=400)
+    row = next(line for line in wide.splitlines() if line.startswith("r0 "))
+    assert len(row.rstrip()) > 80 and row.rstrip() in printed

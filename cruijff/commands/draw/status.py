@@ -36,9 +36,11 @@ def _duration(seconds: float) -> str:
 
 
 def print_status(report: StatusReport, full: bool | None = None) -> None:
+    """Lines are never cut to the terminal's width (80 columns, or a pipe's default): a narrow
+    terminal wraps them, a pipe gets them whole."""
     from rich.console import Console
 
-    Console().print(render_text(report, full))
+    Console().print(render_text(report, full), soft_wrap=True)
 
 
 @contextmanager
@@ -134,7 +136,7 @@ def _columns(title: str, header: list[str], rows: list[list[tuple[str, str]]]):
     for row in rows:
         for i, (value, _) in enumerate(row):
             widths[i] = max(widths[i], len(value))
-    text = Text(no_wrap=True, overflow="ellipsis")
+    text = Text(no_wrap=True, overflow="ignore")  # never cut: a narrow terminal wraps, a pipe gets it whole
     text.append(title + "\n", style="bold")
     text.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))),
                 style="bold underline")
