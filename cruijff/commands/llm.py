@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 
 from cruijff.data.formats import FORMATS as _FORMATS
+from cruijff.commands.prompt_options import template_options
 from cruijff.errors import CruijffError, UsageError
 
 _POOLING = ("mean", "median", "max", "first", "last", "last_non_padding")  # = cruijff.llm.POOLING_MODES
@@ -41,8 +42,8 @@ def _dataset_options(f: Callable) -> Callable:
                      help="Wrap prompts in the tokenizer's chat template (with the generation prompt)."),
         click.option("--system", default=None, help="System prompt."),
         click.option("--preprompt", default=None, help="Text prepended to the user turn."),
-        click.option("--template", default=None, help='Input template with an {input} placeholder, e.g. "Q: {input}\\nA:".'),
     ]
+    f = template_options(f)
     for opt in reversed(opts):
         f = opt(f)
     return _model_options(f)
