@@ -118,10 +118,18 @@ def embed(data, model, adapter, fmt, split, out, batch_size, limit, chat_templat
               help='Comma-separated answer strings, e.g. "0,1": keep only their (first) tokens and add '
                    "probabilities normalised over them. Spaces are kept as typed.")
 @click.option("--answer-ids", default=None, help='Comma-separated token ids instead of --answers, e.g. "15,16".')
+@click.option("--base", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The base model of the --model adapter (as check-finetuned's --base), when the adapter "
+                   "does not name it.")
 def logits(data, model, adapter, fmt, split, out, batch_size, limit, chat_template, system, preprompt,
-           template, device, dtype, answers, answer_ids) -> None:
+           template, device, dtype, answers, answer_ids, base) -> None:
     """Next-token logits after every prompt of a DATA split, to an HDF5 file."""
     from cruijff.llm import PromptSettings, answer_token_ids, next_token_logits, save_tensors
+
+    if base is not None:
+        if adapter is not None:
+            raise UsageError("give --base with an adapter as --model, or --model BASE --adapter ADAPTER, not both")
+        model, adapter = base, model
 
     if answers is not None and answer_ids is not None:
         raise UsageError("give --answers or --answer-ids, not both")
