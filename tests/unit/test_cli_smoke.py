@@ -70,6 +70,8 @@ def json_calls(tmp_path_factory):
         ("cruijff.error", 1, ["cancel", missing]),
         ("cruijff.error", 1, ["report", missing]),
         ("cruijff.error", 2, ["data", "inspect", str(broken)]),
+        ("cruijff.error", 2, ["embed", str(data), "--model", str(empty), "--out", str(tmp / "e.h5"), "--split", "x"]),
+        ("cruijff.error", 2, ["logits", str(data), "--model", str(empty), "--out", str(tmp / "l.h5"), "--split", "x"]),
         ("cruijff.error", 2, ["data", "convert", str(data), str(tmp / "chat"), "--to", "chat_json"]),  # exists
         ("cruijff.error", 2, ["data", "stats", str(data), "--model", str(empty)]),
         ("cruijff.error", 2, ["check-finetuned", str(empty)]),
