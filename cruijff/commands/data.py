@@ -92,9 +92,12 @@ def stats_cmd(path: str, model_dir: str, max_seq_len: int | None, format_: str |
 
     from cruijff.data.stats import PERCENTILES, token_stats
 
-    with errors("data.stats", as_json):
+    from contextlib import nullcontext
+
+    with errors("data.stats", as_json), \
+            (nullcontext(None) if as_json else draw.progress(None, "tokenizing rows")) as advance:
         stats, method = token_stats(path, model_dir, format=format_, template=template, system=system,
-                                    max_seq_len=max_seq_len)
+                                    max_seq_len=max_seq_len, progress=advance)
     if as_json:
         emit("data.stats", {"path": path, "model": model_dir, "method": method, "max_seq_len": max_seq_len,
                             "splits": [asdict(s) for s in stats]})
