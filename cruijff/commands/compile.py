@@ -17,7 +17,7 @@ def _fail(e: ManifestError, as_json: bool, kind: str = "validate") -> None:
         emit(kind, {"ok": False, "errors": [p.as_dict() for p in e.problems],
                     "warnings": [p.as_dict() for p in e.warnings]})
     else:
-        draw.manifest_failed(e.problems, e.warnings)
+        draw.manifest_failed(e.problems, e.warnings, writes=kind != "validate")
     sys.exit(int(e.exit_code))
 
 

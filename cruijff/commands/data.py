@@ -10,6 +10,7 @@ import click
 
 from cruijff.commands import draw
 from cruijff.commands.jsonout import emit, errors
+from cruijff.commands.prompt_options import template_options
 from cruijff.data.convert import SOURCES, TARGETS
 from cruijff.data.formats import FORMATS
 from cruijff.data.generate import GENERATORS, Option
@@ -45,7 +46,7 @@ def inspect_cmd(path: str, format_: str | None, as_json: bool) -> None:
 @click.option("--from", "src_format", default=None,
               type=click.Choice(SOURCES),
               help="Source format (detected when left out; a .csv file is csv).")
-@click.option("--template", default=None, help="instruct -> chat: user turn template with {input}.")
+@template_options
 @click.option("--system", default=None, help="instruct -> chat: system message (a row's own 'system' wins).")
 @click.option("--input-column", "input_columns", multiple=True, default=("input",), show_default=True,
               help="CSV: input column; repeat it to make the input 'column: value' lines.")
@@ -81,7 +82,7 @@ def convert_cmd(src: str, dst: str, to: str, src_format: str | None, template: s
               help="Also count the rows longer than this many tokens (training truncates them).")
 @click.option("--format", "format_", type=click.Choice(FORMATS), default=None,
               help="The dataset's format (detected when left out).")
-@click.option("--template", default=None, help="Prompt template with {input}, as in the manifest's prompt.")
+@template_options
 @click.option("--system", default=None, help="System message, as in the manifest's prompt.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def stats_cmd(path: str, model_dir: str, max_seq_len: int | None, format_: str | None, template: str | None,
@@ -91,9 +92,12 @@ def stats_cmd(path: str, model_dir: str, max_seq_len: int | None, format_: str |
 
     from cruijff.data.stats import PERCENTILES, token_stats
 
-    with errors("data.stats", as_json):
+    from contextlib import nullcontext
+
+    with errors("data.stats", as_json), \
+            (nullcontext(None) if as_json else draw.progress(None, "tokenizing rows")) as advance:
         stats, method = token_stats(path, model_dir, format=format_, template=template, system=system,
-                                    max_seq_len=max_seq_len)
+                                    max_seq_len=max_seq_len, progress=advance)
     if as_json:
         emit("data.stats", {"path": path, "model": model_dir, "method": method, "max_seq_len": max_seq_len,
                             "splits": [asdict(s) for s in stats]})

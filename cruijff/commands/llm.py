@@ -1,4 +1,4 @@
-"""`cruijff embed`, `cruijff logits`, `cruijff check-finetuned` (need the [kit] extra)."""
+"""`cruijff embed`, `cruijff logits`, `cruijff check-finetuned` (need the [train,kit] extras)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 
 from cruijff.data.formats import FORMATS as _FORMATS
+from cruijff.commands.prompt_options import template_options
 from cruijff.errors import CruijffError, UsageError
 
 _POOLING = ("mean", "median", "max", "first", "last", "last_non_padding")  # = cruijff.llm.POOLING_MODES
@@ -41,8 +42,9 @@ def _dataset_options(f: Callable) -> Callable:
                      help="Wrap prompts in the tokenizer's chat template (with the generation prompt)."),
         click.option("--system", default=None, help="System prompt."),
         click.option("--preprompt", default=None, help="Text prepended to the user turn."),
-        click.option("--template", default=None, help='Input template with an {input} placeholder, e.g. "Q: {input}\\nA:".'),
+        click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object."),
     ]
+    f = template_options(f)
     for opt in reversed(opts):
         f = opt(f)
     return _model_options(f)
@@ -56,12 +58,11 @@ def _quiet() -> None:
 
 
 def _prepare(data: str, fmt: str | None, split: str, limit: int | None, model: str, adapter: str | None,
-             device: str, dtype: str, settings) -> tuple[Any, list[str], list[str], dict[str, Any]]:
+             device: str, dtype: str, settings, as_json: bool = False) -> tuple[Any, list[str], list[str], dict[str, Any]]:
     """Read the split, load the model and render the prompts; returns (loaded, ids, texts, attrs)."""
     from cruijff.data.formats import detect_format, read_split
     from cruijff.llm import load_model, prompt_texts, row_id
 
-    _quiet()
     fmt = fmt or detect_format(data)
     rows = read_split(data, fmt, split)
     if limit is not None:
@@ -73,6 +74,7 @@ def _prepare(data: str, fmt: str | None, split: str, limit: int | None, model: s
         dup = next(i for i in ids if ids.count(i) > 1)
         raise UsageError(f"split {split!r} of {data} repeats the row id {dup!r}",
                          hint="row `id` fields must be unique (rows without one are numbered)")
+    _quiet()  # after the data is read: a wrong split fails before transformers loads
     lm = load_model(model, adapter, device=device, dtype=dtype)
     for note in lm.notes:
         click.echo(f"note: {note}", err=True)
@@ -82,11 +84,25 @@ def _prepare(data: str, fmt: str | None, split: str, limit: int | None, model: s
     return lm, ids, texts, attrs
 
 
-def _run_with_progress(total: int, what: str, fn: Callable[[Callable[[int], None]], Any]) -> Any:
+def _run_with_progress(total: int, what: str, fn: Callable[[Callable[[int], None]], Any], quiet: bool = False) -> Any:
+    if quiet:  # --json: stdout holds the answer alone, stderr no bar
+        return fn(lambda n: None)
     from cruijff.commands import draw
 
     with draw.progress(total, what) as advance:
         return fn(advance)
+
+
+def _written(kind: str, as_json: bool, out: str, arrays: dict[str, Any], attrs: dict[str, Any], text: str) -> None:
+    """What embed/logits wrote: one line, or with --json the `cruijff.<kind>` object."""
+    if as_json:
+        from cruijff.commands.jsonout import emit
+
+        emit(kind, {"ok": True, "out": out, "rows": int(attrs["rows"]),
+                    "arrays": {k: list(v.shape) for k, v in arrays.items()},
+                    "attrs": {k: v for k, v in attrs.items() if isinstance(v, (str, int, float, bool, list, type(None)))}})
+    else:
+        click.echo(text)
 
 
 @click.command("embed")
@@ -95,20 +111,23 @@ def _run_with_progress(total: int, what: str, fn: Callable[[Callable[[int], None
               help="Hidden-state layer: 0 = embeddings, 1..L = decoder layers, negative counts from the end.")
 @click.option("--pooling", type=click.Choice(_POOLING), default="mean", show_default=True,
               help="first = first real token; last = last position; last_non_padding = last real token.")
-def embed(data, model, adapter, fmt, split, out, batch_size, limit, chat_template, system, preprompt,
+def embed(data, model, adapter, fmt, split, out, batch_size, limit, chat_template, system, preprompt, as_json,
           template, device, dtype, layer, pooling) -> None:
     """Pool one layer's hidden states for every prompt of a DATA split into an HDF5 file."""
+    from cruijff.commands.jsonout import errors
     from cruijff.llm import PromptSettings, embeddings, save_tensors, select_layer
 
-    settings = PromptSettings(chat_template, system, preprompt, template)
-    lm, ids, texts, attrs = _prepare(data, fmt, split, limit, model, adapter, device, dtype, settings)
-    select_layer(tuple(range(lm.model.config.get_text_config().num_hidden_layers + 1)), layer)  # fail early
-    values = _run_with_progress(len(texts), "embed", lambda progress: embeddings(
-        lm.model, lm.tokenizer, texts, layer=layer, pooling=pooling, add_special_tokens=not chat_template,
-        batch_size=batch_size, progress=progress))
-    attrs |= {"kind": "embeddings", "layer": layer, "pooling": pooling}
-    save_tensors(out, ids, {"embeddings": values}, attrs)
-    click.echo(f"wrote {values.shape[0]} × {values.shape[1]} embeddings (layer {layer}, {pooling}) to {out}")
+    with errors("embed", as_json):
+        settings = PromptSettings(chat_template, system, preprompt, template)
+        lm, ids, texts, attrs = _prepare(data, fmt, split, limit, model, adapter, device, dtype, settings, as_json)
+        select_layer(tuple(range(lm.model.config.get_text_config().num_hidden_layers + 1)), layer)  # fail early
+        values = _run_with_progress(len(texts), "embed", lambda progress: embeddings(
+            lm.model, lm.tokenizer, texts, layer=layer, pooling=pooling, add_special_tokens=not chat_template,
+            batch_size=batch_size, progress=progress), quiet=as_json)
+        attrs |= {"kind": "embeddings", "layer": layer, "pooling": pooling}
+        save_tensors(out, ids, {"embeddings": values}, attrs)
+    _written("embed", as_json, out, {"embeddings": values}, attrs,
+             f"wrote {values.shape[0]} × {values.shape[1]} embeddings (layer {layer}, {pooling}) to {out}")
 
 
 @click.command("logits")
@@ -117,10 +136,27 @@ def embed(data, model, adapter, fmt, split, out, batch_size, limit, chat_templat
               help='Comma-separated answer strings, e.g. "0,1": keep only their (first) tokens and add '
                    "probabilities normalised over them. Spaces are kept as typed.")
 @click.option("--answer-ids", default=None, help='Comma-separated token ids instead of --answers, e.g. "15,16".')
-def logits(data, model, adapter, fmt, split, out, batch_size, limit, chat_template, system, preprompt,
-           template, device, dtype, answers, answer_ids) -> None:
+@click.option("--base", type=click.Path(exists=True, file_okay=False), default=None,
+              help="The base model of the --model adapter (as check-finetuned's --base), when the adapter "
+                   "does not name it.")
+def logits(data, model, adapter, fmt, split, out, batch_size, limit, chat_template, system, preprompt, as_json,
+           template, device, dtype, answers, answer_ids, base) -> None:
     """Next-token logits after every prompt of a DATA split, to an HDF5 file."""
+    from cruijff.commands.jsonout import errors
+
+    with errors("logits", as_json):
+        _logits(data, model, adapter, fmt, split, out, batch_size, limit, chat_template, system, preprompt,
+                as_json, template, device, dtype, answers, answer_ids, base)
+
+
+def _logits(data, model, adapter, fmt, split, out, batch_size, limit, chat_template, system, preprompt, as_json,
+            template, device, dtype, answers, answer_ids, base) -> None:
     from cruijff.llm import PromptSettings, answer_token_ids, next_token_logits, save_tensors
+
+    if base is not None:
+        if adapter is not None:
+            raise UsageError("give --base with an adapter as --model, or --model BASE --adapter ADAPTER, not both")
+        model, adapter = base, model
 
     if answers is not None and answer_ids is not None:
         raise UsageError("give --answers or --answer-ids, not both")
@@ -135,11 +171,11 @@ def logits(data, model, adapter, fmt, split, out, batch_size, limit, chat_templa
     if chosen is not None and not chosen:
         raise UsageError("--answers/--answer-ids is empty")
     settings = PromptSettings(chat_template, system, preprompt, template)
-    lm, ids, texts, attrs = _prepare(data, fmt, split, limit, model, adapter, device, dtype, settings)
+    lm, ids, texts, attrs = _prepare(data, fmt, split, limit, model, adapter, device, dtype, settings, as_json)
     token_ids = answer_token_ids(lm.tokenizer, chosen) if chosen is not None else None  # fail early
     result = _run_with_progress(len(texts), "logits", lambda progress: next_token_logits(
         lm.model, lm.tokenizer, texts, answers=token_ids, add_special_tokens=not chat_template,
-        batch_size=batch_size, progress=progress))
+        batch_size=batch_size, progress=progress), quiet=as_json)
     arrays = {"logits": result.logits}
     attrs["kind"] = "logits"
     if token_ids is not None:
@@ -149,7 +185,7 @@ def logits(data, model, adapter, fmt, split, out, batch_size, limit, chat_templa
     save_tensors(out, ids, arrays, attrs)
     cols = "answers " + ", ".join(f"{a!r}→{t}" for a, t in zip(chosen, token_ids)) \
         if token_ids is not None else "the full vocabulary"
-    click.echo(f"wrote logits of {result.logits.shape[0]} rows over {cols} to {out}")
+    _written("logits", as_json, out, arrays, attrs, f"wrote logits of {result.logits.shape[0]} rows over {cols} to {out}")
 
 
 @click.command("check-finetuned")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import click
 
@@ -31,6 +32,15 @@ def _plan_for(target: str):
     from cruijff.plan import load_plan
 
     return load_plan(target)
+
+
+def _plan_dir(target: str) -> str:
+    """A plan directory as is; a manifest → its output_dir (read, not planned again), as apply takes both."""
+    if not Path(target).is_file():
+        return target
+    from cruijff.compiler.pipeline import check
+
+    return check(target, check_paths=False).manifest["output_dir"]
 
 
 def _executor(name: str | None, plan, *, for_state: bool = False):
@@ -84,7 +94,7 @@ def apply(target: str, executor: str | None, only: str | None, retry_failed: boo
 
 
 @click.command("status")
-@click.argument("plan_dir", default=".", type=click.Path(file_okay=False))
+@click.argument("plan_dir", default=".", type=click.Path(), metavar="[PLAN_DIR | MANIFEST]")
 @_only
 @_json
 @_executor_option
@@ -96,11 +106,13 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
            show_all: bool) -> None:
     """Show the grid: each node's state, elapsed time and, for finished evals, the headline score.
 
-    A grid of many rows is summarised by stage; --all or --only draws every node. Exits 1 when
-    the scheduler cannot be read (nothing is guessed)."""
+    A grid of many rows is summarised by stage; --all or --only draws every node. Exit status:
+    0 when no node failed or is blocked; 1 when some did (or the scheduler cannot be read:
+    nothing is guessed), after the whole answer is printed; 2 for a wrong argument."""
     from cruijff.run.status import collect, summarised
 
     with errors("status", as_json):
+        plan_dir = _plan_dir(plan_dir)
         plan = _plan_for(plan_dir)
         chosen = _executor(executor, plan, for_state=True)
         summary = not as_json and summarised(plan, only, show_all)
@@ -111,17 +123,20 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
                 _echo_json(report.as_dict(), compact=True)
             else:
                 draw.print_status(report, full)
-            return
-        if watch <= 0:
-            raise UsageError("--watch SECONDS must be positive")
-        _watch(plan_dir, chosen, only, as_json, watch, full)
+        else:
+            if watch <= 0:
+                raise UsageError("--watch SECONDS must be positive")
+            report = _watch(plan_dir, chosen, only, as_json, watch, full)
+    if report is not None and not report.ok:  # a failed run is visible to scripts
+        sys.exit(int(ExitCode.FAILURE))
 
 
-def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool | None = None) -> None:
-    """Refresh until nothing is pending or running; back off (×1.5, up to 12×) while unchanged."""
+def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool | None = None):
+    """Refresh until nothing is pending or running; back off (×1.5, up to 12×) while unchanged.
+    The last report shown (None when interrupted before the first)."""
     from cruijff.run.status import collect
 
-    delay, last = interval, None
+    delay, last, report = interval, None, None
     try:
         with nullcontext(lambda r: _echo_json(r.as_dict(), compact=True)) if as_json else draw.live_status(full) as show:
             while True:
@@ -129,16 +144,16 @@ def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool 
                 key = [(n.id, n.state, n.score) for n in report.nodes]
                 show(report)
                 if report.settled:
-                    return
+                    return report
                 delay = interval if key != last else min(delay * 1.5, interval * 12)
                 last = key
                 time.sleep(delay)
     except KeyboardInterrupt:
-        return
+        return report
 
 
 @click.command("cancel")
-@click.argument("plan_dir", default=".", type=click.Path(file_okay=False))
+@click.argument("plan_dir", default=".", type=click.Path(), metavar="[PLAN_DIR | MANIFEST]")
 @_only
 @_json
 @_executor_option
@@ -150,6 +165,7 @@ def cancel(plan_dir: str, only: str | None, as_json: bool, executor: str | None)
     from cruijff.run.cancel import cancel as run_cancel
 
     with errors("cancel", as_json):
+        plan_dir = _plan_dir(plan_dir)
         plan = _plan_for(plan_dir)
         result = run_cancel(plan_dir, _executor(executor, plan, for_state=True), only=only)
     if as_json:

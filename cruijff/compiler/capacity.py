@@ -141,6 +141,8 @@ def resource_problems(plan: Plan, nodes: list[NodeShape]) -> list[Problem]:
     if not nodes:
         return []
     eligible, where = _eligible(nodes, plan.cluster)
+    if not eligible:  # one cause for every job: say it once
+        return [_no_node_problem(nodes, plan.cluster, where)]
     seen: dict[tuple[str, str, Resources], int] = {}
     for node in plan.nodes:
         key = (node.kind, str(node.attrs.get("model", "")), node.resources)
@@ -162,3 +164,17 @@ def resource_problems(plan: Plan, nodes: list[NodeShape]) -> list[Problem]:
                  "choose a partition whose nodes are big enough (cluster.partition, cluster.constraint)",
             severity="warning"))
     return problems
+
+
+def _no_node_problem(nodes: list[NodeShape], cluster: dict[str, Any], where: str) -> Problem:
+    """Why no node at all is eligible: a partition the cluster lacks, or a constraint no node meets."""
+    partitions = sorted({n.partition for n in nodes})
+    missing = [p for p in str(cluster.get("partition") or "").split(",") if p and p not in partitions]
+    if missing:
+        return Problem(f"partition {', '.join(missing)} does not exist on this cluster "
+                       f"(it has: {', '.join(partitions)}), so no job of this plan can run",
+                       hint="set cluster.partition to one of them (`sinfo -s` lists them)", severity="warning")
+    features = sorted({f for n in nodes for f in n.features})
+    return Problem(f"no node in {where} exists (node features there: {', '.join(features) or 'none'}), "
+                   "so no job of this plan can run",
+                   hint="change cluster.constraint (or cluster.partition)", severity="warning")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +140,7 @@ def check_models(source: Source, m: dict[str, Any]) -> list[Problem]:
                 if key not in model:
                     problems.append(Problem(f"model '{name}' of family custom needs '{key}'",
                                             source.locate(["models", name], key=True),
-                                            f"add {key}: ... (see docs/manifest.md, custom models)"))
+                                            f"add {key}: ... (see docs/manifest.md#model)"))
         else:
             for key in custom_keys:
                 if key in model:
@@ -188,9 +190,51 @@ def check_runs(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Probl
     return problems
 
 
-def check_files(source: Source, m: dict[str, Any]) -> list[Problem]:
-    """Datasets and task files that can be seen from here must be right; unreachable ones only warn."""
+LOCAL_HINT = ("with executor: local every job runs on this machine, so it must exist here: fix the path "
+              "(relative to the manifest's folder) or create it first")
+
+
+def unreachable(source: Source, m: dict[str, Any], what: str, where: list[Any], *, later: str) -> Problem:
+    """A file or folder not reachable from here: a warning on a cluster, an error where jobs run here."""
+    if m["executor"]["kind"] == "local":
+        return Problem(f"{what} does not exist", source.locate(where), LOCAL_HINT)
+    return Problem(f"{what} is not reachable from here; {later}", source.locate(where),
+                   "fine if it exists on the cluster", severity="warning")
+
+
+def check_model_folders(source: Source, m: dict[str, Any]) -> list[Problem]:
+    """Each model folder reachable here holds config.json, a tokenizer and its checkpoint files."""
+    from cruijff.compiler.modelfiles import missing, near_names, needs
+
     problems: list[Problem] = []
+    for name, model in m["models"].items():
+        folder, where = model["path"], ["models", name, "path"]
+        if not os.path.isdir(folder):
+            if os.path.exists(folder):
+                problems.append(Problem(f"model '{name}': {folder} is a file, not a model folder",
+                                        source.locate(where), "give the folder that holds config.json"))
+                continue
+            problem = unreachable(source, m, f"model '{name}': {folder}", where,
+                                  later="checked when the job starts")
+            near = near_names(folder)
+            if near:
+                problem = replace(problem, hint=f"did you mean {' or '.join(near)}? ({problem.hint})")
+            problems.append(problem)
+            continue
+        gone = missing(folder, needs(model))
+        if gone:
+            key = "checkpoint_files" if "checkpoint_files" in model else "family"
+            problems.append(Problem(
+                f"model '{name}': {folder} has no {', '.join(gone)}", source.locate(where),
+                "give the folder of a Hugging Face model (config.json, tokenizer, weights); "
+                f"the weight files are those its {key} names (see docs/manifest.md#model)"))
+    return problems
+
+
+def check_files(source: Source, m: dict[str, Any]) -> list[Problem]:
+    """Models, datasets and task files that can be seen from here must be right; unreachable ones warn
+    (on a cluster) or are errors (executor local: the jobs run here)."""
+    problems: list[Problem] = check_model_folders(source, m)
     for name, ds in m["datasets"].items():
         if "generate" in ds:
             from cruijff.data.generate import path_options
@@ -202,15 +246,13 @@ def check_files(source: Source, m: dict[str, Any]) -> list[Problem]:
                                             source.locate(["datasets", name, "generate", key]),
                                             f"write the path of the {key} file"))
                 elif value and not Path(value).exists():
-                    problems.append(Problem(f"dataset '{name}': generate.{key} {ds['generate'][key]} is not reachable "
-                                            "from here; not checked", source.locate(["datasets", name, "generate", key]),
-                                            "fine if it exists on the cluster", severity="warning"))
+                    problems.append(unreachable(source, m, f"dataset '{name}': generate.{key} {value}",
+                                                ["datasets", name, "generate", key], later="not checked"))
             continue
         path = Path(ds["path"])
         where = ["datasets", name, "path"]
         if not path.exists():
-            problems.append(Problem(f"dataset '{name}': {path} is not reachable from here; not checked",
-                                    source.locate(where), "fine if it exists on the cluster", severity="warning"))
+            problems.append(unreachable(source, m, f"dataset '{name}': {path}", where, later="not checked"))
             continue
         problems.extend(_check_dataset(source, name, ds, where))
     problems += check_tasks(source, m)

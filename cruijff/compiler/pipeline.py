@@ -99,7 +99,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     m = checked.manifest
     g = build_graph(m, checked.runs)
     runs = {r.name: r for r in checked.runs}
-    renderer = _Renderer(m, runs, recipes or str(recipes_dir()))
+    renderer = _Renderer(m, runs, recipes or str(recipes_dir()), check_paths=check_paths)
     files: dict[str, str] = {}
     nodes: list[Node] = []
     hashes: dict[str, str] = {}
@@ -140,8 +140,9 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
 class _Renderer:
     """Turns one JobSpec into its files; the job script always comes last (it names the others)."""
 
-    def __init__(self, m: dict[str, Any], runs: dict[str, Run], recipes: str):
+    def __init__(self, m: dict[str, Any], runs: dict[str, Run], recipes: str, *, check_paths: bool = True):
         self.m = m
+        self.check_paths = check_paths
         self.runs = runs
         self.recipes = recipes
         self.out = m["output_dir"]
@@ -169,6 +170,16 @@ class _Renderer:
         if path not in self._fingerprints:
             self._fingerprints[path] = fingerprint(path)
         return self._fingerprints[path]
+
+    def preflight(self, model_name: str) -> list[list[str]]:
+        """A first command that checks a model folder plan could not see (cruijff.preflight); else none."""
+        from cruijff.compiler.modelfiles import needs
+
+        path = self.m["models"][model_name]["path"]
+        if not self.check_paths or os.path.isdir(path):
+            return []
+        need = needs(self.m["models"][model_name])
+        return [["python", "-m", "cruijff.preflight", "model", model_name, path, *need.files, "--any", *need.any_of]]
 
     def render(self, spec: JobSpec) -> dict[str, str]:
         return {PREPARE: self.prepare, FINETUNE: self.finetune, EVAL: self.evaluation,
@@ -198,7 +209,7 @@ class _Renderer:
         recipe = render_torchtune.recipe_file(gpus)
         config_path = f"{run_dir}/finetune.yaml"
         # torchtune 0.6.1 imports a custom recipe as a module found from the working directory.
-        commands = [["cd", self.recipes],
+        commands = [*self.preflight(run.model), ["cd", self.recipes],
                     ["tune", "run", *(["--nproc_per_node", str(gpus)] if gpus > 1 else []), recipe, "--config", config_path]]
         text = dump_yaml(config, header=render_torchtune.header(run.name, self.recipes, recipe, config_path, gpus))
         title = f"cruijff job {spec.id}: LoRA fine-tune of {run.model} on {run.dataset}"
@@ -222,6 +233,8 @@ class _Renderer:
                                                 provider=ev["provider"], seed=ev["seed"], limit=ev["limit"],
                                                 max_tokens=task.get("max_tokens", ev["max_tokens"]),
                                                 metadata=metadata)
+        if spec.kind == BASE_EVAL:
+            commands = [*self.preflight(spec.attrs["model"]), *commands]
         what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
         return {
             "task_config.yaml": dump_yaml(render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"], task=task)),

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, SequenceNode
 
 from cruijff.errors import Location, ManifestError, Problem
 
@@ -65,6 +66,7 @@ def load(path: str | Path) -> Source:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
+        _refuse_alias_bombs(display, yaml.compose(text))
         data = yaml.load(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -75,6 +77,8 @@ def load(path: str | Path) -> Source:
             what += f" ({e.context} that starts at line {e.context_mark.line + 1})"
         raise ManifestError([Problem(f"YAML syntax error: {what}", loc,
                                      "fix the indentation or quoting around this place")]) from None
+    except ManifestError:
+        raise
     except Exception as e:  # ruamel raises a few unmarked errors (e.g. duplicate keys in some versions)
         raise ManifestError([Problem(f"YAML error: {e}".splitlines()[0], Location(display))]) from None
     if data is None:
@@ -84,6 +88,53 @@ def load(path: str | Path) -> Source:
         raise ManifestError([Problem("the manifest must be a mapping of keys to values", Location(display, 1, 1),
                                      "start from experiments/tiny.yaml")])
     return Source(p, data)
+
+
+MAX_VALUES = 100_000  # values a manifest may hold with its aliases expanded (a real one holds hundreds)
+
+
+def _refuse_alias_bombs(display: str, root: Any) -> None:
+    """Refuse a manifest whose aliases expand to more than MAX_VALUES values ("billion laughs").
+
+    Checked on the composed node graph, before any value is built: there an alias is the very node
+    it names, so counting costs the size of the file, not of the tree. Every later stage (ruamel's
+    own duplicate-key message included) walks the expanded tree: nine levels of ten aliases would
+    keep `plan` busy for minutes.
+    """
+    sizes: dict[int, int] = {}
+
+    def children(node: Any) -> list[Any]:
+        if isinstance(node, MappingNode):
+            return [part for pair in node.value for part in pair]
+        return list(node.value) if isinstance(node, SequenceNode) else []
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key not in sizes:
+            sizes[key] = 1  # a node met again while counting it (a cycle) counts once
+            sizes[key] = 1 + sum(size(child) for child in children(node))
+        return sizes[key]
+
+    if root is None:
+        return
+    try:
+        if size(root) <= MAX_VALUES:
+            return
+    except RecursionError:
+        raise ManifestError([Problem("the manifest is nested too deeply", Location(display, 1, 1),
+                                     "a manifest needs a few levels of nesting; remove the rest")]) from None
+    node = root  # descend to the smallest value that is too big: where the repeated aliases are
+    while True:
+        big = next((c for c in children(node) if sizes.get(id(c), 0) > MAX_VALUES), None)
+        if big is None:
+            break
+        node = big
+    mark = node.start_mark
+    raise ManifestError([Problem(
+        f"this value expands to {sizes[id(node)]:,} values through YAML aliases (more than {MAX_VALUES:,})",
+        Location(display, mark.line + 1, mark.column + 1),
+        "an alias of a value that is itself made of aliases multiplies; write the values out, or use "
+        "aliases of plain values only")])
 
 
 def to_plain(value: Any) -> Any:

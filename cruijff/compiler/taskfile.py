@@ -26,6 +26,12 @@ def check_tasks(source: Source, m: dict[str, Any]) -> list[Problem]:
     for i, task in enumerate(m.get("eval", {}).get("tasks", [])):
         at_file, at_task = ["eval", "tasks", i, "file"], ["eval", "tasks", i, "task"]
         file, name = task["file"], task["task"]
+        if not Path(file).exists() and not Path(file).parent.is_dir():  # its folder is not here either
+            from cruijff.compiler.checks import unreachable
+
+            problems.append(unreachable(source, m, f"eval task '{task['name']}': task file {file}", at_file,
+                                        later="checked when the job starts"))
+            continue
         if file not in trees:
             trees[file] = _parse_task_file(file)
         tree = trees[file]

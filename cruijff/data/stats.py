@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from cruijff.data.formats import DataFormatError, read_dataset
 
@@ -90,7 +90,9 @@ def _counter(tokenizer):
 
 def token_stats(path: str | Path, model_dir: str | Path, *, format: str | None = None,
                 template: str | None = None, system: str | None = None,
-                max_seq_len: int | None = None) -> tuple[list[SplitStats], str]:
+                max_seq_len: int | None = None,
+                progress: Callable[[int], None] | None = None) -> tuple[list[SplitStats], str]:
+    """progress(n): n more rows counted (a bar for the person waiting: a big file takes seconds)."""
     info, splits = read_dataset(path, format)
     tokenizer = load_tokenizer(model_dir)
     count, method = _counter(tokenizer)
@@ -102,6 +104,8 @@ def token_stats(path: str | Path, model_dir: str | Path, *, format: str | None =
             prompts.append(p)
             totals.append(t)
             answers.append(t - p)
+            if progress is not None:
+                progress(1)
         s = SplitStats(split, len(rows), summarise(prompts), summarise(answers), summarise(totals))
         if max_seq_len:
             s.over_max = sum(t > max_seq_len for t in totals)

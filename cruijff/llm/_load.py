@@ -48,10 +48,28 @@ def adapter_base(adapter_dir: str | Path) -> str:
         base = json.loads(cfg_path.read_text()).get("base_model_name_or_path")
     except (OSError, json.JSONDecodeError) as e:
         raise ModelLoadError(f"cannot read {cfg_path}: {e}") from e
+    base = base or _planned_base(Path(adapter_dir))
     if not base:
         raise ModelLoadError(f"{cfg_path} names no base_model_name_or_path",
-                             hint="pass the base model explicitly (--model/--base)")
+                             hint="pass the base model explicitly (--base BASE_DIR)")
     return base
+
+
+def _planned_base(adapter_dir: Path) -> str | None:
+    """The base model of an adapter cruijff trained, from its run's finetune.yaml (export.base_model_dir):
+    `<run>/checkpoints/epoch_<n>/` or `<run>/epoch_<n>/...`, whose adapter_config.json (written by
+    torchtune) may name no base."""
+    for folder in list(adapter_dir.resolve().parents)[:3]:
+        config = folder / "finetune.yaml"
+        if config.is_file():
+            from ruamel.yaml import YAML
+
+            try:
+                data = YAML(typ="safe").load(config.read_text(encoding="utf-8"))
+                return str(data["export"]["base_model_dir"])
+            except Exception:  # not cruijff's, or unreadable: the caller says what to pass
+                return None
+    return None
 
 
 def resolve(model: str | Path, adapter: str | Path | None = None) -> tuple[str, str | None]:

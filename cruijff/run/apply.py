@@ -80,7 +80,7 @@ class ApplyResult:
     adopted: list[tuple[str, str]] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)  # job ids cancelled because superseded
     ancestors_added: list[str] = field(default_factory=list)
-    final: dict[str, str] = field(default_factory=dict)  # local: node id -> final state
+    final: dict[str, str] = field(default_factory=dict)  # local: node id -> final state, or blocked
     sbatch_calls: int = 0  # submissions made: one per job array or plain job
     removed: list[Removed] = field(default_factory=list)  # jobs of nodes that left the plan, cancelled
     duplicates: list[Duplicate] = field(default_factory=list)  # newer duplicate jobs, cancelled
@@ -91,7 +91,7 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return not any(s in (FAILED, CANCELLED, INTERRUPTED) for s in self.final.values())
+        return not any(s in (FAILED, CANCELLED, INTERRUPTED, BLOCKED) for s in self.final.values())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -385,8 +385,10 @@ def _run_local(state: State, rows: dict[str, int], wait: Callable, progress: Pro
         elif info.reason and info.reason.startswith("DependencyNeverSatisfied"):
             reason = f"blocked by {info.reason.split(': ', 1)[-1]}"
         state.record_final(row, final, info.exit_code, reason)
-        result.final[node_of[info.job_id]] = final
-        progress.advance(f"{node_of[info.job_id]}: {final}")
+        # status's word for a job cancelled because a parent failed: blocked (one vocabulary)
+        shown = BLOCKED if reason and reason.startswith("blocked by") else final
+        result.final[node_of[info.job_id]] = shown
+        progress.advance(f"{node_of[info.job_id]}: {shown}")
 
     try:
         wait(on_event)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,11 @@ DONE, BLOCKED, NOT_SUBMITTED_TEXT = "done", "blocked", "not submitted"
 DISPLAY_ORDER = ("running", "pending", "done", "failed", "blocked", "cancelled", "not submitted")
 _DISPLAY = {PENDING: "pending", RUNNING: "running", COMPLETED: DONE, FAILED: "failed",
             CANCELLED: "cancelled", INTERRUPTED: "cancelled", NOT_SUBMITTED: NOT_SUBMITTED_TEXT}
+
+
+def display_state(state: str) -> str:
+    """A scheduler or apply state in status's words (completed → done, interrupted → cancelled)."""
+    return _DISPLAY.get(state, state)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,11 @@ class StatusReport:
         return {k: v for k, v in out.items() if v}
 
     @property
+    def ok(self) -> bool:
+        """No node failed or is blocked (`status` exits 1 otherwise)."""
+        return not any(n.state in ("failed", BLOCKED) for n in self.nodes)
+
+    @property
     def settled(self) -> bool:
         """Nothing pending or running: watching further would show nothing new."""
         return not any(n.state in ("pending", "running") for n in self.nodes)
@@ -92,6 +103,7 @@ class StatusReport:
             "executor": self.executor,
             "time": round(self.time, 3),
             "counts": self.counts(),
+            "ok": self.ok,
             "nodes": [n.as_dict() for n in self.nodes],
             "grid": grid(self.nodes),
         }
@@ -132,10 +144,33 @@ def node_statuses(plan: Plan, obs: dict[str, Observation], now: float,
         reason = o.reason
         if state == "failed":  # what the job itself said failed (records.record_error) says most
             attempt = last_attempt(Path(plan.output_dir) / node.record, o.job_id)
-            reason = (attempt.reason if attempt else None) or reason
+            reason = ((attempt.reason if attempt else None)
+                      or output_reason(Path(plan.output_dir) / node.id, o.job_id) or reason)
         shown[node.id] = NodeStatus(node.id, node.kind, state, blocked_by, o.job_id, elapsed, o.exit_code,
                                     reason, changed, headline, dict(node.attrs))
     return list(shown.values())
+
+
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)|error)\b[^\n]*:\s*\S")
+OUTPUT_TAIL = 65536  # bytes of a job's output read for its reason
+
+
+def output_reason(node_dir: Path, job_id: str | None) -> str | None:
+    """The last exception line of a failed job's output (a traceback ends with it), for a step that
+    recorded no error itself (a torchtune traceback, a shell command that failed)."""
+    from cruijff.run.executors.local import JOB_OUT
+
+    for name in ([f"slurm-{job_id}.out"] if job_id else []) + [JOB_OUT]:
+        try:
+            with open(node_dir / name, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - OUTPUT_TAIL))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            continue
+        found = next((line.strip() for line in reversed(lines) if _EXCEPTION.match(line.strip())), None)
+        if found:
+            return found
+    return None
 
 
 SCORE_CACHE = ".cruijff-scores.json"  # headline scores by log dir, with the listing they were read from

@@ -50,6 +50,7 @@ def export_merged(base_model_dir: str | Path, adapter_dir: str | Path, out_dir: 
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype="auto")
     # torchtune writes base_model_name_or_path=None; the base is given here, so it is not read.
     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    record_base(adapter, base)
     model.save_pretrained(str(tmp), safe_serialization=True)
     for name in TOKENIZER_FILES:
         if (base / name).is_file() and not (tmp / name).exists():
@@ -61,3 +62,19 @@ def export_merged(base_model_dir: str | Path, adapter_dir: str | Path, out_dir: 
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
     return out
+
+
+def record_base(adapter: Path, base: Path) -> None:
+    """Write the base model into the adapter's adapter_config.json where torchtune left it null, so
+    `check-finetuned ADAPTER` and `logits --model ADAPTER` find it."""
+    import json
+
+    path = Path(adapter) / "adapter_config.json"
+    try:
+        config = json.loads(path.read_text())
+        if config.get("base_model_name_or_path"):
+            return
+        config["base_model_name_or_path"] = str(base)
+        path.write_text(json.dumps(config, indent=2) + "\n")
+    except (OSError, ValueError, AttributeError):
+        pass  # the export is done; a read-only checkpoint folder must not fail the run

@@ -56,7 +56,7 @@ def test_failed_finetune_blocks_its_evals_and_retry_reruns_only_that_subtree(tmp
     result = apply(plan.output_dir, LocalExecutor(4))
     assert not result.ok
     assert result.final["finetune/r1"] == "failed"
-    assert result.final["eval/r1/epoch_0/t0"] == "cancelled"
+    assert result.final["eval/r1/epoch_0/t0"] == "blocked"  # as status says
     shown = labels(plan)
     assert shown["finetune/r1"] == "failed"
     assert shown["eval/r1/epoch_0/t0"] == shown["eval/r1/epoch_0/t1"] == "blocked-by-finetune/r1"

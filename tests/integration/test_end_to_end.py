@@ -57,7 +57,9 @@ def small_manifest(tmp_path: Path, model_dir: Path, executor: str) -> Path:
 def wait_until_settled(out: Path, timeout: float = 900) -> dict:
     deadline = time.time() + timeout
     while True:
-        status = json.loads(cli("status", str(out), "--json").stdout)
+        answer = cli("status", str(out), "--json", check=False)  # exit 1 while a node failed or is blocked
+        status = json.loads(answer.stdout)
+        assert answer.returncode == (0 if status["ok"] else 1), answer.stderr
         if not {"pending", "running"} & set(status["counts"]):
             return status
         assert time.time() < deadline, f"jobs still pending/running: {status['counts']}"
@@ -183,7 +185,9 @@ def test_failures_say_why_in_status_local(tmp_path, tiny_model_dir):
     assert bad["state"] == "failed" and bad["reason"] == (
         "evaluation failed: ValueError: the task could not read its data (inspect exit 1, no log written)")
     assert nodes["base_eval/tiny/words/capitalization"]["score"] is not None
-    text = cli("status", str(out)).stdout
+    shown = cli("status", str(out), check=False)
+    assert shown.returncode == 1  # a failed run is visible to scripts (issue 23, item 5)
+    text = shown.stdout
     assert "failed base_eval/tiny/words/broken (exit 1: evaluation failed: ValueError: the task could " \
            "not read its data" in " ".join(text.split())
     assert "scores: capitalization " in text

@@ -247,3 +247,16 @@ def test_cli_chat_rows_keep_their_ids_and_adapter_is_recorded(adapters, tiny_mod
     stored = llm.load_tensors(out)
     assert stored.ids == ["c0", "c1", "c2"] and stored.attrs["format"] == "chat_json"
     assert stored.attrs["adapter"] == str(adapters["random"]) and stored.attrs["model"] == str(tiny_model_dir)
+
+
+def test_cli_embed_and_logits_answer_json(tiny_model_dir, data_file, tmp_path):
+    """One option, one meaning: --json on embed and logits too (issue 23, item 11)."""
+    for command, extra in (("embed", []), ("logits", ["--answers", "0,1"])):
+        out = tmp_path / f"{command}.h5"
+        result = _run([command, str(data_file), "--model", str(tiny_model_dir), "--out", str(out), "--device", "cpu",
+                       "--json", *extra])
+        answer = json.loads(result.stdout)
+        assert answer["kind"] == f"cruijff.{command}" and answer["ok"] and answer["out"] == str(out)
+        stored = llm.load_tensors(out)
+        name = "embeddings" if command == "embed" else "logits"
+        assert answer["rows"] == 3 and answer["arrays"][name] == list(stored[name].shape)

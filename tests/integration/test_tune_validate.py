@@ -53,7 +53,9 @@ def test_validate_catches_a_wrong_dataset_key(tmp_path):
 
 def test_planned_configs_validate(tmp_path):
     """The configs `cruijff plan` renders for the tiny experiment."""
-    proc = subprocess.run([sys.executable, "-m", "cruijff", "plan", str(REPO / "experiments" / "tiny.yaml"),
+    from tests.helpers_models import placed_tiny
+
+    proc = subprocess.run([sys.executable, "-m", "cruijff", "plan", str(placed_tiny(tmp_path)),
                            "--out", str(tmp_path / "plan")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     configs = sorted((tmp_path / "plan").glob("finetune/*/finetune.yaml"))

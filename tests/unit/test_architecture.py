@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_models import placed_tiny
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "cruijff"
 HEAVY = ("torch", "torchtune", "transformers", "inspect_ai")
@@ -118,12 +120,13 @@ def test_the_commands_run_without_heavy_imports(tmp_path):
     must not load rich either), then drawn for humans, then --help, in one fresh interpreter:
     whatever their functions import lazily counts too."""
     out = tmp_path / "plan"
+    tiny = str(placed_tiny(tmp_path))
     code = f"""
 import sys
 from click.testing import CliRunner
 from cruijff.cli import cli
 r = CliRunner()
-calls = (["validate", "experiments/tiny.yaml"], ["plan", "experiments/tiny.yaml", "--out", {str(out)!r}],
+calls = (["validate", {tiny!r}], ["plan", {tiny!r}, "--out", {str(out)!r}],
          ["status", {str(out)!r}, "--executor", "local"], ["apply", {str(out)!r}, "--dry-run", "--executor", "local"],
          ["cancel", {str(out)!r}, "--executor", "local"])
 for args in [[*a, "--json"] for a in calls] + ["rich", *calls, ["--help"]]:

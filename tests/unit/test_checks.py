@@ -10,6 +10,7 @@ from cruijff.compiler.checks import resolve_epochs
 from cruijff.compiler.pipeline import check
 from cruijff.errors import ManifestError
 from cruijff.compiler.render.yaml import dump_yaml
+from tests.helpers_models import stand_in_model
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "manifests" / "data"
 
@@ -40,6 +41,7 @@ def t(data, format="instruct_json", split="test", template=None, system=None):
 def run_check(tmp_path, m, env=None):
     if not (tmp_path / "t.py").exists():
         (tmp_path / "t.py").write_text(GOOD_TASK)
+    stand_in_model(tmp_path / "model")
     path = tmp_path / "m.yaml"
     path.write_text(dump_yaml(m))
     return check(path, env=env if env is not None else {})
@@ -126,8 +128,17 @@ def with_task(task="t", file="t.py", **extra) -> dict:
 
 
 def test_missing_task_file_is_an_error(tmp_path):
-    (msg,) = errors(tmp_path, with_task(file="/nowhere/t.py"))
-    assert "eval task file /nowhere/t.py does not exist" in msg and "m.yaml:" in msg
+    (msg,) = errors(tmp_path, with_task(file=str(tmp_path / "tt.py")))
+    assert f"eval task file {tmp_path / 'tt.py'} does not exist" in msg and "m.yaml:" in msg
+
+
+def test_a_task_file_whose_folder_is_not_here_warns_on_a_cluster_and_is_an_error_locally(tmp_path):
+    """As for datasets: it may live on the cluster only (issue 23, items 2 and 4)."""
+    m = with_task(file="/nowhere/t.py")
+    (w,) = [w for w in run_check(tmp_path, m).warnings if "task file" in w.message]
+    assert "/nowhere/t.py is not reachable from here; checked when the job starts" in w.message
+    (msg,) = errors(tmp_path, {**m, "executor": {"kind": "local"}})
+    assert "eval task 'ev': task file /nowhere/t.py does not exist" in msg and "executor: local" in msg
 
 
 def test_misspelt_task_function(tmp_path):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers_models import placed_tiny
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +26,7 @@ def test_help_does_not_import_heavy_libraries():
 
 
 def test_plan_tiny_writes_plan(tmp_path):
-    res = run_cli("plan", "experiments/tiny.yaml", "--out", str(tmp_path / "plan"), "--json")
+    res = run_cli("plan", str(placed_tiny(tmp_path)), "--out", str(tmp_path / "plan"), "--json")
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["kinds"]["finetune"]["jobs"] == 2
@@ -47,9 +49,10 @@ def json_calls(tmp_path_factory):
     empty = tmp / "empty"
     empty.mkdir()
     kit = "experiments/imported/twins.summary.yaml"
+    tiny = str(placed_tiny(tmp))
     return [
-        ("cruijff.validate", 0, ["validate", "experiments/tiny.yaml"]),
-        ("cruijff.plan", 0, ["plan", "experiments/tiny.yaml", "--out", out]),
+        ("cruijff.validate", 0, ["validate", tiny]),
+        ("cruijff.plan", 0, ["plan", tiny, "--out", out]),
         ("cruijff.status", 0, ["status", out, "--executor", "local"]),
         ("cruijff.apply", 0, ["apply", out, "--dry-run", "--executor", "local"]),
         ("cruijff.cancel", 0, ["cancel", out, "--executor", "local"]),
@@ -67,6 +70,8 @@ def json_calls(tmp_path_factory):
         ("cruijff.error", 1, ["cancel", missing]),
         ("cruijff.error", 1, ["report", missing]),
         ("cruijff.error", 2, ["data", "inspect", str(broken)]),
+        ("cruijff.error", 2, ["embed", str(data), "--model", str(empty), "--out", str(tmp / "e.h5"), "--split", "x"]),
+        ("cruijff.error", 2, ["logits", str(data), "--model", str(empty), "--out", str(tmp / "l.h5"), "--split", "x"]),
         ("cruijff.error", 2, ["data", "convert", str(data), str(tmp / "chat"), "--to", "chat_json"]),  # exists
         ("cruijff.error", 2, ["data", "stats", str(data), "--model", str(empty)]),
         ("cruijff.error", 2, ["check-finetuned", str(empty)]),
@@ -110,3 +115,16 @@ def test_every_command_with_json_is_checked(json_calls):
                for _, _, args in json_calls}
     generators = {p for p in found if p.startswith("data generate ")}
     assert found - generators <= checked and generators & checked, sorted(found - checked)
+
+
+def test_status_and_cancel_take_the_manifest_apply_takes(tmp_path):
+    """One option, one meaning: the manifest names the plan for status and cancel too (issue 23, item 11)."""
+    tiny = placed_tiny(tmp_path)
+    assert run_cli("plan", str(tiny), "--json").returncode == 0
+    out = tmp_path / "tiny" / "out"
+    by_dir = run_cli("status", str(out), "--executor", "local", "--json")
+    by_manifest = run_cli("status", str(tiny), "--executor", "local", "--json")
+    assert by_manifest.returncode == 0, by_manifest.stderr
+    assert json.loads(by_manifest.stdout)["output_dir"] == json.loads(by_dir.stdout)["output_dir"] == str(out)
+    cancelled = run_cli("cancel", str(tiny), "--executor", "local", "--json")
+    assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["kind"] == "cruijff.cancel", cancelled.stderr

@@ -43,8 +43,11 @@ def test_counts_match_the_tokenizer(tokenizer_dir, dataset):
     from cruijff.prompting import build_messages
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    stats, method = token_stats(dataset, tokenizer_dir, template="W: {input}", max_seq_len=30)
+    counted = []
+    stats, method = token_stats(dataset, tokenizer_dir, template="W: {input}", max_seq_len=30,
+                                progress=counted.append)
     assert method == "chat template"
+    assert sum(counted) == sum(len(rows) for rows in json.loads(dataset.read_text()).values())  # a bar moves
     train = stats[0]
     rows = json.loads(dataset.read_text())["train"]
     totals = sorted(len(tok.apply_chat_template(build_messages(r["input"], template="W: {input}", system=None,
@@ -65,6 +68,7 @@ def test_cli_json_and_bad_model(tokenizer_dir, dataset, tmp_path, capsys):
     res = CliRunner().invoke(cli, ["data", "stats", str(dataset), "--model", str(tokenizer_dir)],
                              catch_exceptions=False)
     assert "p95" in res.output and "total" in res.output
+    assert "tokenizing rows" in res.stderr  # progress on stderr (issue 23, item 9); --json shows none
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SystemExit) as exit_info:

@@ -101,3 +101,15 @@ def test_partition_constraint_and_time_limit_narrow_the_nodes():
     assert "1 finetune job of model big asks for" in str(resource_problems(plan_of(long), nodes)[0])  # GPU: 24 h
     assert resource_problems(plan_of(Resources(gpus=0, cpus=1, time="2-00:00:00")), nodes) == []  # cpu: no limit
     assert resource_problems(plan_of(long), []) == []  # nothing known: nothing said
+
+
+def test_a_partition_the_cluster_lacks_is_one_warning_that_says_so():
+    """Not one near-identical warning per kind of job, none naming the cause (issue 23, item 9)."""
+    nodes = parse_sinfo_nodes(SINFO)
+    jobs = [Resources(gpus=1, cpus=4, mem="32G", time="01:00:00"), Resources(gpus=0, cpus=1, mem="8G", time="01:00:00")]
+    plan = plan_of(*jobs, cluster={"partition": "gpu-long"})
+    (problem,) = resource_problems(plan, nodes)
+    assert "partition gpu-long does not exist on this cluster (it has: cpu, gpu)" in problem.message
+    assert problem.severity == "warning" and "cluster.partition" in problem.hint
+    (problem,) = resource_problems(plan_of(*jobs, cluster={"constraint": "h100"}), nodes)
+    assert "no node in the cluster with constraint h100 exists (node features there: a100, gpu80, v100)" in problem.message

@@ -39,11 +39,13 @@ def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_shipped_imports_are_what_the_import_prints(name):
     """experiments/imported/<name>.yaml is `cruijff import <name>.summary.yaml` (regenerate with
     CRUIJFF_UPDATE_GOLDEN=1)."""
-    proc = cli("import", str(IMPORTED / f"{name}.summary.yaml"))
+    proc = cli("import", str(IMPORTED / f"{name}.summary.yaml"), "--out", str(IMPORTED / f"{name}.yaml")) if UPDATE \
+        else cli("import", str(IMPORTED / f"{name}.summary.yaml"))
     assert proc.returncode == 0, proc.stderr
-    if UPDATE:
-        (IMPORTED / f"{name}.yaml").write_text(proc.stdout)
-    assert proc.stdout == (IMPORTED / f"{name}.yaml").read_text()
+    # stdout's paths are absolute (it may be saved anywhere); --out FILE's resolve from FILE's folder
+    assert f"{REPO}/experiments/tasks/" in proc.stdout or UPDATE
+    shipped = (IMPORTED / f"{name}.yaml").read_text()
+    assert proc.stdout.replace(f"{IMPORTED}/", "").replace(f"{REPO}/experiments/", "../") == shipped or UPDATE
     assert "without an equivalent" in proc.stderr
 
 
@@ -189,3 +191,81 @@ evaluation:
     assert ds["style"] == "text_completion" and ds["system"] is None
     [mc] = [yaml.safe_load(v) for k, v in compiled.files.items() if k.startswith("eval/") and k.endswith("model_config.yaml")]
     assert mc["tokenizer_call_args"] == {"add_special_tokens": True} and "chat_template" in mc
+
+
+def test_out_file_and_stdout_both_validate_from_anywhere(tmp_path):
+    """The documented `cruijff import x.yaml > manifest.yaml`, saved elsewhere, validates (issue 23, item 4)."""
+    summary = str(IMPORTED / "capitalization.summary.yaml")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    printed = cli("import", summary, cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    (tmp_path / "a" / "printed.yaml").write_text(printed.stdout)
+    out = tmp_path / "a" / "b" / "written.yaml"
+    written = cli("import", summary, "--out", str(out), cwd=tmp_path)
+    assert written.returncode == 0 and written.stdout == "", written.stderr
+    task = yaml.safe_load(out.read_text())["eval"]["tasks"][0]["file"]
+    assert os.path.normpath(out.parent / task) == str(REPO / "experiments" / "tasks" / "capitalization.py")
+    for manifest in (tmp_path / "a" / "printed.yaml", out):
+        proc = cli("validate", str(manifest), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _design(tmp_path, task_dataset: str, script: str = f"{REPO}/experiments/tasks/capitalization.py") -> Path:
+    """The capitalization design file in tmp_path, its paths absolute, with this task dataset and script."""
+    text = (IMPORTED / "capitalization.summary.yaml").read_text()
+    text = text.replace("path: ../data/", f"path: {REPO}/experiments/data/")
+    text = text.replace("      dataset: same", f"      dataset: {task_dataset}", 1)
+    text = text.replace("script: ../tasks/capitalization.py", f"script: {script}")
+    path = tmp_path / "design.summary.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_task_reading_the_training_file_evaluates_on_that_dataset(tmp_path):
+    """Not a second dataset: that doubled the fine-tunes (8 instead of 4) silently."""
+    summary = yaml.safe_load((IMPORTED / "capitalization.summary.yaml").read_text())
+    path = _design(tmp_path, f"{REPO}/experiments/./data/capitalization_5.json")  # the same file, spelt apart
+    try:
+        proc = cli("import", str(path), "--out", str(tmp_path / "m.yaml"))
+        assert proc.returncode == 0, proc.stderr
+        m = yaml.safe_load((tmp_path / "m.yaml").read_text())
+        assert len(m["datasets"]) == 1 and "dataset" not in m["eval"]["tasks"][0]
+        nodes = compile_manifest(tmp_path / "m.yaml", out=str(tmp_path / "plan")).plan.nodes
+        tuned = [r for r in summary["runs"] if r["type"] == "fine-tuned"]
+        assert len([n for n in nodes if n.kind == FINETUNE]) == len(tuned)
+    finally:
+        path.unlink()
+
+
+def test_a_task_with_its_own_data_adds_no_fine_tunes(tmp_path):
+    summary = yaml.safe_load((IMPORTED / "capitalization.summary.yaml").read_text())
+    path = _design(tmp_path, str(tmp_path / "other.json"))
+    try:
+        proc = cli("import", str(path), "--out", str(tmp_path / "m.yaml"), "--no-check")
+        assert proc.returncode == 0, proc.stderr
+        m = yaml.safe_load((tmp_path / "m.yaml").read_text())
+        assert len(m["datasets"]) == 2 and m["grid"]["dataset"] == [next(iter(m["datasets"]))]
+        assert m["eval"]["tasks"][0]["dataset"] == list(m["datasets"])[1]
+    finally:
+        path.unlink()
+
+
+def test_a_task_script_on_the_cluster_only_is_a_warning(tmp_path):
+    path = _design(tmp_path, "same", script="/cluster/only/tasks/capitalization.py")
+    try:
+        proc = cli("import", str(path), "--out", str(tmp_path / "m.yaml"))
+        assert proc.returncode == 0, proc.stderr
+        assert "task file /cluster/only/tasks/capitalization.py is not reachable from here" in proc.stderr
+    finally:
+        path.unlink()
+
+
+def test_paths_are_rebased_to_the_out_folder_or_made_absolute():
+    from cruijff.compiler.kit_import import rebase_paths
+
+    m = {"output_dir": "out/x", "models": {"a": {"path": "/models/a"}}, "datasets": {"d": {"path": "../data/d.json"}},
+         "eval": {"tasks": [{"file": "$TASKS/t.py"}]}}
+    assert rebase_paths(m, "/w/kit/design", "/w/kit/manifests") == {
+        "output_dir": "../design/out/x", "models": {"a": {"path": "/models/a"}},
+        "datasets": {"d": {"path": "../data/d.json"}}, "eval": {"tasks": [{"file": "$TASKS/t.py"}]}}
+    assert rebase_paths(m, "/w/kit/design", None)["datasets"]["d"]["path"] == "/w/kit/data/d.json"

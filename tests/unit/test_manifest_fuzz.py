@@ -165,3 +165,57 @@ def test_non_finite_grid_value_is_a_schema_error(value, tmp_path, capsys):
     assert f"grid.lr[1] is {value!r}, not a finite number" in out
     line = next(i for i, t in enumerate(manifest.read_text().splitlines(), 1) if t.strip().startswith("lr:"))
     assert f"{manifest}:{line + 2}:" in out or f"{manifest}:{line}:" in out
+
+
+def alias_bomb(levels: int, width: int = 10) -> list[str]:
+    """YAML lines of a "billion laughs": each level a list of `width` aliases of the level below."""
+    lines = ['  l0: &l0 ["lol"]']
+    for i in range(1, levels):
+        lines.append(f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]")
+    return lines
+
+
+BOMB_SECONDS = 10  # each case must be refused well within this (it ran for minutes once)
+
+
+@pytest.mark.parametrize("place", ["top", "task_args", "grid"])
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_alias_bombs_are_refused_at_once_with_their_place(place, command, tmp_path, capsys, no_slurm):
+    import signal
+    import time
+
+    data = copy.deepcopy(MANIFESTS["twins"])
+    data["output_dir"] = str(tmp_path / "out")
+    manifest = tmp_path / "bomb.yaml"
+    dump(data, manifest)
+    text = manifest.read_text()
+    bomb = "\n".join(alias_bomb(9)) + "\n"
+    if place == "top":
+        text += "bombs:\n" + bomb
+    elif place == "task_args":
+        task = data["eval"]["tasks"][0]  # anchors first, then an alias where any value goes
+        text = "x-bombs:\n" + bomb + text.replace(
+            "tasks:\n", f"tasks:\n  - {{name: b, file: {task['file']}, task: {task['task']}, args: {{x: *l8}}}}\n", 1)
+    else:  # a duplicate key, whose message ruamel would build from the whole expanded value
+        text = "x-bombs:\n" + bomb + text.replace("grid:\n", "grid:\n  lr: *l8\n", 1)
+    manifest.write_text(text)
+
+    def too_slow(*_):
+        raise TimeoutError(f"{command} of an alias bomb ran over {BOMB_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(BOMB_SECONDS)
+    started = time.monotonic()
+    try:
+        code, out = run([command, str(manifest), "--out", str(tmp_path / "out")] if command == "plan"
+                        else [command, str(manifest)], capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < BOMB_SECONDS
+    assert code == 2 and "Traceback" not in out, out
+    assert "through YAML aliases" in out
+    lines = manifest.read_text().splitlines()
+    line = int(out.split(f"{manifest}:")[1].split(":")[0])
+    assert lines[line - 1].lstrip().startswith(("l5:", "l6:", "l7:", "l8:")), (line, out)
+    assert not (tmp_path / "out").exists()

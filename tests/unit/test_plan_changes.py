@@ -15,6 +15,7 @@ from cruijff.cli import cli
 from cruijff.compiler.pipeline import compile_manifest
 from cruijff.plan import FINETUNE, PREPARE
 from cruijff.paths import recipes_dir
+from tests.helpers_models import stand_in_model
 from cruijff.compiler.render.yaml import dump_yaml
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "manifests" / "data" / "words.json"
@@ -31,6 +32,7 @@ def manifest(tmp: Path, **over) -> Path:
     shutil.copy(DATA, tmp / "words.json")
     if not (tmp / "t.py").exists():
         (tmp / "t.py").write_text(TASK)
+    stand_in_model(tmp / "model")
     m = {
         "experiment": "changes", "output_dir": "out", "executor": {"kind": "local"},
         "models": {"tiny": {"path": "model", "family": "custom",

@@ -22,6 +22,7 @@ from ruamel.yaml import YAML
 from cruijff.compiler.pipeline import check, compile_manifest
 from cruijff.errors import ManifestError
 from cruijff.plan import Resources
+from tests.helpers_models import stand_in_model
 from cruijff.compiler.render.sbatch import UnsafeValue, directive, environment_lines, job_script, sbatch_path
 from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.compiler.write import write_plan
@@ -144,6 +145,8 @@ def hostile_manifest(tmp: Path, env_kind: str) -> dict:
     else:
         env["venv"] = str(tmp / f"venv {HOSTILE_PATH}")
     (tmp / f"task {PATH_NL}.py").write_text("from inspect_ai import task\n\n@task\ndef t(**kwargs):\n    pass\n")
+    stand_in_model(tmp / f"model {PATH_NL}", [f"model {HOSTILE}.safetensors"])
+    (tmp / HOSTILE_NL).write_text("")  # generate.from_csv: the local executor's prepare job reads it here
     return {
         "experiment": "hostile",
         "description": HOSTILE_NL,

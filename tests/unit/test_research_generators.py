@@ -137,8 +137,19 @@ def test_tabular_bad_input(tmp_path):
     (tmp_path / "bad.json").write_text('{"columns": []}', encoding="utf-8")
     with pytest.raises(DataFormatError, match="non-empty 'columns'"):
         generate("tabular", tmp_path / "o.json", columns=str(tmp_path / "bad.json"))
-    assert check_options("tabular", {"template": "poem"}) == [
-        "tabular.template: 'poem' is not one of dictionary, narrative"]
+    assert check_options("tabular", {"style": "poem"}) == [
+        "tabular.style: 'poem' is not one of dictionary, narrative"]
+
+
+def test_tabular_style_is_not_called_template():
+    """--template is a prompt template everywhere; the tabular record style is --style (issue 23, item 11).
+    A manifest written with the old key `template:` plans the same data."""
+    assert cli_args("tabular", "o.json", {"style": "narrative"}) == ["tabular", "o.json", "--style", "narrative"]
+    assert cli_args("tabular", "o.json", {"kind": "tabular", "template": "narrative"}) == cli_args(
+        "tabular", "o.json", {"style": "narrative"})
+    assert check_options("tabular", {"template": "poem"}) == ["tabular.style: 'poem' is not one of dictionary, narrative"]
+    usage = CliRunner().invoke(cli, ["data", "generate", "tabular", "--help"]).output
+    assert "--style" in usage and "--template" not in usage
 
 
 def test_census_bayes_accuracy_by_simulation():

@@ -42,8 +42,9 @@ def mixed(tmp_path):
     return plan, fake
 
 
-def test_status_mixed_grid_text_and_json_are_pinned(mixed):
+def test_status_mixed_grid_text_and_json_are_pinned(mixed, tmp_path, monkeypatch):
     plan, fake = mixed
+    monkeypatch.chdir(tmp_path)  # paths in messages are relative to here: exp/finetune/...
     calls = fake.jobs_calls
     report = collect(plan.output_dir, fake, now=fake.clock + 10)
     assert fake.jobs_calls == calls + 1  # one scheduler query per refresh
@@ -92,7 +93,7 @@ def test_a_failed_node_shows_the_error_its_job_recorded(mixed):
     assert r1.state == "failed" and r1.reason == "fine-tune failed: no row of the training split keeps an answer token"
     text = render_plain(report, width=200)
     assert "failed  finetune/r1  (exit 1: fine-tune failed: no row of the training split keeps an answer token; " \
-           "see finetune/r1/slurm-" in text
+           f"see {plan.output_dir}/finetune/r1/slurm-" in text  # a path that works from here
 
 
 def test_a_big_grid_is_summarised_by_stage_unless_all(tmp_path):
@@ -171,10 +172,60 @@ def test_watch_redraws_until_nothing_is_pending_or_running(mixed, monkeypatch):
         monkeypatch.setattr(run_commands.time, "sleep", lambda s: None)
         res = CliRunner().invoke(cli, ["status", plan.output_dir, "--executor", "local", "--watch", "0.01",
                                        *(["--json"] if as_json else [])])
-        assert res.exit_code == 0, (res.output, res.exception)
+        assert res.exit_code == 1, (res.output, res.exception)  # finetune/r1 failed
         if as_json:
             lines = [json.loads(line) for line in res.stdout.splitlines()]
             assert [x["kind"] for x in lines] == ["cruijff.status"] * 3 and lines[0]["schema_version"] >= 1
             assert [x["counts"].get("running", 0) for x in lines] == [1, 1, 0]
         else:
             assert res.stdout.strip() == render_plain(settled, width=80).strip()  # the last refresh stays
+
+
+def test_status_exits_1_while_a_node_failed_or_is_blocked_after_its_whole_answer(mixed, tmp_path):
+    """A failed run is visible to scripts; --json stays one complete object (issue 23, item 5)."""
+    from click.testing import CliRunner
+
+    import cruijff.commands.run as run_commands
+    from cruijff.cli import cli
+
+    plan, fake = mixed
+    run_commands_executor = run_commands._executor
+    try:
+        run_commands._executor = lambda *a, **k: fake
+        res = CliRunner().invoke(cli, ["status", plan.output_dir, "--json"])
+        assert res.exit_code == 1, res.output
+        data = json.loads(res.stdout)
+        assert data["ok"] is False and data["counts"]["failed"] == 1 and len(data["nodes"]) == len(plan.nodes)
+        res = CliRunner().invoke(cli, ["status", plan.output_dir])
+        assert res.exit_code == 1 and "failed  finetune/r1" in res.stdout
+        res = CliRunner().invoke(cli, ["status", plan.output_dir, "--only", "run:r0", "--json"])
+        assert res.exit_code == 0 and json.loads(res.stdout)["ok"] is True  # r0 is done
+    finally:
+        run_commands._executor = run_commands_executor
+
+
+def test_a_failed_fine_tune_without_a_recorded_error_shows_its_last_exception(mixed):
+    """A torchtune traceback records no error event; its last line is the reason (as for evaluations)."""
+    plan, fake = mixed
+    [r1] = [n for n in collect(plan.output_dir, fake).nodes if n.id == "finetune/r1"]
+    out = Path(plan.output_dir) / "finetune" / "r1" / f"slurm-{r1.job_id}.out"
+    out.write_text("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+                   "FileNotFoundError: [Errno 2] No such file or directory: '/m/config.json'\n")
+    [r1] = [n for n in collect(plan.output_dir, fake).nodes if n.id == "finetune/r1"]
+    assert r1.reason == "FileNotFoundError: [Errno 2] No such file or directory: '/m/config.json'"
+    assert "FileNotFoundError" in render_plain(collect(plan.output_dir, fake), width=300)
+
+
+def test_the_grid_is_not_cut_off_in_80_columns_or_a_pipe(mixed, capsys, monkeypatch):
+    """issue 23, item 9: a pipe (or an 80-column terminal) gets every line whole."""
+    from cruijff.commands.draw.status import print_status
+
+    plan, fake = mixed
+    monkeypatch.setenv("COLUMNS", "80")
+    report = collect(plan.output_dir, fake, now=fake.clock + 10)
+    print_status(report)
+    printed = capsys.readouterr().out
+    assert "…" not in printed
+    wide = render_plain(report, width=400)
+    row = next(line for line in wide.splitlines() if line.startswith("r0 "))
+    assert len(row.rstrip()) > 80 and row.rstrip() in printed

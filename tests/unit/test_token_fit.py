@@ -9,6 +9,7 @@ counts, one measurement per distinct combination, a cache that spares an unchang
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,8 @@ class FakeMeasure:
 def project(tmp_path):
     """A model folder with a tokenizer file and a dataset file (the faked measurer reads neither)."""
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "tokenizer.json").write_text("{}")
+    for name in ("tokenizer.json", "config.json", "model.safetensors"):
+        (tmp_path / "model" / name).write_text("{}")
     rows = [{"input": f"w{i}", "output": f"W{i}"} for i in range(8)]
     (tmp_path / "words.json").write_text(json.dumps({"train": rows, "validation": rows[:2], "test": rows[:2]}))
     return tmp_path
@@ -165,5 +167,5 @@ def test_what_is_not_here_is_not_measured(project, monkeypatch):
     monkeypatch.setattr(token_fit, "run_measure", refuse)
     generated = write(project, generate=", generate: {kind: capitalization, count: 20}")
     compile_manifest(generated)  # a prepare job makes the data later
-    (project / "model" / "tokenizer.json").unlink()
-    compile_manifest(write(project))  # no tokenizer in the model folder here (e.g. only on the cluster)
+    shutil.rmtree(project / "model")
+    compile_manifest(write(project))  # no model folder here (it is on the cluster only)

@@ -100,7 +100,7 @@ def test_validate_errors_exit_2_on_stderr_without_traceback():
     assert res.stdout == ""
     assert "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
-    assert lines[-1] == f"{len(expected(path))} errors; nothing written."
+    assert lines[-1] == f"{len(expected(path))} errors."  # validate never writes, so it does not say so
     first = lines[0]
     assert first.startswith(f"{path}:") and " — " in first  # file:line:col: message — hint
     line, col = first[len(str(path)) + 1:].split(":")[:2]

@@ -7,8 +7,8 @@ from typing import Callable, Iterator
 
 
 @contextmanager
-def progress(total: int, what: str) -> Iterator[Callable[[int], None]]:
-    """A bar on stderr; yields advance(n)."""
+def progress(total: int | None, what: str) -> Iterator[Callable[[int], None]]:
+    """A bar on stderr (total None: a count while the total is unknown); yields advance(n)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

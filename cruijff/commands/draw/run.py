@@ -83,9 +83,11 @@ def apply_result(result) -> None:
     blocked = result.ids(BLOCKED)
     if blocked:
         say(f"  blocked by those: {len(blocked)} node(s)")
-    if result.final:
-        counts = Counter(result.final.values())
-        say("  finished: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if result.final:  # in status's words (done, failed, blocked, cancelled), in status's order
+        from cruijff.run.status import DISPLAY_ORDER, display_state
+
+        counts = Counter(display_state(s) for s in result.final.values())
+        say("  finished: " + ", ".join(f"{k} {counts[k]}" for k in sorted(counts, key=_order(DISPLAY_ORDER))))
 
 
 def cancel_result(result: dict) -> None:
@@ -115,3 +117,7 @@ def report_result(r) -> None:
             click.echo(f"Fine-tuned vs base model (paired, same items; {r.comparisons.family}):")
         for row in rows:
             click.echo(f"  {line(row)}")
+
+
+def _order(names):
+    return lambda name: (names.index(name) if name in names else len(names), name)

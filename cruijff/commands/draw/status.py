@@ -7,6 +7,7 @@ state or, once an eval's log exists, its headline score. rich is imported inside
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -35,9 +36,11 @@ def _duration(seconds: float) -> str:
 
 
 def print_status(report: StatusReport, full: bool | None = None) -> None:
+    """Lines are never cut to the terminal's width (80 columns, or a pipe's default): a narrow
+    terminal wraps them, a pipe gets them whole."""
     from rich.console import Console
 
-    Console().print(render_text(report, full))
+    Console().print(render_text(report, full), soft_wrap=True)
 
 
 @contextmanager
@@ -77,7 +80,7 @@ def render_text(report: StatusReport, full: bool | None = None):
         if n.exit_code is not None and n.reason:
             code += f": {n.reason}"
         log = "job.out" if report.executor == "local" or not n.job_id else f"slurm-{n.job_id}.out"
-        notes.append(f"failed  {n.id}  ({code}; see {n.id}/{log})")
+        notes.append(f"failed  {n.id}  ({code}; see {shown_path(os.path.join(report.output_dir, n.id, log))})")
     if limit is not None and len(failed) > limit:
         notes.append(f"  … and {len(failed) - limit} more failed (--all or --only to list them)")
     blocked: dict[str, int] = {}
@@ -104,6 +107,13 @@ def render_text(report: StatusReport, full: bool | None = None):
     return Group(*parts)
 
 
+def shown_path(path: str) -> str:
+    """A path as a message shows it: relative to the current directory when under it, else absolute."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def score_legend(nodes) -> str | None:
     """Which metric a number in the grid is: each task's headline metric, by task."""
     by_task: dict[str, list[str]] = {}
@@ -126,7 +136,7 @@ def _columns(title: str, header: list[str], rows: list[list[tuple[str, str]]]):
     for row in rows:
         for i, (value, _) in enumerate(row):
             widths[i] = max(widths[i], len(value))
-    text = Text(no_wrap=True, overflow="ellipsis")
+    text = Text(no_wrap=True, overflow="ignore")  # never cut: a narrow terminal wraps, a pipe gets it whole
     text.append(title + "\n", style="bold")
     text.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))),
                 style="bold underline")

@@ -8,8 +8,8 @@ defaults are not copied: cruijff's schema defaults are cruijff_kit's (docs/cruij
 imported manifest sets only what the design file set. Pure apart from reading task scripts' names.
 """
 
-from cruijff.compiler.kit_import.emit import render
+from cruijff.compiler.kit_import.emit import rebase_paths, render
 from cruijff.compiler.kit_import.mapping import Imported, translate
 from cruijff.compiler.kit_import.reading import HYPERPARAMETERS, SCHEDULERS, task_function
 
-__all__ = ["HYPERPARAMETERS", "SCHEDULERS", "Imported", "render", "task_function", "translate"]
+__all__ = ["HYPERPARAMETERS", "SCHEDULERS", "Imported", "rebase_paths", "render", "task_function", "translate"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from cruijff.compiler.kit_import.mapping import Imported
@@ -49,3 +50,28 @@ def render(imported: Imported, source_name: str) -> str:
     tail = ["", "# Fields of the design file without an equivalent here:"] if imported.notes else []
     tail += [f"#   {n}" for n in imported.notes]
     return "\n".join(head) + "\n" + text.getvalue() + ("\n".join(tail) + "\n" if tail else "")
+
+
+def rebase_paths(manifest: dict[str, Any], design_dir: str, out_dir: str | None) -> dict[str, Any]:
+    """The manifest with its file paths (relative to the design file's folder, as cruijff_kit reads
+    them) made to resolve from where it is saved: relative to out_dir, or absolute (out_dir None,
+    for stdout, whose file may go anywhere). Paths with $VARIABLES or ~ are kept as written."""
+    def moved(path: str) -> str:
+        if "$" in path or path.startswith("~"):
+            return path
+        absolute = os.path.normpath(os.path.join(design_dir, path))
+        if out_dir is None or os.path.isabs(path) or os.path.commonpath([absolute, out_dir]) == os.sep:
+            return absolute  # nothing shared but the root: an absolute path says more
+        return os.path.relpath(absolute, out_dir)
+
+    m = {**manifest}
+    if isinstance(m.get("output_dir"), str):
+        m["output_dir"] = moved(m["output_dir"])
+    for section in ("models", "datasets"):
+        if isinstance(m.get(section), dict):
+            m[section] = {k: {**v, "path": moved(v["path"])} if isinstance(v.get("path"), str) else v
+                          for k, v in m[section].items()}
+    if isinstance(m.get("eval"), dict) and isinstance(m["eval"].get("tasks"), list):
+        m["eval"] = {**m["eval"], "tasks": [{**t, "file": moved(t["file"])} if isinstance(t.get("file"), str) else t
+                                            for t in m["eval"]["tasks"]]}
+    return m

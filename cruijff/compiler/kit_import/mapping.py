@@ -8,6 +8,7 @@ problem at its file:line:col (all of them raised together as one ManifestError).
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from cruijff.compiler.expand import run_name
 from cruijff.compiler.families import FAMILIES
 from cruijff.compiler.kit_import.reading import HYPERPARAMETERS, as_number, hp_value, safe_name, short_text, task_function
 from cruijff.compiler.schema import hyperparameter_names
+from cruijff.data.generate import GENERATORS
 from cruijff.compiler.source import Source, to_plain
 from cruijff.errors import ManifestError, Problem
 
@@ -40,6 +42,10 @@ class _Translator:
 
     def note(self, path: str, value: Any, why: str) -> None:
         self.out.notes.append(f"{path}: {short_text(value)} — {why}")
+
+    def local(self, path: str) -> str:
+        """A path of the design file as seen from here (relative ones are the design file's folder's)."""
+        return os.path.normpath(os.path.join(self.source.path.resolve().parent, os.path.expanduser(path)))
 
     def error(self, keys: list[Any], message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(message, self.source.locate(keys), hint))
@@ -94,7 +100,7 @@ class _Translator:
             m["models"][short] = {"path": str(entry["path"]), "family": family}
             for key in entry:
                 if key not in ("name", "path"):
-                    self.note(f"models.base[{i}].{key}", entry[key], "not needed: cruijff does not estimate disk use")
+                    self.note(f"models.base[{i}].{key}", entry[key], "not needed: `cruijff plan` estimates disk from the model folder's weights")
         return names
 
     def dataset(self, m: dict[str, Any]) -> str:
@@ -116,7 +122,8 @@ class _Translator:
             self.note("data.training.size_kb", training["size_kb"], "not needed by cruijff")
         if data.get("data_generation"):
             self.note("data.data_generation", data["data_generation"],
-                      "cruijff's generators are capitalization and twins: run cruijff_kit's "
+                      f"cruijff's generators are {', '.join(sorted(GENERATORS))} (`cruijff data generate`): "
+                      "if none of them makes this data, run cruijff_kit's "
                       f"{data['data_generation'].get('tool', 'generator')} first, then point datasets at its output")
         return label
 
@@ -271,17 +278,23 @@ class _Translator:
                 continue
             name = safe_name(t["name"])
             script = str(t["script"])
-            function, params = task_function(self.source.path.parent / script if not Path(script).is_absolute()
-                                             else script, safe_name(t["name"]).replace("-", "_"))
+            function, params = task_function(self.local(script), safe_name(t["name"]).replace("-", "_"))
             entry: dict[str, Any] = {"name": name, "file": script, "task": function}
             if "match" in scorers and "ignore_punctuation" in params:
                 # cruijff_kit's match(location="exact") ignores end punctuation ("Apple." is right)
                 entry["args"] = {"ignore_punctuation": True}
             dataset = t.get("dataset")
             if dataset and dataset != "same":
-                ds_name = safe_name(f"{name}-data")
-                m["datasets"][ds_name] = {"path": str(dataset), "format": "instruct_json"}
-                entry["dataset"] = ds_name
+                # A task that reads a training file evaluates on that dataset: a second dataset of the
+                # same file would be a second grid value, and so twice the fine-tunes.
+                known = {self.local(ds["path"]): n for n, ds in m["datasets"].items()}
+                ds_name = known.get(self.local(str(dataset)))
+                if ds_name is None:
+                    ds_name = safe_name(f"{name}-data")
+                    m["datasets"][ds_name] = {"path": str(dataset), "format": "instruct_json"}
+                    m.setdefault("grid", {}).setdefault("dataset", [label])  # fine-tune on the training data only
+                if ds_name != label:
+                    entry["dataset"] = ds_name
             tasks.append(entry)
             self.out.remarks[("eval", "tasks")] = ("cruijff passes data, format, split, template and system to each "
                                                    "task (see experiments/tasks/capitalization.py)"

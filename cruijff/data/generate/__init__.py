@@ -66,7 +66,8 @@ GENERATORS: dict[str, tuple[Option, ...]] = {
                metavar="PATH", reads=True),
         Option("rows", int, 1000, "Rows of the built-in census table (ignored with table)."),
         Option("target", str, None, "Target column (default: the schema's target)."),
-        Option("template", str, "dictionary", "How a record reads.", ("dictionary", "narrative")),
+        Option("style", str, "dictionary", "How a record reads (was `template`, a name that means a prompt "
+               "template everywhere else).", ("dictionary", "narrative")),
         Option("reorder_seed", int, None, "Perturbation: one random feature order for the whole dataset."),
         Option("shuffle_seed", int, None, "Perturbation: a random feature order per record."),
         Option("synonyms_seed", int, None, "Perturbation: value phrases and units replaced by synonyms."),
@@ -231,7 +232,7 @@ def generate(kind: str, out: str | Path, **options: Any) -> DatasetInfo:
     if kind == "tabular":
         from cruijff.data.generate.tabular import generate_tabular
 
-        return generate_tabular(out, **opts)
+        return generate_tabular(out, template=opts.pop("style"), **opts)
     if kind == "organisms":
         from cruijff.data.generate.organisms import generate_organisms
 
@@ -241,11 +242,21 @@ def generate(kind: str, out: str | Path, **options: Any) -> DatasetInfo:
     return generate_twins(out, **opts)
 
 
+# Options renamed, by generator: old manifest key → new one (old manifests keep planning the same data).
+RENAMED = {"tabular": {"template": "style"}}
+
+
 def _without_kind(kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """A manifest's generate block may be passed whole: its `kind` key is dropped when it matches."""
-    if options.get("kind") in (None, kind):
-        return {k: v for k, v in options.items() if k != "kind"}
-    return options  # a different kind: check_options reports 'kind' as an unknown option
+    """A manifest's generate block may be passed whole: its `kind` key is dropped when it matches.
+    Renamed options (RENAMED) are read under their new names."""
+    if options.get("kind") not in (None, kind):
+        return options  # a different kind: check_options reports 'kind' as an unknown option
+    renamed = RENAMED.get(kind, {})
+    out = {k: v for k, v in options.items() if k != "kind" and k not in renamed}
+    for old, new in renamed.items():
+        if old in options and new not in options:
+            out[new] = options[old]
+    return out
 
 
 def _split_text(value: Any) -> str:
