@@ -23,12 +23,30 @@ REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def _uses_slurm(item) -> bool:
+    return bool(item.get_closest_marker("slurm")) or "slurm_cluster" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marker into the node id
 def pytest_collection_modifyitems(items) -> None:
     """Under pytest-xdist (`--dist loadgroup`), every test of the one local SLURM runs in one worker,
-    one after another, as without xdist: they share the node's 16 CPUs and its accounting."""
+    one after another, as without xdist: they share the node's 16 CPUs, its accounting and its
+    configuration (one test restarts it with MaxArraySize=3)."""
     for item in items:
-        if item.get_closest_marker("slurm") or "slurm_cluster" in getattr(item, "fixturenames", ()):
+        if _uses_slurm(item):
             item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session) -> None:
+    """Fail loudly, not flakily, when xdist could not group them (a pytest it does not support)."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    lost = [i.nodeid for i in session.items if _uses_slurm(i) and not i.nodeid.endswith("@slurm")]
+    if lost:
+        raise pytest.UsageError(
+            f"pytest-xdist did not group the SLURM tests into one worker ({lost[0]} and {len(lost) - 1} more): "
+            "this pytest is newer than pytest-xdist supports; install the dev extra's pytest (pip install -e '.[dev]')")
 
 
 def require(condition: bool, why: str) -> None:
