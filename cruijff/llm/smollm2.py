@@ -10,6 +10,8 @@ template: byte-level BPE with SmolLM's pre-tokenizer (each digit apart, then GPT
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import os
 import shutil
@@ -112,6 +114,30 @@ def build_tokenizer(gguf_file: Path, out_dir: Path) -> None:
     fast.save_pretrained(str(out_dir))
 
 
+@contextlib.contextmanager
+def _gguf_read_once():
+    """transformers parses the GGUF twice (config, then weights) and rebuilds gguf's tensor-name map
+    once per tensor; the tokenizer parses it a third time. Parsing the 49k-entry vocabulary is the
+    slow part, and both are pure, so one parse and one map serve the whole build (35 s -> 23 s on
+    2 cores, the same bytes)."""
+    import gguf
+
+    real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    parsed: dict[tuple[str, str], object] = {}
+
+    def reader(path, mode="r"):
+        key = (os.fspath(path), mode)
+        if key not in parsed:
+            parsed[key] = real_reader(path, mode)
+        return parsed[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(maxsize=None)(real_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_map
+
+
 def build_smollm2(out_dir: str | Path, *, force: bool = False) -> Path:
     """Write SmolLM2-135M-Instruct (float32 safetensors) and its tokenizer to out_dir."""
     out = Path(out_dir)
@@ -124,15 +150,16 @@ def build_smollm2(out_dir: str | Path, *, force: bool = False) -> Path:
 
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
-    cfg = model.config
-    cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = 1, 2, 2
-    if model.generation_config is not None:
-        model.generation_config.bos_token_id = 1
-        model.generation_config.eos_token_id = 2
-        model.generation_config.pad_token_id = 2
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    build_tokenizer(src, tmp)
+    with _gguf_read_once():
+        model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
+        cfg = model.config
+        cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = 1, 2, 2
+        if model.generation_config is not None:
+            model.generation_config.bos_token_id = 1
+            model.generation_config.eos_token_id = 2
+            model.generation_config.pad_token_id = 2
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        build_tokenizer(src, tmp)
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
