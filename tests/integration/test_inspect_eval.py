@@ -303,6 +303,7 @@ def test_a_task_name_that_does_not_exist_says_so(inspect_ready, tiny_model_dir, 
                                     "(inspect exit 1, no log written)")
 
 
+@pytest.mark.slow  # the default tier has it through apply and status: test_failures_say_why_in_status_local
 def test_a_task_that_raises_says_why(inspect_ready, tiny_model_dir, data_dir, tmp_path):
     tasks = tmp_path / "broken.py"
     tasks.write_text(BROKEN_TASKS)
@@ -312,6 +313,10 @@ def test_a_task_that_raises_says_why(inspect_ready, tiny_model_dir, data_dir, tm
     assert _status_reason(node) == ("evaluation failed: ValueError: the task could not read its data: "
                                     "broken.json (inspect exit 1, no log written)")
 
+
+def test_a_solver_that_raises_says_why(inspect_ready, tiny_model_dir, data_dir, tmp_path):
+    tasks = tmp_path / "broken.py"
+    tasks.write_text(BROKEN_TASKS)
     node = tmp_path / "eval" / "explodes"
     proc = run_eval_job(node, tasks, "explodes", tiny_model_dir, {})
     assert proc.returncode == 1

@@ -280,6 +280,7 @@ def strict_events(path: Path) -> list[dict]:
     return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow  # the default tier has it through apply and status: test_failures_say_why_in_status_local
 def test_every_answer_truncated_fails_before_training(tiny_model_dir, long_short_data, tmp_path):
     config = small_config(tmp_path / "plan", tiny_model_dir, long_short_data, max_seq_len=8)
     proc = run_recipe_failing(config)
