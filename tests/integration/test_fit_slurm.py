@@ -55,3 +55,21 @@ def test_a_job_that_fits_is_not_warned_about(tmp_path):
     data = plan_json(tmp_path, "small", "Llama-3.2-1B-Instruct", "{gpus: 1, cpus: 2, mem: 1G, time: '00:10:00'}")
     assert "slurm" in data and "error" not in data["slurm"]
     assert not [w for w in data["warnings"] if "no node" in w["message"]]
+
+
+def test_the_cluster_facts_plan_caches_match_the_real_cluster(tmp_path, monkeypatch):
+    """Issue 27.1 against the local SLURM: the four queries side by side give the same limits and
+    nodes as the executor reads one by one; the second read is the cache; a plan says so."""
+    from cruijff.run.executors.slurm import SlurmExecutor
+    from cruijff.run.executors.slurm.facts import cluster_facts
+
+    monkeypatch.setenv("CRUIJFF_CACHE_DIR", str(tmp_path / "cache"))
+    facts = cluster_facts(SINFO_NODE_FORMAT)
+    assert not facts.cached and facts.not_checked == []
+    assert facts.limits() == SlurmExecutor().limits()
+    assert parse_sinfo_nodes(facts.sinfo) == parse_sinfo_nodes(sinfo_nodes(default_runner, SINFO_NODE_FORMAT))
+    again = cluster_facts(SINFO_NODE_FORMAT)
+    assert again.cached and again.limits() == facts.limits() and again.sinfo == facts.sinfo
+    data = plan_json(tmp_path, "cached", "Llama-3.2-1B-Instruct", "{gpus: 1, cpus: 2, mem: 1G, time: '00:10:00'}")
+    assert data["slurm"]["cluster_facts"]["cached"] is True
+    assert data["slurm"]["limits"]["MaxArraySize"] == facts.limits()["MaxArraySize"]

@@ -125,7 +125,7 @@ def run(argv: list[str], capsys) -> tuple[int, str]:
 @pytest.fixture
 def no_slurm(monkeypatch):
     # plan asks SLURM for limits when the executor resolves to slurm; not this test's subject
-    monkeypatch.setattr(compile_commands, "_slurm_fit", lambda plan, files: (None, []))
+    monkeypatch.setattr(compile_commands, "_slurm_fit", lambda plan, files, **kw: (None, []))
     monkeypatch.delenv("CRUIJFF_UNSET_FUZZ", raising=False)
 
 
