@@ -17,3 +17,14 @@ def shipped(name: str) -> Path:
 
 def recipes_dir() -> Path:
     return shipped("recipes")
+
+
+def cache_dir() -> Path:
+    """cruijff's own cache (cluster facts, re-plan stamps): $CRUIJFF_CACHE_DIR, else
+    $XDG_CACHE_HOME/cruijff, else ~/.cache/cruijff."""
+    import os
+
+    if os.environ.get("CRUIJFF_CACHE_DIR"):
+        return Path(os.environ["CRUIJFF_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cruijff"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -50,11 +51,18 @@ def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -
     """Compile MANIFEST into a plan directory: configs, job scripts and plan.json."""
     from pathlib import Path
 
-    from cruijff.compiler.pipeline import compile_manifest
-    from cruijff.compiler.summary import plan_summary, setting_changes
-    from cruijff.compiler.write import previous_plan, write_plan
+    from cruijff.compiler import replan
 
     with errors("plan", as_json):
+        stamp = replan.unchanged(manifest, out)
+        if stamp is not None:  # nothing plan reads changed: the plan on disk is this plan
+            _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, refresh_cluster)
+            return
+        from cruijff.compiler.pipeline import compile_manifest
+        from cruijff.compiler.summary import plan_summary, setting_changes
+        from cruijff.compiler.write import previous_plan, write_plan
+
+        replan.forget(manifest, out)
         try:
             compiled = compile_manifest(manifest, out=out)
         except ManifestError as e:
@@ -64,13 +72,45 @@ def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -
         # Read before write_plan replaces them: the old rendered files say which settings changed.
         details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
         diff = write_plan(compiled.plan, compiled.files)
-    summary = plan_summary(compiled.plan, diff)
-    summary["changed_settings"] = details
-    warnings = list(compiled.checked.warnings)
-    summary["slurm"], fit = _slurm_fit(compiled.plan, compiled.files, refresh=refresh_cluster)
+    from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
+    from cruijff.paths import recipes_dir
+    from cruijff.plan import PLAN_FILE
 
-    summary["estimate"] = estimate_plan(compiled.checked.manifest, compiled.plan)
+    shown = {"summary": plan_summary(compiled.plan, None), "ids": [n.id for n in compiled.plan.nodes],
+             "warnings": [p.as_dict() for p in compiled.checked.warnings],
+             "estimate": estimate_plan(compiled.checked.manifest, compiled.plan),
+             "cluster": compiled.plan.cluster, "executor": compiled.plan.executor,
+             "groups": [[k, m, r.as_dict(), n] for (k, m, r), n in resource_groups(compiled.plan).items()],
+             "layouts": {}}
+    slurm, fit = _slurm_fit(compiled.plan, compiled.files, refresh=refresh_cluster)
+    if slurm and "error" not in slurm:
+        shown["layouts"][str(slurm["max_array_size"])] = {k: slurm[k] for k in LAYOUT_KEYS}
+    if not any(w["message"].startswith("could not measure") for w in shown["warnings"]):
+        replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
+                      [*compiled.files, PLAN_FILE], shown)
+    _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
+
+
+LAYOUT_KEYS = ("jobs", "submissions", "arrays", "plain_jobs", "max_array_size")
+
+
+def _unchanged_diff(ids: list[str]):
+    from cruijff.plan import PlanDiff
+
+    return PlanDiff(added=(), changed=(), removed=(), unchanged=tuple(ids))
+
+
+def _show(shown: dict, diff, details: dict, as_json: bool, refresh: bool, slurm=None) -> None:
+    """What plan prints: from a compile just done, or from the stamp of an unchanged plan."""
+    from cruijff.errors import Location, Problem
+
+    summary = {**shown["summary"], "changes": {k: len(v) for k, v in diff.as_dict().items()}}
+    summary["changed_settings"] = details
+    warnings = [Problem(w["message"], Location(w["file"], w["line"], w["col"]) if w["file"] else None,
+                        w["hint"], w["severity"]) for w in shown["warnings"]]
+    summary["slurm"], fit = slurm if slurm is not None else _slurm_fit_again(shown, refresh)
+    summary["estimate"] = shown["estimate"]
     warnings += fit
     if as_json:
         summary["warnings"] = [p.as_dict() for p in warnings]
@@ -93,7 +133,7 @@ def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False):
 
     The cluster's facts come from cruijff.run.executors.slurm.facts: cached per cluster, asked side
     by side, sacctmgr under a short timeout (then the submit limit is "not checked")."""
-    from cruijff.errors import CruijffError, Problem
+    from cruijff.errors import CruijffError
     from cruijff.run.executors.select import make_executor, resolve_name
     from cruijff.run.executors.slurm.facts import cluster_facts
     from cruijff.run.executors.slurm.limits import DEFAULT_MAX_ARRAY_SIZE
@@ -112,9 +152,65 @@ def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False):
     layout = submission_layout(plan, files, size)
     layout["limits"] = {k: (v[0] if isinstance(v, tuple) else v) for k, v in limits.items()}
     layout["cluster_facts"] = {"read_at": facts.read_at, "cached": facts.cached, "not_checked": facts.not_checked}
-    notes = [Problem(f"{line}; plan goes on (`cruijff plan --refresh-cluster` asks again)", severity="warning")
-             for line in facts.not_checked]
+    notes = [_not_checked(line) for line in facts.not_checked]
     return layout, notes + fit_problems(len(plan.nodes), limits) + resource_problems(plan, nodes)
+
+
+def _slurm_fit_again(shown: dict, refresh: bool):
+    """_slurm_fit for an unchanged plan, from what its stamp kept (the plan is read only when the
+    cluster's MaxArraySize changed since)."""
+    from cruijff.errors import CruijffError
+    from cruijff.plan import Plan, Resources
+    from cruijff.run.executors.select import resolve_name
+
+    probe = Plan(experiment="", output_dir=shown["summary"]["output_dir"], manifest="", executor=shown["executor"],
+                 max_parallel=1, cluster=shown["cluster"], nodes=())
+    if resolve_name(None, probe) != "slurm":
+        return None, []
+    from cruijff.compiler.capacity import SINFO_NODE_FORMAT, fit_problems, parse_sinfo_nodes, resource_problems
+    from cruijff.run.executors.select import make_executor
+    from cruijff.run.executors.slurm.facts import cluster_facts
+
+    try:
+        executor = make_executor("slurm", probe)
+        facts = cluster_facts(SINFO_NODE_FORMAT, refresh=refresh)
+    except CruijffError as e:
+        return {"error": e.message}, []
+    limits = facts.limits(account=executor.account, qos=executor.qos)
+    from cruijff.run.executors.slurm.limits import DEFAULT_MAX_ARRAY_SIZE
+
+    size = limits.get("MaxArraySize", DEFAULT_MAX_ARRAY_SIZE) if executor.arrays else 0
+    layout = shown["layouts"].get(str(size))
+    if layout is None:
+        from cruijff.compiler.capacity import submission_layout
+        from cruijff.plan import load_plan
+
+        plan = load_plan(shown["summary"]["output_dir"])
+        layout = submission_layout(plan, _Scripts(plan.output_dir), size)
+    layout = {**layout, "limits": {k: (v[0] if isinstance(v, tuple) else v) for k, v in limits.items()},
+              "cluster_facts": {"read_at": facts.read_at, "cached": facts.cached, "not_checked": facts.not_checked}}
+    groups = {(k, m, Resources(**r)): n for k, m, r, n in shown["groups"]}
+    notes = [_not_checked(line) for line in facts.not_checked]
+    return layout, notes + fit_problems(len(shown["ids"]), limits) + resource_problems(
+        None, parse_sinfo_nodes(facts.sinfo), cluster=shown["cluster"], groups=groups)
+
+
+class _Scripts(dict):
+    """Job scripts of a written plan, read when asked for."""
+
+    def __init__(self, root: str):
+        super().__init__()
+        self.root = root
+
+    def get(self, rel, default=None):
+        text = _read(Path(self.root) / rel) if rel else None
+        return default if text is None else text
+
+
+def _not_checked(line: str):
+    from cruijff.errors import Problem
+
+    return Problem(f"{line}; plan goes on (`cruijff plan --refresh-cluster` asks again)", severity="warning")
 
 
 @click.command()

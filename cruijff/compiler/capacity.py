@@ -135,18 +135,28 @@ def _ask(r: Resources) -> str:
     return ", ".join(parts)
 
 
-def resource_problems(plan: Plan, nodes: list[NodeShape]) -> list[Problem]:
-    """A warning for each kind of job that no node can ever run (sbatch would refuse it, or it
-    would pend forever): the request, and the largest node there is."""
-    if not nodes:
-        return []
-    eligible, where = _eligible(nodes, plan.cluster)
-    if not eligible:  # one cause for every job: say it once
-        return [_no_node_problem(nodes, plan.cluster, where)]
+def resource_groups(plan: Plan) -> dict[tuple[str, str, Resources], int]:
+    """How many jobs of each (kind, model, resources): all resource_problems needs of the nodes."""
     seen: dict[tuple[str, str, Resources], int] = {}
     for node in plan.nodes:
         key = (node.kind, str(node.attrs.get("model", "")), node.resources)
         seen[key] = seen.get(key, 0) + 1
+    return seen
+
+
+def resource_problems(plan: Plan | None, nodes: list[NodeShape], *, cluster: dict[str, Any] | None = None,
+                      groups: dict[tuple[str, str, Resources], int] | None = None) -> list[Problem]:
+    """A warning for each kind of job that no node can ever run (sbatch would refuse it, or it
+    would pend forever): the request, and the largest node there is.
+
+    groups and cluster: resource_groups(plan) and plan.cluster, kept from an earlier plan."""
+    if not nodes:
+        return []
+    cluster = plan.cluster if cluster is None else cluster
+    eligible, where = _eligible(nodes, cluster)
+    if not eligible:  # one cause for every job: say it once
+        return [_no_node_problem(nodes, cluster, where)]
+    seen = resource_groups(plan) if groups is None else groups
     problems = []
     for (kind, model, r), count in seen.items():
         if any(_fits(r, n) for n in eligible):

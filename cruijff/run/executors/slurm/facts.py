@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cruijff.errors import SchedulerError
+from cruijff.paths import cache_dir
 from cruijff.run.executors.slurm.cli import Runner, _clean_stderr
 from cruijff.run.executors.slurm.limits import _seconds, parse_scontrol_config, submit_limit
 
@@ -68,13 +69,6 @@ def timed_runner(timeout_s: float) -> Runner:
         full_env = {**os.environ, **env} if env else None
         return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=timeout_s, check=False)
     return run
-
-
-def cache_dir() -> Path:
-    if os.environ.get("CRUIJFF_CACHE_DIR"):
-        return Path(os.environ["CRUIJFF_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cruijff"
 
 
 def _slurm_conf() -> tuple[str, str]:

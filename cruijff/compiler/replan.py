@@ -1,0 +1,156 @@
+"""Skip compiling when nothing plan reads has changed since the last plan (issue 27.3).
+
+After a plan is written, a stamp records everything its output depends on:
+
+- cruijff's version and the size and mtime of every module of the installed package (a code edit
+  is another compiler), the working directory and `--out`;
+- the manifest's bytes, and the values of the environment variables it names ($VAR, ${VAR}, and
+  HOME for ~);
+- a signature (size and mtime; for a folder, each entry's) of every path the compile looked at:
+  model folders and their parents (plan suggests near names), datasets and generator inputs,
+  task files, the recipes;
+- the plan directory's plan.json and each file it wrote (size), so a deleted or edited plan file
+  is rewritten;
+- what `cruijff plan` printed: warnings, summary, estimate, and the SLURM layout's inputs.
+
+The next `cruijff plan` of the same manifest compares before it parses anything: when all of it
+is equal, the plan on disk is the plan this compile would write, and plan prints it again
+without compiling or writing. The stamps live in cruijff's cache ($CRUIJFF_CACHE_DIR, ...),
+one per manifest path, `--out` and working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+STAMP_VERSION = 1
+_VAR = re.compile(rb"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_PACKAGE = Path(__file__).resolve().parents[1]  # cruijff/
+
+
+def stamp_file(manifest: str | Path, out: str | None) -> Path:
+    from cruijff.paths import cache_dir
+
+    key = f"{os.path.abspath(manifest)}\0{os.path.abspath(out) if out else ''}\0{os.getcwd()}"
+    return cache_dir() / "plans" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def code_signature() -> str:
+    """Every module of cruijff (and the schema and recipes it ships): path, size, mtime."""
+    from cruijff import __version__
+    from cruijff.paths import recipes_dir, shipped
+
+    h = hashlib.sha256(__version__.encode())
+    for folder in (_PACKAGE, shipped("schemas"), recipes_dir()):
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith((".py", ".json", ".yaml", ".yml")):
+                    st = os.stat(os.path.join(root, name))
+                    h.update(f"{root}/{name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()[:24]
+
+
+def signature(path: str) -> Any:
+    """Size and mtime of a file; of a folder, its own mtime and each entry's; 'missing'."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    if not os.path.isdir(path):
+        return [st.st_size, st.st_mtime_ns]
+    entries = []
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                try:
+                    est = e.stat()
+                    entries.append([e.name, est.st_size, est.st_mtime_ns])
+                except OSError:
+                    entries.append([e.name, "missing"])
+    except OSError:
+        return "unreadable"
+    return [st.st_mtime_ns, sorted(entries)]
+
+
+def watched_paths(m: dict[str, Any], recipes: str) -> list[str]:
+    """The paths a compile of this resolved manifest looks at (see the module docstring)."""
+    paths: list[str] = [recipes]
+    for model in m["models"].values():
+        paths += [model["path"], os.path.dirname(model["path"].rstrip("/"))]
+    for ds in m["datasets"].values():
+        if "generate" in ds:
+            paths += [str(v) for v in ds["generate"].values() if isinstance(v, str) and ("/" in v or "." in v)]
+        else:
+            paths.append(ds["path"])
+    for task in (m.get("eval") or {}).get("tasks", []):
+        paths.append(task["file"])
+    return sorted(set(paths))
+
+
+def _key(manifest_bytes: bytes, out: str | None) -> dict[str, Any]:
+    names = sorted({(a or b).decode() for a, b in _VAR.findall(manifest_bytes)} | {"HOME"})
+    return {"version": STAMP_VERSION, "code": code_signature(), "cwd": os.getcwd(),
+            "out": os.path.abspath(out) if out else None,
+            "manifest": hashlib.sha256(manifest_bytes).hexdigest(),
+            "env": {n: os.environ.get(n) for n in names}}
+
+
+def _plan_files(output_dir: str, files: list[str]) -> list[Any]:
+    out = []
+    for rel in files:
+        try:
+            out.append(os.stat(os.path.join(output_dir, rel)).st_size)
+        except OSError:
+            out.append(None)
+    return out
+
+
+def unchanged(manifest: str | Path, out: str | None) -> dict[str, Any] | None:
+    """The stamp of the last plan of this manifest when nothing it depends on changed; else None."""
+    path = stamp_file(manifest, out)
+    try:
+        stamp = json.loads(path.read_text(encoding="utf-8"))
+        manifest_bytes = Path(manifest).read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stamp, dict) or stamp.get("key") != _key(manifest_bytes, out):
+        return None
+    if any(signature(p) != sig for p, sig in stamp["watched"]):
+        return None
+    if _plan_files(stamp["output_dir"], stamp["files"]) != stamp["sizes"]:
+        return None
+    return stamp
+
+
+def record(manifest: str | Path, out: str | None, m: dict[str, Any], recipes: str, output_dir: str,
+           files: list[str], shown: dict[str, Any]) -> None:
+    """Write the stamp of a plan just written (best effort: without it, the next plan compiles)."""
+    path = stamp_file(manifest, out)
+    try:
+        manifest_bytes = Path(manifest).read_bytes()
+        stamp = {"key": _key(manifest_bytes, out), "watched": [[p, signature(p)] for p in watched_paths(m, recipes)],
+                 "output_dir": output_dir, "files": files, "sizes": _plan_files(output_dir, files), **shown}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(stamp, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError):
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+
+def forget(manifest: str | Path, out: str | None) -> None:
+    try:
+        stamp_file(manifest, out).unlink()
+    except OSError:
+        pass
