@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 STAMP_VERSION = 1
+SMALL_FILE = 256 * 1024  # watched files up to this size are compared by content, larger ones by size and mtime
 _VAR = re.compile(rb"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _PACKAGE = Path(__file__).resolve().parents[1]  # cruijff/
 
@@ -58,12 +59,19 @@ def code_signature() -> str:
 
 
 def signature(path: str) -> Any:
-    """Size and mtime of a file; of a folder, its own mtime and each entry's; 'missing'."""
+    """A small file's content hash, a large one's size and mtime; of a folder, its own mtime and
+    each entry's size and mtime; 'missing'."""
     try:
         st = os.stat(path)
     except OSError:
         return "missing"
     if not os.path.isdir(path):
+        if st.st_size <= SMALL_FILE:  # by content: an edit within the file system's clock tick counts
+            try:
+                with open(path, "rb") as f:
+                    return hashlib.sha256(f.read()).hexdigest()[:24]
+            except OSError:
+                return "unreadable"
         return [st.st_size, st.st_mtime_ns]
     entries = []
     try:

@@ -1,0 +1,135 @@
+"""Re-planning writes only what changed (issue 27.3): an unchanged re-plan compiles and writes
+nothing, one edit rewrites only its nodes, and anything plan reads that changes compiles again.
+
+Files are compared by inode and mtime (a rewrite is os.replace of a new file: a new inode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cruijff.cli import cli
+from cruijff.compiler import pipeline
+from cruijff.compiler.render.yaml import dump_yaml
+
+TASK = "from inspect_ai import task\n\n\n@task\ndef exact(**kwargs):\n    pass\n"
+
+
+def rows(word: str) -> dict:
+    return {split: [{"input": word, "output": word.upper()}] * 40 for split in ("train", "validation", "test")}
+
+
+def write_manifest(tmp: Path, lrs=(1e-5, 2e-5, 3e-5), extra_env: str | None = None) -> Path:
+    (tmp / "tasks.py").write_text(TASK)
+    (tmp / "words.json").write_text(json.dumps(rows("a")))
+    m = {"experiment": "replan", "output_dir": str(tmp / "out"), "executor": {"kind": "slurm"},
+         "models": {"tiny": {"path": f"{'$' + extra_env if extra_env else str(tmp)}/nonexistent", "family": "custom",
+                             "builder": {"_component_": "torchtune.models.llama3.lora_llama3"},
+                             "checkpoint_files": ["model.safetensors"], "model_type": "LLAMA3"}},
+         "datasets": {"words": {"path": "words.json", "format": "instruct_json"}},
+         "finetune": {"hyperparameters": {"epochs": 1, "batch_size": 2}},
+         "grid": {"lr": list(lrs)},
+         "eval": {"tasks": [{"name": "exact", "file": "tasks.py", "task": "exact"}], "epochs": "all"}}
+    path = tmp / "m.yaml"
+    path.write_text(dump_yaml(m))
+    return path
+
+
+def plan(path: Path) -> dict:
+    res = CliRunner().invoke(cli, ["plan", str(path), "--json"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    return json.loads(res.output)
+
+
+def files(out: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in out.rglob("*") if p.is_file() and p.name != ".cruijff.lock"}
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts compiles (the real compile_manifest, counted)."""
+    calls = []
+    real = pipeline.compile_manifest
+
+    def compile_counted(*a, **kw):
+        calls.append(a)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "compile_manifest", compile_counted)
+    return calls
+
+
+def test_an_unchanged_replan_compiles_nothing_writes_nothing_and_says_the_same(tmp_path, counted):
+    path = write_manifest(tmp_path)
+    first = plan(path)
+    before = files(tmp_path / "out")
+    second = plan(path)
+    assert len(counted) == 1, "the unchanged re-plan compiled"
+    assert files(tmp_path / "out") == before
+    for d in (first, second):
+        d["slurm"] = {k: v for k, v in (d["slurm"] or {}).items() if k != "cluster_facts"}
+    assert second["changes"] == {"added": 0, "changed": 0, "removed": 0, "unchanged": 6}
+    assert second["diff"]["unchanged"] == [n for n in first["diff"]["added"]]
+    first.pop("changes"), second.pop("changes"), first.pop("diff"), second.pop("diff")
+    assert second == first
+
+
+def test_one_edit_rewrites_only_the_nodes_it_changed(tmp_path, counted):
+    path = write_manifest(tmp_path)
+    plan(path)
+    before = files(tmp_path / "out")
+    write_manifest(tmp_path, lrs=(1e-5, 2e-5, 4e-5))  # one grid value: one run replaced by another
+    data = plan(path)
+    assert len(counted) == 2
+    after = files(tmp_path / "out")
+    rewritten = sorted(rel for rel in after if before.get(rel) != after[rel])
+    new_nodes = set(data["diff"]["added"]) | set(data["diff"]["changed"])
+    assert data["changes"]["added"] == 2 and data["changes"]["unchanged"] == 4
+    assert rewritten and all(rel in ("plan.json", "manifest.yaml") or rel.rsplit("/", 1)[0] in new_nodes for rel in rewritten), rewritten
+    for node in data["diff"]["unchanged"]:
+        assert all(after[rel] == before[rel] for rel in after if rel.startswith(node + "/"))
+
+
+@pytest.mark.parametrize("change", ["task file", "dataset", "plan file deleted", "model folder appears",
+                                    "environment variable"])
+def test_anything_plan_reads_that_changes_compiles_again(tmp_path, counted, monkeypatch, change):
+    monkeypatch.setenv("REPLAN_MODELS", str(tmp_path))
+    path = write_manifest(tmp_path, extra_env="REPLAN_MODELS")
+    first = plan(path)
+    job = tmp_path / "out" / first["diff"]["added"][0] / "job.sbatch"
+    if change == "task file":
+        (tmp_path / "tasks.py").write_text(TASK + "\n# edited\n")
+    elif change == "dataset":
+        (tmp_path / "words.json").write_text(json.dumps(rows("b")))
+    elif change == "plan file deleted":
+        job.unlink()
+    elif change == "model folder appears":  # plan now checks the folder: it has no config.json
+        (tmp_path / "nonexistent").mkdir()
+        res = CliRunner().invoke(cli, ["plan", str(path), "--json"])
+        assert len(counted) == 2 and res.exit_code == 2 and "config.json" in res.output
+        return
+    else:
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        monkeypatch.setenv("REPLAN_MODELS", str(other))
+    plan(path)
+    assert len(counted) == 2, f"{change}: the re-plan did not compile"
+    assert job.is_file()
+    plan(path)
+    assert len(counted) == 2, f"{change}: the re-plan after it compiled again"
+
+
+def test_a_code_change_compiles_again(tmp_path, counted, monkeypatch):
+    from cruijff.compiler import replan
+
+    path = write_manifest(tmp_path)
+    plan(path)
+    monkeypatch.setattr(replan, "code_signature", lambda: "another cruijff")
+    plan(path)
+    assert len(counted) == 2
