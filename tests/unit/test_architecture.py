@@ -181,3 +181,39 @@ def test_long_modules_say_why_they_are_long():
         if text.count("\n") > MAX_LINES and "long because" not in doc:
             long.append(f"{module_name(f)} ({text.count(chr(10))} lines)")
     assert long == [], f"modules over {MAX_LINES} lines without a reason in their docstring: {long}"
+
+
+# Start-up budget (issue 27.2): modules loaded by importing each entry point in a fresh interpreter,
+# with headroom of about 15%. Raising a budget needs a reason: every module costs every `cruijff plan`.
+BUDGET = {"cruijff.cli": 120, "cruijff.commands.compile": 135, "cruijff.compiler.pipeline": 290}
+NEVER_FOR_PLAN = ("networkx", "cruijff.llm", "rich", *HEAVY)
+
+
+@pytest.mark.parametrize("module", sorted(BUDGET))
+def test_plan_imports_stay_within_their_budget(module):
+    code = (f"import sys, importlib; importlib.import_module({module!r}); "
+            f"print(len(sys.modules)); print([m for m in {NEVER_FOR_PLAN!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    count, never = out.stdout.split("\n")[:2]
+    assert never == "[]", f"{module} imports {never}"
+    assert int(count) <= BUDGET[module], f"{module} loads {count} modules, over its budget of {BUDGET[module]}"
+
+
+def test_an_unchanged_replan_loads_no_compiler(tmp_path):
+    """The second `plan` of an unchanged manifest answers from its stamp: no schema validation
+    (jsonschema), no YAML parsing (ruamel), no pipeline."""
+    tiny = str(placed_tiny(tmp_path))
+    env = {**__import__("os").environ, "CRUIJFF_CACHE_DIR": str(tmp_path / "cache")}
+    code = f"""
+import sys
+from click.testing import CliRunner
+from cruijff.cli import cli
+res = CliRunner().invoke(cli, ["plan", {tiny!r}, "--out", {str(tmp_path / 'plan')!r}, "--json"])
+assert res.exit_code == 0, res.output
+print([m for m in ("jsonschema", "ruamel", "cruijff.compiler.pipeline", "networkx") if m in sys.modules])
+"""
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
+            for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr
+    assert runs[0].stdout.strip().startswith("['jsonschema', 'ruamel', 'cruijff.compiler.pipeline'")
+    assert runs[1].stdout.strip() == "[]"
