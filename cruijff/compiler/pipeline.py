@@ -152,6 +152,7 @@ class _Renderer:
             self.variables["WANDB_MODE"] = wandb["mode"]
 
         self._fingerprints: dict[str, str] = {}
+        self._task_configs: dict[tuple[str, str], str] = {}  # (task, dataset) → its task_config.yaml
 
     def inputs(self, spec: JobSpec) -> dict[str, str]:
         """What the job reads beyond its rendered files: name → fingerprint (see cruijff.compiler.inputs)."""
@@ -180,6 +181,14 @@ class _Renderer:
             return []
         need = needs(self.m["models"][model_name])
         return [["python", "-m", "cruijff.preflight", "model", model_name, path, *need.files, "--any", *need.any_of]]
+
+    def _task_config(self, task: dict[str, Any], name: str, dataset: dict[str, Any]) -> str:
+        """The same for every evaluation of a task on a dataset: rendered once."""
+        key = (task["name"], name)
+        if key not in self._task_configs:
+            self._task_configs[key] = dump_yaml(render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"],
+                                                                           task=task))
+        return self._task_configs[key]
 
     def render(self, spec: JobSpec) -> dict[str, str]:
         return {PREPARE: self.prepare, FINETUNE: self.finetune, EVAL: self.evaluation,
@@ -237,7 +246,7 @@ class _Renderer:
             commands = [*self.preflight(spec.attrs["model"]), *commands]
         what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
         return {
-            "task_config.yaml": dump_yaml(render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"], task=task)),
+            "task_config.yaml": self._task_config(task, spec.attrs["eval_dataset"], dataset),
             "model_config.yaml": dump_yaml(render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
                                                                        provider=ev["provider"],
                                                                        style=self.m["prompt"]["style"])),

@@ -8,7 +8,10 @@ unchanged are not rewritten (a re-plan after a small edit touches only what chan
 outputs in the same directory (checkpoints, logs, state.db) are never touched.
 
 File creation dominates on slow (network or virtual) file systems, so each directory is created
-once and each file costs one create and one rename, with no staging tree.
+once and each file costs one create and one rename, with no staging tree; a file in a folder this
+call created costs one create only (no reader looks there before plan.json names it, and a failure
+removes it with its folder). Many files are created by a few threads side by side (the first plan
+of a big grid).
 """
 
 from __future__ import annotations
@@ -83,25 +86,35 @@ def _write_locked(plan: Plan, files: dict[str, str], out: Path) -> PlanDiff:
     old = previous_plan(out)
     root = str(out)
     pending: list[tuple[str, str]] = []  # (temporary, final), in the order they are moved
+    direct: list[str] = []  # files written in place into folders this call created
     made: list[str] = []  # directories this call created, removed again on failure
     known: set[str] = {root}
+    fresh: set[str] = set()  # of those, the folders this call created: nothing there to replace
+    writes: list[tuple[str, bytes, bool]] = []
     committed = False
     try:
-        for rel, text in [*files.items(), (plan_json.PLAN_FILE, None)]:
-            data = (plan_json.dumps(plan) if text is None else text).encode("utf-8")
+        for rel, text in files.items():
+            data = text.encode("utf-8")
             final = os.path.join(root, rel)
             folder = os.path.dirname(final)
             if folder not in known:
-                _make_dirs(folder, known, made)
+                _make_dirs(folder, known, made, fresh)
+            if folder in fresh:  # a new folder: no reader looks there until plan.json names it
+                writes.append((final, data, rel.endswith(".sbatch")))
+                direct.append(final)
+                continue
             if _unchanged(final, data):
                 continue
             tmp = f"{folder}/.{os.path.basename(final)}{_TMP_SUFFIX}"
-            try:
-                _write_new(tmp, data, rel.endswith(".sbatch"))
-            except FileExistsError:  # left behind by a killed earlier run
-                os.unlink(tmp)
-                _write_new(tmp, data, rel.endswith(".sbatch"))
+            writes.append((tmp, data, rel.endswith(".sbatch")))
             pending.append((tmp, final))
+        plan_path = os.path.join(root, plan_json.PLAN_FILE)
+        data = plan_json.dumps(plan).encode("utf-8")
+        if not _unchanged(plan_path, data):  # the commit point: moved into place last
+            tmp = f"{root}/.{plan_json.PLAN_FILE}{_TMP_SUFFIX}"
+            writes.append((tmp, data, False))
+            pending.append((tmp, plan_path))
+        _write_all(writes)
         for tmp, final in pending:
             os.replace(tmp, final)
         committed = True
@@ -111,11 +124,11 @@ def _write_locked(plan: Plan, files: dict[str, str], out: Path) -> PlanDiff:
                               "the previous plan.json is unchanged") from None
     finally:
         if not committed:
-            for tmp, _ in pending:
+            for tmp in [t for t, _ in pending] + direct:
                 try:
                     os.unlink(tmp)
                 except OSError:
-                    pass  # already moved into place
+                    pass  # already moved into place, or never written
             for folder in reversed(made):
                 try:
                     os.rmdir(folder)
@@ -124,7 +137,32 @@ def _write_locked(plan: Plan, files: dict[str, str], out: Path) -> PlanDiff:
     return diff_plans(old, plan)
 
 
-def _make_dirs(folder: str, known: set[str], made: list[str]) -> None:
+PARALLEL_FROM = 256  # files: below this one thread writes them
+WRITERS = 8  # threads: file creation waits on the file system (a network one most of all), not on Python
+
+
+def _write_one(path: str, data: bytes, executable: bool) -> None:
+    try:
+        _write_new(path, data, executable)
+    except FileExistsError:  # left behind by a killed earlier run
+        os.unlink(path)
+        _write_new(path, data, executable)
+
+
+def _write_all(writes: list[tuple[str, bytes, bool]]) -> None:
+    """Create the files, side by side when there are many (the first plan of a big grid)."""
+    if len(writes) < PARALLEL_FROM:
+        for w in writes:
+            _write_one(*w)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        for _ in pool.map(lambda w: _write_one(*w), writes, chunksize=64):
+            pass
+
+
+def _make_dirs(folder: str, known: set[str], made: list[str], fresh: set[str] | None = None) -> None:
     """mkdir -p, remembering what exists (one system call per new directory on the happy path)."""
     missing = []
     while folder not in known and not os.path.isdir(folder):
@@ -135,3 +173,5 @@ def _make_dirs(folder: str, known: set[str], made: list[str]) -> None:
         os.mkdir(d)
         made.append(d)
         known.add(d)
+        if fresh is not None:
+            fresh.add(d)

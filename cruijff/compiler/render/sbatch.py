@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from functools import lru_cache
 from typing import Any, Sequence
 
 from cruijff.plan import Resources
@@ -139,8 +140,12 @@ def job_script(*, title: str, job_name: str, node_dir: str, resources: Resources
     if resources.gpus:
         lines += gpu_sampling_lines() + [""]
     lines += environment_lines(env, variables or {})
-    lines += [""] + [shlex.join(list(map(str, argv))) for argv in commands]
+    lines += [""] + [" ".join(_quote(str(a)) for a in argv) for argv in commands]
     return "\n".join(lines) + "\n"
+
+
+# shlex.join, with each word quoted once per process: a grid's scripts repeat the same words thousands of times.
+_quote = lru_cache(maxsize=1 << 16)(shlex.quote)
 
 
 def _one_line(text: str) -> str:
