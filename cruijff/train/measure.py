@@ -32,18 +32,42 @@ def _instantiate(component: dict[str, Any], *args: Any) -> Any:
 def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
     """Counts for one split: rows, rows left with no answer token, rows truncated, the longest row.
 
-    Packing is left out: it packs rows that were truncated one by one (the recipe checks those).
+    Packing is left out: it packs rows that were truncated one by one (the recipes check those).
+    Each row is tokenized once, without the length limit: a chat or completion sample cut at
+    max_seq_len is the first max_seq_len tokens and labels of the whole one (chat_sample,
+    completion_sample and the dataset all cut by prefix), so the cut sample is taken from it.
+    Text rows cut at max_seq_len - 1 (torchtune's rule), so they are built both ways.
     """
+    from cruijff.train.datasets import _TextTransform
     from cruijff.train.tokenizer import CROSS_ENTROPY_IGNORE_IDX
     from cruijff.train.trainable import trainable_tokens, unpacked
 
     component = {**component, "packed": False}
-    rows = unpacked(_instantiate(component, tokenizer))
     limit = tokenizer.max_seq_len
-    # The same component without a length limit, asked only for rows that may have been cut.
     whole = copy.copy(tokenizer)
     whole.max_seq_len = None
     full_rows = unpacked(_instantiate(component, whole))
+    if limit is None or isinstance(getattr(full_rows, "_transform", None), _TextTransform):
+        return _measure_both_ways(tokenizer, component, full_rows)
+    empty, truncated, longest = [], 0, 0
+    for i in range(len(full_rows)):
+        sample = full_rows[i]
+        full = len(sample["tokens"])
+        if trainable_tokens({"labels": sample["labels"][:limit]}, CROSS_ENTROPY_IGNORE_IDX) == 0:
+            empty.append(i)
+        truncated += full > limit
+        longest = max(longest, full)
+    return {"split": component["split"], "rows": len(full_rows), "empty": len(empty),
+            "empty_rows": empty[:SHOWN_ROWS], "truncated": truncated, "longest": longest, "max_seq_len": limit}
+
+
+def _measure_both_ways(tokenizer: Any, component: dict[str, Any], full_rows: Any) -> dict[str, Any]:
+    """Each row built with the limit as training builds it, and without it where it may be cut."""
+    from cruijff.train.tokenizer import CROSS_ENTROPY_IGNORE_IDX
+    from cruijff.train.trainable import trainable_tokens, unpacked
+
+    rows = unpacked(_instantiate(component, tokenizer))
+    limit = tokenizer.max_seq_len
     empty, truncated, longest = [], 0, 0
     for i in range(len(rows)):
         sample = rows[i]
