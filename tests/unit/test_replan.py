@@ -133,3 +133,16 @@ def test_a_code_change_compiles_again(tmp_path, counted, monkeypatch):
     monkeypatch.setattr(replan, "code_signature", lambda: "another cruijff")
     plan(path)
     assert len(counted) == 2
+
+
+def test_files_appearing_beside_a_missing_model_folder_do_not_force_a_compile(tmp_path, counted):
+    """The folder that would hold a missing model is watched by folder names (plan suggests near
+    ones), not by what happens in it: the usual churn of a shared folder keeps the stamp."""
+    path = write_manifest(tmp_path)
+    plan(path)
+    (tmp_path / "unrelated.log").write_text("x")
+    plan(path)
+    assert len(counted) == 1
+    (tmp_path / "nonexistant").mkdir()  # a folder whose name is near the missing one's
+    plan(path)
+    assert len(counted) == 2
