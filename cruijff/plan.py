@@ -7,7 +7,7 @@ A Plan is what `plan.json` holds: the versioned hand-off between `plan` and `app
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ class Resources:
         return self.gpus * time_to_hours(self.time)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # asdict() without its recursive deep copy: the fields are plain values (a plan has thousands)
+        return {"gpus": self.gpus, "cpus": self.cpus, "mem": self.mem, "time": self.time}
 
 
 def time_to_hours(time: str | None) -> float:

@@ -96,6 +96,17 @@ def build_graph(m: dict[str, Any], runs: list[Run]) -> DiGraph:
     g = DiGraph()
     ft = m["finetune"]
     ev = m.get("eval")
+    memo: dict[tuple[str, str], Resources] = {}  # the same for every job of a kind and model
+
+    def finetune_resources(m: dict[str, Any], model: str) -> Resources:
+        if ("ft", model) not in memo:
+            memo["ft", model] = _finetune_resources(m, model)
+        return memo["ft", model]
+
+    def eval_resources(m: dict[str, Any], model: str) -> Resources:
+        if ("ev", model) not in memo:
+            memo["ev", model] = _eval_resources(m, model)
+        return memo["ev", model]
 
     def add(spec: JobSpec, parents: list[str]) -> None:
         g.add_node(spec.id, spec=spec, order=g.number_of_nodes())
@@ -162,3 +173,6 @@ def topological(g: DiGraph) -> list[str]:
     if len(out) != len(g.nodes):
         raise ValueError("the job graph has a cycle")
     return out
+
+
+_finetune_resources, _eval_resources = finetune_resources, eval_resources
