@@ -78,10 +78,16 @@ def record_error(message: str, node_dir: str | None = None) -> None:
 
     Only one process of a distributed job writes it (RANK 0 or unset).
     """
+    record_event("error", node_dir=node_dir, message=message)
+
+
+def record_event(event: str, node_dir: str | None = None, **fields) -> None:
+    """Append one event of the running job (`error`, `checkpoint`, `resume`, `interrupted`) to its
+    record.jsonl ($CRUIJFF_NODE_DIR); outside a job script, nothing. RANK 0 (or unset) only."""
     node_dir = node_dir or os.environ.get("CRUIJFF_NODE_DIR")
     if not node_dir or os.environ.get("RANK", "0") != "0":
         return
-    line = json.dumps({"event": "error", "time": time.time(), "message": message}) + "\n"
+    line = json.dumps({"event": event, "time": time.time(), **fields}) + "\n"
     try:
         with open(Path(node_dir) / "record.jsonl", "a", encoding="utf-8") as f:
             f.write(line)

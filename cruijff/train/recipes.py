@@ -20,6 +20,7 @@ tests/unit/test_recipe_drift.py compares it with the installed torchtune's. `sin
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -29,7 +30,8 @@ from torchtune import config, training, utils
 from tqdm import tqdm
 
 from cruijff.errors import CruijffError
-from cruijff.run.records import record_error
+from cruijff.run.records import record_error, record_event
+from cruijff.train.resume import EXIT_RESUMABLE, Interrupted
 from cruijff.train.hooks import CruijffRecipeMixin, RecipeConfigError
 from cruijff.train.stock import stock_recipe
 from cruijff.train.trainable import (DIVERGED_FIX, TRUNCATION_FIX, TrainingError, check_step,  # noqa: F401
@@ -57,6 +59,8 @@ class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRec
                 pbar = tqdm(total=self._steps_per_epoch)
                 self._dataloader.sampler.set_epoch(curr_epoch)
                 for idx, batch in enumerate(self._dataloader):
+                    if self._resume_skip(curr_epoch, idx):
+                        continue  # trained before the resumable checkpoint
                     # Start tracking CUDA memory for active steps for just the first epoch
                     if (
                         curr_epoch == 0
@@ -132,6 +136,7 @@ class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRec
 
 class LoRAFinetuneRecipeDistributed(CruijffRecipeMixin, _distributed.LoRAFinetuneRecipeDistributed):
     _defer_exports = True
+    _resumable = False  # resumable checkpoints: single device only so far (docs/finetune.md)
 
     def _setup_model(self, *args, **kwargs):
         """torchtune's, but on CPU (gloo: the distributed tests) without its CUDA-only memory report.
@@ -256,6 +261,10 @@ def run(main) -> int:
     """Run a recipe entry point; a cruijff error is printed as one message, not a traceback."""
     try:
         return main()
+    except Interrupted as e:
+        print(f"\ncruijff: {e}; run again to resume", file=sys.stderr)
+        record_event("interrupted", signal=signal.Signals(e.signum).name, step=e.step)
+        return EXIT_RESUMABLE
     except CruijffError as e:
         print(f"\nerror: {e}", file=sys.stderr)  # on a line of its own, after tqdm's bar
         record_error(f"fine-tune failed: {e}")  # for `cruijff status`

@@ -1,0 +1,140 @@
+"""Resumable fine-tunes through real `tune run` of the single-device recipe on the tiny Llama (CPU).
+
+A run stopped by a real signal (sent to itself by a test hook at an exact step, so the test is
+deterministic) saves a checkpoint and exits EXIT_RESUMABLE; the same command run again resumes
+from it. Compared with one uninterrupted run of the same config (fixed seed, CPU): every step is
+in metrics.jsonl exactly once, with the same train and validation losses, the epoch records agree
+and the saved adapter is the same tensor for tensor. A SIGKILL in the middle of a save resumes
+from the checkpoint before it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cruijff.train.resume import EXIT_RESUMABLE, FILE_NAME
+from tests.integration.test_train import RECIPES, render_config, tune_bin, write_dataset
+
+pytestmark = pytest.mark.train
+
+
+def tune(config: Path, **env) -> subprocess.CompletedProcess:
+    argv = [tune_bin(), "run", "lora_finetune_single_device.py", "--config", str(config)]
+    full = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(RECIPES.parent),
+                CRUIJFF_NODE_DIR=str(config.parent), **env)
+    return subprocess.run(argv, cwd=RECIPES, env=full, capture_output=True, text=True, timeout=300)
+
+
+def ok(proc: subprocess.CompletedProcess, code: int = 0) -> None:
+    assert proc.returncode == code, f"exit {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+
+
+def record(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "record.jsonl").read_text().splitlines()]
+
+
+def adapter(run: Path) -> dict:
+    import torch
+
+    return torch.load(run / "checkpoints" / "epoch_1" / "adapter_model.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("data") / "capitalize.json")
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, data_file, tmp_path_factory) -> Path:
+    """The uninterrupted run (no export: the comparison is of the training itself)."""
+    config = render_config(tmp_path_factory.mktemp("reference"), tiny_model_dir, data_file, export=None)
+    ok(tune(config))
+    return config.parent
+
+
+def assert_same_training(run: Path, reference: Path) -> None:
+    import torch
+
+    got, want = metrics(run), metrics(reference)
+    train = [e for e in got if e["type"] == "train"]
+    assert [e["step"] for e in train] == list(range(1, 25)), "a step is missing or trained twice"
+    for kind, key in (("train", "train_loss"), ("val", "val_loss")):
+        a = [(e["step"], e[key]) for e in got if e["type"] == kind]
+        b = [(e["step"], e[key]) for e in want if e["type"] == kind]
+        assert [s for s, _ in a] == [s for s, _ in b]
+        assert [v for _, v in a] == pytest.approx([v for _, v in b], rel=1e-5, abs=1e-6)
+    assert [e["lr"] for e in train] == pytest.approx([e["lr"] for e in want if e["type"] == "train"])
+    assert train[-1]["tokens_total"] == [e for e in want if e["type"] == "train"][-1]["tokens_total"]
+    for epoch in (0, 1):
+        r = json.loads((run / f"epoch_{epoch}" / "record.json").read_text())
+        w = json.loads((reference / f"epoch_{epoch}" / "record.json").read_text())
+        assert (r["steps"], r["global_step"], r["tokens"]) == (w["steps"], w["global_step"], w["tokens"])
+        assert r["train_loss"] == pytest.approx(w["train_loss"], rel=1e-5)
+        assert r["val_loss"] == pytest.approx(w["val_loss"], rel=1e-5)
+    a, b = adapter(run), adapter(reference)
+    assert a.keys() == b.keys() and a
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
+    assert not (run / "checkpoints" / FILE_NAME).exists(), "a finished run keeps no resume checkpoint"
+
+
+@pytest.mark.parametrize("stop", ["5:TERM", pytest.param("12:USR1", marks=pytest.mark.slow),
+                                  pytest.param("17:TERM", marks=pytest.mark.slow)],
+                         ids=["mid-epoch-0", "epoch-0-last-step", "mid-epoch-1"])
+def test_a_signalled_run_resumes_where_it_stopped(stop, reference, tiny_model_dir, data_file, tmp_path):
+    """Stopped by SIGTERM/SIGUSR1 after step k, the next run trains k+1.. only and ends the same."""
+    config = render_config(tmp_path, tiny_model_dir, data_file, export=None)
+    run = config.parent
+    step = int(stop.split(":")[0])
+    ok(tune(config, CRUIJFF_TEST_SIGNAL_AT_STEP=stop), EXIT_RESUMABLE)
+    assert (run / "checkpoints" / FILE_NAME).is_file()
+    first = [e["step"] for e in metrics(run) if e["type"] == "train"]
+    assert first[-1] == step  # stopped at the next step boundary after the signal
+
+    ok(tune(config))
+    events = record(run)
+    kinds = [e["event"] for e in events]
+    assert kinds[kinds.index("interrupted")] and events[kinds.index("interrupted")]["step"] == step
+    assert [e["step"] for e in events if e["event"] == "resume"] == [step]
+    assert_same_training(run, reference)
+
+
+@pytest.mark.slow
+def test_a_kill_during_a_save_resumes_from_the_previous_checkpoint(reference, tiny_model_dir, data_file,
+                                                                 tmp_path):
+    """Checkpoints every 4 steps; SIGKILL while the second (step 8) is half written: the torn file
+    is never taken, the run resumes at step 4 and still ends as the uninterrupted one."""
+    config = render_config(tmp_path, tiny_model_dir, data_file, export=None, resume={"every_steps": 4})
+    run = config.parent
+    proc = tune(config, CRUIJFF_TEST_KILL_DURING_SAVE="2")
+    assert proc.returncode in (-9, 137), proc.stderr[-2000:]
+    assert list((run / "checkpoints").glob(FILE_NAME + ".tmp-*")), "the torn save should be on disk"
+    ok(tune(config))
+    assert [e["step"] for e in record(run) if e["event"] == "resume"] == [4]
+    assert not list((run / "checkpoints").glob(FILE_NAME + ".tmp-*"))
+    assert_same_training(run, reference)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_config_is_not_resumed(reference, tiny_model_dir, data_file, tmp_path):
+    """A re-planned run (another learning rate) starts from the beginning, not from a stale file."""
+    config = render_config(tmp_path, tiny_model_dir, data_file, export=None)
+    run = config.parent
+    ok(tune(config, CRUIJFF_TEST_SIGNAL_AT_STEP="5:TERM"), EXIT_RESUMABLE)
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(config)
+    cfg.optimizer.lr = 1.0e-3
+    OmegaConf.save(cfg, config)
+    ok(tune(config))
+    assert not [e for e in record(run) if e["event"] == "resume"]
+    assert [e["step"] for e in metrics(run) if e["type"] == "train"] == list(range(1, 25))
