@@ -136,7 +136,7 @@ class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRec
 
 class LoRAFinetuneRecipeDistributed(CruijffRecipeMixin, _distributed.LoRAFinetuneRecipeDistributed):
     _defer_exports = True
-    _resumable = False  # resumable checkpoints: single device only so far (docs/finetune.md)
+    _resumable = False  # resumable checkpoints: single device only so far (docs/running.md#resuming-fine-tunes)
 
     def _setup_model(self, *args, **kwargs):
         """torchtune's, but on CPU (gloo: the distributed tests) without its CUDA-only memory report.
