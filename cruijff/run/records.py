@@ -27,6 +27,10 @@ class Attempt:
     end: float | None = None
     exit_code: int | None = None
     error: str | None = None  # why it failed, when a step of the job said so
+    signal: str | None = None  # the signal that ended it (TERM: requeue/preemption/cancel, USR1: time limit)
+    resumed_step: int | None = None  # a fine-tune that resumed from its checkpoint: at this step
+    stopped_step: int | None = None  # ... that saved and stopped on a signal: after this step
+    requeued: bool = False  # it requeued itself (after the time-limit warning)
 
     @property
     def reason(self) -> str | None:
@@ -61,15 +65,23 @@ def read_attempts(path: str | Path) -> list[Attempt]:
         elif event.get("event") == "end":
             code = event.get("exit_code")
             index = open_by_job.pop(job_id, None)
-            ended = dict(end=_num(event.get("time")), exit_code=int(code) if code is not None else None)
+            ended = dict(end=_num(event.get("time")), exit_code=int(code) if code is not None else None,
+                         signal=event.get("signal") or None)
             if index is None:  # an end without its start (truncated file): keep what we know
                 attempts.append(Attempt(job_id=job_id, start=None, **ended))
             else:
-                a = attempts[index]
-                attempts[index] = Attempt(a.job_id, a.start, a.host, error=a.error, **ended)
-        elif event.get("event") == "error" and attempts and isinstance(event.get("message"), str):
-            # written by a step of the running job, which does not know its job id: the latest attempt
+                attempts[index] = replace(attempts[index], **ended)
+        elif not attempts:
+            continue
+        # written by a step of the running job, which does not know its job id: the latest attempt
+        elif event.get("event") == "error" and isinstance(event.get("message"), str):
             attempts[-1] = replace(attempts[-1], error=event["message"])
+        elif event.get("event") == "resume" and isinstance(event.get("step"), int):
+            attempts[-1] = replace(attempts[-1], resumed_step=event["step"])
+        elif event.get("event") == "interrupted" and isinstance(event.get("step"), int):
+            attempts[-1] = replace(attempts[-1], stopped_step=event["step"])
+        elif event.get("event") == "requeue":
+            attempts[-1] = replace(attempts[-1], requeued=True)
     return attempts
 
 
@@ -100,6 +112,34 @@ def _num(value) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+_WHY = {"USR1": "the time limit", "TERM": "SIGTERM (requeue or preemption)", "KILL": "SIGKILL"}
+
+
+def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str | None]:
+    """How many attempts the job `job_id` has had (a requeued job keeps its id) and, for a job
+    that ran more than once or resumed, what happened: "attempt 3, resumed at step 5,496 after
+    the time limit"."""
+    mine = [a for a in attempts if job_id is None or a.job_id == job_id]
+    if not mine:
+        return 0, None
+    last = mine[-1]
+    if len(mine) == 1 and last.resumed_step is None and last.stopped_step is None:
+        return 1, None
+    text = f"attempt {len(mine)}"
+    if last.finished and last.stopped_step is not None:
+        text += f", stopped after step {last.stopped_step:,} by {_WHY.get(last.signal or '', last.signal or 'a signal')}"
+        text += ", requeued" if last.requeued else ""
+        return len(mine), text
+    if last.resumed_step is not None:
+        text += f", resumed at step {last.resumed_step:,}"
+    if len(mine) > 1:
+        before = mine[-2]
+        why = _WHY.get(before.signal or "") or (f"exit {before.exit_code}" if before.exit_code is not None
+                                               else "a killed attempt")
+        text += f" after {why}"
+    return len(mine), text
 
 
 def last_attempt(path: str | Path, job_id: str | None = None) -> Attempt | None:

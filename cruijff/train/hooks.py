@@ -123,6 +123,8 @@ class CruijffRecipeMixin:
         self._resume = resume.ResumeSettings.from_cfg(cfg)
         self._fingerprint = resume.fingerprint(cfg)
         self._stop = resume.StopFlag()
+        if self._resumable:  # before the model loads: a warning during setup is kept for the first step
+            self._stop.install()
         self._cfg_output_dir = str(cfg.output_dir)
         self._ckpt_output_dir = str(cfg.checkpointer.output_dir)
         self._save_adapter_weights_only = True
@@ -153,8 +155,6 @@ class CruijffRecipeMixin:
             self._metrics = MetricsLog(path, append=bool(self._resume_from_checkpoint) or state is not None)
         if state is not None:
             self._restore(state)
-        if self._resumable:
-            self._stop.install()
         self._last_ckpt = time.monotonic()
 
     # ---- resumable checkpoints (cruijff.train.resume) ----------------------------------------

@@ -138,3 +138,77 @@ def test_a_checkpoint_of_another_config_is_not_resumed(reference, tiny_model_dir
     ok(tune(config))
     assert not [e for e in record(run) if e["event"] == "resume"]
     assert [e["step"] for e in metrics(run) if e["type"] == "train"] == list(range(1, 25))
+
+
+# ---- through the real local SLURM ---------------------------------------------------------------
+def slurm_plan(tmp_path: Path, model_dir: Path, data: Path, experiment: str, *, step_seconds: float,
+               time_limit: str = "00:15:00", resume: dict | None = None) -> Path:
+    """The tiny manifest (the reference's training config) on the SLURM executor; its manifest path."""
+    from cruijff.compiler.render.yaml import dump_yaml
+    from tests.helpers_finetune import tiny_manifest
+
+    m = tiny_manifest(model_dir, data)
+    m.update(experiment=experiment, output_dir=str(tmp_path / "plan"), executor={"kind": "slurm"},
+             cluster={"env": {"variables": {"CRUIJFF_TEST_STEP_SECONDS": str(step_seconds),
+                                            "OMP_NUM_THREADS": "1"}}})
+    m["finetune"]["resources"]["time"] = time_limit
+    if resume:
+        m["finetune"]["resume"] = resume
+    path = tmp_path / "manifest.yaml"
+    path.write_text(dump_yaml(m))
+    return path
+
+
+def squeue_state(job_id: str) -> str | None:
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    return out.stdout.strip() or None
+
+
+@pytest.fixture
+def experiment(slurm_cluster):
+    import uuid
+
+    from tests.helpers_faults import cancel_experiment
+
+    name = f"resume{uuid.uuid4().hex[:8]}"
+    yield name
+    cancel_experiment(name)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow  # two starts of `tune run` under SLURM (~90 s)
+def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint_saved_on_sigterm(
+        experiment, reference, tiny_model_dir, data_file, tmp_path):
+    """`scontrol requeue` (what a preempting partition does): SIGTERM, SIGKILL 5 s later. The
+    recipe saves on the TERM, the job keeps its id, the next attempt resumes at that step, trains
+    no earlier step again and ends with the reference's losses and adapter; the killed attempt is
+    recorded with its signal and exit code 85, not 0."""
+    from tests.helpers_faults import cruijff, eventually
+
+    manifest = slurm_plan(tmp_path, tiny_model_dir, data_file, experiment, step_seconds=0.4)
+    out = cruijff("apply", str(manifest), "--json")
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "plan" / "finetune" / "tiny_words"
+    [job] = [s["job_id"] for s in json.loads(out.stdout)["submitted"]]
+
+    def trained(n: int) -> bool:
+        path = run / "logs" / "metrics.jsonl"
+        return path.is_file() and sum(1 for line in path.read_text().splitlines() if '"train"' in line) >= n
+
+    eventually(lambda: trained(4), timeout=180, every=0.2)
+    assert subprocess.run(["scontrol", "requeue", job]).returncode == 0
+    eventually(lambda: any(e["event"] == "interrupted" for e in record(run)), timeout=30)
+    eventually(lambda: squeue_state(job) == "PENDING", timeout=60)
+    subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], check=True)
+    eventually(lambda: squeue_state(job) is None, timeout=300, every=0.5)
+
+    events = record(run)
+    stopped = next(e for e in events if e["event"] == "interrupted")
+    assert stopped["signal"] == "SIGTERM" and 4 <= stopped["step"] < 24
+    ends = [e for e in events if e["event"] == "end"]
+    assert len(ends) == 2 and {e["job_id"] for e in ends} == {job}
+    assert ends[0]["exit_code"] == EXIT_RESUMABLE and ends[0]["signal"] == "TERM"
+    assert ends[1]["exit_code"] == 0
+    assert [e["step"] for e in events if e["event"] == "resume"] == [stopped["step"]]
+    assert_same_training(run, reference)
+    assert (run / "epoch_1" / "model" / "model.safetensors").is_file()  # the export came out too
