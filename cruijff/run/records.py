@@ -31,6 +31,7 @@ class Attempt:
     resumed_step: int | None = None  # a fine-tune that resumed from its checkpoint: at this step
     stopped_step: int | None = None  # ... that saved and stopped on a signal: after this step
     requeued: bool = False  # it requeued itself (after the time-limit warning)
+    oom_batch_size: int | None = None  # retried after out-of-memory at this batch size
 
     @property
     def reason(self) -> str | None:
@@ -80,6 +81,8 @@ def read_attempts(path: str | Path) -> list[Attempt]:
             attempts[-1] = replace(attempts[-1], resumed_step=event["step"])
         elif event.get("event") == "interrupted" and isinstance(event.get("step"), int):
             attempts[-1] = replace(attempts[-1], stopped_step=event["step"])
+        elif event.get("event") == "oom_retry" and isinstance(event.get("batch_size"), int):
+            attempts[-1] = replace(attempts[-1], oom_batch_size=event["batch_size"])
         elif event.get("event") == "requeue":
             attempts[-1] = replace(attempts[-1], requeued=True)
     return attempts
@@ -125,8 +128,10 @@ def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str 
     if not mine:
         return 0, None
     last = mine[-1]
+    oom = next((a.oom_batch_size for a in reversed(mine) if a.oom_batch_size), None)
+    oom_text = f"retried with batch_size {oom} after out-of-memory" if oom else None
     if len(mine) == 1 and last.resumed_step is None and last.stopped_step is None:
-        return 1, None
+        return 1, oom_text
     text = f"attempt {len(mine)}"
     if last.finished and last.stopped_step is not None:
         text += f", stopped after step {last.stopped_step:,} by {_WHY.get(last.signal or '', last.signal or 'a signal')}"
@@ -139,7 +144,7 @@ def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str 
         why = _WHY.get(before.signal or "") or (f"exit {before.exit_code}" if before.exit_code is not None
                                                else "a killed attempt")
         text += f" after {why}"
-    return len(mine), text
+    return len(mine), text + (f"; {oom_text}" if oom_text else "")
 
 
 def last_attempt(path: str | Path, job_id: str | None = None) -> Attempt | None:

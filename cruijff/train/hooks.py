@@ -122,6 +122,7 @@ class CruijffRecipeMixin:
         self._cj = Settings.from_cfg(cfg)
         self._resume = resume.ResumeSettings.from_cfg(cfg)
         self._fingerprint = resume.fingerprint(cfg)
+        self._batch_size_cfg = int(cfg.batch_size)
         self._stop = resume.StopFlag()
         if self._resumable:  # before the model loads: a warning during setup is kept for the first step
             self._stop.install()
@@ -198,6 +199,7 @@ class CruijffRecipeMixin:
         if not self._resumable:
             return
         if not boundary:
+            resume.test_oom(self.global_step, self._batch_size_cfg)
             resume.test_signal_after_step(self.global_step)
         if not (self._checkpoint_due() or (boundary and self._ckpt_deferred)):
             return

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from cruijff.errors import CruijffError
 from cruijff.run.records import record_error, record_event
+from cruijff.train import resume
 from cruijff.train.resume import EXIT_RESUMABLE, Interrupted
 from cruijff.train.hooks import CruijffRecipeMixin, RecipeConfigError
 from cruijff.train.stock import stock_recipe
@@ -273,11 +274,38 @@ def run(main) -> int:
 
 @config.parse
 def single_device_main(cfg: DictConfig) -> None:
+    """Out of memory (torch's OutOfMemoryError, CUDA or host) is retried in this process at half
+    the batch size and double the accumulation, down to batch size 1, from the last resumable
+    checkpoint; the choice is kept in <output_dir>/overrides.json for later attempts and written
+    to record.jsonl (an `oom_retry` event)."""
+    import gc
+
+    resume.apply_overrides(cfg)
     config.log_config(recipe_name="cruijff LoRAFinetuneRecipeSingleDevice", cfg=cfg)
-    recipe = LoRAFinetuneRecipeSingleDevice(cfg=cfg)
-    recipe.setup(cfg=cfg)
-    recipe.train()
-    recipe.cleanup()
+    while True:
+        recipe = LoRAFinetuneRecipeSingleDevice(cfg=cfg)
+        try:
+            recipe.setup(cfg=cfg)
+            recipe.train()
+        except torch.OutOfMemoryError as e:
+            old = (int(cfg.batch_size), int(cfg.gradient_accumulation_steps))
+            if not resume.halve_batch(cfg):
+                raise TrainingError(f"out of memory at batch_size 1: {str(e).splitlines()[0]}",
+                                    hint="use a smaller max_seq_len, a smaller model or more memory") from None
+            log.info(f"Out of memory at batch_size {old[0]}: retrying at batch_size {cfg.batch_size}, "
+                     f"gradient_accumulation_steps {cfg.gradient_accumulation_steps}")
+            record_event("oom_retry", step=recipe.global_step, batch_size=int(cfg.batch_size),
+                         gradient_accumulation_steps=int(cfg.gradient_accumulation_steps),
+                         previous_batch_size=old[0], message=str(e).splitlines()[0])
+            if recipe._metrics is not None:
+                recipe._metrics.close()
+            del recipe
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        recipe.cleanup()
+        return
 
 
 @config.parse

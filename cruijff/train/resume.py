@@ -42,7 +42,9 @@ EXIT_RESUMABLE = 85  # the recipe stopped after a resumable checkpoint: run it a
 FILE_NAME = "resume.pt"
 FORMAT = 1
 # keys that do not change what is trained, so a changed value may still resume
-_NOT_FINGERPRINTED = ("resume", "metric_logger", "log_every_n_steps", "log_peak_memory_stats", "profiler",
+# batch_size/gradient_accumulation_steps: an out-of-memory retry halves one and doubles the other,
+# the same samples per optimizer step, so its checkpoint stays valid (cruijff.train.recipes)
+_NOT_FINGERPRINTED = ("batch_size", "gradient_accumulation_steps", "resume", "metric_logger", "log_every_n_steps", "log_peak_memory_stats", "profiler",
                       "output_dir", "checkpointer", "export", "save_epochs", "resume_from_checkpoint")
 
 
@@ -183,6 +185,51 @@ def test_signal_after_step(step: int) -> None:
     delay = os.environ.get("CRUIJFF_TEST_STEP_SECONDS")
     if delay:  # slow steps down so that a real scheduler signal lands mid-run
         time.sleep(float(delay))
+
+
+def test_oom(step: int, batch_size: int) -> None:
+    """CRUIJFF_TEST_OOM_AT_STEP=<step>:<b>: raise torch's OutOfMemoryError after that step while
+    the batch size is above b (so the retry at a smaller batch gets past it)."""
+    spec = os.environ.get("CRUIJFF_TEST_OOM_AT_STEP")
+    if spec:
+        at, _, above = spec.partition(":")
+        if int(at) == step and batch_size > int(above or 1):
+            import torch
+
+            raise torch.OutOfMemoryError(f"CUDA out of memory (injected by CRUIJFF_TEST_OOM_AT_STEP at step {step})")
+
+
+# ---- out-of-memory retries ------------------------------------------------------------------------
+OVERRIDES = "overrides.json"  # <output_dir>/overrides.json: what a retry changed, for every later attempt
+
+
+def apply_overrides(cfg) -> None:
+    """Batch size and accumulation an earlier out-of-memory retry of this config chose."""
+    path = Path(str(cfg.output_dir)) / OVERRIDES
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if data.get("fingerprint") == fingerprint(cfg):
+        cfg.batch_size = int(data["batch_size"])
+        cfg.gradient_accumulation_steps = int(data["gradient_accumulation_steps"])
+        print(f"cruijff: batch_size {cfg.batch_size}, gradient_accumulation_steps "
+              f"{cfg.gradient_accumulation_steps} (an earlier out-of-memory retry, {path})", flush=True)
+
+
+def halve_batch(cfg) -> bool:
+    """Half the batch size, double the accumulation (the same effective batch), written to the
+    overrides file; False when the batch size is 1 already."""
+    if int(cfg.batch_size) <= 1:
+        return False
+    cfg.batch_size = int(cfg.batch_size) // 2
+    cfg.gradient_accumulation_steps = int(cfg.gradient_accumulation_steps) * 2
+    path = Path(str(cfg.output_dir)) / OVERRIDES
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint(cfg), "batch_size": int(cfg.batch_size),
+                               "gradient_accumulation_steps": int(cfg.gradient_accumulation_steps)}) + "\n")
+    os.replace(tmp, path)
+    return True
 
 
 _saves = 0

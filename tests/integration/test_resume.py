@@ -140,6 +140,31 @@ def test_a_checkpoint_of_another_config_is_not_resumed(reference, tiny_model_dir
     assert [e["step"] for e in metrics(run) if e["type"] == "train"] == list(range(1, 25))
 
 
+
+@pytest.mark.slow
+def test_out_of_memory_is_retried_at_half_batch_size_from_the_last_checkpoint(reference, tiny_model_dir,
+                                                                            data_file, tmp_path):
+    """torch's OutOfMemoryError after step 6 (injected while batch_size > 2): the same process
+    retries at batch_size 2 with gradient_accumulation_steps 2 (the same effective batch) from the
+    step-4 checkpoint, keeps the choice in overrides.json, says so in record.jsonl, and ends as
+    the uninterrupted run (to float tolerance: the sums are accumulated in another order)."""
+    from cruijff.run.records import attempt_note, read_attempts
+
+    config = render_config(tmp_path, tiny_model_dir, data_file, export=None, resume={"every_steps": 4})
+    run = config.parent
+    (run / "record.jsonl").write_text(json.dumps({"event": "start", "time": 0, "job_id": "1"}) + "\n")
+    ok(tune(config, CRUIJFF_TEST_OOM_AT_STEP="6:2"))
+    [retry] = [e for e in record(run) if e["event"] == "oom_retry"]
+    assert (retry["previous_batch_size"], retry["batch_size"], retry["gradient_accumulation_steps"]) == (4, 2, 2)
+    assert [e["step"] for e in record(run) if e["event"] == "resume"] == [4]
+    assert json.loads((run / "overrides.json").read_text())["batch_size"] == 2
+    got = [e for e in metrics(run) if e["type"] == "train"]
+    want = [e for e in metrics(reference) if e["type"] == "train"]
+    assert [e["step"] for e in got] == list(range(1, 25))
+    assert [e["train_loss"] for e in got] == pytest.approx([e["train_loss"] for e in want], rel=1e-4)
+    assert attempt_note(read_attempts(run / "record.jsonl"), "1")[1] == "retried with batch_size 2 after out-of-memory"
+
+
 # ---- through the real local SLURM ---------------------------------------------------------------
 def slurm_plan(tmp_path: Path, model_dir: Path, data: Path, experiment: str, *, step_seconds: float,
                time_limit: str = "00:15:00", resume: dict | None = None) -> Path:
@@ -183,10 +208,14 @@ def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint_saved_on_sigterm(
     recipe saves on the TERM, the job keeps its id, the next attempt resumes at that step, trains
     no earlier step again and ends with the reference's losses and adapter; the killed attempt is
     recorded with its signal and exit code 85, not 0."""
-    from tests.helpers_faults import cruijff, eventually
+    import sys
+
+    from tests.helpers_faults import cruijff, env_with, eventually
 
     manifest = slurm_plan(tmp_path, tiny_model_dir, data_file, experiment, step_seconds=0.4)
-    out = cruijff("apply", str(manifest), "--json")
+    # jobs find tune on PATH and this checkout on PYTHONPATH (sbatch exports the environment)
+    env = env_with(None, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    out = cruijff("apply", str(manifest), "--json", env=env)
     assert out.returncode == 0, out.stderr
     run = tmp_path / "plan" / "finetune" / "tiny_words"
     [job] = [s["job_id"] for s in json.loads(out.stdout)["submitted"]]
