@@ -121,30 +121,30 @@ _WHY = {"USR1": "the time limit", "TERM": "SIGTERM (requeue or preemption)", "KI
 
 
 def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str | None]:
-    """How many attempts the job `job_id` has had (a requeued job keeps its id) and, for a job
-    that ran more than once or resumed, what happened: "attempt 3, resumed at step 5,496 after
-    the time limit"."""
+    """How many attempts the job `job_id` has had (a requeued job keeps its id) and what happened
+    to them: "attempt 3, resumed at step 5,496 after the time limit", "retried with batch_size 4
+    after out-of-memory"; None for a plain single attempt."""
     mine = [a for a in attempts if job_id is None or a.job_id == job_id]
     if not mine:
         return 0, None
     last = mine[-1]
+    parts = []
+    if len(mine) > 1 or last.resumed_step is not None or last.stopped_step is not None:
+        parts.append(f"attempt {len(mine)}")
     oom = next((a.oom_batch_size for a in reversed(mine) if a.oom_batch_size), None)
-    oom_text = f"retried with batch_size {oom} after out-of-memory" if oom else None
-    if len(mine) == 1 and last.resumed_step is None and last.stopped_step is None:
-        return 1, oom_text
-    text = f"attempt {len(mine)}"
+    if oom:
+        parts.append(f"retried with batch_size {oom} after out-of-memory")
     if last.finished and last.stopped_step is not None:
-        text += f", stopped after step {last.stopped_step:,} by {_WHY.get(last.signal or '', last.signal or 'a signal')}"
-        text += ", requeued" if last.requeued else ""
-        return len(mine), text
-    if last.resumed_step is not None:
-        text += f", resumed at step {last.resumed_step:,}"
-    if len(mine) > 1:
-        before = mine[-2]
-        why = _WHY.get(before.signal or "") or (f"exit {before.exit_code}" if before.exit_code is not None
-                                               else "a killed attempt")
-        text += f" after {why}"
-    return len(mine), text + (f"; {oom_text}" if oom_text else "")
+        parts.append(f"stopped after step {last.stopped_step:,} by {_why(last)}" + (", requeued" if last.requeued else ""))
+    elif last.resumed_step is not None:
+        parts.append(f"resumed at step {last.resumed_step:,}" + (f" after {_why(mine[-2])}" if len(mine) > 1 else ""))
+    return len(mine), ", ".join(parts) or None
+
+
+def _why(attempt: Attempt) -> str:
+    if attempt.signal:
+        return _WHY.get(attempt.signal, f"SIG{attempt.signal}")
+    return f"exit {attempt.exit_code}" if attempt.exit_code is not None else "a killed attempt"
 
 
 def last_attempt(path: str | Path, job_id: str | None = None) -> Attempt | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -162,7 +163,8 @@ def test_out_of_memory_is_retried_at_half_batch_size_from_the_last_checkpoint(re
     want = [e for e in metrics(reference) if e["type"] == "train"]
     assert [e["step"] for e in got] == list(range(1, 25))
     assert [e["train_loss"] for e in got] == pytest.approx([e["train_loss"] for e in want], rel=1e-4)
-    assert attempt_note(read_attempts(run / "record.jsonl"), "1")[1] == "retried with batch_size 2 after out-of-memory"
+    assert attempt_note(read_attempts(run / "record.jsonl"), "1")[1] == \
+        "attempt 1, retried with batch_size 2 after out-of-memory, resumed at step 4"
 
 
 # ---- through the real local SLURM ---------------------------------------------------------------
@@ -241,3 +243,59 @@ def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint_saved_on_sigterm(
     assert [e["step"] for e in events if e["event"] == "resume"] == [stopped["step"]]
     assert_same_training(run, reference)
     assert (run / "epoch_1" / "model" / "model.safetensors").is_file()  # the export came out too
+
+
+@pytest.mark.slurm
+@pytest.mark.slow  # several one-minute attempts
+def test_three_times_the_time_limit_of_work_finishes_by_requeues_and_its_evaluation_runs(
+        experiment, tiny_model_dir, data_file, tmp_path):
+    """`time: 00:01:00` and ~3 minutes of work (24 slowed steps plus each attempt's start): each
+    attempt is warned (USR1) before its limit, saves, requeues itself under the same job id; the
+    last one finishes, the evaluation waiting on it (afterok) runs, and status shows the attempts.
+    The test's only help: it skips SLURM's ~2-minute BeginTime wait of a requeued job."""
+    import sys
+
+    from tests.helpers_faults import cruijff, env_with
+
+    manifest = slurm_plan(tmp_path, tiny_model_dir, data_file, experiment, step_seconds=2.5,
+                          time_limit="00:01:00", resume={"max_attempts": 12})
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    m = yaml.load(manifest.read_text())
+    m["eval"] = {"tasks": [{"name": "capitalization", "task": "capitalization",
+                            "file": str(RECIPES.parent / "experiments" / "tasks" / "capitalization.py")}],
+                 "epochs": "last", "base_models": False, "limit": 4,
+                 "resources": {"gpus": 0, "cpus": 1, "mem": "4G", "time": "00:10:00"}}
+    with manifest.open("w") as f:
+        yaml.dump(m, f)
+    env = env_with(None, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    out = cruijff("apply", str(manifest), "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    jobs = {s["node"]: s["job_id"] for s in json.loads(out.stdout)["submitted"]}
+    ft = jobs["finetune/tiny_words"]
+    plan = tmp_path / "plan"
+    deadline = time.monotonic() + 900
+    while True:
+        assert time.monotonic() < deadline, record(plan / "finetune" / "tiny_words")
+        q = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r|%j"], capture_output=True, text=True).stdout
+        mine = [line.split("|") for line in q.splitlines() if line.split("|")[-1].startswith(f"{experiment}:")]
+        if not mine:
+            break
+        for job_id, state, reason, _ in mine:
+            if state == "PENDING" and reason == "BeginTime":
+                subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+        time.sleep(1)
+    run = plan / "finetune" / "tiny_words"
+    events = record(run)
+    requeues = [e for e in events if e["event"] == "requeue"]
+    assert len(requeues) >= 2 and {e["job_id"] for e in requeues} == {ft}
+    assert [e["event"] for e in events if e["event"] == "end"] and events[-1]["exit_code"] == 0
+    assert all(e["exit_code"] == EXIT_RESUMABLE for e in events if e["event"] == "end" and e is not events[-1])
+    train = [e["step"] for e in metrics(run) if e["type"] == "train"]
+    assert train == list(range(1, 25)), "a step trained twice or missing"
+    status = json.loads(cruijff("status", str(plan), "--json", env=env).stdout)
+    nodes = {n["id"]: n for n in status["nodes"]}
+    assert {n["state"] for n in nodes.values()} == {"done"}, status["counts"]
+    ftn = nodes["finetune/tiny_words"]
+    assert ftn["attempts"] == len(requeues) + 1 and "after the time limit" in ftn["note"]

@@ -92,7 +92,7 @@ def test_job_scripts_are_requeueable_and_a_finetune_is_warned_before_its_limit()
     ft = job_script(resources=r, resume={}, **common)
     ev = job_script(resources=r, **common)
     assert "#SBATCH --requeue" in ft and "#SBATCH --requeue" in ev
-    assert "#SBATCH --signal=B:USR1@30" in ft and "--signal" not in ev
+    assert "#SBATCH --signal=B:USR1@15" in ft and "--signal" not in ev
     assert ft.rstrip().endswith("_cruijff_resumable true")
     assert grace_seconds({}, "2-00:00:00") == 120 and grace_seconds({"grace_seconds": 600}, "1:00:00") == 600
     assert [time_limit_seconds(t) for t in ("90", "1:30", "01:00:00", "1-2", "1-0:0:5", None)] == \
