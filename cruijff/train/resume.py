@@ -169,6 +169,12 @@ class StopFlag:
         print(f"cruijff: received {signal.Signals(signum).name}: saving a checkpoint at the next step",
               flush=True)
         self.signum, self.received_at = signum, time.time()
+        # The run stops at the next step either way. Further signals (the job script sends the
+        # warning again until the recipe exits) are ignored: while Python shuts down it puts the
+        # default action back on signals that have a Python handler, and USR1's default would
+        # end the process (exit 138) after its checkpoint was saved.
+        for s in self.SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
 
     def __bool__(self) -> bool:
         return self.signum is not None
