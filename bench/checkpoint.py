@@ -79,6 +79,7 @@ def measure(name: str, cfg, saves: int, steps: int) -> dict:
     cfg.run_val_every_n_steps = None
     cfg.max_steps_per_epoch, cfg.epochs, cfg.batch_size = steps, 1, 4
     cfg.export = None
+    cfg.save_epochs = []
     recipe = LoRAFinetuneRecipeSingleDevice(cfg=cfg)
     recipe.setup(cfg=cfg)
     recipe._resume = type(recipe._resume)(recipe._resume.path, None, None)  # no saves inside train()
