@@ -257,7 +257,7 @@ def test_three_times_the_time_limit_of_work_finishes_by_requeues_and_its_evaluat
 
     from tests.helpers_faults import cruijff, env_with
 
-    manifest = slurm_plan(tmp_path, tiny_model_dir, data_file, experiment, step_seconds=2.5,
+    manifest = slurm_plan(tmp_path, tiny_model_dir, data_file, experiment, step_seconds=4.0,
                           time_limit="00:01:00", resume={"max_attempts": 12})
     from ruamel.yaml import YAML
 

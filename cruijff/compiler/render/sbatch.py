@@ -101,7 +101,6 @@ printf '{"event": "start", "time": %s, "job_id": "%s", "host": "%s"}\n' \
 _cruijff_end() {
   local rc=$?
   if declare -F _cruijff_gpu_stop >/dev/null; then _cruijff_gpu_stop; fi
-  if [ -n "$_cruijff_signal" ] && [ "$rc" -eq 0 ]; then rc=143; fi  # a killed attempt is never 0
   printf '{"event": "end", "time": %s, "job_id": "%s", "exit_code": %d, "signal": "%s"}\n' \
     "$(date +%s.%N)" "$_cruijff_job" "$rc" "$_cruijff_signal" >> "$CRUIJFF_NODE_DIR/record.jsonl"
 }
