@@ -230,6 +230,7 @@ def test_scontrol_requeue_mid_run_resumes_from_the_checkpoint_saved_on_sigterm(
     assert subprocess.run(["scontrol", "requeue", job]).returncode == 0
     eventually(lambda: any(e["event"] == "interrupted" for e in record(run)), timeout=30)
     eventually(lambda: squeue_state(job) == "PENDING", timeout=60)
+    time.sleep(5)  # not at once: a start while slurmd still revokes the old credential fails the job
     subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], check=True)
     eventually(lambda: squeue_state(job) is None, timeout=300, every=0.5)
 
@@ -276,6 +277,7 @@ def test_three_times_the_time_limit_of_work_finishes_by_requeues_and_its_evaluat
     ft = jobs["finetune/tiny_words"]
     plan = tmp_path / "plan"
     deadline = time.monotonic() + 900
+    pending_since: dict[str, float] = {}
     while True:
         assert time.monotonic() < deadline, record(plan / "finetune" / "tiny_words")
         q = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r|%j"], capture_output=True, text=True).stdout
@@ -284,7 +286,13 @@ def test_three_times_the_time_limit_of_work_finishes_by_requeues_and_its_evaluat
             break
         for job_id, state, reason, _ in mine:
             if state == "PENDING" and reason == "BeginTime":
-                subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+                # not at once: slurmd revokes the old attempt's credential, and a start within
+                # that moment fails the job ("Job credential revoked"); SLURM itself waits ~2 min
+                since = pending_since.setdefault(job_id, time.monotonic())
+                if time.monotonic() - since > 5:
+                    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], capture_output=True)
+            else:
+                pending_since.pop(job_id, None)
         time.sleep(1)
     run = plan / "finetune" / "tiny_words"
     events = record(run)
