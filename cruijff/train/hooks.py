@@ -388,4 +388,5 @@ class CruijffRecipeMixin:
                 self._write_record(rec)
             self._metrics.close()
             if self._resumable:  # finished: nothing to resume
+                self._stop.quiet()
                 self._resume.path.unlink(missing_ok=True)

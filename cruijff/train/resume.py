@@ -176,6 +176,12 @@ class StopFlag:
         for s in self.SIGNALS:
             signal.signal(s, signal.SIG_IGN)
 
+    def quiet(self) -> None:
+        """Training, saves and exports are done: a late warning or TERM must not end the process
+        with a signal's exit code now (Python shutdown restores the default actions)."""
+        for s in self.SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
     def __bool__(self) -> bool:
         return self.signum is not None
 
