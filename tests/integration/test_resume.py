@@ -307,3 +307,28 @@ def test_three_times_the_time_limit_of_work_finishes_by_requeues_and_its_evaluat
     assert {n["state"] for n in nodes.values()} == {"done"}, status["counts"]
     ftn = nodes["finetune/tiny_words"]
     assert ftn["attempts"] == len(requeues) + 1 and "after the time limit" in ftn["note"]
+
+
+@pytest.mark.slurm
+def test_rendered_job_scripts_pass_sbatch_test_only(slurm_cluster):
+    """Every job script of the golden plans (the renderer's current output, pinned by
+    tests/unit/test_compile_golden.py): sbatch accepts its #SBATCH lines, --requeue and
+    --signal=B:USR1@grace included, without submitting anything."""
+    import shutil
+
+    golden = RECIPES.parent / "tests" / "golden"
+    scripts = sorted(golden.rglob("job.sbatch"))
+    finetunes = [s for s in scripts if "/finetune/" in str(s)]
+    assert finetunes and shutil.which("sbatch")
+    for script in scripts:
+        text = script.read_text()
+        # the cluster's own accounts and partitions do not exist here: keep the lines this test is about
+        lines = [line for line in text.splitlines()
+                 if not line.startswith(("#SBATCH --account", "#SBATCH --partition", "#SBATCH --qos",
+                                         "#SBATCH --constraint", "#SBATCH --gres", "#SBATCH --mem",
+                                         "#SBATCH --output"))]
+        proc = subprocess.run(["sbatch", "--test-only"], input="\n".join(lines) + "\n", capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, f"{script}: {proc.stderr}"
+    assert all("#SBATCH --signal=B:USR1@" in s.read_text() and "#SBATCH --requeue" in s.read_text()
+               for s in finetunes)
