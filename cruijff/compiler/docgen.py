@@ -100,7 +100,7 @@ def render() -> str:
     schema = load_schema()
     lines = [INTRO]
     lines += _section("Top level", schema, schema)
-    for name in ("cluster", "model", "dataset", "finetune", "hyperparameters", "resources", "grid", "eval", "task"):
+    for name in ("cluster", "model", "dataset", "finetune", "resume", "hyperparameters", "resources", "grid", "eval", "task"):
         lines += _section(name, schema["$defs"][name], schema)
     lines += _section("executor", schema["properties"]["executor"], schema)
     lines += _section("prompt", schema["properties"]["prompt"], schema)

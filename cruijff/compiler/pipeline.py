@@ -195,9 +195,11 @@ class _Renderer:
                 BASE_EVAL: self.evaluation}[spec.kind](spec)
 
     def _script(self, spec: JobSpec, title: str, commands: list[list[str]]) -> str:
+        resume = self.m["finetune"].get("resume", {}) if spec.kind == FINETUNE else None
         return job_script(title=title, job_name=f"{self.m['experiment']}:{spec.id}",
                           node_dir=f"{self.out}/{spec.id}", resources=spec.resources,
-                          cluster=self.m["cluster"], commands=commands, variables=self.variables)
+                          cluster=self.m["cluster"], commands=commands, variables=self.variables,
+                          resume=resume)
 
     def prepare(self, spec: JobSpec) -> dict[str, str]:
         from cruijff.data.generate import cli_args

@@ -27,6 +27,11 @@ class Attempt:
     end: float | None = None
     exit_code: int | None = None
     error: str | None = None  # why it failed, when a step of the job said so
+    signal: str | None = None  # the signal that ended it (TERM: requeue/preemption/cancel, USR1: time limit)
+    resumed_step: int | None = None  # a fine-tune that resumed from its checkpoint: at this step
+    stopped_step: int | None = None  # ... that saved and stopped on a signal: after this step
+    requeued: bool = False  # it requeued itself (after the time-limit warning)
+    oom_batch_size: int | None = None  # retried after out-of-memory at this batch size
 
     @property
     def reason(self) -> str | None:
@@ -61,15 +66,25 @@ def read_attempts(path: str | Path) -> list[Attempt]:
         elif event.get("event") == "end":
             code = event.get("exit_code")
             index = open_by_job.pop(job_id, None)
-            ended = dict(end=_num(event.get("time")), exit_code=int(code) if code is not None else None)
+            ended = dict(end=_num(event.get("time")), exit_code=int(code) if code is not None else None,
+                         signal=event.get("signal") or None)
             if index is None:  # an end without its start (truncated file): keep what we know
                 attempts.append(Attempt(job_id=job_id, start=None, **ended))
             else:
-                a = attempts[index]
-                attempts[index] = Attempt(a.job_id, a.start, a.host, error=a.error, **ended)
-        elif event.get("event") == "error" and attempts and isinstance(event.get("message"), str):
-            # written by a step of the running job, which does not know its job id: the latest attempt
+                attempts[index] = replace(attempts[index], **ended)
+        elif not attempts:
+            continue
+        # written by a step of the running job, which does not know its job id: the latest attempt
+        elif event.get("event") == "error" and isinstance(event.get("message"), str):
             attempts[-1] = replace(attempts[-1], error=event["message"])
+        elif event.get("event") == "resume" and isinstance(event.get("step"), int):
+            attempts[-1] = replace(attempts[-1], resumed_step=event["step"])
+        elif event.get("event") == "interrupted" and isinstance(event.get("step"), int):
+            attempts[-1] = replace(attempts[-1], stopped_step=event["step"])
+        elif event.get("event") == "oom_retry" and isinstance(event.get("batch_size"), int):
+            attempts[-1] = replace(attempts[-1], oom_batch_size=event["batch_size"])
+        elif event.get("event") == "requeue":
+            attempts[-1] = replace(attempts[-1], requeued=True)
     return attempts
 
 
@@ -78,10 +93,16 @@ def record_error(message: str, node_dir: str | None = None) -> None:
 
     Only one process of a distributed job writes it (RANK 0 or unset).
     """
+    record_event("error", node_dir=node_dir, message=message)
+
+
+def record_event(event: str, node_dir: str | None = None, **fields) -> None:
+    """Append one event of the running job (`error`, `checkpoint`, `resume`, `interrupted`) to its
+    record.jsonl ($CRUIJFF_NODE_DIR); outside a job script, nothing. RANK 0 (or unset) only."""
     node_dir = node_dir or os.environ.get("CRUIJFF_NODE_DIR")
     if not node_dir or os.environ.get("RANK", "0") != "0":
         return
-    line = json.dumps({"event": "error", "time": time.time(), "message": message}) + "\n"
+    line = json.dumps({"event": event, "time": time.time(), **fields}) + "\n"
     try:
         with open(Path(node_dir) / "record.jsonl", "a", encoding="utf-8") as f:
             f.write(line)
@@ -94,6 +115,36 @@ def _num(value) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+_WHY = {"USR1": "the time limit", "TERM": "SIGTERM (requeue or preemption)", "KILL": "SIGKILL"}
+
+
+def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str | None]:
+    """How many attempts the job `job_id` has had (a requeued job keeps its id) and what happened
+    to them: "attempt 3, resumed at step 5,496 after the time limit", "retried with batch_size 4
+    after out-of-memory"; None for a plain single attempt."""
+    mine = [a for a in attempts if job_id is None or a.job_id == job_id]
+    if not mine:
+        return 0, None
+    last = mine[-1]
+    parts = []
+    if len(mine) > 1 or last.resumed_step is not None or last.stopped_step is not None:
+        parts.append(f"attempt {len(mine)}")
+    oom = next((a.oom_batch_size for a in reversed(mine) if a.oom_batch_size), None)
+    if oom:
+        parts.append(f"retried with batch_size {oom} after out-of-memory")
+    if last.finished and last.stopped_step is not None:
+        parts.append(f"stopped after step {last.stopped_step:,} by {_why(last)}" + (", requeued" if last.requeued else ""))
+    elif last.resumed_step is not None:
+        parts.append(f"resumed at step {last.resumed_step:,}" + (f" after {_why(mine[-2])}" if len(mine) > 1 else ""))
+    return len(mine), ", ".join(parts) or None
+
+
+def _why(attempt: Attempt) -> str:
+    if attempt.signal:
+        return _WHY.get(attempt.signal, f"SIG{attempt.signal}")
+    return f"exit {attempt.exit_code}" if attempt.exit_code is not None else "a killed attempt"
 
 
 def last_attempt(path: str | Path, job_id: str | None = None) -> Attempt | None:

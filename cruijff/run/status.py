@@ -19,7 +19,7 @@ from cruijff.plan import load_plan
 from cruijff.run.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Executor
 from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan
 from cruijff.run.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, plan_view
-from cruijff.run.records import last_attempt
+from cruijff.run.records import attempt_note, last_attempt, read_attempts
 from cruijff.run.selectors import select
 from cruijff.run.state import State
 
@@ -51,6 +51,8 @@ class NodeStatus:
     changed: bool = False  # submitted with an older hash: the next apply resubmits it
     score: tuple[str, float] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    attempts: int | None = None  # runs of its current job (a requeued job keeps its id)
+    note: str | None = None  # what happened to them: "attempt 2, resumed at step 40 after the time limit"
 
     @property
     def label(self) -> str:
@@ -64,7 +66,7 @@ class NodeStatus:
             "elapsed_s": None if self.elapsed_s is None else round(self.elapsed_s, 1),
             "exit_code": self.exit_code, "reason": self.reason, "changed": self.changed,
             "score": {"name": self.score[0], "value": self.score[1]} if self.score else None,
-            "attrs": self.attrs,
+            "attrs": self.attrs, "attempts": self.attempts, "note": self.note,
         }
 
 
@@ -146,8 +148,11 @@ def node_statuses(plan: Plan, obs: dict[str, Observation], now: float,
             attempt = last_attempt(Path(plan.output_dir) / node.record, o.job_id)
             reason = ((attempt.reason if attempt else None)
                       or output_reason(Path(plan.output_dir) / node.id, o.job_id) or reason)
+        attempts, note = None, None
+        if node.kind == FINETUNE and o.job_id and state in ("pending", "running", DONE, "failed"):
+            attempts, note = attempt_note(read_attempts(Path(plan.output_dir) / node.record), o.job_id)
         shown[node.id] = NodeStatus(node.id, node.kind, state, blocked_by, o.job_id, elapsed, o.exit_code,
-                                    reason, changed, headline, dict(node.attrs))
+                                    reason, changed, headline, dict(node.attrs), attempts or None, note)
     return list(shown.values())
 
 

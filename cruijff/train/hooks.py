@@ -30,7 +30,9 @@ from torchtune import config, utils
 from torchtune.data import padded_collate_packed
 
 from cruijff.errors import CruijffError
+from cruijff.run.records import record_event
 from cruijff.train.export import export_dir, export_merged
+from cruijff.train import resume
 from cruijff.train.metrics import EpochRecord, MetricsLog, peak_memory, reset_peak_memory
 from cruijff.train.trainable import DIVERGED_FIX, TrainingError, check_step, check_trainable
 
@@ -113,10 +115,17 @@ class CruijffRecipeMixin:
     world_size = 1
     rank = 0
     _defer_exports = False  # distributed: export after training, outside collectives
+    _resumable = True  # resumable checkpoints (cruijff.train.resume); the distributed recipe: not yet
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__(cfg=cfg)
         self._cj = Settings.from_cfg(cfg)
+        self._resume = resume.ResumeSettings.from_cfg(cfg)
+        self._fingerprint = resume.fingerprint(cfg)
+        self._batch_size_cfg = int(cfg.batch_size)
+        self._stop = resume.StopFlag()
+        if self._resumable:  # before the model loads: a warning during setup is kept for the first step
+            self._stop.install()
         self._cfg_output_dir = str(cfg.output_dir)
         self._ckpt_output_dir = str(cfg.checkpointer.output_dir)
         self._save_adapter_weights_only = True
@@ -132,13 +141,105 @@ class CruijffRecipeMixin:
         if cfg.get("dataset_val", None) is not None:
             self._val_loader = self._setup_val_data(cfg.dataset_val, cfg.batch_size,
                                                     cfg.get("collate_fn", "torchtune.data.padded_collate_sft"))
-        self._metrics = None
-        if self._is_rank_zero:
-            path = Path(self._cfg_output_dir) / "logs" / "metrics.jsonl"
-            self._metrics = MetricsLog(path, append=bool(self._resume_from_checkpoint))
         self._tokens_total = 0
         self._last_val: tuple[int, float] | None = None
         self._pending_exports: list[tuple[int, EpochRecord]] = []
+        self._resume_epoch: int | None = None  # the epoch a mid-epoch checkpoint resumes in
+        self._ckpt_deferred = False
+        state = resume.load(self._resume.path, self._fingerprint) if self._resumable else None
+        self._metrics = None
+        if self._is_rank_zero:
+            path = Path(self._cfg_output_dir) / "logs" / "metrics.jsonl"
+            if state is not None and path.is_file():  # drop what was logged after the checkpoint
+                with open(path, "r+b") as f:
+                    f.truncate(state["metrics_offset"])
+            self._metrics = MetricsLog(path, append=bool(self._resume_from_checkpoint) or state is not None)
+        if state is not None:
+            self._restore(state)
+        self._last_ckpt = time.monotonic()
+
+    # ---- resumable checkpoints (cruijff.train.resume) ----------------------------------------
+    def _restore(self, state: dict) -> None:
+        missing, unexpected = self._model.load_state_dict(state["adapter"], strict=False)
+        if unexpected or not state["adapter"]:
+            raise RecipeConfigError(f"the resume checkpoint {self._resume.path} does not fit this model "
+                                    f"(unexpected keys {unexpected[:3]})", hint="delete it to start over")
+        self._optimizer.load_state_dict(state["optimizer"])
+        self._lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.global_step, self.epochs_run = int(state["global_step"]), int(state["epochs_run"])
+        self._tokens_total = int(state["tokens_total"])
+        self._last_val = tuple(state["last_val"]) if state["last_val"] else None
+        if state["epoch_steps"]:
+            self._resume_epoch = int(state["epoch"])
+            self._skip_batches = int(state["epoch_steps"]) * self._gradient_accumulation_steps
+            self._resume_record = state["epoch_record"]
+            self._resume_rng = state["rng"]
+        else:  # an epoch boundary: the loop has not built this epoch's iterator yet
+            resume.set_rng_state(state["rng"])
+        log.info(f"Resumed from {self._resume.path} at optimizer step {self.global_step} "
+                 f"(epoch {state['epoch']}, {state['epoch_steps']} steps into it)")
+        record_event("resume", step=self.global_step, epoch=int(state["epoch"]))
+
+    def _resume_skip(self, epoch: int, idx: int) -> bool:
+        """True for a batch the checkpoint had trained already (the loop `continue`s past it)."""
+        if self._resume_epoch != epoch:
+            return False
+        if idx < self._skip_batches:
+            return True
+        resume.set_rng_state(self._resume_rng)  # as it was after the checkpoint's step
+        self._resume_epoch = None
+        return False
+
+    def _checkpoint_due(self) -> bool:
+        r = self._resume
+        return bool(self._stop or (r.every_seconds and time.monotonic() - self._last_ckpt >= r.every_seconds)
+                    or (r.every_steps and self.global_step % r.every_steps == 0))
+
+    def _maybe_checkpoint(self, epoch: int, *, boundary: bool = False) -> None:
+        if not self._resumable:
+            return
+        if not boundary:
+            resume.test_oom(self.global_step, self._batch_size_cfg)
+            resume.test_signal_after_step(self.global_step)
+        if not (self._checkpoint_due() or (boundary and self._ckpt_deferred)):
+            return
+        if not boundary and self._epoch.steps >= self._steps_per_epoch:
+            self._ckpt_deferred = True  # the epoch's last step: checkpoint after its end instead
+            return
+        if boundary and self.epochs_run >= self.total_epochs:
+            return  # training is over; nothing left to resume
+        self._save_resumable(epoch, boundary=boundary)
+        if self._stop:
+            raise resume.Interrupted(self._stop.signum, self.global_step)
+
+    def _save_resumable(self, epoch: int, *, boundary: bool) -> None:
+        from dataclasses import asdict
+
+        rec = None
+        if not boundary:
+            rec = asdict(self._epoch)
+            rec["elapsed"] = time.perf_counter() - self._epoch_start
+        state = {
+            "fingerprint": self._fingerprint,
+            "global_step": self.global_step,
+            "epochs_run": self.epochs_run,
+            "epoch": epoch,
+            "epoch_steps": 0 if boundary else self._epoch.steps,
+            "adapter": {k: v.detach().to("cpu", copy=True)
+                        for k, v in self._model.named_parameters() if v.requires_grad},
+            "optimizer": self._optimizer.state_dict(),
+            "lr_scheduler": self._lr_scheduler.state_dict(),
+            "rng": resume.rng_state(),
+            "metrics_offset": self._metrics.position() if self._metrics else 0,
+            "tokens_total": self._tokens_total,
+            "last_val": list(self._last_val) if self._last_val else None,
+            "epoch_record": rec,
+        }
+        seconds = resume.save_atomic(state, self._resume.path)
+        self._last_ckpt = time.monotonic()
+        self._ckpt_deferred = False
+        log.info(f"Resumable checkpoint at step {self.global_step} saved in {seconds:.2f} s")
+        record_event("checkpoint", step=self.global_step, epoch=epoch, seconds=round(seconds, 3))
 
     def _setup_val_data(self, cfg_val: DictConfig, batch_size: int, collate_name: str) -> DataLoader:
 
@@ -209,6 +310,11 @@ class CruijffRecipeMixin:
         reset_peak_memory(self._device)
         self._epoch = EpochRecord(epoch=epoch, world_size=self.world_size)
         self._epoch_start = time.perf_counter()
+        if self._resume_epoch == epoch:  # the record as it stood at the checkpoint
+            saved = dict(self._resume_record)
+            self._epoch_start -= saved.pop("elapsed")
+            for key, value in saved.items():
+                setattr(self._epoch, key, value)
 
     def _after_step(self, epoch: int, loss: float, tokens: int, seconds: float) -> bool:
         """Record one optimizer step (then stop if it trained on nothing or diverged); validate when due."""
@@ -222,10 +328,12 @@ class CruijffRecipeMixin:
                                 tokens_per_second=tokens / seconds if seconds > 0 else None)
         check_step(step=self.global_step, epoch=epoch, loss=loss, tokens=tokens, lr=lr)
         every = self._cj.val_every
+        validated = False
         if self._val_loader is not None and every and self.global_step % every == 0:
             self._validate(epoch)
-            return True
-        return False
+            validated = True
+        self._maybe_checkpoint(epoch)
+        return validated
 
     def _end_epoch(self, epoch: int) -> None:
         rec = self._epoch
@@ -250,6 +358,7 @@ class CruijffRecipeMixin:
         rec.finish()
         rec.wall_seconds = time.perf_counter() - self._epoch_start
         self._write_record(rec)
+        self._maybe_checkpoint(epoch, boundary=True)
 
     def _peak_memory(self) -> tuple[int, str]:
         value, kind = peak_memory(self._device)
@@ -278,3 +387,6 @@ class CruijffRecipeMixin:
                 self._export(rec)
                 self._write_record(rec)
             self._metrics.close()
+            if self._resumable:  # finished: nothing to resume
+                self._stop.quiet()
+                self._resume.path.unlink(missing_ok=True)

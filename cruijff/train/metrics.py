@@ -35,6 +35,10 @@ class MetricsLog:
         self._file.write(json.dumps(finite(event), allow_nan=False) + "\n")
         self._file.flush()
 
+    def position(self) -> int:
+        """Bytes written so far (everything is flushed): where a resumed run truncates the file."""
+        return self._file.tell()
+
     def close(self) -> None:
         self._file.close()
 

@@ -20,6 +20,7 @@ tests/unit/test_recipe_drift.py compares it with the installed torchtune's. `sin
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -29,7 +30,9 @@ from torchtune import config, training, utils
 from tqdm import tqdm
 
 from cruijff.errors import CruijffError
-from cruijff.run.records import record_error
+from cruijff.run.records import record_error, record_event
+from cruijff.train import resume
+from cruijff.train.resume import EXIT_RESUMABLE, Interrupted
 from cruijff.train.hooks import CruijffRecipeMixin, RecipeConfigError
 from cruijff.train.stock import stock_recipe
 from cruijff.train.trainable import (DIVERGED_FIX, TRUNCATION_FIX, TrainingError, check_step,  # noqa: F401
@@ -57,6 +60,8 @@ class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRec
                 pbar = tqdm(total=self._steps_per_epoch)
                 self._dataloader.sampler.set_epoch(curr_epoch)
                 for idx, batch in enumerate(self._dataloader):
+                    if self._resume_skip(curr_epoch, idx):
+                        continue  # trained before the resumable checkpoint
                     # Start tracking CUDA memory for active steps for just the first epoch
                     if (
                         curr_epoch == 0
@@ -132,6 +137,7 @@ class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRec
 
 class LoRAFinetuneRecipeDistributed(CruijffRecipeMixin, _distributed.LoRAFinetuneRecipeDistributed):
     _defer_exports = True
+    _resumable = False  # resumable checkpoints: single device only so far (docs/running.md#resuming-fine-tunes)
 
     def _setup_model(self, *args, **kwargs):
         """torchtune's, but on CPU (gloo: the distributed tests) without its CUDA-only memory report.
@@ -256,6 +262,10 @@ def run(main) -> int:
     """Run a recipe entry point; a cruijff error is printed as one message, not a traceback."""
     try:
         return main()
+    except Interrupted as e:
+        print(f"\ncruijff: {e}; run again to resume", file=sys.stderr)
+        record_event("interrupted", signal=signal.Signals(e.signum).name, step=e.step)
+        return EXIT_RESUMABLE
     except CruijffError as e:
         print(f"\nerror: {e}", file=sys.stderr)  # on a line of its own, after tqdm's bar
         record_error(f"fine-tune failed: {e}")  # for `cruijff status`
@@ -264,11 +274,38 @@ def run(main) -> int:
 
 @config.parse
 def single_device_main(cfg: DictConfig) -> None:
+    """Out of memory (torch's OutOfMemoryError, CUDA or host) is retried in this process at half
+    the batch size and double the accumulation, down to batch size 1, from the last resumable
+    checkpoint; the choice is kept in <output_dir>/overrides.json for later attempts and written
+    to record.jsonl (an `oom_retry` event)."""
+    import gc
+
+    resume.apply_overrides(cfg)
     config.log_config(recipe_name="cruijff LoRAFinetuneRecipeSingleDevice", cfg=cfg)
-    recipe = LoRAFinetuneRecipeSingleDevice(cfg=cfg)
-    recipe.setup(cfg=cfg)
-    recipe.train()
-    recipe.cleanup()
+    while True:
+        recipe = LoRAFinetuneRecipeSingleDevice(cfg=cfg)
+        try:
+            recipe.setup(cfg=cfg)
+            recipe.train()
+        except torch.OutOfMemoryError as e:
+            old = (int(cfg.batch_size), int(cfg.gradient_accumulation_steps))
+            if not resume.halve_batch(cfg):
+                raise TrainingError(f"out of memory at batch_size 1: {str(e).splitlines()[0]}",
+                                    hint="use a smaller max_seq_len, a smaller model or more memory") from None
+            log.info(f"Out of memory at batch_size {old[0]}: retrying at batch_size {cfg.batch_size}, "
+                     f"gradient_accumulation_steps {cfg.gradient_accumulation_steps}")
+            record_event("oom_retry", step=recipe.global_step, batch_size=int(cfg.batch_size),
+                         gradient_accumulation_steps=int(cfg.gradient_accumulation_steps),
+                         previous_batch_size=old[0], message=str(e).splitlines()[0])
+            if recipe._metrics is not None:
+                recipe._metrics.close()
+            del recipe
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        recipe.cleanup()
+        return
 
 
 @config.parse

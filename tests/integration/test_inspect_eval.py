@@ -191,6 +191,10 @@ def test_peft_adapter_directory_loads_through_hf_provider(inspect_ready, tiny_mo
     assert _compare_with_inspect(node / "logs").status == "success"
 
 
+# inspect formats each error's traceback with rich (about 40 s of CPU per failed evaluation here).
+# The default tier has the same exit-0-but-error path through the job script, which fails it:
+# test_a_solver_that_raises_says_why.
+@pytest.mark.slow
 def test_failed_eval_exits_zero_but_log_says_error(inspect_ready, tiny_model_dir, data_dir, tmp_path):
     """inspect eval exits 0 when the eval errors; job scripts must check with `python -m cruijff.scores`."""
     node = tmp_path / "eval" / "bad"

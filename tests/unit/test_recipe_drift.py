@@ -31,7 +31,11 @@ _AFTER_STEP = [
 ]
 EXPECTED = {
     ("lora_finetune_single_device.py", "LoRAFinetuneRecipeSingleDevice"): [
-        *_HOOK, *_AFTER_STEP,
+        *_HOOK,
+        # a resumed run skips the batches its checkpoint had trained (cruijff.train.resume)
+        ("+", "if self._resume_skip(curr_epoch, idx):"),
+        ("+", "continue"),
+        *_AFTER_STEP,
         ("+", "pbar.close()"),
         # validation, adapter-only saves on the chosen epochs, the HF export and record.json
         ("-", "start_save_checkpoint = time.perf_counter()"),

@@ -51,8 +51,11 @@ def sbatch_path(path: str) -> str:
 
 
 def sbatch_directives(*, job_name: str, node_dir: str, resources: Resources, cluster: dict[str, Any]) -> list[str]:
+    # requeueable (a preempted or failed node's job runs again under its id, so dependents stay
+    # valid); its log is appended to, not truncated, by the next attempt
     lines = [directive("--job-name", job_name, ("experiment",)),
              f"#SBATCH --output={sbatch_path(node_dir + '/')}slurm-%j.out",
+             "#SBATCH --open-mode=append", "#SBATCH --requeue",
              directive("--nodes", 1), directive("--ntasks", 1),
              directive("--cpus-per-task", resources.cpus)]
     if resources.mem:
@@ -90,6 +93,7 @@ def environment_lines(env: dict[str, Any], variables: dict[str, Any]) -> list[st
 
 
 RECORD_PRELUDE = r"""set -eo pipefail
+_cruijff_signal=""
 cd "$CRUIJFF_NODE_DIR"
 _cruijff_job="${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}"
 _cruijff_job="${_cruijff_job:-${SLURM_JOB_ID:-${CRUIJFF_JOB_ID:-manual}}}"
@@ -98,10 +102,109 @@ printf '{"event": "start", "time": %s, "job_id": "%s", "host": "%s"}\n' \
 _cruijff_end() {
   local rc=$?
   if declare -F _cruijff_gpu_stop >/dev/null; then _cruijff_gpu_stop; fi
-  printf '{"event": "end", "time": %s, "job_id": "%s", "exit_code": %d}\n' \
-    "$(date +%s.%N)" "$_cruijff_job" "$rc" >> "$CRUIJFF_NODE_DIR/record.jsonl"
+  printf '{"event": "end", "time": %s, "job_id": "%s", "exit_code": %d, "signal": "%s"}\n' \
+    "$(date +%s.%N)" "$_cruijff_job" "$rc" "$_cruijff_signal" >> "$CRUIJFF_NODE_DIR/record.jsonl"
 }
-trap _cruijff_end EXIT"""
+trap _cruijff_end EXIT
+trap '_cruijff_signal=TERM; exit 143' TERM"""
+
+EXIT_RESUMABLE = 85  # cruijff.train.resume.EXIT_RESUMABLE: stopped after a resumable checkpoint
+DEFAULT_GRACE_SECONDS = 120
+
+
+def time_limit_seconds(text: str | None) -> int | None:
+    """SLURM's --time (minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds; None: no limit or unreadable."""
+    if not text:
+        return None
+    days, _, rest = str(text).rpartition("-")
+    try:
+        parts = [int(p) for p in rest.split(":")]
+        d = int(days) if days else 0
+    except ValueError:
+        return None
+    if days:
+        parts += [0] * (3 - len(parts))
+        h, m, sec = parts
+    elif len(parts) == 1:
+        h, m, sec = 0, parts[0], 0
+    elif len(parts) == 2:
+        h, (m, sec) = 0, parts
+    else:
+        h, m, sec = parts[:3]
+    return ((d * 24 + h) * 60 + m) * 60 + sec
+
+
+def grace_seconds(resume: dict[str, Any], time: str | None) -> int:
+    """When SLURM warns a fine-tune before its time limit: the manifest's, else 120 s, at most a
+    quarter of the limit (a one-minute limit is warned 15 s before; SLURM may send it up to 60 s
+    early). Saving takes well under a second for a LoRA adapter (bench/checkpoint.py); the rest of
+    the grace is the wait for the current step to end."""
+    if resume.get("grace_seconds"):
+        return int(resume["grace_seconds"])
+    limit = time_limit_seconds(time)
+    return max(5, min(DEFAULT_GRACE_SECONDS, limit // 4)) if limit else DEFAULT_GRACE_SECONDS
+
+
+def resumable_lines(max_attempts: int, grace: int) -> list[str]:
+    """Run a fine-tune so that it can save and continue (cruijff.train.resume, docs/running.md).
+
+    SLURM sends the time-limit warning (--signal=B:USR1) to this shell only, and bash runs a trap
+    only between commands: the recipe runs in the background, the shell waits for it and forwards
+    USR1 (held until grace seconds before the job's end time) and TERM. The recipe saves at its
+    next step and exits EXIT_RESUMABLE; after the warning the
+    job requeues itself (same job id, so afterok/aftercorr dependents stay valid) while it has
+    attempts left. A requeue or preemption by the scheduler sends TERM to every process: the
+    recipe saves the same way and the scheduler runs the job again, which resumes.
+    """
+    n = int(max_attempts)
+    return [
+        f"_cruijff_max_attempts={n}  # finetune.resume.max_attempts",
+        f"_cruijff_grace={int(grace)}  # seconds before the time limit: the --signal line's",
+        'if [ "${SLURM_RESTART_COUNT:-0}" -ge "$_cruijff_max_attempts" ]; then',
+        '  _cruijff_msg="attempt $((SLURM_RESTART_COUNT + 1)) of a job allowed $_cruijff_max_attempts '
+        '(finetune.resume.max_attempts): it is not making progress"',
+        '  echo "error: $_cruijff_msg" >&2',
+        "  printf '{\"event\": \"error\", \"time\": %s, \"message\": \"%s\"}\\n' "
+        '"$(date +%s.%N)" "$_cruijff_msg" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
+        "  exit 3",
+        "fi",
+        '_cruijff_child=""',
+        '_cruijff_forward() { _cruijff_signal="${_cruijff_signal:-$1}"; if [ -n "$_cruijff_child" ] && [ "$1" = TERM ]; then '
+        'kill -s TERM "$_cruijff_child" 2>/dev/null || true; fi; }',
+        "trap '_cruijff_forward USR1' USR1",
+        "trap '_cruijff_forward TERM' TERM",
+        "_cruijff_resumable() {",
+        "  # USR1 starts ignored in the recipe until it installs its handler. The warning goes to the",
+        "  # recipe from a helper: it waits until grace seconds before the job's end (SLURM may warn up",
+        "  # to a minute early), then sends it every 2 s until the recipe has exited, so one sent",
+        "  # during the recipe's start is not lost",
+        "  ( trap '' USR1; exec \"$@\" ) &",
+        "  _cruijff_child=$!",
+        '  local resender=""',
+        '  while kill -0 "$_cruijff_child" 2>/dev/null; do',
+        '    if [ "$_cruijff_signal" = USR1 ] && [ -z "$resender" ]; then',
+        '      ( wait_s=0; end=$(squeue -h -j "$_cruijff_job" -o %e 2>/dev/null || true)',
+        '        if [ -n "$end" ] && end=$(date -d "$end" +%s 2>/dev/null); then '
+        'wait_s=$(( end - $(date +%s) - _cruijff_grace )); fi',
+        '        if [ "$wait_s" -gt 0 ]; then sleep "$wait_s"; fi',
+        '        while kill -0 "$_cruijff_child" 2>/dev/null; do kill -s USR1 "$_cruijff_child" 2>/dev/null || true; sleep 2; done ) &',
+        "      resender=$!",
+        "    fi",
+        '    wait "$_cruijff_child" || true',
+        "  done",
+        '  if [ -n "$resender" ]; then kill "$resender" 2>/dev/null || true; fi',
+        '  local rc=0',
+        '  wait "$_cruijff_child" || rc=$?',
+        '  _cruijff_child=""',
+        f'  if [ "$rc" -eq {EXIT_RESUMABLE} ] && [ "$_cruijff_signal" = USR1 ] && [ -n "${{SLURM_JOB_ID:-}}" ] \\',
+        '     && [ $(( ${SLURM_RESTART_COUNT:-0} + 1 )) -lt "$_cruijff_max_attempts" ]; then',
+        "    printf '{\"event\": \"requeue\", \"time\": %s, \"job_id\": \"%s\", \"reason\": \"time limit\"}\\n' "
+        '"$(date +%s.%N)" "$_cruijff_job" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
+        '    scontrol requeue "$_cruijff_job" || echo "cruijff: scontrol requeue $_cruijff_job failed" >&2',
+        "  fi",
+        '  return "$rc"',
+        "}",
+    ]
 
 
 GPU_USAGE_FILE = "gpu_usage.csv"
@@ -131,21 +234,36 @@ def gpu_sampling_lines(seconds: int = GPU_SAMPLE_SECONDS) -> list[str]:
 
 
 def job_script(*, title: str, job_name: str, node_dir: str, resources: Resources, cluster: dict[str, Any],
-               commands: Sequence[Sequence[str]], variables: dict[str, Any] | None = None) -> str:
-    """The whole script. commands are argv lists, each joined with shlex (never pasted)."""
+               commands: Sequence[Sequence[str]], variables: dict[str, Any] | None = None,
+               resume: dict[str, Any] | None = None) -> str:
+    """The whole script. commands are argv lists, each joined with shlex (never pasted).
+
+    With `resume` (a fine-tune's finetune.resume), the last command runs resumably (resumable_lines)."""
     env = cluster.get("env", {})
     lines = ["#!/bin/bash", f"# {_one_line(title)}", "# Generated by `cruijff plan`; edit the manifest, not this file."]
     lines += sbatch_directives(job_name=job_name, node_dir=node_dir, resources=resources, cluster=cluster)
+    grace = grace_seconds(resume, resources.time) if resume is not None else None
+    if resume is not None:
+        lines.append(directive("--signal", f"B:USR1@{grace}", ("finetune", "resume", "grace_seconds")))
     lines += ["", f"export CRUIJFF_NODE_DIR={shlex.quote(node_dir)}", RECORD_PRELUDE, ""]
+    if resume is not None:
+        lines += resumable_lines(resume.get("max_attempts", 5), grace) + [""]
     if resources.gpus:
         lines += gpu_sampling_lines() + [""]
     lines += environment_lines(env, variables or {})
-    lines += [""] + [" ".join(_quote(str(a)) for a in argv) for argv in commands]
+    lines += [""] + [_join(argv) for argv in commands[:-1]]
+    if commands:
+        last = _join(commands[-1])
+        lines.append(f"_cruijff_resumable {last}" if resume is not None else last)
     return "\n".join(lines) + "\n"
 
 
 # shlex.join, with each word quoted once per process: a grid's scripts repeat the same words thousands of times.
 _quote = lru_cache(maxsize=1 << 16)(shlex.quote)
+
+
+def _join(argv: Sequence[Any]) -> str:
+    return " ".join(_quote(str(a)) for a in argv)
 
 
 def _one_line(text: str) -> str:

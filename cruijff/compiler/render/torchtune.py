@@ -143,8 +143,15 @@ def finetune_config(*, manifest: dict[str, Any], run_name: str, model: dict[str,
         "run_val_every_n_steps": hp["val_every_n_steps"],
         "save_epochs": save_epochs,
         "export": {"base_model_dir": model["path"], "dir_template": "{output_dir}/epoch_{epoch}/model"},
+        "resume": resume_block(manifest["finetune"].get("resume", {})),
     })
     return config
+
+
+def resume_block(resume: dict[str, Any]) -> dict[str, Any]:
+    """finetune.resume as the recipe reads it (cruijff.train.resume.ResumeSettings)."""
+    minutes = resume.get("every_minutes", 30)
+    return {"every_seconds": round(minutes * 60) if minutes else None, "every_steps": resume.get("every_steps")}
 
 
 def export_dir(run_dir: str, epoch: int) -> str:
