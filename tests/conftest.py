@@ -21,9 +21,12 @@ os.environ.setdefault("INSPECT_DISPLAY", "none")
 # `cruijff plan` caches the cluster's limits (cruijff/run/executors/slurm/facts.py): the tests keep
 # theirs out of the user's ~/.cache, one folder per test process.
 if "CRUIJFF_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["CRUIJFF_CACHE_DIR"] = tempfile.mkdtemp(prefix="cruijff-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CRUIJFF_CACHE_DIR"], True)
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
