@@ -128,32 +128,47 @@ def _read(path) -> str | None:
         return None
 
 
+def _cluster(plan, refresh: bool):
+    """The cluster's facts for a plan going to SLURM: (facts, limits, MaxArraySize for its arrays),
+    or None when it does not go to SLURM. Raises CruijffError when SLURM cannot be asked."""
+    from cruijff.run.executors.select import make_executor, resolve_name
+    from cruijff.run.executors.slurm.facts import cluster_facts
+    from cruijff.run.executors.slurm.limits import DEFAULT_MAX_ARRAY_SIZE
+    from cruijff.compiler.capacity import SINFO_NODE_FORMAT
+
+    if resolve_name(None, plan) != "slurm":
+        return None
+    executor = make_executor("slurm", plan)
+    facts = cluster_facts(SINFO_NODE_FORMAT, refresh=refresh)
+    limits = facts.limits(account=executor.account, qos=executor.qos)
+    return facts, limits, (limits.get("MaxArraySize", DEFAULT_MAX_ARRAY_SIZE) if executor.arrays else 0)
+
+
+def _fit_layout(layout: dict, facts, limits: dict) -> tuple[dict, list]:
+    """The layout with the limits and where they came from; a warning for each limit not checked."""
+    layout = {**layout, "limits": {k: (v[0] if isinstance(v, tuple) else v) for k, v in limits.items()},
+              "cluster_facts": {"read_at": facts.read_at, "cached": facts.cached, "not_checked": facts.not_checked}}
+    return layout, [_not_checked(line) for line in facts.not_checked]
+
+
 def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False):
     """Where the plan will go to SLURM: how it is submitted and whether it fits the user's limits.
 
     The cluster's facts come from cruijff.run.executors.slurm.facts: cached per cluster, asked side
     by side, sacctmgr under a short timeout (then the submit limit is "not checked")."""
     from cruijff.errors import CruijffError
-    from cruijff.run.executors.select import make_executor, resolve_name
-    from cruijff.run.executors.slurm.facts import cluster_facts
-    from cruijff.run.executors.slurm.limits import DEFAULT_MAX_ARRAY_SIZE
-    from cruijff.compiler.capacity import SINFO_NODE_FORMAT, fit_problems, parse_sinfo_nodes, resource_problems, submission_layout
+    from cruijff.compiler.capacity import fit_problems, parse_sinfo_nodes, resource_problems, submission_layout
 
-    if resolve_name(None, plan) != "slurm":
-        return None, []
     try:
-        executor = make_executor("slurm", plan)
-        facts = cluster_facts(SINFO_NODE_FORMAT, refresh=refresh)
+        cluster = _cluster(plan, refresh)
     except CruijffError as e:
         return {"error": e.message}, []
-    limits = facts.limits(account=executor.account, qos=executor.qos)
-    size = limits.get("MaxArraySize", DEFAULT_MAX_ARRAY_SIZE) if executor.arrays else 0
-    nodes = parse_sinfo_nodes(facts.sinfo)
-    layout = submission_layout(plan, files, size)
-    layout["limits"] = {k: (v[0] if isinstance(v, tuple) else v) for k, v in limits.items()}
-    layout["cluster_facts"] = {"read_at": facts.read_at, "cached": facts.cached, "not_checked": facts.not_checked}
-    notes = [_not_checked(line) for line in facts.not_checked]
-    return layout, notes + fit_problems(len(plan.nodes), limits) + resource_problems(plan, nodes)
+    if cluster is None:
+        return None, []
+    facts, limits, size = cluster
+    layout, notes = _fit_layout(submission_layout(plan, files, size), facts, limits)
+    return layout, notes + fit_problems(len(plan.nodes), limits) + resource_problems(
+        plan, parse_sinfo_nodes(facts.sinfo))
 
 
 def _slurm_fit_again(shown: dict, refresh: bool):
@@ -161,25 +176,17 @@ def _slurm_fit_again(shown: dict, refresh: bool):
     cluster's MaxArraySize changed since)."""
     from cruijff.errors import CruijffError
     from cruijff.plan import Plan, Resources
-    from cruijff.run.executors.select import resolve_name
+    from cruijff.compiler.capacity import fit_problems, parse_sinfo_nodes, resource_problems
 
     probe = Plan(experiment="", output_dir=shown["summary"]["output_dir"], manifest="", executor=shown["executor"],
                  max_parallel=1, cluster=shown["cluster"], nodes=())
-    if resolve_name(None, probe) != "slurm":
-        return None, []
-    from cruijff.compiler.capacity import SINFO_NODE_FORMAT, fit_problems, parse_sinfo_nodes, resource_problems
-    from cruijff.run.executors.select import make_executor
-    from cruijff.run.executors.slurm.facts import cluster_facts
-
     try:
-        executor = make_executor("slurm", probe)
-        facts = cluster_facts(SINFO_NODE_FORMAT, refresh=refresh)
+        cluster = _cluster(probe, refresh)
     except CruijffError as e:
         return {"error": e.message}, []
-    limits = facts.limits(account=executor.account, qos=executor.qos)
-    from cruijff.run.executors.slurm.limits import DEFAULT_MAX_ARRAY_SIZE
-
-    size = limits.get("MaxArraySize", DEFAULT_MAX_ARRAY_SIZE) if executor.arrays else 0
+    if cluster is None:
+        return None, []
+    facts, limits, size = cluster
     layout = shown["layouts"].get(str(size))
     if layout is None:
         from cruijff.compiler.capacity import submission_layout
@@ -187,10 +194,8 @@ def _slurm_fit_again(shown: dict, refresh: bool):
 
         plan = load_plan(shown["summary"]["output_dir"])
         layout = submission_layout(plan, _Scripts(plan.output_dir), size)
-    layout = {**layout, "limits": {k: (v[0] if isinstance(v, tuple) else v) for k, v in limits.items()},
-              "cluster_facts": {"read_at": facts.read_at, "cached": facts.cached, "not_checked": facts.not_checked}}
+    layout, notes = _fit_layout(layout, facts, limits)
     groups = {(k, m, Resources(**r)): n for k, m, r, n in shown["groups"]}
-    notes = [_not_checked(line) for line in facts.not_checked]
     return layout, notes + fit_problems(len(shown["ids"]), limits) + resource_problems(
         None, parse_sinfo_nodes(facts.sinfo), cluster=shown["cluster"], groups=groups)
 

@@ -79,18 +79,10 @@ def setting_of(grid: dict[str, Any]) -> str:
 
 def item_rows(plan: Plan, root: Path) -> list[dict[str, Any]]:
     """One row per (eval node, metric, sample id): the item's value averaged over inspect's epochs."""
-    from cruijff.results.report_groups import _best_success, _log_samples, _records, _task_config
+    from cruijff.results.report_groups import _records, _task_config, scored_evaluations
 
     rows = []
-    for n in plan.nodes:
-        if n.kind not in (EVAL, BASE_EVAL):
-            continue
-        log = _best_success(root / n.dir)
-        if log is None:
-            continue
-        samples = _log_samples(log.path)
-        if not samples:
-            continue
+    for n, log, samples in scored_evaluations(plan, root):
         config = _task_config(root / n.dir)
         records = _records(config) if config.get("data") else []
         a = n.attrs

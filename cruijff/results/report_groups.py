@@ -225,6 +225,17 @@ def group_scores(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
 
 # ---- collecting ----------------------------------------------------------------------------------
 
+def scored_evaluations(plan: Plan, root: Path):
+    """(node, its last successful log, that log's samples) for each evaluation that has samples."""
+    for n in plan.nodes:
+        if n.kind not in (EVAL, BASE_EVAL):
+            continue
+        log = _best_success(root / n.dir)
+        samples = _log_samples(log.path) if log is not None else []
+        if samples:
+            yield n, log, samples
+
+
 def _best_success(node_dir: Path):
     from cruijff.results.scores import read_scores
 
@@ -253,14 +264,9 @@ def bayes_accuracy(data: str, split: str) -> float | None:
 def collect(plan: Plan, root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(groups rows, best-possible rows) for every evaluation with a successful log."""
     groups, best = [], []
-    for n in plan.nodes:
-        if n.kind not in (EVAL, BASE_EVAL):
-            continue
-        log = _best_success(root / n.dir)
-        if log is None:
-            continue
+    for n, log, samples in scored_evaluations(plan, root):
         outcomes = {}
-        for s in _log_samples(log.path):
+        for s in samples:
             o = sample_outcome(s)
             if o is not None and s.get("epoch", 1) == 1:  # inspect's own epochs: the first one
                 outcomes[o["id"]] = o
