@@ -64,6 +64,12 @@ def _csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+# Slow tier (three evaluations, a fine-tune and three prepare jobs). The default tier has each part:
+# prepare jobs inside a real apply (test_end_to_end.py::test_tiny_experiment_end_to_end_slurm), the
+# generators (tests/unit/test_research_generators.py), groups, best-possible and cost tables on fixed
+# logs (tests/unit/test_report_research.py), a real log's items against inspect's own metrics
+# (test_inspect_eval.py::test_report_reads_real_logs).
+@pytest.mark.slow
 def test_research_kit_in_a_planned_experiment(tmp_path, tiny_model_dir):
     manifest = research_manifest(tmp_path, tiny_model_dir)
     cli("apply", str(manifest))
