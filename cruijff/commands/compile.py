@@ -86,7 +86,9 @@ def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -
     slurm, fit = _slurm_fit(compiled.plan, compiled.files, refresh=refresh_cluster)
     if slurm and "error" not in slurm:
         shown["layouts"][str(slurm["max_array_size"])] = {k: slurm[k] for k in LAYOUT_KEYS}
-    if not any(w["message"].startswith("could not measure") for w in shown["warnings"]):
+    from cruijff.compiler.token_fit import NOT_MEASURED
+
+    if not any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
         replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
                       [*compiled.files, PLAN_FILE], shown)
     _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))

@@ -63,6 +63,10 @@ class Combo:
     runs: list[str] = field(default_factory=list)
 
 
+# How each warning of a measurement that failed begins: a plan with one is not stamped as final
+# (compiler/replan), so the next plan measures again.
+NOT_MEASURED = "could not measure"
+
 def has_tokenizer(model_dir: str) -> bool:
     return any(os.path.isfile(os.path.join(model_dir, f)) for f in TOKENIZER_FILES[:3])
 
@@ -133,7 +137,7 @@ def check_token_fit(source: Source, m: dict[str, Any], runs: list[Run], *, cache
             results.update({c.key: answer[c.key] for c in missing if c.key in answer})
         except MeasureFailed as e:
             c = missing[0]
-            problems.append(Problem(f"could not measure whether the training rows fit max_seq_len: {e}",
+            problems.append(Problem(f"{NOT_MEASURED} whether the training rows fit max_seq_len: {e}",
                                     source.locate(["models", c.model, "path"]),
                                     "plan goes on; `cruijff data stats DATASET --model DIR --max-seq-len N` "
                                     "measures by hand", severity="warning"))
@@ -151,7 +155,7 @@ def _who(c: Combo) -> str:
 
 def _problems(source: Source, c: Combo, result: dict[str, Any]) -> list[Problem]:
     if "error" in result:
-        return [Problem(f"could not measure the token lengths of dataset '{c.dataset}' with model '{c.model}''s "
+        return [Problem(f"{NOT_MEASURED} the token lengths of dataset '{c.dataset}' with model '{c.model}''s "
                         f"tokenizer: {result['error']}", source.locate(["datasets", c.dataset, "path"]),
                         "training builds the same tokenizer and dataset: fix this before apply", severity="warning")]
     out = []

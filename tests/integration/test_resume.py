@@ -104,7 +104,7 @@ def test_a_signalled_run_resumes_where_it_stopped(stop, reference, tiny_model_di
     ok(tune(config))
     events = record(run)
     kinds = [e["event"] for e in events]
-    assert kinds[kinds.index("interrupted")] and events[kinds.index("interrupted")]["step"] == step
+    assert "interrupted" in kinds and events[kinds.index("interrupted")]["step"] == step
     assert [e["step"] for e in events if e["event"] == "resume"] == [step]
     assert_same_training(run, reference)
 
