@@ -47,6 +47,7 @@ class Compiled:
     plan: Plan
     files: dict[str, str]  # path relative to output_dir → text
     checked: Checked
+    store: dict[str, Any] = field(default_factory=dict)  # store keys and settings (cruijff.store.keys)
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
@@ -122,6 +123,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
         files.update({f"{node_id}/{rel}": text for rel, text in node_files.items()})
         nodes.append(Node(id=node_id, kind=spec.kind, parents=parents, resources=spec.resources,
                           hash=hashes[node_id], attrs=spec.attrs, inputs=inputs))
+        renderer.key(spec, parents, inputs)
     plan = Plan(
         experiment=m["experiment"],
         output_dir=m["output_dir"],
@@ -134,7 +136,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     if checked.token_fit:  # written with the plan, so a failed plan writes nothing
         files[token_fit.CACHE_FILE] = token_fit.cache_text(checked.token_fit)
     files["manifest.yaml"] = dump_yaml(m, header=[f"Resolved from {checked.source.path.resolve()} by `cruijff plan`."])
-    return Compiled(plan, files, checked)
+    return Compiled(plan, files, checked, renderer.store_keys())
 
 
 class _Renderer:
@@ -152,6 +154,9 @@ class _Renderer:
             self.variables["WANDB_MODE"] = wandb["mode"]
 
         self._fingerprints: dict[str, str] = {}
+        self._settings: dict[str, dict[str, Any]] = {}  # node id → what decides its result (render's data)
+        self._keys: dict[str, str | None] = {}
+        self._key_settings: dict[str, dict[str, Any]] = {}
         self._task_configs: dict[tuple[str, str], str] = {}  # (task, dataset) → its task_config.yaml
 
     def inputs(self, spec: JobSpec) -> dict[str, str]:
@@ -166,6 +171,38 @@ class _Renderer:
             task = next(t for t in self.m["eval"]["tasks"] if t["name"] == spec.attrs["task"])
             out["task file"] = self._fingerprint(task["file"])
         return out
+
+    def key(self, spec: JobSpec, parents: tuple[str, ...], inputs: dict[str, str]) -> None:
+        """The node's store key (cruijff.store.keys): its settings with paths replaced, its inputs,
+        its parents' keys. Computed from the data render just turned into files."""
+        from cruijff.store.keys import node_key, normalise, places
+
+        settings = self._settings.pop(spec.id, {})
+        pairs: list[tuple[str | None, str]] = [(f"{self.out}/{spec.id}", "<node>"), (self.out, "<plan>"),
+                                               (self.recipes, "<recipes>")]
+        pairs += [(f"{self.out}/{p}", f"<parent:{i}>") for i, p in enumerate(parents)]
+        for name in ("model", "dataset", "eval_dataset"):
+            value = spec.attrs.get(name)
+            table = self.m["models"] if name == "model" else self.m["datasets"]
+            if isinstance(value, str) and value in table:
+                pairs.append((table[value]["path"], f"<{'model' if name == 'model' else 'dataset'}>"))
+        for task in (self.m.get("eval") or {}).get("tasks", []):
+            pairs.append((task["file"], "<task file>"))
+        normalised = normalise(settings, places(pairs))
+        normalised["inputs"] = dict(inputs)
+        normalised["gpus"] = spec.resources.gpus
+        if spec.kind != PREPARE and spec.attrs.get("model") in self.m["models"]:
+            normalised["model"] = self._fingerprint(self.m["models"][spec.attrs["model"]]["path"])
+        self._keys[spec.id] = node_key(spec.kind, normalised, [self._keys.get(p) for p in parents])
+        self._key_settings[spec.id] = normalised
+
+    def store_keys(self) -> dict[str, Any]:
+        """What `plan` writes to store-keys.json: each node's key (None: never stored) and settings."""
+        from cruijff.store.keys import KEY_VERSION, near_key
+
+        return {"version": KEY_VERSION, "keys": self._keys,
+                "near": {i: near_key(i.split("/", 1)[0], s) for i, s in self._key_settings.items()},
+                "settings": self._key_settings}
 
     def _fingerprint(self, path: str) -> str:
         if path not in self._fingerprints:
@@ -206,6 +243,9 @@ class _Renderer:
 
         ds = self.m["datasets"][spec.attrs["dataset"]]
         argv = ["cruijff", "data", "generate", *cli_args(ds["generate"]["kind"], ds["path"], ds["generate"])]
+        self._settings[spec.id] = {"generate": {k: (self._fingerprint(v) if isinstance(v, str) and os.path.isfile(v)
+                                                    else v) for k, v in ds["generate"].items()},
+                                   "format": ds.get("format")}
         return {"job.sbatch": self._script(spec, f"cruijff job {spec.id}: generate dataset {spec.attrs['dataset']}", [argv])}
 
     def finetune(self, spec: JobSpec) -> dict[str, str]:
@@ -223,6 +263,7 @@ class _Renderer:
         commands = [*self.preflight(run.model), ["cd", self.recipes],
                     ["tune", "run", *(["--nproc_per_node", str(gpus)] if gpus > 1 else []), recipe, "--config", config_path]]
         text = dump_yaml(config, header=render_torchtune.header(run.name, self.recipes, recipe, config_path, gpus))
+        self._settings[spec.id] = {"config": config, "recipe": recipe}
         title = f"cruijff job {spec.id}: LoRA fine-tune of {run.model} on {run.dataset}"
         return {"finetune.yaml": text, "job.sbatch": self._script(spec, title, commands)}
 
@@ -246,12 +287,18 @@ class _Renderer:
                                                 metadata=metadata)
         if spec.kind == BASE_EVAL:
             commands = [*self.preflight(spec.attrs["model"]), *commands]
+        model_cfg = render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
+                                               provider=ev["provider"], style=self.m["prompt"]["style"])
+        self._settings[spec.id] = {
+            "task": task["name"], "eval": {"task": task["task"], "provider": ev["provider"], "seed": ev["seed"],
+                                           "limit": ev["limit"], "max_tokens": task.get("max_tokens", ev["max_tokens"]),
+                                           "epoch": spec.attrs.get("epoch")},
+            "task_config": render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"], task=task),
+            "model_config": model_cfg}
         what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
         return {
             "task_config.yaml": self._task_config(task, spec.attrs["eval_dataset"], dataset),
-            "model_config.yaml": dump_yaml(render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
-                                                                       provider=ev["provider"],
-                                                                       style=self.m["prompt"]["style"])),
+            "model_config.yaml": dump_yaml(model_cfg),
             "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", commands),
         }
 
@@ -261,5 +308,12 @@ def compile_to_dir(path: str | Path, *, out: str | None = None) -> Path:
     from cruijff.compiler.write import write_plan
 
     compiled = compile_manifest(path, out=out)
-    write_plan(compiled.plan, compiled.files)
+    write_plan(compiled.plan, with_store_keys(compiled))
     return Path(compiled.plan.output_dir)
+
+
+def with_store_keys(compiled: Compiled) -> dict[str, str]:
+    """The files to write: the plan's, and store-keys.json (what `apply` looks up in the store)."""
+    from cruijff.store.keys import KEYS_FILE
+
+    return {**compiled.files, KEYS_FILE: json.dumps(compiled.store, sort_keys=True, separators=(",", ":")) + "\n"}

@@ -1,0 +1,131 @@
+"""Store keys: what decides a node's result, and nothing that only says where or under which name.
+
+Pure (no file system): the compiler hands each node's settings in as data — the configs it renders,
+before they become text — with the paths it knows replaced by what they stand for (the node's own
+folder by `<node>`, a parent's by `<parent:i>`, the plan directory by `<plan>`, a model folder by
+`<model>` with the folder's content fingerprint under `model`, a dataset by `<dataset>` with its
+fingerprint from the node's inputs, ...). So two experiments that train the same model on the same
+bytes with the same settings and code get the same key, whatever their plan directories, experiment
+names, run names or dataset and model names; a node whose model or data cannot be fingerprinted
+gets no key (it is never stored nor reused).
+
+A node's settings are also what `plan` compares with a near stored entry (same kind, model and
+dataset: `near_key`) to say why it was not reused (`explain`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable
+
+KEY_VERSION = 1
+KEYS_FILE = "store-keys.json"  # in the plan directory, written by `plan` beside plan.json
+UNKNOWN = ("missing",)  # fingerprints that say nothing about the content (cruijff.compiler.inputs.MISSING)
+# Settings that name where a job writes its logs, not what it computes.
+NAMING_ONLY = ("metric_logger",)
+
+
+def normalise(value: Any, places: list[tuple[str, str]]) -> Any:
+    """value with every string that starts with one of the paths replaced by its placeholder
+    (places: (path, placeholder), longest path first, so a folder inside another is replaced whole)."""
+    if isinstance(value, dict):
+        return {k: normalise(v, places) for k, v in value.items() if k not in NAMING_ONLY}
+    if isinstance(value, (list, tuple)):
+        return [normalise(v, places) for v in value]
+    if isinstance(value, str):
+        for path, placeholder in places:
+            if value == path or value.startswith(path + "/"):
+                return placeholder + value[len(path):]
+    return value
+
+
+def places(pairs: Iterable[tuple[str | None, str]]) -> list[tuple[str, str]]:
+    """(path, placeholder) pairs without empty paths, longest path first."""
+    seen = {p.rstrip("/"): h for p, h in pairs if p}
+    return sorted(seen.items(), key=lambda kv: -len(kv[0]))
+
+
+def node_key(kind: str, settings: dict[str, Any], parent_keys: list[str | None]) -> str | None:
+    """The key, or None when a parent has none or a fingerprint is unknown (nothing to trust)."""
+    if any(k is None for k in parent_keys) or any(v in UNKNOWN for v in _fingerprints(settings)):
+        return None
+    body = json.dumps({"v": KEY_VERSION, "kind": kind, "settings": settings, "parents": parent_keys},
+                      sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def _fingerprints(settings: dict[str, Any]) -> list[Any]:
+    return [settings.get("model"), *(settings.get("inputs") or {}).values()]
+
+
+def near_key(kind: str, settings: dict[str, Any]) -> str:
+    """Entries with the same near key are the same kind of job on the same model and data (and task)."""
+    inputs = settings.get("inputs") or {}
+    body = json.dumps([kind, settings.get("model"), inputs.get("dataset"), settings.get("task")], default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:24]
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys → leaf values (lists kept whole)."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def differences(here: dict[str, Any], stored: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(setting, value here, value in the stored entry) for each setting that differs."""
+    a, b = flatten(here), flatten(stored)
+    missing = object()
+    keys = list(a) + [k for k in b if k not in a]
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k, missing) != b.get(k, missing)]
+
+
+_INPUT_NAMES = {"inputs.dataset": "the dataset's bytes", "inputs.task file": "the task file",
+                "inputs.recipe": "the recipe", "inputs.cruijff code": "cruijff's code", "model": "the model's files"}
+
+
+def describe(setting: str, here: Any, stored: Any) -> str:
+    """One difference in words: `optimizer.lr 0.0001 here, 0.0003 in the stored run`."""
+    if setting in _INPUT_NAMES:
+        return f"{_INPUT_NAMES[setting]} changed"
+    name = setting.removeprefix("config.").removeprefix("eval.")
+    return f"{name} {_text(here)} here, {_text(stored)} in the stored run"
+
+
+def _text(value: Any) -> str:
+    text = "unset" if value is None else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def explain(node_id: str, settings: dict[str, Any], parents_here: list[str | None],
+            candidates: list[dict[str, Any]], limit: int = 3) -> dict[str, Any] | None:
+    """Why a node was not reused, from the nearest of the stored entries (each an entry's meta:
+    settings, parents, experiment); None when there is none to compare with."""
+    best = None
+    for meta in candidates:
+        diffs = differences(settings, meta.get("settings") or {})
+        parents_differ = list(meta.get("parents") or []) != list(parents_here)
+        score = (len(diffs) + (1 if parents_differ else 0), -float(meta.get("created") or 0))
+        if best is None or score < best[0]:
+            best = (score, meta, diffs, parents_differ)
+    if best is None:
+        return None
+    _, meta, diffs, parents_differ = best
+    words = [describe(*d) for d in diffs[:limit]]
+    if len(diffs) > limit:
+        words.append(f"{len(diffs) - limit} more setting(s)")
+    if parents_differ:
+        words.append("what it evaluates (its fine-tune) is not the stored run's" if not diffs or words
+                     else "its inputs from earlier jobs differ")
+    where = f"the stored run from experiment {meta.get('experiment')}"
+    text = f"{node_id}: not reused — " + "; ".join(words).replace("in the stored run", f"in {where}", 1)
+    if "in the stored run" not in text and where not in text:
+        text += f" (nearest: {where})"
+    return {"node": node_id, "text": text, "entry": meta.get("key"), "experiment": meta.get("experiment"),
+            "plan_dir": meta.get("plan_dir"), "differences": [{"setting": s, "here": h, "stored": t}
+                                                               for s, h, t in diffs],
+            "parents_differ": parents_differ}
