@@ -157,6 +157,7 @@ class _Renderer:
         self._settings: dict[str, dict[str, Any]] = {}  # node id → what decides its result (render's data)
         self._keys: dict[str, str | None] = {}
         self._key_settings: dict[str, dict[str, Any]] = {}
+        self._parent_keys: dict[str, list[str | None]] = {}
         self._task_configs: dict[tuple[str, str], str] = {}  # (task, dataset) → its task_config.yaml
 
     def inputs(self, spec: JobSpec) -> dict[str, str]:
@@ -193,7 +194,8 @@ class _Renderer:
         normalised["gpus"] = spec.resources.gpus
         if spec.kind != PREPARE and spec.attrs.get("model") in self.m["models"]:
             normalised["model"] = self._fingerprint(self.m["models"][spec.attrs["model"]]["path"])
-        self._keys[spec.id] = node_key(spec.kind, normalised, [self._keys.get(p) for p in parents])
+        self._parent_keys[spec.id] = [self._keys.get(p) for p in parents]
+        self._keys[spec.id] = node_key(spec.kind, normalised, self._parent_keys[spec.id])
         self._key_settings[spec.id] = normalised
 
     def store_keys(self) -> dict[str, Any]:
@@ -202,7 +204,7 @@ class _Renderer:
 
         return {"version": KEY_VERSION, "keys": self._keys,
                 "near": {i: near_key(i.split("/", 1)[0], s) for i, s in self._key_settings.items()},
-                "settings": self._key_settings}
+                "settings": self._key_settings, "parents": self._parent_keys}
 
     def _fingerprint(self, path: str) -> str:
         if path not in self._fingerprints:

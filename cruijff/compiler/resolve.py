@@ -103,6 +103,9 @@ def resolve(source: Source, data: dict[str, Any], env: dict[str, str] | None = N
     env_block = m["cluster"]["env"]
     if "venv" in env_block:
         env_block["venv"] = path_at(["cluster", "env", "venv"], env_block["venv"])
+    if m["cluster"].get("store"):  # the results store (docs/store.md); "off" turns it off
+        if m["cluster"]["store"] != "off":
+            m["cluster"]["store"] = path_at(["cluster", "store"], m["cluster"]["store"])
     for name, model in m["models"].items():
         model["path"] = path_at(["models", name, "path"], model["path"])
     for name, ds in m["datasets"].items():
