@@ -47,7 +47,8 @@ def validate(manifest: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--refresh-cluster", is_flag=True,
               help="Ask SLURM for its limits and partitions again instead of using the cached answers.")
-def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -> None:
+@click.option("--no-store", is_flag=True, help="Do not look the nodes up in the results store (docs/store.md).")
+def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool, no_store: bool) -> None:
     """Compile MANIFEST into a plan directory: configs, job scripts and plan.json."""
     from pathlib import Path
 
@@ -56,9 +57,10 @@ def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -
     with errors("plan", as_json):
         stamp = replan.unchanged(manifest, out)
         if stamp is not None:  # nothing plan reads changed: the plan on disk is this plan
+            stamp["store"] = _store(stamp["summary"]["output_dir"], stamp["cluster"], no_store, stamp["estimate"])
             _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, refresh_cluster)
             return
-        from cruijff.compiler.pipeline import compile_manifest
+        from cruijff.compiler.pipeline import compile_manifest, with_store_keys
         from cruijff.compiler.summary import plan_summary, setting_changes
         from cruijff.compiler.write import previous_plan, write_plan
 
@@ -71,7 +73,8 @@ def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -
         old = previous_plan(root)
         # Read before write_plan replaces them: the old rendered files say which settings changed.
         details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
-        diff = write_plan(compiled.plan, compiled.files)
+        files = with_store_keys(compiled)
+        diff = write_plan(compiled.plan, files)
     from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
     from cruijff.paths import recipes_dir
@@ -90,7 +93,8 @@ def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -
 
     if not any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
         replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
-                      [*compiled.files, PLAN_FILE], shown)
+                      [*files, PLAN_FILE], shown)
+    shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"])
     _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
 
 
@@ -113,6 +117,7 @@ def _show(shown: dict, diff, details: dict, as_json: bool, refresh: bool, slurm=
                         w["hint"], w["severity"]) for w in shown["warnings"]]
     summary["slurm"], fit = slurm if slurm is not None else _slurm_fit_again(shown, refresh)
     summary["estimate"] = shown["estimate"]
+    summary["store"] = shown.get("store")
     warnings += fit
     if as_json:
         summary["warnings"] = [p.as_dict() for p in warnings]
@@ -121,6 +126,22 @@ def _show(shown: dict, diff, details: dict, as_json: bool, refresh: bool, slurm=
         return
     draw.problems(warnings)
     draw.plan_summary(summary, diff)
+
+
+def _store(plan_dir: str, cluster: dict, no_store: bool, estimate: dict) -> dict | None:
+    """Each node looked up in the results store: reused (from where), or why not (cruijff/store)."""
+    from cruijff.store import open_store
+
+    store = open_store(cluster.get("store"), no_store=no_store)
+    if store is None:
+        return None
+    from cruijff.store.reuse import plan_lookup
+
+    found = plan_lookup(store, plan_dir)
+    reused_runs = {i.split("/", 1)[1] for i in found["reused"] if i.startswith("finetune/")}
+    found["estimated_gpu_hours_saved"] = round(sum(r["gpu_hours"] for r in (estimate or {}).get("runs", [])
+                                                   if r["run"] in reused_runs), 4)
+    return found
 
 
 def _read(path) -> str | None:

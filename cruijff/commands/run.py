@@ -52,6 +52,7 @@ def _executor(name: str | None, plan, *, for_state: bool = False):
 
         with State(plan.output_dir, create=False) as state:
             used = state.executors()
+        used.discard("store")  # reused from the results store: no scheduler to ask
         if len(used) == 1:
             name = used.pop()
     return make_executor(resolve_name(name, plan), plan)
@@ -66,9 +67,11 @@ def _executor(name: str | None, plan, *, for_state: bool = False):
 @click.option("--force", is_flag=True,
               help="With --only: run the selection again whatever its state (its live jobs are cancelled first).")
 @click.option("--dry-run", is_flag=True, help="Show what would be submitted; change nothing.")
+@click.option("--no-store", is_flag=True,
+              help="Neither reuse results from the results store nor publish to it (docs/store.md).")
 @_json
 def apply(target: str, executor: str | None, only: str | None, retry_failed: bool, force: bool, dry_run: bool,
-          as_json: bool) -> None:
+          no_store: bool, as_json: bool) -> None:
     """Submit the jobs of a plan that are missing, each exactly once, in dependency order.
 
     Given a manifest, compiles it first. Re-running is safe: jobs already pending, running or
@@ -83,8 +86,10 @@ def apply(target: str, executor: str | None, only: str | None, retry_failed: boo
         plan = _plan_for(plan_dir)
         chosen = _executor(executor, plan)
         progress = None if as_json or dry_run else draw.ApplyProgress()
+        from cruijff.store import open_store
+
         result = run_apply(plan, chosen, only=only, retry_failed=retry_failed, force=force, dry_run=dry_run,
-                           progress=progress)
+                           progress=progress, store=open_store(plan.cluster.get("store"), no_store=no_store))
     if as_json:
         _echo_json(result.as_dict())
     else:
@@ -117,8 +122,11 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
         chosen = _executor(executor, plan, for_state=True)
         summary = not as_json and summarised(plan, only, show_all)
         full = False if summary else True if show_all or only else None
+        from cruijff.store import open_store
+
+        store = open_store(plan.cluster.get("store"))
         if watch is None:
-            report = collect(plan_dir, chosen, only=only, plan=plan, scores=not summary)
+            report = collect(plan_dir, chosen, only=only, plan=plan, scores=not summary, store=store)
             if as_json:
                 _echo_json(report.as_dict(), compact=True)
             else:

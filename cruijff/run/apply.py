@@ -40,6 +40,9 @@ from cruijff.run.cancel import cancel_locked as cancel  # noqa: F401  (callers i
 from cruijff.run.executors.base import (CANCELLED, COMPLETED, FAILED, RUNNING, ArraySubmission, Executor, JobInfo,
                                         SubmitRefused)
 from cruijff.run.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, adopt, plan_view
+from cruijff.run.arrays import write_array_script
+from cruijff.run.reuse import from_store, preview
+from cruijff.store.reuse import detach
 from cruijff.run.reconcile import Duplicate, Removed, cancel_removed, drop_duplicates, settle_intents
 from cruijff.run.selectors import ancestors, select
 from cruijff.run.state import State, apply_lock
@@ -85,6 +88,9 @@ class ApplyResult:
     removed: list[Removed] = field(default_factory=list)  # jobs of nodes that left the plan, cancelled
     duplicates: list[Duplicate] = field(default_factory=list)  # newer duplicate jobs, cancelled
     waited_s: float = 0.0  # waiting for an interrupted apply's sbatch to settle
+    reused: list[tuple[str, dict]] = field(default_factory=list)  # (node id, where from): from the store
+    store_refused: list[tuple[str, str]] = field(default_factory=list)  # (node id, why): run instead
+    published: dict[str, str] = field(default_factory=dict)  # node id → published / present / why not
 
     def ids(self, action: str) -> list[str]:
         return [i for i, d in self.decisions.items() if d.action == action]
@@ -114,6 +120,8 @@ class ApplyResult:
                                for d in self.duplicates],
             "waited_s": round(self.waited_s, 1),
             "final": self.final,
+            "reused": [{"node": n, **src} for n, src in self.reused], "published": self.published,
+            "store_refused": [{"node": n, "reason": r} for n, r in self.store_refused],
         }
 
 
@@ -187,7 +195,9 @@ def apply(
     force: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
+    store=None,
 ) -> ApplyResult:
+    """store: the results store or None (cruijff/run/reuse.py: publish, materialise instead of submit)."""
     plan = plan_dir if isinstance(plan_dir, Plan) else load_plan(plan_dir)
     progress = progress or NoProgress()
     if force and only is None:
@@ -198,8 +208,8 @@ def apply(
         with State(plan.output_dir, create=False) as state:
             view = plan_view(plan, state, executor)
         obs = view.obs
-        result = ApplyResult(plan.output_dir, executor.name, True,
-                             decide(plan, obs, selected, retry_failed, force=force))
+        result = ApplyResult(plan.output_dir, executor.name, True, {}, reused=preview(plan, obs, selected, force, store))
+        result.decisions = decide(plan, obs, selected, retry_failed, force=force)
         result.removed, result.duplicates = view.removed, view.duplicates
         to_submit = result.ids(SUBMIT)
         result.sbatch_calls = len(_layout(plan, to_submit, _live_parents(obs, to_submit), executor))
@@ -216,6 +226,8 @@ def apply(
         result.removed = view.removed
         if rewired or result.duplicates:
             obs = plan_view(plan, state, executor).obs  # the kept jobs are now the nodes' jobs
+        if store is not None and from_store(plan, state, obs, selected, force, store, result):
+            obs = plan_view(plan, state, executor).obs  # reused nodes are done now
         result.decisions = decide(plan, obs, selected, retry_failed, force=force, rewired=rewired)
         to_submit = result.ids(SUBMIT)
         result.ancestors_added = [i for i in to_submit if i not in selected]
@@ -223,6 +235,7 @@ def apply(
         if to_submit:  # a no-op re-apply asks no limits (scontrol, sacctmgr: 0.5 s)
             executor.check_room(len(to_submit) - superseded)  # before anything is cancelled or submitted
         _retire(state, obs, to_submit, executor, result)
+        detach(plan.output_dir, to_submit)  # a rerun of a stored or reused node never writes into the store
         rows = _submit_all(plan, state, obs, to_submit, executor, progress, result)
         if executor.runs_jobs and rows:
             _run_local(state, rows, executor.wait, progress, result)
@@ -286,25 +299,6 @@ def _resolve(dep: Dep, job_of_batch: dict[int, str]) -> str:
     return dep
 
 
-def _write_array_script(plan: Plan, batch: Batch) -> Path:
-    """arrays/<kind>-<digest>.sbatch: written before its intent rows, so a retry finds it in place."""
-    from cruijff.run.arrays import array_script, array_script_path
-
-    root = Path(plan.output_dir)
-    first = (root / batch.nodes[0].script).read_text()
-    path = array_script_path(root, batch.name)
-    text = array_script(
-        title=f"{plan.experiment}: {len(batch.nodes)} {batch.kind} jobs as one job array",
-        root=str(root), header=header_shape(first), log=str(path.with_suffix(".out")),
-        members=[(t, n.dir, n.hash) for t, n in zip(batch.tasks, batch.nodes)],
-    )
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
 def _submit_all(plan, state, obs, to_submit, executor, progress, result) -> dict[str, int]:
     """The submit loop, one batch (job or array) per sbatch. Returns job id -> state row."""
     if not to_submit:
@@ -328,7 +322,7 @@ def _submit_all(plan, state, obs, to_submit, executor, progress, result) -> dict
             after_ok = [_resolve(d, job_of_batch) for d in batch.after_ok]
             if batch.is_array:
                 spec = ArraySubmission(
-                    name=batch.name, digest=batch.digest, script=str(_write_array_script(plan, batch)),
+                    name=batch.name, digest=batch.digest, script=str(write_array_script(plan, batch)),
                     tasks=batch.tasks, after_ok=tuple(after_ok), throttle=batch.throttle,
                     after_corr=_resolve(batch.after_corr, job_of_batch) if batch.after_corr is not None else None,
                 )

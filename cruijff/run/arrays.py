@@ -71,3 +71,24 @@ def array_root(script_text: str) -> str | None:
             words = shlex.split(line[len("root="):])
             return words[0] if words else None
     return None
+
+
+def write_array_script(plan, batch) -> Path:
+    """arrays/<kind>-<digest>.sbatch: written before its intent rows, so a retry finds it in place."""
+    import os
+
+    from cruijff.compiler.batching import header_shape
+
+    root = Path(plan.output_dir)
+    first = (root / batch.nodes[0].script).read_text()
+    path = array_script_path(root, batch.name)
+    text = array_script(
+        title=f"{plan.experiment}: {len(batch.nodes)} {batch.kind} jobs as one job array",
+        root=str(root), header=header_shape(first), log=str(path.with_suffix(".out")),
+        members=[(t, n.dir, n.hash) for t, n in zip(batch.tasks, batch.nodes)],
+    )
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -29,6 +29,7 @@ from cruijff.run.state import REFUSED, State, Submission
 
 INTERRUPTED = "interrupted"  # a local job stopped by Ctrl-C or a dead apply: resumed by the next apply
 NOT_SUBMITTED = "not_submitted"
+STORE = "store"  # the executor of a node reused from the results store (run/apply.py, cruijff/store)
 LIVE = (PENDING, RUNNING)
 INTENT_SLACK_S = 5.0  # clock slack when matching a record's start to an intent
 
@@ -173,8 +174,8 @@ def scheduler_view(plan: Plan, state: State, executor: Executor) -> dict[str, Jo
     jobs = dict(executor.jobs(plan))
     kinds = state.executors() - {executor.name}
     for kind in sorted(kinds):
-        if kind == "local":
-            continue  # a dead process's local jobs are known from state.db and records only
+        if kind in ("local", STORE):
+            continue  # a dead process's local jobs are known from state.db and records only; reused ones ran elsewhere
         try:
             other = make_executor(kind, plan)
         except UsageError:

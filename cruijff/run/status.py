@@ -18,7 +18,7 @@ from typing import Any, Callable
 from cruijff.plan import load_plan
 from cruijff.run.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Executor
 from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan
-from cruijff.run.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, Observation, plan_view
+from cruijff.run.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, STORE, Observation, plan_view
 from cruijff.run.records import attempt_note, last_attempt, read_attempts
 from cruijff.run.selectors import select
 from cruijff.run.state import State
@@ -79,6 +79,7 @@ class StatusReport:
     nodes: tuple[NodeStatus, ...]
     removed: tuple[Any, ...] = ()  # live jobs of nodes that left the plan (reconcile.Removed)
     duplicates: tuple[Any, ...] = ()  # nodes with more than one live job (reconcile.Duplicate)
+    store: dict[str, Any] | None = None  # reused nodes and GPU-hours saved (cruijff.store.reuse.saved)
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in DISPLAY_ORDER}
@@ -111,6 +112,8 @@ class StatusReport:
         }
         if self.removed:  # present only when there are some
             out["removed_jobs"] = [{"node": r.node_id, "job_id": r.job_id, "state": r.state} for r in self.removed]
+        if self.store is not None:
+            out["store"] = self.store
         if self.duplicates:
             out["duplicate_jobs"] = [{"node": d.node_id, "jobs": [d.keep, *d.extra]} for d in self.duplicates]
         return out
@@ -249,9 +252,10 @@ def summarised(plan: Plan, only: str | None = None, show_all: bool = False) -> b
 
 
 def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None,
-            now: float | None = None, plan: Plan | None = None, scores: bool = True) -> StatusReport:
+            now: float | None = None, plan: Plan | None = None, scores: bool = True, store=None) -> StatusReport:
     """`plan`: the plan of plan_dir when the caller loaded it already (5,000 nodes: 50 ms).
-    `scores=False` reads no eval logs (a summary shows no scores; 4,000 logs take seconds)."""
+    `scores=False` reads no eval logs (a summary shows no scores; 4,000 logs take seconds).
+    `store`: the results store: done nodes not in it yet are published (cruijff/store)."""
     plan = plan or load_plan(plan_dir)
     selected = select(plan, only)
     # An apply alive before or after state.db is read owns the unfinished local rows read.
@@ -264,9 +268,19 @@ def collect(plan_dir: str | Path, executor: Executor, *, only: str | None = None
     statuses = [s for s in node_statuses(plan, obs, now, reader) if s.id in selected]
     if reader is not None:
         reader.save()
+    stored = None
+    reused = [i for i, o in obs.items() if o.executor == STORE and i in selected]
+    if store is not None or reused:
+        from cruijff.store.reuse import publish_done, saved
+
+        if store is not None:
+            publish_done(store, plan, [s.id for s in statuses if s.state == DONE and s.job_id
+                                       and not s.job_id.startswith("store:")])
+        stored = saved(plan.output_dir, reused)
+        stored.pop("nodes")
     return StatusReport(plan.experiment, plan.output_dir, executor.name, now, tuple(statuses),
                         tuple(view.removed) if only is None else (),
-                        tuple(d for d in view.duplicates if d.node_id in selected))
+                        tuple(d for d in view.duplicates if d.node_id in selected), stored)
 
 
 # --- the grid ------------------------------------------------------------------------------

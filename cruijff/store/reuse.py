@@ -238,3 +238,40 @@ def saved(plan_dir: str | Path, node_ids: list[str]) -> dict[str, Any]:
     wall = sum(float(s.get("wall_s") or 0) for s in rows.values())
     return {"reused": len(rows), "nodes": rows, "gpu_hours_saved": round(measured, 4),
             "reserved_gpu_hours_saved": round(reserved, 4), "wall_hours_saved": round(wall / 3600, 4)}
+
+
+def reusable_source(store, plan: Plan, node_id: str, key: str | None) -> dict[str, Any] | None:
+    """The source of a stored result this node could reuse (looked up, not verified), or None."""
+    if key is None or _kind(node_id) not in STORED_KINDS:
+        return None
+    entry = store.lookup(key)
+    if entry is None:
+        return None
+    return _source(entry)
+
+
+def detach(plan_dir: str | Path, node_ids: list[str]) -> None:
+    """Before nodes run again: their files that are hard links into the store become copies of
+    their own, and they forget where they came from, so the new run never writes into a stored file."""
+    root = Path(plan_dir)
+    marker = _load_marker(root)
+    hit = [i for i in node_ids if i in marker]
+    for node_id in hit:
+        node_dir = root / node_id
+        for folder, _, names in os.walk(node_dir):
+            for name in names:
+                path = Path(folder) / name
+                try:
+                    if path.is_symlink() or path.stat().st_nlink < 2:
+                        continue
+                    tmp = path.with_name(f".{name}.cruijff-detach")
+                    import shutil
+
+                    shutil.copy2(path, tmp)
+                    os.replace(tmp, path)
+                except OSError:
+                    continue
+        (node_dir / REUSED).unlink(missing_ok=True)
+        marker.pop(node_id, None)
+    if hit:
+        _save_marker(root, marker)

@@ -58,6 +58,7 @@ def plan_summary(summary: dict[str, Any], diff=None) -> None:
         console.print(f"SLURM: {slurm['jobs']} jobs in {slurm['submissions']} sbatch calls ({arrays}; {size})",
                       highlight=False, soft_wrap=True)
     _estimate(console, summary.get("estimate"))
+    _store(console, summary.get("store"))
     console.print(f"wrote {summary['output_dir']}/plan.json — next: cruijff apply {summary['output_dir']}",
                   soft_wrap=True, highlight=False)
 
@@ -83,6 +84,31 @@ def _changes(console, diff, details: dict, groups_shown: int = 12) -> None:
         console.print(line, highlight=False, soft_wrap=True)
     if len(lines) > groups_shown:
         console.print(f"  … {len(lines) - groups_shown} more kinds of change (`cruijff plan --json` lists every node)",
+                      highlight=False)
+
+
+def _store(console, store: dict | None, shown: int = 20) -> None:
+    """Reused nodes (from which experiment) and each miss with a near stored run, explained."""
+    if not store:
+        return
+    from rich.markup import escape
+
+    reused = store["reused"]
+    if reused:
+        console.print(f"reused from the store ({escape(store['path'])}): {len(reused)} node(s), "
+                      f"{store.get('gpu_hours_saved', 0):g} GPU-hours asked saved, "
+                      f"{store.get('estimated_gpu_hours_saved', 0):.3g} GPU-hours by the estimate",
+                      highlight=False, soft_wrap=True)
+        for node_id, src in list(reused.items())[:shown]:
+            console.print(f"  = {escape(node_id)}: from experiment {escape(str(src.get('experiment')))} "
+                          f"({escape(str(src.get('plan_dir')))})", highlight=False, soft_wrap=True)
+        if len(reused) > shown:
+            console.print(f"  … {len(reused) - shown} more (`cruijff plan --json` lists every node)", highlight=False)
+    misses = list(store["misses"].values())
+    for miss in misses[:shown]:
+        console.print(f"  ≠ {escape(miss['text'])}", highlight=False, soft_wrap=True)
+    if len(misses) > shown:
+        console.print(f"  … {len(misses) - shown} more misses (`cruijff plan --json` explains every node)",
                       highlight=False)
 
 

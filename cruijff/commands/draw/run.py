@@ -53,6 +53,16 @@ def apply_result(result) -> None:
             say(f"  + {node_id}  ({result.decisions[node_id].reason})")
     else:
         say(f"submitted {len(result.submitted)} job(s){calls} with the {result.executor} executor")
+    reused = getattr(result, "reused", [])
+    if reused:
+        verb = "would reuse" if result.dry_run else "reused"
+        say(f"  {verb} {len(reused)} node(s) from the results store instead of running them:")
+        for node_id, src in reused[:20]:
+            say(f"  = {node_id}  (experiment {src.get('experiment')}, {src.get('plan_dir')})")
+        if len(reused) > 20:
+            say(f"  … and {len(reused) - 20} more (--json lists them)")
+    for node_id, why in getattr(result, "store_refused", []):
+        say(f"  ! {node_id}: not reused, {why}; it runs instead")
     adopted_arrays = Counter(job_id.split("_")[0] for _, job_id in result.adopted if "_" in job_id)
     for array_id, n in adopted_arrays.items():
         say(f"  recovered job array {array_id}: {n} task(s) (submitted by an interrupted apply)")

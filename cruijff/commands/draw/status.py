@@ -101,6 +101,10 @@ def render_text(report: StatusReport, full: bool | None = None):
     for d in report.duplicates:
         notes.append(f"duplicate  {d.node_id}: live jobs {', '.join((d.keep, *d.extra))}; "
                      f"`cruijff apply` keeps {d.keep} and cancels the rest")
+    if report.store and report.store.get("reused"):
+        st = report.store
+        notes.append(f"reused from the results store: {st['reused']} node(s), saving {st['gpu_hours_saved']:g} "
+                     f"GPU-hours ({st['wall_hours_saved']:g} wall hours where they ran)")
     if any(n.changed for n in report.nodes):
         notes.append("* changed since submitted: `cruijff apply` submits the new version")
     if not whole:
