@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("cruijff.commands.run", "status", "Show the grid: pending, running, done, failed, scores."),
     "cancel": ("cruijff.commands.run", "cancel", "Cancel submitted jobs of a plan."),
     "report": ("cruijff.commands.report", "report", "Collect scores and losses into tables and plots."),
+    "store": ("cruijff.commands.store", "store", "The results store shared by experiments: ls, gc."),
     "data": ("cruijff.commands.data", "data", "Dataset formats: inspect, convert, generate."),
     "embed": ("cruijff.commands.llm", "embed", "Hidden-state embeddings of a dataset split to HDF5."),
     "logits": ("cruijff.commands.llm", "logits", "Next-token logits of a dataset split to HDF5."),

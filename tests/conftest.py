@@ -20,6 +20,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("INSPECT_DISPLAY", "none")
 # `cruijff plan` caches the cluster's limits (cruijff/run/executors/slurm/facts.py): the tests keep
 # theirs out of the user's ~/.cache, one folder per test process.
+# The results store (docs/store.md) is on by default for users; tests that reuse results turn it on
+# with their own folder (CRUIJFF_STORE / cluster.store), so no test reuses another test's results.
+os.environ.setdefault("CRUIJFF_STORE", "off")
 if "CRUIJFF_CACHE_DIR" not in os.environ:
     import atexit
     import shutil
