@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import click
 
@@ -38,7 +39,7 @@ def _open(path: str | None):
     from cruijff.store import ENV, store_root
     from cruijff.store.entries import Store
 
-    root = store_root(path)
+    root = Path(path).absolute() if path else store_root()
     if root is None:
         raise UsageError(f"the results store is off ({ENV}=off)", hint="pass --store PATH")
     return Store(root)

@@ -1,0 +1,247 @@
+"""The results store (cruijff/store, docs/store.md): keys, publish and verify, reuse by plan and
+apply, misses explained, gc. Fast: stand-in models and fake jobs; the real two-experiment run
+through SLURM, torchtune and inspect is tests/integration/test_store_slurm.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cruijff.cli import cli
+from cruijff.compiler.pipeline import compile_manifest
+from cruijff.compiler.render.yaml import dump_yaml
+from cruijff.paths import recipes_dir
+from cruijff.store.entries import Store
+from cruijff.store.keys import KEYS_FILE, differences, explain
+from tests.helpers_models import stand_in_model
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "fixtures" / "manifests" / "data" / "words.json"
+TASK = """from inspect_ai import task
+
+
+@task
+def t(data, format="instruct_json", split="test", template=None, system=None):
+    return None
+"""
+
+
+def manifest(folder: Path, *, experiment: str = "a", dataset: str = "words", lr: float = 1.0e-3,
+             ranks=(4, 8), data_bytes: bytes | None = None, task_text: str = TASK, **over) -> Path:
+    """A manifest in its own folder, with its own copy of the data, task file and model files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{dataset}.json").write_bytes(data_bytes if data_bytes is not None else DATA.read_bytes())
+    (folder / "t.py").write_text(task_text)
+    stand_in_model(folder / "model")
+    m = {
+        "experiment": experiment, "output_dir": "out", "executor": {"kind": "local"},
+        "models": {"tiny": {"path": "model", "family": "custom",
+                            "builder": {"_component_": "torchtune.models.llama3.lora_llama3"},
+                            "tokenizer": {"_component_": "torchtune.models.qwen2.qwen2_tokenizer", "path": "v.json"},
+                            "checkpoint_files": ["model.safetensors"], "model_type": "LLAMA3"}},
+        "datasets": {dataset: {"path": f"{dataset}.json", "format": "instruct_json"}},
+        "finetune": {"hyperparameters": {"epochs": 1, "lr": lr}, "resources": {"gpus": 0}},
+        "grid": {"lora_rank": list(ranks)},
+        "eval": {"tasks": [{"name": "t", "file": "t.py", "task": "t"}], "base_models": True},
+    }
+    m.update(over)
+    path = folder / "m.yaml"
+    path.write_text(dump_yaml(m))
+    return path
+
+
+def keys(path: Path, **kw) -> dict[str, str | None]:
+    return compile_manifest(path, env={}, check_paths=False, **kw).store["keys"]
+
+
+def by_role(k: dict[str, str | None]) -> dict[str, str | None]:
+    """node id → key with the run's dataset name taken out (two experiments name runs differently)."""
+    return {i.replace("_w2_", "_words_").replace("/w2/", "/words/"): v for i, v in k.items()}
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+def test_two_experiments_training_the_same_thing_get_the_same_keys(tmp_path):
+    a = compile_manifest(manifest(tmp_path / "a"), env={}, check_paths=False)
+    b = compile_manifest(manifest(tmp_path / "b", experiment="b", dataset="w2"), env={}, check_paths=False)
+    ka, kb = a.store["keys"], by_role(b.store["keys"])
+    assert ka == kb and all(ka.values())
+    # the node hashes differ (they cover the rendered files, which name the paths); the keys do not
+    hb = {n.id.replace("_w2_", "_words_").replace("/w2/", "/words/"): n.hash for n in b.plan.nodes}
+    assert all(n.hash != hb[n.id] for n in a.plan.nodes)
+
+
+@pytest.mark.parametrize("change, kinds", [
+    ("dataset", {"finetune", "eval", "base_eval"}),
+    ("task", {"eval", "base_eval"}),
+    ("recipe", {"finetune", "eval"}),
+    ("lr", {"finetune", "eval"}),
+])
+def test_changing_what_decides_a_result_changes_the_key(tmp_path, change, kinds):
+    base = keys(manifest(tmp_path / "a"))
+    recipes = None
+    kw = {}
+    if change == "dataset":
+        rows = json.loads(DATA.read_text())
+        rows["train"][0]["output"] = rows["train"][0]["output"] + "x"
+        kw["data_bytes"] = json.dumps(rows).encode()
+    elif change == "task":
+        kw["task_text"] = TASK + "\n# edited\n"
+    elif change == "lr":
+        kw["lr"] = 3.0e-4
+    elif change == "recipe":
+        recipes = tmp_path / "recipes"
+        shutil.copytree(recipes_dir(), recipes)
+        with (recipes / "lora_finetune_single_device.py").open("a") as f:
+            f.write("\n# edited\n")
+    other = keys(manifest(tmp_path / "b", **kw), **({"recipes": str(recipes)} if recipes else {}))
+    changed = {i.split("/", 1)[0] for i in base if base[i] != other[i]}
+    assert changed == kinds
+
+
+def test_a_model_that_cannot_be_fingerprinted_gets_no_key(tmp_path):
+    path = manifest(tmp_path / "a")
+    shutil.rmtree(tmp_path / "a" / "model")
+    k = keys(path)
+    assert not any(k[i] for i in k if not i.startswith("prepare/"))
+
+
+def test_explain_names_the_setting_and_the_experiment():
+    here = {"config": {"optimizer": {"lr": 1e-4}, "seed": 1}, "inputs": {"dataset": "aa"}}
+    stored = [{"settings": {"config": {"optimizer": {"lr": 3e-4}, "seed": 1}, "inputs": {"dataset": "aa"}},
+               "parents": [], "experiment": "twins-v1", "key": "k1", "created": 1},
+              {"settings": {"config": {"optimizer": {"lr": 5e-4}, "seed": 2}, "inputs": {"dataset": "bb"}},
+               "parents": [], "experiment": "other", "key": "k2", "created": 2}]
+    out = explain("finetune/llama_r8", here, [], stored)
+    assert out["entry"] == "k1"  # the nearest: one difference, not three
+    assert out["text"] == ("finetune/llama_r8: not reused — optimizer.lr 0.0001 here, 0.0003 in the stored run "
+                           "from experiment twins-v1")
+    assert differences(here, stored[0]["settings"]) == [("config.optimizer.lr", 1e-4, 3e-4)]
+
+
+# --- publish, verify, gc --------------------------------------------------------------------------
+
+def outputs(folder: Path) -> Path:
+    (folder / "epoch_0" / "model").mkdir(parents=True, exist_ok=True)
+    (folder / "epoch_0" / "model" / "model.safetensors").write_bytes(b"w" * 1000)
+    (folder / "logs").mkdir(exist_ok=True)
+    (folder / "logs" / "metrics.jsonl").write_text('{"loss": 1}\n')
+    return folder
+
+
+def test_publish_is_atomic_and_an_entry_is_verified(tmp_path):
+    st = Store(tmp_path / "store")
+    src = outputs(tmp_path / "node")
+    files = ["epoch_0/model/model.safetensors", "logs/metrics.jsonl"]
+    entry, what = st.publish("ab" * 16, "near1", {"experiment": "x", "node": "finetune/r"}, src, files)
+    assert what == "published" and st.verify(entry) is None
+    assert st.lookup("ab" * 16).files == entry.files
+    again, what = st.publish("ab" * 16, "near1", {"experiment": "y"}, src, files)
+    assert what == "present" and again.meta["experiment"] == "x"  # never replaced
+    assert [e.key for e in st.near("near1")] == ["ab" * 16]
+    assert list((st.root / "tmp").iterdir()) == []
+
+
+def test_an_entry_edited_or_truncated_after_publishing_is_refused(tmp_path):
+    st = Store(tmp_path / "store")
+    src = outputs(tmp_path / "node")
+    entry, _ = st.publish("cd" * 16, None, {}, src, ["epoch_0/model/model.safetensors", "logs/metrics.jsonl"])
+    stored = entry.path / "files" / "logs" / "metrics.jsonl"
+    os.unlink(stored)  # a hard link: replace it, as an editor that writes a new file would
+    stored.write_text('{"loss": 2}\n')
+    assert "changed after it was published" in st.verify(st.lookup(entry.key))
+    weights = entry.path / "files" / "epoch_0" / "model" / "model.safetensors"
+    with open(weights, "r+b") as f:
+        f.truncate(10)
+    assert "10 bytes, 1000 when published" in st.verify(st.lookup(entry.key))
+    assert st.materialise(st.lookup(entry.key), tmp_path / "dest", str(tmp_path), "n", "e") is not None
+    assert not (tmp_path / "dest" / "logs").exists()
+
+
+def test_a_file_system_without_hard_links_gets_copies(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    st = Store(tmp_path / "store")
+    src = outputs(tmp_path / "node")
+    entry, what = st.publish("ef" * 16, None, {}, src, ["logs/metrics.jsonl"])
+    assert what == "published" and st.verify(entry) is None
+    assert (entry.path / "files" / "logs" / "metrics.jsonl").stat().st_ino != (src / "logs" / "metrics.jsonl").stat().st_ino
+    assert st.materialise(entry, tmp_path / "dest", str(tmp_path), "n", "e") is None
+    assert (tmp_path / "dest" / "logs" / "metrics.jsonl").read_text() == '{"loss": 1}\n'
+
+
+KILLED_PUBLISH = """
+import os, signal, sys
+from cruijff.store import entries
+real = entries.link_or_copy
+count = 0
+def dying(src, dst):
+    global count
+    count += 1
+    if count == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # killed halfway: one file copied, one not, no meta.json
+    return real(src, dst)
+entries.link_or_copy = dying
+st = entries.Store(sys.argv[1])
+st.publish("12" * 16, "n", {}, sys.argv[2], ["epoch_0/model/model.safetensors", "logs/metrics.jsonl"])
+"""
+
+
+def test_a_publish_killed_halfway_leaves_no_entry(tmp_path):
+    src = outputs(tmp_path / "node")
+    proc = subprocess.run([sys.executable, "-c", KILLED_PUBLISH, str(tmp_path / "store"), str(src)],
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == -signal.SIGKILL
+    st = Store(tmp_path / "store")
+    assert len(list((st.root / "tmp").iterdir())) == 1  # the half-made folder, outside entries/
+    assert st.lookup("12" * 16) is None and list(st.entries()) == [] and st.near("n") == []
+    st.gc(older_than_s=0, now=time.time() + 2 * 86400)
+    assert list((st.root / "tmp").iterdir()) == []
+
+
+def test_gc_keeps_what_a_plan_directory_refers_to(tmp_path):
+    st = Store(tmp_path / "store")
+    src = outputs(tmp_path / "node")
+    used, _ = st.publish("aa" * 16, None, {"node": "finetune/a"}, src, ["logs/metrics.jsonl"])
+    old, _ = st.publish("bb" * 16, None, {"node": "finetune/b"}, src, ["logs/metrics.jsonl"])
+    plan_dir = tmp_path / "plan"
+    plan_dir.mkdir()
+    (plan_dir / KEYS_FILE).write_text(json.dumps({"keys": {"finetune/a": "aa" * 16}}))
+    st.add_user(used, str(plan_dir), "finetune/a", "exp")
+    gone = tmp_path / "gone"  # a plan directory that was deleted no longer holds an entry
+    st.add_user(old, str(gone), "finetune/b", "exp2")
+    result = st.gc(older_than_s=0, now=time.time() + 10)
+    assert [r["key"] for r in result["removed"]] == ["bb" * 16]
+    assert [k["key"] for k in result["kept_in_use"]] == ["aa" * 16]
+    assert [e.key for e in st.entries()] == ["aa" * 16]
+    # --max-size: the oldest first, still never one in use
+    assert st.gc(max_size=0)["removed"] == []
+
+
+def test_store_cli_ls_and_gc(tmp_path):
+    st = Store(tmp_path / "store")
+    entry, _ = st.publish("aa" * 16, None, {"node": "finetune/a", "experiment": "exp"}, outputs(tmp_path / "n"),
+                          ["logs/metrics.jsonl"])
+    st.add_user(entry, str(tmp_path / "p"), "finetune/a", "exp")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["store", "ls", "--store", str(st.root), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["kind"] == "cruijff.store.ls" and data["entries"][0]["used_by"] == ["exp"]
+    assert data["entries"][0]["size_bytes"] == len('{"loss": 1}\n')
+    res = runner.invoke(cli, ["store", "gc", "--store", str(st.root), "--older-than", "0s", "--dry-run", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["removed"][0]["key"] == "aa" * 16
+    assert st.lookup("aa" * 16) is not None  # dry run
+    res = runner.invoke(cli, ["store", "gc", "--store", str(st.root), "--older-than", "soon"])
+    assert res.exit_code == 2 and "not a duration" in res.output
