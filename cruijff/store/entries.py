@@ -163,7 +163,7 @@ class Store:
 
     # --- publish --------------------------------------------------------------------------------
 
-    def publish(self, key: str, near_key: str | None, meta: dict[str, Any], source: str | Path,
+    def publish(self, key: str, near: list[str] | str | None, meta: dict[str, Any], source: str | Path,
                 files: list[str]) -> tuple[Entry | None, str]:
         """Publish source/<files> under key. Returns (entry, what happened): "published",
         "present" (someone published it first) or why not. Never leaves a half entry in place."""
@@ -180,7 +180,8 @@ class Store:
                 link_or_copy(src, dst)
                 sums[rel] = [dst.stat().st_size, sha256(dst)]
             (tmp / USERS).mkdir()
-            full = {**meta, "key": key, "near": near_key, "files": sums, "created": time.time(),
+            near = [near] if isinstance(near, str) else list(near or [])
+            full = {**meta, "key": key, "near": near, "files": sums, "created": time.time(),
                     "publisher": _user(), "layout": LAYOUT_VERSION}
             _write_atomic(tmp / META, json.dumps(full, sort_keys=True, indent=1) + "\n")
             final = self.entry_path(key)
@@ -191,7 +192,7 @@ class Store:
                 if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
                     return self.lookup(key), "present"
                 raise
-            if near_key:
+            for near_key in near:
                 folder = self.root / "near" / near_key
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / key).touch()
@@ -288,9 +289,9 @@ class Store:
         """Out of entries/ in one rename (lookups see it or not, never half), then deleted."""
         tmp = self.root / "tmp" / f"{entry.key}.removed.{os.getpid()}.{time.time_ns()}"
         os.rename(entry.path, tmp)
-        near = entry.meta.get("near")
-        if near:
-            (self.root / "near" / near / entry.key).unlink(missing_ok=True)
+        near = entry.meta.get("near") or []
+        for near_key in [near] if isinstance(near, str) else near:
+            (self.root / "near" / near_key / entry.key).unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
     def gc(self, *, older_than_s: float | None = None, max_size: int | None = None, dry_run: bool = False,

@@ -10,7 +10,7 @@ names, run names or dataset and model names; a node whose model or data cannot b
 gets no key (it is never stored nor reused).
 
 A node's settings are also what `plan` compares with a near stored entry (same kind, model and
-dataset: `near_key`) to say why it was not reused (`explain`).
+dataset: `near_keys`) to say why it was not reused (`explain`).
 """
 
 from __future__ import annotations
@@ -59,11 +59,15 @@ def _fingerprints(settings: dict[str, Any]) -> list[Any]:
     return [settings.get("model"), *(settings.get("inputs") or {}).values()]
 
 
-def near_key(kind: str, settings: dict[str, Any]) -> str:
-    """Entries with the same near key are the same kind of job on the same model and data (and task)."""
+def near_keys(kind: str, settings: dict[str, Any]) -> list[str]:
+    """Where to look for entries to explain a miss with: the same kind of job on the same model and
+    dataset (and task), then on the same model with any dataset (a dataset whose bytes changed)."""
     inputs = settings.get("inputs") or {}
-    body = json.dumps([kind, settings.get("model"), inputs.get("dataset"), settings.get("task")], default=str)
-    return hashlib.sha256(body.encode()).hexdigest()[:24]
+    out = []
+    for dataset in (inputs.get("dataset"), "*"):
+        body = json.dumps([kind, settings.get("model"), dataset, settings.get("task")], default=str)
+        out.append(hashlib.sha256(body.encode()).hexdigest()[:24])
+    return out
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -91,7 +95,7 @@ _INPUT_NAMES = {"inputs.dataset": "the dataset's bytes", "inputs.task file": "th
 def describe(setting: str, here: Any, stored: Any) -> str:
     """One difference in words: `optimizer.lr 0.0001 here, 0.0003 in the stored run`."""
     if setting in _INPUT_NAMES:
-        return f"{_INPUT_NAMES[setting]} changed"
+        return f"{_INPUT_NAMES[setting]} changed since the stored run"
     name = setting.removeprefix("config.").removeprefix("eval.")
     return f"{name} {_text(here)} here, {_text(stored)} in the stored run"
 
@@ -122,9 +126,8 @@ def explain(node_id: str, settings: dict[str, Any], parents_here: list[str | Non
         words.append("what it evaluates (its fine-tune) is not the stored run's" if not diffs or words
                      else "its inputs from earlier jobs differ")
     where = f"the stored run from experiment {meta.get('experiment')}"
-    text = f"{node_id}: not reused — " + "; ".join(words).replace("in the stored run", f"in {where}", 1)
-    if "in the stored run" not in text and where not in text:
-        text += f" (nearest: {where})"
+    text = f"{node_id}: not reused — " + "; ".join(words)
+    text = text.replace("the stored run", where, 1) if "the stored run" in text else f"{text} (nearest: {where})"
     return {"node": node_id, "text": text, "entry": meta.get("key"), "experiment": meta.get("experiment"),
             "plan_dir": meta.get("plan_dir"), "differences": [{"setting": s, "here": h, "stored": t}
                                                                for s, h, t in diffs],

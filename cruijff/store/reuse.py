@@ -88,10 +88,14 @@ def plan_lookup(store, plan_dir: str | Path, doc: dict[str, Any] | None = None) 
             row["from"] = _source(entry)
             out["reused"][node_id] = row["from"]
             continue
-        nk = near.get(node_id)
-        if nk not in near_cache:
-            near_cache[nk] = [e.meta for e in store.near(nk)] if nk else []
-        explained = explain(node_id, settings.get(node_id) or {}, parents.get(node_id) or [], near_cache[nk])
+        candidates: list = []
+        for nk in near.get(node_id) or []:  # the same model and data first, then the same model
+            if nk not in near_cache:
+                near_cache[nk] = [e.meta for e in store.near(nk)]
+            candidates = near_cache[nk]
+            if candidates:
+                break
+        explained = explain(node_id, settings.get(node_id) or {}, parents.get(node_id) or [], candidates)
         row["why"] = explained["text"] if explained else "not in the store (nothing near it either)"
         if explained:
             out["misses"][node_id] = explained

@@ -245,3 +245,81 @@ def test_store_cli_ls_and_gc(tmp_path):
     assert st.lookup("aa" * 16) is not None  # dry run
     res = runner.invoke(cli, ["store", "gc", "--store", str(st.root), "--older-than", "soon"])
     assert res.exit_code != 0 and "not a duration" in str(res.exception)  # cli.main: one line, exit 2
+
+
+# --- plan: reused nodes and misses explained -------------------------------------------------------
+
+def planned(path: Path, store_dir: Path, *extra: str) -> dict:
+    res = CliRunner().invoke(cli, ["plan", str(path), "--json", *extra], env={"CRUIJFF_STORE": str(store_dir)})
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def published_experiment(tmp_path: Path) -> tuple[Store, Path]:
+    """Experiment a planned, its nodes given outputs, and published to a store."""
+    from cruijff.plan import load_plan
+    from cruijff.store.reuse import publish_done
+
+    store_dir = tmp_path / "store"
+    planned(manifest(tmp_path / "a"), store_dir)
+    plan = load_plan(tmp_path / "a" / "out")
+    for node in plan.nodes:
+        outputs(tmp_path / "a" / "out" / node.id)
+    st = Store(store_dir)
+    results = publish_done(st, plan, [n.id for n in plan.nodes])
+    assert set(results.values()) == {"published"} and len(results) == 5
+    return st, store_dir
+
+
+def test_plan_reuses_what_the_store_holds_and_explains_each_miss(tmp_path):
+    st, store_dir = published_experiment(tmp_path)
+    # b: the same base model and data elsewhere, rank 4 shared, rank 16 new, and lr changed for none
+    out = planned(manifest(tmp_path / "b", experiment="b", ranks=(4, 16)), store_dir)["store"]
+    assert sorted(out["reused"]) == ["base_eval/tiny/words/t", "eval/tiny_words_r4/epoch_0/t", "finetune/tiny_words_r4"]
+    assert out["reused"]["finetune/tiny_words_r4"]["experiment"] == "a"
+    assert out["reused"]["finetune/tiny_words_r4"]["plan_dir"] == str(tmp_path / "a" / "out")
+    miss = out["misses"]["finetune/tiny_words_r16"]
+    assert miss["text"].startswith("finetune/tiny_words_r16: not reused — ")
+    assert {d["setting"] for d in miss["differences"]} == {"config.model.lora_rank", "config.model.lora_alpha"}
+    assert "lora_rank 16 here" in miss["text"] and "in the stored run from experiment a" in miss["text"]
+    assert "its fine-tune" in out["misses"]["eval/tiny_words_r16/epoch_0/t"]["text"]
+    assert set(out["nodes"]) == {"finetune/tiny_words_r4", "finetune/tiny_words_r16", "eval/tiny_words_r4/epoch_0/t",
+                                 "eval/tiny_words_r16/epoch_0/t", "base_eval/tiny/words/t"}
+    # human output names the source and the miss; --no-store looks nothing up
+    res = CliRunner().invoke(cli, ["plan", str(tmp_path / "b" / "m.yaml")], env={"CRUIJFF_STORE": str(store_dir)})
+    assert "= finetune/tiny_words_r4: from experiment a" in res.output
+    assert "≠ finetune/tiny_words_r16: not reused — model.lora_" in res.output
+    assert planned(tmp_path / "b" / "m.yaml", store_dir, "--no-store")["store"] is None
+
+
+@pytest.mark.parametrize("change, node, reason", [
+    ("dataset", "finetune/tiny_words_r4", "the dataset's bytes changed since the stored run from experiment a"),
+    ("task", "base_eval/tiny/words/t", "the task file changed since the stored run from experiment a"),
+    ("recipe", "finetune/tiny_words_r4", "the recipe changed since the stored run from experiment a"),
+    ("lr", "finetune/tiny_words_r4", "optimizer.lr 0.0003 here, 0.001 in the stored run from experiment a"),
+])
+def test_changing_one_input_of_a_stored_node_misses_with_the_reason(tmp_path, change, node, reason):
+    from cruijff.compiler.pipeline import with_store_keys
+    from cruijff.compiler.write import write_plan
+    from cruijff.store.reuse import plan_lookup
+
+    st, _ = published_experiment(tmp_path)
+    kw, compile_kw = {}, {}
+    if change == "dataset":
+        rows = json.loads(DATA.read_text())
+        rows["train"][0]["output"] += "x"
+        kw["data_bytes"] = json.dumps(rows).encode()
+    elif change == "task":
+        kw["task_text"] = TASK + "\n# edited\n"
+    elif change == "lr":
+        kw["lr"] = 3.0e-4
+    else:
+        compile_kw["recipes"] = str(tmp_path / "recipes")
+        shutil.copytree(recipes_dir(), tmp_path / "recipes")
+        with (tmp_path / "recipes" / "lora_finetune_single_device.py").open("a") as f:
+            f.write("\n# edited\n")
+    compiled = compile_manifest(manifest(tmp_path / "b", experiment="b", **kw), env={}, **compile_kw)
+    write_plan(compiled.plan, with_store_keys(compiled))
+    found = plan_lookup(st, compiled.plan.output_dir)
+    assert node not in found["reused"]
+    assert found["misses"][node]["text"] == f"{node}: not reused — {reason}"
