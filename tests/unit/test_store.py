@@ -323,3 +323,79 @@ def test_changing_one_input_of_a_stored_node_misses_with_the_reason(tmp_path, ch
     found = plan_lookup(st, compiled.plan.output_dir)
     assert node not in found["reused"]
     assert found["misses"][node]["text"] == f"{node}: not reused — {reason}"
+
+
+# --- apply: materialise instead of submitting; publish what is done -----------------------------------
+
+def write_keys(plan, keys: dict[str, str]) -> None:
+    (Path(plan.output_dir) / KEYS_FILE).write_text(json.dumps({"version": 1, "keys": keys, "near": {},
+                                                              "settings": {}, "parents": {}}))
+
+
+def shared_keys(run1: str) -> dict[str, str]:
+    """r0 and the base evaluation are the same in every experiment; r1 is `run1`'s own."""
+    return {"finetune/r0": "a0" * 16, "eval/r0/epoch_0/t0": "e0" * 16, "base_eval/tiny/t0": "b0" * 16,
+            "finetune/r1": run1 * 16, "eval/r1/epoch_0/t0": run1[::-1] * 16}
+
+
+def test_apply_materialises_what_the_store_holds_and_submits_only_the_rest(tmp_path):
+    from cruijff.run.apply import apply
+    from cruijff.run.executors.local import LocalExecutor
+    from cruijff.run.status import collect
+    from tests.helpers_plans import make_plan, starts
+
+    st = Store(tmp_path / "store")
+    ex = LocalExecutor(max_parallel=4)
+    a = make_plan(tmp_path, runs=2, evals_per_run=1, base_evals=1, experiment="a", version="a", sleep=0)
+    write_keys(a, shared_keys("1a"))
+    assert sorted(apply(a.output_dir, ex).final.values()) == ["completed"] * 5
+    for run in ("r0", "r1"):  # the fine-tune's exported model (the stand-in job makes the folder only)
+        (Path(a.output_dir) / "finetune" / run / "epoch_0" / "model" / "w.bin").write_bytes(run.encode() * 100)
+    published = apply(a.output_dir, ex, store=st).published  # a re-apply publishes what is done
+    assert set(published.values()) == {"published"} and len(published) == 5
+
+    b = make_plan(tmp_path, runs=2, evals_per_run=1, base_evals=1, experiment="b", version="b", sleep=0)
+    write_keys(b, shared_keys("2b"))
+    result = apply(b.output_dir, ex, store=st)
+    assert sorted(n for n, _ in result.submitted) == ["eval/r1/epoch_0/t0", "finetune/r1"]
+    assert sorted(n for n, _ in result.reused) == ["base_eval/tiny/t0", "eval/r0/epoch_0/t0", "finetune/r0"]
+    assert {n: c for n, c in starts(b).items() if c} == {"eval/r1/epoch_0/t0": 1, "finetune/r1": 1}
+    weights = Path(b.output_dir) / "finetune" / "r0" / "epoch_0" / "model" / "w.bin"
+    assert weights.read_bytes() == b"r0" * 100
+    assert weights.stat().st_ino == (Path(a.output_dir) / "finetune/r0/epoch_0/model/w.bin").stat().st_ino
+    report = collect(b.output_dir, ex, store=st)
+    assert {n.id: n.state for n in report.nodes} == dict.fromkeys(starts(b), "done")
+    assert report.store["reused"] == 3
+    score_a = {n.id: n.score for n in collect(a.output_dir, ex).nodes}
+    assert {n.id: n.score for n in report.nodes if n.id != "eval/r1/epoch_0/t0"} == \
+        {k: v for k, v in score_a.items() if k != "eval/r1/epoch_0/t0"}
+    assert apply(b.output_dir, ex, store=st).submitted == []  # nothing left to do
+
+    # a forced re-run of a reused node never writes into the store: its files become its own first
+    apply(b.output_dir, ex, store=st, only="finetune/r0", force=True)
+    assert weights.stat().st_ino != st.lookup("a0" * 16).path.joinpath("files/epoch_0/model/w.bin").stat().st_ino
+    assert st.verify(st.lookup("a0" * 16)) is None
+
+
+def test_apply_refuses_an_entry_edited_after_publishing_and_runs_the_node(tmp_path):
+    from cruijff.run.apply import apply
+    from cruijff.run.executors.local import LocalExecutor
+    from tests.helpers_plans import make_plan
+
+    st = Store(tmp_path / "store")
+    ex = LocalExecutor(max_parallel=4)
+    a = make_plan(tmp_path, runs=2, evals_per_run=1, base_evals=1, experiment="a", version="a", sleep=0)
+    write_keys(a, shared_keys("1a"))
+    apply(a.output_dir, ex)
+    (Path(a.output_dir) / "finetune/r0/epoch_0/model/w.bin").write_bytes(b"x" * 100)
+    apply(a.output_dir, ex, store=st)
+    stored = st.lookup("a0" * 16).path / "files" / "epoch_0" / "model" / "w.bin"
+    os.unlink(stored)  # edited after publishing (a new file: the plan directory's copy stays as it was)
+    stored.write_bytes(b"y" * 100)
+
+    c = make_plan(tmp_path, runs=2, evals_per_run=1, base_evals=1, experiment="c", version="c", sleep=0)
+    write_keys(c, shared_keys("3c"))
+    result = apply(c.output_dir, ex, store=st)
+    assert [(n, "changed after it was published" in why) for n, why in result.store_refused] == [("finetune/r0", True)]
+    assert "finetune/r0" in {n for n, _ in result.submitted}
+    assert not (Path(c.output_dir) / "finetune/r0/epoch_0/model/w.bin").exists()
