@@ -157,11 +157,36 @@ def write_sections(plan: Plan, root: Path, out: Path) -> tuple[dict[str, Path], 
         path = out / f"{name}.csv"
         df.to_csv(path, index=False)
         tables[f"{name}.csv"] = path
+    reused = _reused_section(plan, root, out, tables)
     if runs.empty:
-        html = "<h2>What it cost</h2><p>No job has finished yet.</p>"
+        html = "<h2>What it cost</h2><p>No job has finished yet.</p>" + reused
     else:
         from cruijff.results.report.html import frame_html
 
         html = "<h2>What it cost</h2>" + cost_sentence(nodes) + (
-            frame_html(runs, index=False, float_format=lambda v: f"{v:.3f}"))
+            frame_html(runs, index=False, float_format=lambda v: f"{v:.3f}")) + reused
     return tables, [], html
+
+
+def _reused_section(plan: Plan, root: Path, out: Path, tables: dict[str, Path]) -> str:
+    """reused.csv and one sentence: the nodes taken from the results store and what they cost
+    where they ran (docs/store.md); nothing when none was reused."""
+    import csv
+
+    from cruijff.store.reuse import saved
+
+    found = saved(root, [n.id for n in plan.nodes])
+    if not found["reused"]:
+        return ""
+    path = out / "reused.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["node", "experiment", "plan_dir", "gpus", "wall_hours", "gpu_hours"])
+        for node_id, src in found["nodes"].items():
+            wall = src.get("wall_s")
+            w.writerow([node_id, src.get("experiment"), src.get("plan_dir"), src.get("gpus"),
+                        "" if wall is None else wall / 3600, src.get("gpu_hours")])
+    tables["reused.csv"] = path
+    return (f"<p>{found['reused']} node(s) were reused from the results store instead of run again, saving "
+            f"{found['gpu_hours_saved']:.3f} GPU-hours ({duration(found['wall_hours_saved'])} of wall time where "
+            "they ran; reused.csv).</p>")

@@ -61,6 +61,8 @@ def json_calls(tmp_path_factory):
         ("cruijff.data.convert", 0, ["data", "convert", str(data), str(tmp / "chat"), "--to", "chat_json"]),
         ("cruijff.data.generate", 0, ["data", "generate", "capitalization", str(tmp / "c.json"), "--count", "10"]),
         ("cruijff.import", 0, ["import", kit]),
+        ("cruijff.store.ls", 0, ["store", "ls", "--store", str(tmp / "store")]),
+        ("cruijff.store.gc", 0, ["store", "gc", "--store", str(tmp / "store"), "--older-than", "30d"]),
         # failures: a rejected manifest answers as its command; any other error is cruijff.error
         ("cruijff.validate", 2, ["validate", str(bad)]),
         ("cruijff.plan", 2, ["plan", str(bad)]),
@@ -75,6 +77,7 @@ def json_calls(tmp_path_factory):
         ("cruijff.error", 2, ["data", "convert", str(data), str(tmp / "chat"), "--to", "chat_json"]),  # exists
         ("cruijff.error", 2, ["data", "stats", str(data), "--model", str(empty)]),
         ("cruijff.error", 2, ["check-finetuned", str(empty)]),
+        ("cruijff.error", 2, ["store", "gc", "--store", str(tmp / "store")]),  # neither --older-than nor --max-size
     ]
 
 
@@ -111,7 +114,7 @@ def test_every_command_with_json_is_checked(json_calls):
 
     ctx = click.Context(cli)
     found = {p for name in COMMANDS for p in with_json(name, cli.get_command(ctx, name))}
-    checked = {" ".join(args[:3 if args[:2] == ["data", "generate"] else 2 if args[0] == "data" else 1])
+    checked = {" ".join(args[:3 if args[:2] == ["data", "generate"] else 2 if args[0] in ("data", "store") else 1])
                for _, _, args in json_calls}
     generators = {p for p in found if p.startswith("data generate ")}
     assert found - generators <= checked and generators & checked, sorted(found - checked)
