@@ -81,11 +81,30 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def differences(here: dict[str, Any], stored: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(setting, value here, value in the stored entry) for each setting that differs."""
-    a, b = flatten(here), flatten(stored)
+    """(setting, value here, value in the stored entry) for each setting that differs (each side
+    nested settings, or already flattened)."""
+    a = here if _flat(here) else flatten(here)
+    b = stored if _flat(stored) else flatten(stored)
     missing = object()
     keys = list(a) + [k for k in b if k not in a]
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k, missing) != b.get(k, missing)]
+
+
+def _flat(d: dict[str, Any]) -> bool:
+    return bool(d) and "\0flat" in d
+
+
+def _items(flat_settings: dict[str, Any]) -> frozenset:
+    return frozenset((k, v if isinstance(v, (str, int, float, bool, type(None))) else json.dumps(v, sort_keys=True))
+                     for k, v in flat_settings.items())
+
+
+def flat(settings: dict[str, Any]) -> dict[str, Any]:
+    """flatten(), marked so that differences() does not flatten it again (plan compares each node
+    with up to 8 stored entries: flattened once each)."""
+    out = flatten(settings)
+    out["\0flat"] = True
+    return out
 
 
 _INPUT_NAMES = {"inputs.dataset": "the dataset's bytes", "inputs.task file": "the task file",
@@ -110,15 +129,23 @@ def explain(node_id: str, settings: dict[str, Any], parents_here: list[str | Non
     """Why a node was not reused, from the nearest of the stored entries (each an entry's meta:
     settings, parents, experiment); None when there is none to compare with."""
     best = None
+    here = flat(settings)
+    mine = _items(here)
     for meta in candidates:
-        diffs = differences(settings, meta.get("settings") or {})
+        theirs = meta.get("\0items")
+        if theirs is None:  # flattened once per entry, kept on the (cached) meta
+            meta["\0flat settings"] = flat(meta.get("settings") or {})
+            theirs = meta["\0items"] = _items(meta["\0flat settings"])
+        count = len({k for k, _ in mine ^ theirs})  # set operations in C: 8 candidates × 5,000 nodes
         parents_differ = list(meta.get("parents") or []) != list(parents_here)
-        score = (len(diffs) + (1 if parents_differ else 0), -float(meta.get("created") or 0))
+        score = (count + (1 if parents_differ else 0), -float(meta.get("created") or 0))
         if best is None or score < best[0]:
-            best = (score, meta, diffs, parents_differ)
+            best = (score, meta, parents_differ)
     if best is None:
         return None
-    _, meta, diffs, parents_differ = best
+    _, meta, parents_differ = best
+    diffs = differences(here, meta["\0flat settings"])
+    diffs = [d for d in diffs if d[0] != "\0flat"]
     words = [describe(*d) for d in diffs[:limit]]
     if len(diffs) > limit:
         words.append(f"{len(diffs) - limit} more setting(s)")
