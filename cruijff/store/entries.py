@@ -47,8 +47,12 @@ TMP_MAX_AGE_S = 24 * 3600  # gc removes leftovers of killed publishes older than
 @dataclass(frozen=True)
 class Entry:
     key: str
-    path: Path  # entries/<k2>/<key>
+    folder: str  # entries/<k2>/<key>
     meta: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder)
 
     @property
     def files(self) -> dict[str, list]:  # relative path → [size, sha256]
@@ -134,7 +138,7 @@ class Store:
             return None
         if not isinstance(meta, dict) or meta.get("key") != key:
             return None
-        return Entry(key, Path(folder), meta)
+        return Entry(key, folder, meta)
 
     def near(self, near_key: str, limit: int = 8) -> list[Entry]:
         """The newest entries of the same kind of job on the same model and data: the index's
@@ -204,7 +208,7 @@ class Store:
                 folder = self.root / "near" / near_key
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / key).touch()
-            return Entry(key, final, full), "published"
+            return Entry(key, str(final), full), "published"
         except OSError as e:
             return None, f"not published: {e.strerror} ({e.filename})"
         finally:

@@ -84,9 +84,8 @@ def plan_lookup(store, plan_dir: str | Path, doc: dict[str, Any] | None = None) 
             if entry.meta.get("plan_dir") == plan_dir and entry.meta.get("node") == node_id:
                 row["why"] = "published from this plan directory"
                 continue
-            row["reused"] = True
-            row["from"] = _source(entry)
-            out["reused"][node_id] = row["from"]
+            row["reused"] = True  # where from: out["reused"][node_id]
+            out["reused"][node_id] = _source(entry)
             continue
         candidates: list = []
         for nk in near.get(node_id) or []:  # the same model and data first, then the same model

@@ -121,11 +121,17 @@ def test_explain_names_the_setting_and_the_experiment():
                "parents": [], "experiment": "twins-v1", "key": "k1", "created": 1},
               {"settings": {"config": {"optimizer": {"lr": 5e-4}, "seed": 2}, "inputs": {"dataset": "bb"}},
                "parents": [], "experiment": "other", "key": "k2", "created": 2}]
+    from cruijff.store.keys import flatten
+
+    here = flatten(here)
+    for meta in stored:
+        meta["settings"] = flatten(meta["settings"])
     out = explain("finetune/llama_r8", here, [], stored)
     assert out["entry"] == "k1"  # the nearest: one difference, not three
     assert out["text"] == ("finetune/llama_r8: not reused — optimizer.lr 0.0001 here, 0.0003 in the stored run "
                            "from experiment twins-v1")
     assert differences(here, stored[0]["settings"]) == [("config.optimizer.lr", 1e-4, 3e-4)]
+    assert differences(flatten({"a": [1, 2]}), flatten({"a": [1, 3]})) == [("a", "[1, 2]", "[1, 3]")]
 
 
 # --- publish, verify, gc --------------------------------------------------------------------------
