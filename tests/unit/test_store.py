@@ -405,3 +405,19 @@ def test_apply_refuses_an_entry_edited_after_publishing_and_runs_the_node(tmp_pa
     assert [(n, "changed after it was published" in why) for n, why in result.store_refused] == [("finetune/r0", True)]
     assert "finetune/r0" in {n for n, _ in result.submitted}
     assert not (Path(c.output_dir) / "finetune/r0/epoch_0/model/w.bin").exists()
+
+
+def test_concurrent_publishes_of_one_key_leave_one_entry(tmp_path):
+    """Two applies (here: processes) finishing the same node at once: one publishes, the other
+    finds it there; one entry, intact."""
+    src = outputs(tmp_path / "node")
+    code = ("import sys; from cruijff.store.entries import Store; "
+            "print(Store(sys.argv[1]).publish('77' * 16, 'n', {}, sys.argv[2], "
+            "['epoch_0/model/model.safetensors', 'logs/metrics.jsonl'])[1])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "store"), str(src)], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+             for _ in range(4)]
+    answers = sorted(p.communicate()[0].strip() for p in procs)
+    assert answers.count("published") == 1 and answers.count("present") == 3, answers
+    st = Store(tmp_path / "store")
+    assert [e.key for e in st.entries()] == ["77" * 16] and st.verify(st.lookup("77" * 16)) is None
