@@ -376,6 +376,13 @@ def test_apply_materialises_what_the_store_holds_and_submits_only_the_rest(tmp_p
     assert {n.id: n.score for n in report.nodes if n.id != "eval/r1/epoch_0/t0"} == \
         {k: v for k, v in score_a.items() if k != "eval/r1/epoch_0/t0"}
     assert apply(b.output_dir, ex, store=st).submitted == []  # nothing left to do
+    from cruijff.commands.draw.status import render_plain
+    from cruijff.results.report_cost import _reused_section
+
+    assert "reused from the results store: 3 node(s)" in render_plain(report)
+    tables: dict = {}
+    assert "3 node(s) were reused from the results store" in _reused_section(b, Path(b.output_dir), tmp_path, tables)
+    assert (tmp_path / "reused.csv").read_text().count("\n") == 4
 
     # a forced re-run of a reused node never writes into the store: its files become its own first
     apply(b.output_dir, ex, store=st, only="finetune/r0", force=True)
@@ -421,3 +428,15 @@ def test_concurrent_publishes_of_one_key_leave_one_entry(tmp_path):
     assert answers.count("published") == 1 and answers.count("present") == 3, answers
     st = Store(tmp_path / "store")
     assert [e.key for e in st.entries()] == ["77" * 16] and st.verify(st.lookup("77" * 16)) is None
+
+
+def test_a_group_shared_store_keeps_each_members_entries_their_own(tmp_path):
+    """A setgid store folder (docs/store.md): its shard folders are setgid and sticky, so only an
+    entry's owner can rename or remove it."""
+    root = tmp_path / "store"
+    root.mkdir()
+    os.chmod(root, 0o2775)
+    st = Store(root)
+    entry, _ = st.publish("99" * 16, None, {}, outputs(tmp_path / "n"), ["logs/metrics.jsonl"])
+    mode = entry.path.parent.stat().st_mode
+    assert mode & 0o1000 and mode & 0o2000  # sticky and setgid
