@@ -21,7 +21,7 @@ from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan
 from cruijff.store.keys import KEYS_FILE, explain
 
 STORED_KINDS = (FINETUNE, EVAL, BASE_EVAL)  # a prepare job writes outside its folder: never stored
-PUBLISHED = ".cruijff-published.json"  # node id → key of what this plan directory published
+PUBLISHED = ".cruijff-published.json"  # node id → key published or reused here (None: never stored)
 REUSED = "reused.json"  # in a reused node's folder
 PLAN_FILES = {"job.sbatch", "finetune.yaml", "model_config.yaml", "task_config.yaml"}
 BOOKKEEPING = {"record.jsonl", "job.out", "gpu_usage.csv", "overrides.json", REUSED}
@@ -169,16 +169,24 @@ def publish_done(store, plan: Plan, done: list[str], doc: dict[str, Any] | None 
     """Publish the done nodes of a plan that are not in the store yet. Returns node id → what
     happened (published, present, or why not), for the nodes it tried."""
     root = Path(plan.output_dir)
-    doc = doc if doc is not None else read_keys(root)
-    if doc is None or store is None:
+    if store is None:
         return {}
-    marker = _load_marker(root)
+    marker = _load_marker(root)  # what this plan directory published (a node run again leaves it: detach)
+    done = [i for i in done if i not in marker]
+    if not done:  # status of a big plan: nothing new is done, store-keys.json is not read
+        return {}
+    doc = doc if doc is not None else read_keys(root)
+    if doc is None:
+        return {}
     keys, by_id = doc["keys"], plan.by_id()
     settings, near, parents = doc.get("settings") or {}, doc.get("near") or {}, doc.get("parents") or {}
     results: dict[str, str] = {}
     for node_id in done:
         node, key = by_id.get(node_id), keys.get(node_id)
-        if node is None or key is None or node.kind not in STORED_KINDS or marker.get(node_id) == key:
+        if node is None:
+            continue
+        if key is None or node.kind not in STORED_KINDS:
+            marker[node_id] = None  # nothing to publish: not asked again
             continue
         node_dir = root / node.dir
         if (node_dir / REUSED).exists():  # it came from the store
