@@ -28,7 +28,7 @@ def resolve_epochs(selection: Any, epochs: int, saved: list[int] | None = None) 
 
 def hyperparameters_of(manifest: dict[str, Any], run: Run) -> dict[str, Any]:
     hp = dict(manifest["finetune"]["hyperparameters"])
-    hp.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in run.point if k not in ("model", "dataset")})
+    hp.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in run.point if k not in ("model", "dataset", "prompt")})
     return hp
 
 
@@ -46,7 +46,7 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
     axes = axes_of(grid, models, datasets)
     hp_names = list(HYPERPARAMETER_DEFAULTS)
     schema = load_schema()
-    for section, allowed in (("exclude", list(axes)), ("include", ["model", "dataset", *hp_names])):
+    for section, allowed in (("exclude", list(axes)), ("include", ["model", "dataset", *(["prompt"] if m.get("prompts") else []), *hp_names])):
         for i, entry in enumerate(grid.get(section, [])):
             for key, value in entry.items():
                 where = ["grid", section, i, key]
@@ -55,6 +55,8 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                            else "include keys must be model, dataset or a hyperparameter")
                     problems.append(Problem(f"grid.{section}[{i}] has unknown key '{key}' ({why})",
                                             source.locate(where, key=True), _choices_hint(allowed, key)))
+                elif key == "prompt":
+                    pass  # a prompt variant's name: cruijff.compiler.cells.check_prompts
                 elif key in declared:
                     if value not in declared[key]:
                         problems.append(Problem(f"grid.{section}[{i}].{key} names '{value}', which is not declared",
@@ -170,7 +172,7 @@ def check_runs(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Probl
             once(("save", tuple(too_late), epochs), Problem(
                 f"finetune.save_epochs asks for epoch {too_late[0]}, but run '{run.name}' trains {epochs} epoch(s) (0-based: 0..{epochs - 1})",
                 source.locate(["finetune", "save_epochs"]), f"use epochs below {epochs}, or 'last'"))
-        if m.get("eval"):
+        if m.get("eval") and "matrix" not in m["eval"]:  # a matrix's rows: cruijff.compiler.cells
             wanted = resolve_epochs(m["eval"]["epochs"], epochs, saved=[e for e in saved if e < epochs])
             unsaved = [e for e in wanted if e not in saved]
             if unsaved:

@@ -108,7 +108,7 @@ def _missing_data(ds: dict[str, Any]) -> str:
 def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """Per fine-tune run and in all: tokens, GPU-hours, disk; with the basis of every number."""
     prompt_cfg = manifest.get("prompt") or {}
-    chars_cache: dict[str, tuple[int, int, int] | None] = {}
+    chars_cache: dict[tuple[str, str | None], tuple[int, int, int] | None] = {}
     runs, missing, bases = [], [], set()
     why: dict[str, list[str]] = {}  # reason → runs, so the plan says why each run is not estimated
     for n in plan.nodes:
@@ -116,9 +116,11 @@ def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
             continue
         a = n.attrs
         ds_name, model_name = a["dataset"], a["model"]
-        if ds_name not in chars_cache:
-            chars_cache[ds_name] = split_characters(manifest["datasets"][ds_name], prompt_cfg)
-        chars = chars_cache[ds_name]
+        variant = (a.get("grid") or {}).get("prompt")  # a run's prompt variant (grid.prompt)
+        if (ds_name, variant) not in chars_cache:
+            prompt = {**prompt_cfg, **manifest["prompts"][variant]} if variant else prompt_cfg
+            chars_cache[ds_name, variant] = split_characters(manifest["datasets"][ds_name], prompt)
+        chars = chars_cache[ds_name, variant]
         if chars is None:
             missing.append(a["run"])
             why.setdefault(_missing_data(manifest["datasets"][ds_name]), []).append(a["run"])

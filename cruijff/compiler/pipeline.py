@@ -27,7 +27,7 @@ from cruijff.compiler.render.sbatch import UnsafeValue, job_script
 from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.compiler.resolve import resolve
 from cruijff.compiler.source import Source, load, to_plain
-from cruijff.compiler import token_fit
+from cruijff.compiler import cells, token_fit
 from cruijff.compiler.validate import schema_problems
 
 
@@ -64,6 +64,8 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
         manifest["output_dir"] = os.path.abspath(out)
     problems += check_models(source, manifest)
     problems += check_references(source, manifest)
+    problems += cells.check_prompts(source, manifest)
+    problems += cells.check_decoding(source, manifest)
     runs: list[Run] = []
     if not any(p.severity == "error" for p in problems):
         runs, expansion = expand(manifest["grid"], list(manifest["models"]), list(manifest["datasets"]))
@@ -72,6 +74,8 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
             problems.append(Problem("the grid has no runs left (exclude removed every combination)",
                                     source.locate(["grid"]), "loosen grid.exclude or add values"))
         problems += check_runs(source, manifest, runs)
+        if not any(p.severity == "error" for p in problems):
+            problems += cells.check_matrix(source, manifest, runs)
     if check_paths:
         problems += check_files(source, manifest)
         problems += check_steps(source, manifest, runs)
@@ -182,12 +186,11 @@ class _Renderer:
         need = needs(self.m["models"][model_name])
         return [["python", "-m", "cruijff.preflight", "model", model_name, path, *need.files, "--any", *need.any_of]]
 
-    def _task_config(self, task: dict[str, Any], name: str, dataset: dict[str, Any]) -> str:
-        """The same for every evaluation of a task on a dataset: rendered once."""
-        key = (task["name"], name)
+    def _task_config(self, task: dict[str, Any], name: str, dataset: dict[str, Any], prompt: dict[str, Any]) -> str:
+        """The same for every evaluation of a task on a dataset with a prompt: rendered once."""
+        key = (task["name"], name, *(prompt[k] for k in cells.PROMPT_KEYS))
         if key not in self._task_configs:
-            self._task_configs[key] = dump_yaml(render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"],
-                                                                           task=task))
+            self._task_configs[key] = dump_yaml(render_inspect.task_config(dataset=dataset, prompt=prompt, task=task))
         return self._task_configs[key]
 
     def render(self, spec: JobSpec) -> dict[str, str]:
@@ -213,7 +216,7 @@ class _Renderer:
         hp = hyperparameters_of(self.m, run)
         run_dir = f"{self.out}/{spec.id}"
         config = render_torchtune.finetune_config(
-            manifest=self.m, run_name=run.name, model=self.m["models"][run.model],
+            manifest={**self.m, "prompt": cells.run_prompt(self.m, run)}, run_name=run.name, model=self.m["models"][run.model],
             dataset=self.m["datasets"][run.dataset], hp=hp, save_epochs=spec.attrs["save_epochs"],
             resources=spec.resources, run_dir=run_dir)
         gpus = spec.resources.gpus
@@ -240,18 +243,27 @@ class _Renderer:
         if spec.kind == EVAL:
             metadata.update({"run": spec.attrs["run"], "epoch": spec.attrs["epoch"]})
             metadata.update({f"hp.{k}": v for k, v in spec.attrs["grid"].items() if k not in ("model", "dataset")})
+        run = self.runs[spec.attrs["run"]] if spec.kind == EVAL else None
+        prompt = cells.task_prompt(self.m, task, cells.run_prompt(self.m, run))
+        if run is not None and "prompt" in run.values:
+            metadata["prompt"] = run.values["prompt"]
+        if "prompt" in task:
+            metadata["eval_prompt"] = task["prompt"] if isinstance(task["prompt"], str) else task["name"]
+        if "cross_prompt" in spec.attrs:
+            metadata["cross_prompt"] = "true"
+        decoding = cells.decoding(ev, task)
         commands = render_inspect.eval_commands(task_file=task["file"], task_name=task["task"], model_dir=model_dir,
                                                 provider=ev["provider"], seed=ev["seed"], limit=ev["limit"],
                                                 max_tokens=task.get("max_tokens", ev["max_tokens"]),
-                                                metadata=metadata)
+                                                metadata=metadata, decoding=decoding)
         if spec.kind == BASE_EVAL:
             commands = [*self.preflight(spec.attrs["model"]), *commands]
         what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
         return {
-            "task_config.yaml": self._task_config(task, spec.attrs["eval_dataset"], dataset),
+            "task_config.yaml": self._task_config(task, spec.attrs["eval_dataset"], dataset, prompt),
             "model_config.yaml": dump_yaml(render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
-                                                                       provider=ev["provider"],
-                                                                       style=self.m["prompt"]["style"])),
+                                                                       provider=ev["provider"], style=prompt["style"],
+                                                                       do_sample=bool(decoding.get("do_sample")))),
             "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", commands),
         }
 
