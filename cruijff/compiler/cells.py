@@ -36,8 +36,9 @@ def run_prompt(m: dict[str, Any], run: Run | None) -> dict[str, Any]:
 
 
 def run_prompt_label(run: Run | None) -> str:
+    """The name of the prompt a run is trained with: its variant, or `prompt`."""
     name = run.values.get("prompt") if run is not None else None
-    return f"'{name}'" if name is not None else "prompt"
+    return str(name) if name is not None else "prompt"
 
 
 def task_prompt(m: dict[str, Any], task: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +52,9 @@ def task_prompt(m: dict[str, Any], task: dict[str, Any], trained: dict[str, Any]
 
 
 def task_prompt_label(task: dict[str, Any]) -> str:
+    """The name of a task's prompt override: a variant's, or `<task>.prompt`."""
     override = task.get("prompt")
-    return f"'{override}'" if isinstance(override, str) else f"task {task['name']}'s prompt"
+    return override if isinstance(override, str) else f"{task['name']}.prompt"
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -304,8 +306,8 @@ def check_cross_prompt(source, m: dict[str, Any], runs: list[Run]) -> list[Probl
             trained, evaluated = cross_prompt(m, crossed[0], task)
             more = f" (and {len(crossed) - 1} more run(s))" if len(crossed) > 1 else ""
             problems.append(Problem(
-                f"eval task '{task['name']}' evaluates run '{crossed[0].name}'{more}, trained with {trained}, "
-                f"with {evaluated}, a different prompt", source.locate(["eval", "tasks", i, "prompt"]),
+                f"eval task '{task['name']}' evaluates run '{crossed[0].name}'{more}, trained with prompt '{trained}', "
+                f"with prompt '{evaluated}'", source.locate(["eval", "tasks", i, "prompt"]),
                 "if that is meant (a cross-prompt evaluation), add `cross_prompt: true` to the task; "
                 "else drop the task's prompt so runs are evaluated with their own"))
     return problems

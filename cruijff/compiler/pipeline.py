@@ -245,8 +245,6 @@ class _Renderer:
             metadata.update({f"hp.{k}": v for k, v in spec.attrs["grid"].items() if k not in ("model", "dataset")})
         run = self.runs[spec.attrs["run"]] if spec.kind == EVAL else None
         prompt = cells.task_prompt(self.m, task, cells.run_prompt(self.m, run))
-        if run is not None and "prompt" in run.values:
-            metadata["prompt"] = run.values["prompt"]
         if "prompt" in task:
             metadata["eval_prompt"] = task["prompt"] if isinstance(task["prompt"], str) else task["name"]
         if "cross_prompt" in spec.attrs:
