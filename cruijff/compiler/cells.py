@@ -257,7 +257,7 @@ def check_matrix(source, m: dict[str, Any], runs: list[Run]) -> list[Problem]:
                                             source.locate([*at, "run"]),
                                             _choices_hint([r.name for r in runs], row["run"])))
                 else:
-                    problems.append(Problem(f"eval.matrix[{i}].where matches no run", source.locate([*at, "where"]),
+                    problems.append(Problem(f"eval.matrix[{i}].where matches no run", source.locate([*at, "where"], key=True),
                                             "compare it with the grid's values (`cruijff plan` lists the runs)"))
                 continue
             for run in matched:
@@ -268,7 +268,7 @@ def check_matrix(source, m: dict[str, Any], runs: list[Run]) -> list[Problem]:
                 if unsaved:
                     key = [*at, "epochs"] if "epochs" in row else ["eval", "epochs"]
                     problems.append(Problem(f"eval.matrix[{i}] evaluates epoch {unsaved[0]} of run '{run.name}', "
-                                            f"which is not saved (saved: {saved})", source.locate(key),
+                                            f"which is not saved (saved: {saved})", source.locate(key, key=True),
                                             "add it to finetune.save_epochs, or evaluate a saved epoch"))
                     break
         for i, task in enumerate(ev["tasks"]):
