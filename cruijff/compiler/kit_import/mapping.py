@@ -39,6 +39,7 @@ class _Translator:
         self.problems: list[Problem] = []
         self.out = Imported(manifest={})
         self.computes: list[dict[str, Any]] = []
+        self.control_runs: dict[str, str] = {}  # cruijff_kit control run name → model (a base-model row)
 
     def note(self, path: str, value: Any, why: str) -> None:
         self.out.notes.append(f"{path}: {short_text(value)} — {why}")
@@ -189,6 +190,7 @@ class _Translator:
                 continue
             if kind == "control":
                 controls.append(models[model])
+                self.control_runs[str(run.get("name"))] = models[model]
             elif kind == "eval-only":
                 self.note(f"runs[{i}]", run.get("name"), "eval-only runs (existing checkpoints) have no equivalent; "
                           "evaluate the checkpoint with inspect directly")
@@ -258,14 +260,11 @@ class _Translator:
         for key in ("seed", "max_tokens"):
             if key in ev:
                 out[key] = as_number(ev[key])
-        if ev.get("do_sample"):
-            self.note("evaluation.do_sample", True, "cruijff evaluates greedily (temperature 0); sampling is not imported")
-        for key in ("temperature", "max_connections", "vis_label"):
-            if key in ev:
-                self.note(f"evaluation.{key}", ev[key], "no equivalent (greedy decoding; inspect's own batching)")
-        if "system_prompt" in ev and (ev["system_prompt"] or None) != (m.get("prompt") or {}).get("system"):
-            self.note("evaluation.system_prompt", ev["system_prompt"],
-                      "differs from controls.system_prompt: cruijff evaluates with the training prompt")
+        self.decoding(out, ev)
+        if "vis_label" in ev:
+            self.note("evaluation.vis_label", ev["vis_label"], "no equivalent (run names label the status grid)")
+        trained = {"system": (m.get("prompt") or {}).get("system"), "template": (m.get("prompt") or {}).get("template")}
+        eval_system = ev.get("system_prompt", trained["system"]) or None  # "" is no system turn in both tools
         if ev.get("scorers"):
             self.note("evaluation.scorers", [s.get("name") if isinstance(s, dict) else s for s in ev["scorers"]],
                       "a cruijff task chooses its scorers in its file (cruijff.tasks: exact_match, "
@@ -299,10 +298,11 @@ class _Translator:
             self.out.remarks[("eval", "tasks")] = ("cruijff passes data, format, split, template and system to each "
                                                    "task (see experiments/tasks/capitalization.py)"
                                                    + ("; match → ignore_punctuation" if "args" in entry else ""))
-            for key in ("eval_condition", "prompt", "system_prompt", "assistant_prefix", "description"):
+            self.task_prompt(entry, t, i, trained, eval_system)
+            for key in ("eval_condition", "assistant_prefix", "description"):
                 if key in t:
                     self.note(f"evaluation.tasks[{i}].{key}", t[key],
-                              "free text" if key == "description" else "per-task prompt overrides have no equivalent")
+                              "free text" if key == "description" else "no equivalent")
         if tasks:
             out["tasks"] = tasks
         self.matrix(out, ev, [t["name"] for t in tasks])
@@ -310,20 +310,94 @@ class _Translator:
             out["resources"] = {k: as_number(v) if k == "gpus" else str(v)
                                 for k, v in ev["compute"].items() if k in ("gpus", "mem", "time")}
 
+    def decoding(self, out: dict[str, Any], ev: dict[str, Any]) -> None:
+        """evaluation.do_sample, temperature and max_connections: cruijff's eval settings of those names."""
+        sampling = bool(ev.get("do_sample"))
+        if sampling:
+            out["do_sample"] = True
+        if "temperature" in ev:
+            temperature = as_number(ev["temperature"])
+            if sampling:
+                out["temperature"] = temperature
+            elif temperature:
+                self.note("evaluation.temperature", ev["temperature"],
+                          "inert under greedy decoding (do_sample false), as in cruijff_kit: not imported")
+            # temperature 0 without sampling is greedy decoding, cruijff's default: nothing to write
+        if "max_connections" in ev:
+            out["max_connections"] = as_number(ev["max_connections"])
+
+    def task_prompt(self, entry: dict[str, Any], t: dict[str, Any], i: int, trained: dict[str, Any],
+                    eval_system: str | None) -> None:
+        """A task's prompt/system_prompt (and evaluation.system_prompt) as the task's prompt override.
+
+        cruijff_kit evaluates every cell of the task with it, fine-tunes included: where it differs
+        from the training prompt that is a cross-prompt evaluation, which the manifest says explicitly.
+        """
+        override: dict[str, Any] = {}
+        if "prompt" in t:
+            override["template"] = t["prompt"]
+        system = (t["system_prompt"] or None) if "system_prompt" in t else eval_system
+        if system != trained["system"]:
+            override["system"] = system
+        if override:
+            entry["prompt"] = override
+            if any(trained[k] != v for k, v in override.items()):
+                entry["cross_prompt"] = True
+                self.out.remarks[("eval", "tasks")] = (self.out.remarks.get(("eval", "tasks"), "") + "; " if
+                                                       ("eval", "tasks") in self.out.remarks else "") + \
+                    f"task {entry['name']}: cruijff_kit evaluates fine-tunes with its own prompt (cross_prompt)"
+
     def matrix(self, out: dict[str, Any], ev: dict[str, Any], task_names: list[str]) -> None:
-        epochs: list[int] = []
-        for i, row in enumerate(ev.get("matrix") or []):
-            if not isinstance(row, dict):
+        """evaluation.matrix, cell for cell: eval.epochs and base_models where every run has the same
+        cells (the compact form), else eval.matrix rows (run, tasks, epochs; base_model for controls)."""
+        rows = ev.get("matrix")
+        if not isinstance(rows, list) or not task_names:
+            return
+        tuned: dict[str, set[tuple[Any, str]]] = {}
+        bases: dict[str, set[str]] = {}
+        emitted: list[dict[str, Any]] = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict) or not row.get("run"):
+                self.error(["evaluation", "matrix", i], "each evaluation.matrix row needs run")
                 continue
-            if row.get("epochs"):
-                epochs.extend(int(e) for e in row["epochs"])
             if row.get("vis_label"):
                 self.note(f"evaluation.matrix[{i}].vis_label", row["vis_label"], "run names label the status grid")
-            if row.get("tasks") and set(map(safe_name, row["tasks"])) != set(task_names):
-                self.note(f"evaluation.matrix[{i}].tasks", row["tasks"],
-                          "cruijff evaluates every task on every run and epoch")
-        if epochs:
-            out["epochs"] = sorted(set(epochs))
+            kit_name = str(row["run"])
+            tasks = [safe_name(x) for x in row.get("tasks") or task_names]
+            unknown = [x for x in tasks if x not in task_names]
+            if unknown:
+                self.error(["evaluation", "matrix", i, "tasks"], f"evaluation.matrix[{i}] names task {unknown[0]!r}, "
+                           "which is not under evaluation.tasks")
+                continue
+            shown = {} if sorted(set(tasks)) == sorted(task_names) else {"tasks": list(dict.fromkeys(tasks))}
+            epochs = row.get("epochs")
+            if kit_name in self.control_runs:
+                model = self.control_runs[kit_name]
+                bases.setdefault(model, set()).update(tasks)
+                emitted.append({"base_model": model, **shown})
+            elif kit_name in self.out.runs:
+                name = self.out.runs[kit_name]
+                listed = sorted({int(e) for e in epochs}) if epochs else None
+                tuned.setdefault(name, set()).update((e, x) for e in (listed or [None]) for x in tasks)
+                emitted.append({"run": name, **shown, **({"epochs": listed} if listed else {})})
+            # an eval-only run's row: its run is noted (runs[]); other rows name no run
+            elif not any(isinstance(r, dict) and r.get("name") == kit_name for r in self.s.get("runs") or []):
+                self.error(["evaluation", "matrix", i, "run"], f"evaluation.matrix[{i}] names run {kit_name!r}, "
+                           "which is not under runs")
+        kinds = {frozenset(c) for c in tuned.values()}
+        every = next(iter(kinds)) if len(kinds) == 1 else None  # the cells each run has, if the same
+        epochs = {e for e, _ in every} if every else set()
+        compact = (every is not None and set(tuned) == set(self.out.runs.values())
+                   and every == {(e, x) for e in epochs for x in task_names}
+                   and all(tasks == set(task_names) for tasks in bases.values())
+                   and set(bases) == set(out.get("base_models") or []))
+        if compact:
+            if None not in epochs:
+                out["epochs"] = sorted(epochs)
+            return
+        out.pop("base_models", None)
+        out["matrix"] = emitted
+        self.out.remarks[("eval", "matrix")] = "evaluation.matrix, row for row (controls are base_model rows)"
 
     def translate(self) -> Imported:
         m = self.out.manifest
