@@ -21,21 +21,28 @@ import pytest
 from tests.conftest import REPO, require
 from tests.unit.test_eval_matrix import base, compile_
 
-# three inspect runs of the tiny model: about 90 s on 2 busy cores, so the slow tier; the parts of
-# the feature each have a default-tier test through plan (tests/unit/test_eval_matrix.py)
-pytestmark = [pytest.mark.inspect, pytest.mark.slow]
+pytestmark = pytest.mark.inspect
 
 INSPECT = Path(sys.executable).with_name("inspect")
 WORDS = ["apple", "banana", "cherry", "river"]
 VERBOSE = "Capitalize the word. Answer with the word alone."
-CELLS = {  # node → (system prompt the samples carry, sampled?)
-    "eval/tiny_words_r8_prompt-verbose/epoch_1/capitalization": (VERBOSE, False),  # its own variant
-    "eval/tiny_words_r8_prompt-terse/epoch_1/verbose-prompt": (VERBOSE, False),  # cross-prompt
-    "eval/tiny_words_r4_prompt-terse/epoch_0/sampled": (None, True),  # its own variant (no system turn)
+CELLS = {  # node → (system prompt the samples carry, samples per item or None for greedy)
+    "eval/tiny_words_r8_prompt-verbose/epoch_1/capitalization": (VERBOSE, None),  # its own variant
+    "eval/tiny_words_r8_prompt-terse/epoch_1/verbose-prompt": (VERBOSE, None),  # cross-prompt
+    "eval/tiny_words_r4_prompt-terse/epoch_0/sampled": (None, 3),  # its own variant (no system turn)
 }
+# The default tier runs one cell that has all three: a cell of the matrix, evaluated cross-prompt
+# (the verbose variant on a run trained with the terse one), with two sampled answers per item.
+ONE_CELL = {"eval/tiny_words_r8_prompt-terse/epoch_1/verbose-prompt": (VERBOSE, 2)}
+SAMPLED = {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "samples": 2, "reducer": "mode"}
 
 
-def test_matrix_prompt_variants_and_decoding_through_inspect(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("which", [
+    pytest.param("one-cell"),
+    # three inspect runs: about 90 s on 2 busy cores; the one-cell case covers each part by default
+    pytest.param("three-cells", marks=pytest.mark.slow),
+])
+def test_matrix_prompt_variants_and_decoding_through_inspect(which, tiny_model_dir, tmp_path):
     require(INSPECT.exists(), f"inspect CLI not found next to {sys.executable}")
     from inspect_ai.log import read_eval_log
 
@@ -46,10 +53,13 @@ def test_matrix_prompt_variants_and_decoding_through_inspect(tiny_model_dir, tmp
     m["models"]["tiny"]["path"] = str(tiny_model_dir)
     m["datasets"]["words"] = {"path": str(data), "format": "instruct_json"}
     m["eval"]["limit"] = 2
+    chosen = CELLS if which == "three-cells" else ONE_CELL
+    if which == "one-cell":
+        m["eval"]["tasks"][1].update(SAMPLED)
     compiled = compile_(tmp_path, m)
     out = Path(compiled.plan.output_dir)
     cells = [n for n in compiled.plan.nodes if n.kind in ("eval", "base_eval")]
-    assert len(cells) == 7 and set(CELLS) <= {n.id for n in cells}
+    assert len(cells) == 7 and set(chosen) <= {n.id for n in cells}
     for rel, text in compiled.files.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text(text)
@@ -58,7 +68,7 @@ def test_matrix_prompt_variants_and_decoding_through_inspect(tiny_model_dir, tmp
            "PATH": f"{INSPECT.parent}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(REPO)}
     env.pop("INSPECT_DISPLAY", None)
     procs = {}
-    for node_id in CELLS:
+    for node_id in chosen:
         node = compiled.plan.by_id()[node_id]
         epoch_dir = out / "finetune" / node.attrs["run"] / f"epoch_{node.attrs['epoch']}"
         epoch_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +80,7 @@ def test_matrix_prompt_variants_and_decoding_through_inspect(tiny_model_dir, tmp
         output, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, output
 
-    for node_id, (system, sampled) in CELLS.items():
+    for node_id, (system, samples) in chosen.items():
         [path] = list((out / node_id / "logs").glob("*.eval"))
         log = read_eval_log(str(path))
         assert log.status == "success"
@@ -82,12 +92,13 @@ def test_matrix_prompt_variants_and_decoding_through_inspect(tiny_model_dir, tmp
                 assert roles == ["system", "user"] and sample.input[0].text == system
             assert sample.input[-1].text.startswith("Word: ")  # the manifest's template
         generate = log.plan.config
-        assert log.eval.model_args["do_sample"] is sampled
-        if sampled:
+        assert log.eval.model_args["do_sample"] is (samples is not None)
+        if samples:
             assert (generate.temperature, generate.top_p) == (0.7, 0.9)
-            assert log.eval.config.epochs == 3 and log.eval.config.epochs_reducer == ["mode"]
-            assert sorted((s.id, s.epoch) for s in log.samples) == sorted((i, e) for i in {s.id for s in log.samples}
-                                                                          for e in (1, 2, 3))
+            assert log.eval.config.epochs == samples and log.eval.config.epochs_reducer == ["mode"]
+            assert sorted((s.id, s.epoch) for s in log.samples) == sorted(
+                (i, e) for i in {s.id for s in log.samples} for e in range(1, samples + 1))
+            assert len(log.samples) == 2 * samples
         else:
             assert generate.temperature == 0 and generate.top_p is None
             assert log.eval.config.epochs in (None, 1) and len(log.samples) == 2
