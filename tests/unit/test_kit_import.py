@@ -380,3 +380,27 @@ def test_per_task_prompts_import_as_cross_prompt_evaluations(tmp_path):
     base = yaml.safe_load(compiled.files["base_eval/Llama-3.2-1B-Instruct/words/cue/task_config.yaml"])
     assert base["template"] == "Capitalize carefully: {input}\n"
     assert "evaluation.tasks[1].prompt" not in manifest.read_text()
+
+
+def test_per_run_prompts_import_as_prompt_variants(tmp_path):
+    """cruijff_kit's runs[].parameters.prompt (a fine-tune trains and evaluates with its own prompt):
+    a prompt variant per distinct prompt, swept by grid.prompt; no cross-prompt evaluation."""
+    (tmp_path / "cap.py").write_text("from inspect_ai import task\n\n\n@task\ndef cap(**kwargs):\n    ...\n")
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(KIT_DESIGN.replace("variables: {lora_rank: [4, 8]}\n", "").replace(
+        "parameters: {lora_rank: 8}", 'parameters: {lora_rank: 8, prompt: "Carefully: {input}\\n"}').replace(
+        "EVALUATION\n", "  tasks: [{name: cap, script: cap.py, dataset: same}]\n"))
+    manifest = tmp_path / "manifest.yaml"
+    imported = translate(load(summary))
+    manifest.write_text(render(imported, summary.name))
+    compiled = compile_manifest(manifest)
+    kit = {"r4": "Capitalize: {input}\n", "r8": "Carefully: {input}\n"}
+    for kit_name, template in kit.items():
+        run = imported.runs[kit_name]
+        trained = yaml.safe_load(compiled.files[f"finetune/{run}/finetune.yaml"])["dataset"]
+        assert trained["template"] == template and trained["system"] == "Be brief."
+        evals = [n for n in compiled.plan.nodes if n.kind == EVAL and n.attrs["run"] == run]
+        assert evals and all("cross_prompt" not in n.attrs for n in evals)
+        for n in evals:
+            assert yaml.safe_load(compiled.files[f"{n.id}/task_config.yaml"])["template"] == template
+    assert "parameters.prompt" not in manifest.read_text().split("# Fields of the design file")[-1]

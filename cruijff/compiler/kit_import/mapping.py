@@ -197,7 +197,9 @@ class _Translator:
             elif kind == "fine-tuned":
                 params = {}
                 for key, value in (run.get("parameters") or {}).items():
-                    if key in HYPERPARAMETERS:
+                    if key == "prompt":  # a per-run prompt: trained and evaluated with (a prompt variant)
+                        params["prompt"] = str(value)
+                    elif key in HYPERPARAMETERS:
                         params[HYPERPARAMETERS[key]] = hp_value(HYPERPARAMETERS[key], value)
                     else:
                         self.note(f"runs[{i}].parameters.{key}", value,
@@ -207,12 +209,27 @@ class _Translator:
                     self.computes.append(run["compute"])
             else:
                 self.error(["runs", i, "type"], f"run type {kind!r} is not fine-tuned, control or eval-only")
+        self.prompt_variants(m, tuned)
         if not tuned and not runs:  # no runs section: the product of the variables over every model
             tuned = [("", {"model": mm, **dict(zip(axes, combo))}, -1)
                      for mm in models.values() for combo in itertools.product(*axes.values())]
         self.grid(m, models, label, axes, tuned, controls_hp)
         if controls:
             m.setdefault("eval", {})["base_models"] = sorted(set(controls))
+
+    def prompt_variants(self, m: dict[str, Any], tuned: list[tuple[str, dict[str, Any], int]]) -> None:
+        """runs[].parameters.prompt: each distinct template a prompt variant (p1, p2, ...) that the
+        grid sweeps, so each run trains and evaluates with its own; a run without one has controls.prompt."""
+        if not any("prompt" in point for _, point, _ in tuned):
+            return
+        default = (m.get("prompt") or {}).get("template")
+        names: dict[Any, str] = {}
+        for _, point, _ in tuned:
+            template = point.get("prompt", default)
+            names.setdefault(template, f"p{len(names) + 1}")
+            point["prompt"] = names[template]
+        m["prompts"] = {name: {"template": template} for template, name in names.items()}
+        self.out.remarks[("prompts",)] = "runs[].parameters.prompt: one variant per distinct prompt (grid.prompt)"
 
     def grid(self, m: dict[str, Any], models: dict[str, str], label: str, axes: dict[str, list[Any]],
              tuned: list[tuple[str, dict[str, Any], int]], controls_hp: dict[str, Any]) -> None:
@@ -434,7 +451,8 @@ class _Translator:
                 self.note(key, self.s[key], "not part of cruijff_kit's template; not imported")
         if self.problems:
             raise ManifestError(self.problems)
-        ordered = ["experiment", "description", "output_dir", "models", "datasets", "prompt", "finetune", "grid", "eval"]
+        ordered = ["experiment", "description", "output_dir", "models", "datasets", "prompt", "prompts", "finetune", "grid",
+                   "eval"]
         self.out.manifest = {k: m[k] for k in ordered if k in m}
         return self.out
 
