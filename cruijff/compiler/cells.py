@@ -76,17 +76,18 @@ class RunCell:
     task: dict[str, Any]
 
 
-def _matches(run: Run, where: dict[str, Any]) -> bool:
-    values = run.values
+def _matches(m: dict[str, Any], run: Run, where: dict[str, Any]) -> bool:
+    """The run's grid values (model, dataset, prompt, swept hyperparameters) or fixed hyperparameters match."""
+    values = {**hyperparameters_of(m, run), **run.values} if where else {}
     return all(k in values and _same(values[k], v) for k, v in where.items())
 
 
-def _row_runs(row: dict[str, Any], runs: list[Run]) -> list[Run]:
+def _row_runs(m: dict[str, Any], row: dict[str, Any], runs: list[Run]) -> list[Run]:
     if "base_model" in row:
         return []
     if "run" in row:
         return [r for r in runs if r.name == row["run"]]
-    return [r for r in runs if _matches(r, row.get("where", {}))]
+    return [r for r in runs if _matches(m, r, row.get("where", {}))]
 
 
 def _row_tasks(row: dict[str, Any], tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -104,7 +105,7 @@ def run_cells(m: dict[str, Any], run: Run, saved: list[int]) -> list[RunCell]:
         rows = [{}]
     wanted: set[tuple[int, str]] = set()
     for row in rows:
-        if "base_model" in row or run not in _row_runs(row, [run]):
+        if "base_model" in row or run not in _row_runs(m, row, [run]):
             continue
         epochs = resolve_epochs(row.get("epochs", ev["epochs"]), hp["epochs"], saved=saved)
         wanted |= {(e, t["name"]) for e in epochs for t in _row_tasks(row, ev["tasks"])}
@@ -180,6 +181,11 @@ def _style_problems(source, m: dict[str, Any], prompt: dict[str, Any], where: li
     if prompt["system"]:
         problems.append(Problem(f"{what} has a system prompt, but its style is text_completion (no system turn)",
                                 source.locate(where), "write the instruction into the template and set system: null"))
+    for name, ds in m["datasets"].items():
+        if ds["format"] == "chat_json":
+            problems.append(Problem(f"{what} is text_completion, which builds the prompt from instruct rows, but "
+                                    f"dataset '{name}' is chat_json", source.locate(where),
+                                    "use instruct rows (input/output), or style: chat"))
     if (m.get("eval") or {}).get("provider", "hf") != "hf":
         problems.append(Problem(f"{what} is text_completion, which is evaluated with the hf provider only",
                                 source.locate(where), "set eval.provider: hf"))
@@ -250,7 +256,7 @@ def check_matrix(source, m: dict[str, Any], runs: list[Run]) -> list[Problem]:
                     problems.append(Problem(f"eval.matrix[{i}] gives epochs for a base model, which has none",
                                             source.locate([*at, "epochs"], key=True), "remove epochs from this row"))
                 continue
-            matched = _row_runs(row, runs)
+            matched = _row_runs(m, row, runs)
             if not matched:
                 if "run" in row:
                     problems.append(Problem(f"eval.matrix[{i}] names run '{row['run']}', which the grid does not make",

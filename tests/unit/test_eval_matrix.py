@@ -143,7 +143,13 @@ def test_base_models_and_a_matrix_together_are_an_error(tmp_path):
 def test_plan_counts_and_lists_the_cells(tmp_path):
     from cruijff.cli import cli
 
-    path = write(tmp_path, base())
+    m = base()
+    model = tmp_path / "model"  # plan checks the folder's files (the model is built by commands, not shipped)
+    model.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"):
+        (model / name).write_text("{}")
+    m["models"]["tiny"]["path"] = str(model)
+    path = write(tmp_path, m)
     result = CliRunner().invoke(cli, ["plan", str(path), "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
@@ -256,3 +262,10 @@ def test_inconsistent_decoding_is_an_error_at_its_key(tmp_path, change, key, mes
     found = errors(tmp_path, m)
     assert len(found) == 1 and message in found[0].message, found
     assert found[0].location.line == line_of(tmp_path / "m.yaml", f"{key}:", after="name: capitalization")
+
+
+def test_where_matches_fixed_hyperparameters_too(tmp_path):
+    m = base()
+    m["eval"]["matrix"] = [{"where": {"epochs": 2, "lora_rank": 4}, "tasks": ["capitalization"], "epochs": "last"}]
+    assert evals(compile_(tmp_path, m)) == ["eval/tiny_words_r4_prompt-terse/epoch_1/capitalization",
+                                           "eval/tiny_words_r4_prompt-verbose/epoch_1/capitalization"]
