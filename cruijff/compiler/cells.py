@@ -145,7 +145,8 @@ def check_prompts(source, m: dict[str, Any]) -> list[Problem]:
 
     def unknown(name: Any, where: list[Any], what: str) -> None:
         if name not in variants:
-            hint = _choices_hint(variants, str(name)) if variants else "declare it under prompts: {NAME: {system, template}}"
+            hint = (_choices_hint(variants, str(name)) if variants
+                    else "declare it under prompts: {NAME: {system, template}}")
             problems.append(Problem(f"{what} names prompt '{name}', which is not declared under prompts",
                                     source.locate(where), hint))
 
@@ -200,7 +201,10 @@ def check_decoding(source, m: dict[str, Any]) -> list[Problem]:
     problems = []
     for i, task in enumerate(ev["tasks"]):
         d = decoding(ev, task)
-        at = lambda key: source.locate(decoding_where(ev, task, i, key))  # noqa: E731
+
+        def at(key: str, task: dict[str, Any] = task, i: int = i):
+            return source.locate(decoding_where(ev, task, i, key))
+
         who = f"eval task '{task['name']}'"
         if d.get("do_sample"):
             if not d.get("temperature"):
@@ -263,7 +267,8 @@ def check_matrix(source, m: dict[str, Any], runs: list[Run]) -> list[Problem]:
                                             source.locate([*at, "run"]),
                                             _choices_hint([r.name for r in runs], row["run"])))
                 else:
-                    problems.append(Problem(f"eval.matrix[{i}].where matches no run", source.locate([*at, "where"], key=True),
+                    problems.append(Problem(f"eval.matrix[{i}].where matches no run",
+                                            source.locate([*at, "where"], key=True),
                                             "compare it with the grid's values (`cruijff plan` lists the runs)"))
                 continue
             for run in matched:

@@ -28,7 +28,8 @@ def resolve_epochs(selection: Any, epochs: int, saved: list[int] | None = None) 
 
 def hyperparameters_of(manifest: dict[str, Any], run: Run) -> dict[str, Any]:
     hp = dict(manifest["finetune"]["hyperparameters"])
-    hp.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in run.point if k not in ("model", "dataset", "prompt")})
+    hp.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in run.point
+               if k not in ("model", "dataset", "prompt")})  # prompt: a prompt variant (cruijff.compiler.cells)
     return hp
 
 
@@ -46,7 +47,8 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
     axes = axes_of(grid, models, datasets)
     hp_names = list(HYPERPARAMETER_DEFAULTS)
     schema = load_schema()
-    for section, allowed in (("exclude", list(axes)), ("include", ["model", "dataset", *(["prompt"] if m.get("prompts") else []), *hp_names])):
+    variants = ["prompt"] if m.get("prompts") else []
+    for section, allowed in (("exclude", list(axes)), ("include", ["model", "dataset", *variants, *hp_names])):
         for i, entry in enumerate(grid.get(section, [])):
             for key, value in entry.items():
                 where = ["grid", section, i, key]

@@ -216,7 +216,8 @@ class _Renderer:
         hp = hyperparameters_of(self.m, run)
         run_dir = f"{self.out}/{spec.id}"
         config = render_torchtune.finetune_config(
-            manifest={**self.m, "prompt": cells.run_prompt(self.m, run)}, run_name=run.name, model=self.m["models"][run.model],
+            manifest={**self.m, "prompt": cells.run_prompt(self.m, run)}, run_name=run.name,
+            model=self.m["models"][run.model],
             dataset=self.m["datasets"][run.dataset], hp=hp, save_epochs=spec.attrs["save_epochs"],
             resources=spec.resources, run_dir=run_dir)
         gpus = spec.resources.gpus

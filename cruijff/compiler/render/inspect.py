@@ -19,13 +19,15 @@ def task_config(*, dataset: dict[str, Any], prompt: dict[str, Any], task: dict[s
     }
 
 
-def model_config(*, model_dir: str, gpus: int, provider: str, style: str = CHAT, do_sample: bool = False) -> dict[str, Any]:
+def model_config(*, model_dir: str, gpus: int, provider: str, style: str = CHAT,
+                 do_sample: bool = False) -> dict[str, Any]:
     """Model arguments (inspect's --model-config).
 
     hf: the local directory goes in model_path; do_sample false (greedy), or transformers rejects
-    temperature 0; true only where the manifest samples (eval.do_sample, with a temperature above 0). inspect's hf provider passes `device` to from_pretrained as device_map, so
-    with more than one GPU it is "auto" (accelerate spreads the layers over every GPU, as
-    cruijff_kit does) - "cuda:0" would load a 70B model onto one GPU. tokenizer_call_args as in
+    temperature 0; true only where the manifest samples (do_sample, with a temperature above 0).
+    inspect's hf provider passes `device` to from_pretrained as device_map, so with more than one
+    GPU it is "auto" (accelerate spreads the layers over every GPU, as cruijff_kit does) - "cuda:0"
+    would load a 70B model onto one GPU. tokenizer_call_args as in
     training, so the ids fed are the trained prompt ids (no second BOS where the chat template
     writes one; docs/parity.md). Style text_completion: `chat_template` replaces the model's own
     with one that writes the prompt text alone, tokenized with the tokenizer's own BOS, exactly as
