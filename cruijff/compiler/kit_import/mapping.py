@@ -15,6 +15,7 @@ from typing import Any
 
 from cruijff.compiler.expand import run_name
 from cruijff.compiler.families import FAMILIES
+from cruijff.compiler.kit_import import evaluation_cells
 from cruijff.compiler.kit_import.reading import HYPERPARAMETERS, as_number, hp_value, safe_name, short_text, task_function
 from cruijff.compiler.schema import hyperparameter_names
 from cruijff.data.generate import GENERATORS
@@ -209,27 +210,13 @@ class _Translator:
                     self.computes.append(run["compute"])
             else:
                 self.error(["runs", i, "type"], f"run type {kind!r} is not fine-tuned, control or eval-only")
-        self.prompt_variants(m, tuned)
+        evaluation_cells.prompt_variants(self, m, tuned)
         if not tuned and not runs:  # no runs section: the product of the variables over every model
             tuned = [("", {"model": mm, **dict(zip(axes, combo))}, -1)
                      for mm in models.values() for combo in itertools.product(*axes.values())]
         self.grid(m, models, label, axes, tuned, controls_hp)
         if controls:
             m.setdefault("eval", {})["base_models"] = sorted(set(controls))
-
-    def prompt_variants(self, m: dict[str, Any], tuned: list[tuple[str, dict[str, Any], int]]) -> None:
-        """runs[].parameters.prompt: each distinct template a prompt variant (p1, p2, ...) that the
-        grid sweeps, so each run trains and evaluates with its own; a run without one has controls.prompt."""
-        if not any("prompt" in point for _, point, _ in tuned):
-            return
-        default = (m.get("prompt") or {}).get("template")
-        names: dict[Any, str] = {}
-        for _, point, _ in tuned:
-            template = point.get("prompt", default)
-            names.setdefault(template, f"p{len(names) + 1}")
-            point["prompt"] = names[template]
-        m["prompts"] = {name: {"template": template} for template, name in names.items()}
-        self.out.remarks[("prompts",)] = "runs[].parameters.prompt: one variant per distinct prompt (grid.prompt)"
 
     def grid(self, m: dict[str, Any], models: dict[str, str], label: str, axes: dict[str, list[Any]],
              tuned: list[tuple[str, dict[str, Any], int]], controls_hp: dict[str, Any]) -> None:
@@ -277,7 +264,7 @@ class _Translator:
         for key in ("seed", "max_tokens"):
             if key in ev:
                 out[key] = as_number(ev[key])
-        self.decoding(out, ev)
+        evaluation_cells.decoding(self, out, ev)
         if "vis_label" in ev:
             self.note("evaluation.vis_label", ev["vis_label"], "no equivalent (run names label the status grid)")
         trained = {"system": (m.get("prompt") or {}).get("system"), "template": (m.get("prompt") or {}).get("template")}
@@ -315,106 +302,17 @@ class _Translator:
             self.out.remarks[("eval", "tasks")] = ("cruijff passes data, format, split, template and system to each "
                                                    "task (see experiments/tasks/capitalization.py)"
                                                    + ("; match → ignore_punctuation" if "args" in entry else ""))
-            self.task_prompt(entry, t, i, trained, eval_system)
+            evaluation_cells.task_prompt(self, entry, t, i, trained, eval_system)
             for key in ("eval_condition", "assistant_prefix", "description"):
                 if key in t:
                     self.note(f"evaluation.tasks[{i}].{key}", t[key],
                               "free text" if key == "description" else "no equivalent")
         if tasks:
             out["tasks"] = tasks
-        self.matrix(out, ev, [t["name"] for t in tasks])
+        evaluation_cells.matrix(self, out, ev, [t["name"] for t in tasks])
         if isinstance(ev.get("compute"), dict):
             out["resources"] = {k: as_number(v) if k == "gpus" else str(v)
                                 for k, v in ev["compute"].items() if k in ("gpus", "mem", "time")}
-
-    def decoding(self, out: dict[str, Any], ev: dict[str, Any]) -> None:
-        """evaluation.do_sample, temperature and max_connections: cruijff's eval settings of those names."""
-        sampling = bool(ev.get("do_sample"))
-        if sampling:
-            out["do_sample"] = True
-        if "temperature" in ev:
-            temperature = as_number(ev["temperature"])
-            if sampling:
-                out["temperature"] = temperature
-            elif temperature:
-                self.note("evaluation.temperature", ev["temperature"],
-                          "inert under greedy decoding (do_sample false), as in cruijff_kit: not imported")
-            # temperature 0 without sampling is greedy decoding, cruijff's default: nothing to write
-        if "max_connections" in ev:
-            out["max_connections"] = as_number(ev["max_connections"])
-
-    def task_prompt(self, entry: dict[str, Any], t: dict[str, Any], i: int, trained: dict[str, Any],
-                    eval_system: str | None) -> None:
-        """A task's prompt/system_prompt (and evaluation.system_prompt) as the task's prompt override.
-
-        cruijff_kit evaluates every cell of the task with it, fine-tunes included: where it differs
-        from the training prompt that is a cross-prompt evaluation, which the manifest says explicitly.
-        """
-        override: dict[str, Any] = {}
-        if "prompt" in t:
-            override["template"] = t["prompt"]
-        system = (t["system_prompt"] or None) if "system_prompt" in t else eval_system
-        if system != trained["system"]:
-            override["system"] = system
-        if override:
-            entry["prompt"] = override
-            if any(trained[k] != v for k, v in override.items()):
-                entry["cross_prompt"] = True
-                self.out.remarks[("eval", "tasks")] = (self.out.remarks.get(("eval", "tasks"), "") + "; " if
-                                                       ("eval", "tasks") in self.out.remarks else "") + \
-                    f"task {entry['name']}: cruijff_kit evaluates fine-tunes with its own prompt (cross_prompt)"
-
-    def matrix(self, out: dict[str, Any], ev: dict[str, Any], task_names: list[str]) -> None:
-        """evaluation.matrix, cell for cell: eval.epochs and base_models where every run has the same
-        cells (the compact form), else eval.matrix rows (run, tasks, epochs; base_model for controls)."""
-        rows = ev.get("matrix")
-        if not isinstance(rows, list) or not task_names:
-            return
-        tuned: dict[str, set[tuple[Any, str]]] = {}
-        bases: dict[str, set[str]] = {}
-        emitted: list[dict[str, Any]] = []
-        for i, row in enumerate(rows):
-            if not isinstance(row, dict) or not row.get("run"):
-                self.error(["evaluation", "matrix", i], "each evaluation.matrix row needs run")
-                continue
-            if row.get("vis_label"):
-                self.note(f"evaluation.matrix[{i}].vis_label", row["vis_label"], "run names label the status grid")
-            kit_name = str(row["run"])
-            tasks = [safe_name(x) for x in row.get("tasks") or task_names]
-            unknown = [x for x in tasks if x not in task_names]
-            if unknown:
-                self.error(["evaluation", "matrix", i, "tasks"], f"evaluation.matrix[{i}] names task {unknown[0]!r}, "
-                           "which is not under evaluation.tasks")
-                continue
-            shown = {} if sorted(set(tasks)) == sorted(task_names) else {"tasks": list(dict.fromkeys(tasks))}
-            epochs = row.get("epochs")
-            if kit_name in self.control_runs:
-                model = self.control_runs[kit_name]
-                bases.setdefault(model, set()).update(tasks)
-                emitted.append({"base_model": model, **shown})
-            elif kit_name in self.out.runs:
-                name = self.out.runs[kit_name]
-                listed = sorted({int(e) for e in epochs}) if epochs else None
-                tuned.setdefault(name, set()).update((e, x) for e in (listed or [None]) for x in tasks)
-                emitted.append({"run": name, **shown, **({"epochs": listed} if listed else {})})
-            # an eval-only run's row: its run is noted (runs[]); other rows name no run
-            elif not any(isinstance(r, dict) and r.get("name") == kit_name for r in self.s.get("runs") or []):
-                self.error(["evaluation", "matrix", i, "run"], f"evaluation.matrix[{i}] names run {kit_name!r}, "
-                           "which is not under runs")
-        kinds = {frozenset(c) for c in tuned.values()}
-        every = next(iter(kinds)) if len(kinds) == 1 else None  # the cells each run has, if the same
-        epochs = {e for e, _ in every} if every else set()
-        compact = (every is not None and set(tuned) == set(self.out.runs.values())
-                   and every == {(e, x) for e in epochs for x in task_names}
-                   and all(tasks == set(task_names) for tasks in bases.values())
-                   and set(bases) == set(out.get("base_models") or []))
-        if compact:
-            if None not in epochs:
-                out["epochs"] = sorted(epochs)
-            return
-        out.pop("base_models", None)
-        out["matrix"] = emitted
-        self.out.remarks[("eval", "matrix")] = "evaluation.matrix, row for row (controls are base_model rows)"
 
     def translate(self) -> Imported:
         m = self.out.manifest
