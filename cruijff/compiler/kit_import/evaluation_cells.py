@@ -47,12 +47,13 @@ def decoding(tr: _Translator, out: dict[str, Any], ev: dict[str, Any]) -> None:
         out["max_connections"] = as_number(ev["max_connections"])
 
 
-def task_prompt(tr: _Translator, entry: dict[str, Any], t: dict[str, Any], i: int, trained: dict[str, Any],
-                eval_system: str | None) -> None:
+def task_prompt(entry: dict[str, Any], t: dict[str, Any], trained: dict[str, Any],
+                eval_system: str | None) -> bool:
     """A task's prompt/system_prompt (and evaluation.system_prompt) as the task's prompt override.
 
     cruijff_kit evaluates every cell of the task with it, fine-tunes included: where it differs
     from the training prompt that is a cross-prompt evaluation, which the manifest says explicitly.
+    True where it is one.
     """
     override: dict[str, Any] = {}
     if "prompt" in t:
@@ -64,9 +65,7 @@ def task_prompt(tr: _Translator, entry: dict[str, Any], t: dict[str, Any], i: in
         entry["prompt"] = override
         if any(trained[k] != v for k, v in override.items()):
             entry["cross_prompt"] = True
-            remark = f"task {entry['name']}: cruijff_kit evaluates fine-tunes with its own prompt (cross_prompt)"
-            before = tr.out.remarks.get(("eval", "tasks"))
-            tr.out.remarks[("eval", "tasks")] = f"{before}; {remark}" if before else remark
+    return "cross_prompt" in entry
 
 
 def matrix(tr: _Translator, out: dict[str, Any], ev: dict[str, Any], task_names: list[str]) -> None:

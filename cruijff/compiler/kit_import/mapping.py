@@ -275,6 +275,7 @@ class _Translator:
                       "label_probability, continuous, numeric_risk)")
         scorers = [s.get("name") if isinstance(s, dict) else s for s in ev.get("scorers") or []]
         tasks = []
+        crossed: list[str] = []  # tasks evaluated with their own prompt (cruijff_kit: prompt overrides)
         for i, t in enumerate(ev.get("tasks") or []):
             if not isinstance(t, dict) or not t.get("name") or not t.get("script"):
                 self.error(["evaluation", "tasks", i], "each evaluation task needs name and script")
@@ -302,11 +303,15 @@ class _Translator:
             self.out.remarks[("eval", "tasks")] = ("cruijff passes data, format, split, template and system to each "
                                                    "task (see experiments/tasks/capitalization.py)"
                                                    + ("; match → ignore_punctuation" if "args" in entry else ""))
-            evaluation_cells.task_prompt(self, entry, t, i, trained, eval_system)
+            if evaluation_cells.task_prompt(entry, t, trained, eval_system):
+                crossed.append(name)
             for key in ("eval_condition", "assistant_prefix", "description"):
                 if key in t:
                     self.note(f"evaluation.tasks[{i}].{key}", t[key],
                               "free text" if key == "description" else "no equivalent")
+        if crossed:
+            self.out.remarks[("eval", "tasks")] += (f"; {', '.join(crossed)}: cruijff_kit evaluates fine-tunes with "
+                                                    "the task's own prompt (cross_prompt)")
         if tasks:
             out["tasks"] = tasks
         evaluation_cells.matrix(self, out, ev, [t["name"] for t in tasks])
