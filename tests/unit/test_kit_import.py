@@ -404,3 +404,19 @@ def test_per_run_prompts_import_as_prompt_variants(tmp_path):
         for n in evals:
             assert yaml.safe_load(compiled.files[f"{n.id}/task_config.yaml"])["template"] == template
     assert "parameters.prompt" not in manifest.read_text().split("# Fields of the design file")[-1]
+
+
+def test_a_differing_evaluation_system_prompt_is_each_tasks_prompt(tmp_path):
+    """cruijff_kit's older evaluation.system_prompt, when it differs from controls.system_prompt:
+    every task without its own system_prompt is evaluated with it (a cross-prompt evaluation)."""
+    evaluation = ('  system_prompt: "Answer in capitals."\n'
+                  "  tasks:\n    - {name: cap, script: cap.py, dataset: same}\n"
+                  '    - {name: own, script: cap.py, dataset: same, system_prompt: "Be brief."}\n'
+                  "  matrix: [{run: r4, tasks: [cap, own], epochs: [2]}]\n")
+    _, imported, compiled, manifest = imported_plan(tmp_path, evaluation)
+    tasks = yaml.safe_load(manifest.read_text())["eval"]["tasks"]
+    assert tasks[0]["prompt"] == {"system": "Answer in capitals."} and tasks[0]["cross_prompt"] is True
+    assert "prompt" not in tasks[1] and "cross_prompt" not in tasks[1]  # the training prompt's system
+    systems = {n.attrs["task"]: yaml.safe_load(compiled.files[f"{n.id}/task_config.yaml"])["system"]
+               for n in compiled.plan.nodes if n.kind == EVAL}
+    assert systems == {"cap": "Answer in capitals.", "own": "Be brief."}
