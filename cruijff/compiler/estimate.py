@@ -147,7 +147,7 @@ def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
         listed = a.get("save_epochs")
         saved = len(listed) if listed is not None else 1  # [] is save_epochs: none
         model_bytes = (params or 0) * 2
-        merged = manifest["finetune"].get("export", "merged") != "adapter"  # adapter only: no merged model
+        merged = (manifest.get("finetune") or {}).get("export", "merged") != "adapter"  # adapter only: no merged model
         disk = saved * model_bytes * (1 + ADAPTER_SHARE) if merged else saved * model_bytes * 2 * ADAPTER_SHARE
         runs.append({"run": a["run"], "rows": rows, "tokens_per_epoch": round(tokens), "epochs": epochs,
                      "gpus": gpus, "gpu_hours": seconds * gpus / 3600,
