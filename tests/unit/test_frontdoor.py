@@ -300,3 +300,73 @@ def test_run_name_problems_point_at_the_template(tmp_path, template, message, hi
     # Through --set, the same problem points at the --set.
     found = problems(manifest(tmp_path), f"finetune.run_name={json.dumps(template)}")
     assert {str(p.location) for p in found} == {f"finetune.run_name={json.dumps(template)}".join(("--set ", ""))}
+
+
+# ---- cruijff import: cruijff_kit's save choices and run names ----------------------------------
+
+DESIGN = """\
+experiment: {{name: saves, question: adapters only?, dir: out}}
+controls: {{prompt: "{{input}}", epochs: 2, {controls}}}
+models: {{base: [{{name: Llama-3.2-1B-Instruct, path: /models/Llama-3.2-1B-Instruct, size_gb: 2.5}}]}}
+data: {{training: {{path: words.json, dataset_label: words, format: json}}}}
+variables: {{lora_rank: [4, 8]}}
+runs:
+  - {{name: {a}, type: fine-tuned, model: Llama-3.2-1B-Instruct, parameters: {{lora_rank: 4}}}}
+  - {{name: {b}, type: fine-tuned, model: Llama-3.2-1B-Instruct, parameters: {{lora_rank: 8}}}}
+evaluation:
+  tasks: [{{name: cap, script: cap.py, dataset: same}}]
+  matrix: [{{run: {a}, tasks: [cap], epochs: [1]}}, {{run: {b}, tasks: [cap], epochs: [1]}}]
+"""
+
+
+def imported(tmp_path: Path, controls: str, a: str = "Llama-3.2-1B-Instruct_rank4",
+             b: str = "Llama-3.2-1B-Instruct_rank8"):
+    from cruijff.compiler.kit_import import render, translate
+
+    (tmp_path / "cap.py").write_text("from inspect_ai import task\n\n\n@task\ndef cap(**kwargs):\n    ...\n")
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(DESIGN.format(controls=controls, a=a, b=b))
+    result = translate(load(summary))
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(render(result, summary.name))
+    return result, compile_manifest(manifest, check_paths=False)
+
+
+def test_import_maps_save_adapter_weights_only_and_epochs_to_save(tmp_path):
+    result, compiled = imported(tmp_path, "save_adapter_weights_only: 'true', epochs_to_save: '1'")
+    assert result.manifest["finetune"]["export"] == "adapter" and result.manifest["finetune"]["save_epochs"] == [1]
+    assert not any("save_adapter_weights_only" in n or "epochs_to_save" in n for n in result.notes)
+    run = "Llama-3.2-1B-Instruct_rank4"
+    config = YAML(typ="safe").load(compiled.files[f"finetune/{run}/finetune.yaml"])
+    assert config["save_epochs"] == [1] and "adapter_template" in config["export"] and "dir_template" not in config["export"]
+    model_config = YAML(typ="safe").load(compiled.files[f"eval/{run}/epoch_1/cap/model_config.yaml"])
+    assert model_config["model_path"].endswith(f"finetune/{run}/epoch_1/adapter")
+
+    result, compiled = imported(tmp_path, "save_adapter_weights_only: false, epochs_to_save: none")
+    assert "export" not in result.manifest["finetune"] and result.manifest["finetune"]["save_epochs"] == "none"
+    assert not [n for n in compiled.plan.nodes if n.kind == EVAL]
+    result, _ = imported(tmp_path, "save_last_epoch_only: 'true'")
+    assert result.manifest["finetune"]["save_epochs"] == "last"
+    with pytest.raises(ManifestError) as e:
+        imported(tmp_path, "save_adapter_weights_only: maybe")
+    assert "controls.save_adapter_weights_only" in e.value.problems[0].message
+
+
+def test_import_keeps_cruijff_kits_run_names_when_one_template_gives_them(tmp_path):
+    result, compiled = imported(tmp_path, "batch_size: 4")
+    assert result.manifest["finetune"]["run_name"] == "{model}_rank{lora_rank}"
+    assert result.runs == {n: n for n in ("Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank8")}
+    assert sorted(n.attrs["run"] for n in compiled.plan.nodes if n.kind == FINETUNE) == sorted(result.runs)
+    # Names no template gives (a label per run): cruijff's own names, mapped in the header.
+    result, compiled = imported(tmp_path, "batch_size: 4", a="small", b="big")
+    assert "run_name" not in result.manifest["finetune"]
+    assert result.runs == {"small": "Llama-3.2-1B-Instruct_words_r4", "big": "Llama-3.2-1B-Instruct_words_r8"}
+    assert sorted(n.attrs["run"] for n in compiled.plan.nodes if n.kind == FINETUNE) == sorted(result.runs.values())
+
+
+def test_the_shipped_capitalization_import_keeps_its_run_names():
+    from cruijff.compiler.kit_import import translate
+
+    result = translate(load(REPO / "experiments" / "imported" / "capitalization.summary.yaml"))
+    assert result.manifest["finetune"]["run_name"] == "{model}_rank{lora_rank}_lr{lr}"
+    assert all(kit == ours for kit, ours in result.runs.items()) and len(result.runs) == 4

@@ -39,6 +39,7 @@ class _Translator:
         self.problems: list[Problem] = []
         self.out = Imported(manifest={})
         self.computes: list[dict[str, Any]] = []
+        self.saving: dict[str, Any] = {}  # finetune.export and save_epochs, from controls
 
     def note(self, path: str, value: Any, why: str) -> None:
         self.out.notes.append(f"{path}: {short_text(value)} — {why}")
@@ -153,6 +154,8 @@ class _Translator:
                                                              "epoch end (val_every_n_steps for more often)")
             elif key in HYPERPARAMETERS:
                 hp[HYPERPARAMETERS[key]] = hp_value(HYPERPARAMETERS[key], value)
+            elif key in ("save_adapter_weights_only", "epochs_to_save", "save_last_epoch_only"):
+                self.save_choice(key, value)
             else:
                 self.note(f"controls.{key}", value, "no cruijff hyperparameter of that name")
         if prompt.get("style") == "text_completion" and prompt.get("system"):
@@ -163,6 +166,33 @@ class _Translator:
             if "style" in prompt:
                 m["prompt"]["style"] = prompt["style"]
         return hp
+
+    def save_choice(self, key: str, value: Any) -> None:
+        """setup_finetune.py's save_adapter_weights_only, epochs_to_save and save_last_epoch_only."""
+        text = str(value).strip().lower()
+        if key == "save_adapter_weights_only":
+            if text in ("true", "false"):
+                if text == "true":  # false: the merged model is evaluated, cruijff's default (export: merged)
+                    self.saving["export"] = "adapter"
+                    self.out.remarks[("finetune", "export")] = "controls.save_adapter_weights_only: true"
+                return
+        elif key == "save_last_epoch_only":
+            if text in ("true", "false"):
+                if text == "true":
+                    self.saving["save_epochs"] = "last"
+                return
+        elif key == "epochs_to_save":
+            if text in ("all", "none"):
+                self.saving["save_epochs"] = text
+                return
+            items = value if isinstance(value, list) else str(value).split(",")
+            try:
+                self.saving["save_epochs"] = sorted({int(str(e).strip()) for e in items})
+                return
+            except ValueError:
+                pass
+        self.error(["controls", key], f"controls.{key}: {value!r} cannot be imported",
+                   "true or false" if key != "epochs_to_save" else "all, none or 0-based epochs: 0,2")
 
     def runs(self, m: dict[str, Any], models: dict[str, str], label: str, controls_hp: dict[str, Any]) -> None:
         variables = self.section("variables")
@@ -246,9 +276,14 @@ class _Translator:
         # A swept key leaves the fixed hyperparameters (the grid sets it per run).
         for k in axes:
             controls_hp.pop(k, None)
+        template = run_name_template([(name, {**point, "dataset": label}) for name, point, _ in points if name])
+        if template:  # cruijff_kit's run names, kept: one template gives every one of them
+            m["finetune"]["run_name"] = template
+            self.out.remarks[("finetune", "run_name")] = "cruijff_kit's runs[].name"
         for name, point, _ in points:
             if name:
-                self.out.runs[name] = run_name({**point, "dataset": label})
+                values = {**controls_hp, **point, "dataset": label}
+                self.out.runs[name] = render_name(template, values) if template else run_name({**point, "dataset": label})
 
     def evaluation(self, m: dict[str, Any], label: str) -> None:
         ev = self.section("evaluation")
@@ -335,6 +370,7 @@ class _Translator:
         if self.problems:
             raise ManifestError(self.problems)
         self.runs(m, models, label, hp)
+        m["finetune"].update(self.saving)
         if hp:
             m["finetune"]["hyperparameters"] = hp
         computes = self.computes
@@ -360,9 +396,62 @@ class _Translator:
                 self.note(key, self.s[key], "not part of cruijff_kit's template; not imported")
         if self.problems:
             raise ManifestError(self.problems)
+        order = ["hyperparameters", "save_epochs", "export", "run_name", "resources", "wandb"]
+        m["finetune"] = dict(sorted(m["finetune"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
         ordered = ["experiment", "description", "output_dir", "models", "datasets", "prompt", "finetune", "grid", "eval"]
         self.out.manifest = {k: m[k] for k in ordered if k in m}
         return self.out
+
+
+def run_name_template(named: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """The one `finetune.run_name` template that gives every cruijff_kit run its own name, or None.
+
+    The first run's name is split at '_'; each part is the model, the dataset, a label followed by
+    one of the run's values (`rank8`: lora_rank 8), or literal text. The template holds only if it
+    renders every run's name exactly, with cruijff's spelling of values (1e-4, 0.5, true).
+    """
+    from cruijff.compiler.expand import ABBREVIATIONS, format_value
+    from cruijff.compiler.naming import check_template
+
+    if not named:
+        return None
+    first, point = named[0]
+    parts = []
+    for token in first.split("_"):
+        if token == point["model"]:
+            parts.append("{model}")
+            continue
+        if token == point["dataset"]:
+            parts.append("{dataset}")
+            continue
+        fits = []
+        for key, value in point.items():
+            text = format_value(value)
+            if key not in ("model", "dataset") and text and token.endswith(text):
+                label = token[: len(token) - len(text)]
+                named_by = label and (label in key or label == ABBREVIATIONS.get(key))
+                fits.append((not named_by, -len(text), key, label))
+        if fits:
+            _, _, key, label = min(fits)
+            parts.append(f"{label}{{{key}}}")
+        else:
+            parts.append(token.replace("{", "{{").replace("}", "}}"))
+    template = "_".join(parts)
+    if "{" not in template.replace("{{", "") or check_template(template, ["model", "dataset", *point]):
+        return None
+    names = [render_name(template, p) for _, p in named]
+    if names != [n for n, _ in named] or len(set(names)) != len(names):
+        return None
+    return template
+
+
+def render_name(template: str, values: dict[str, Any]) -> str:
+    from cruijff.compiler.naming import render
+
+    try:
+        return render(template, values)
+    except (KeyError, ValueError, TypeError):
+        return ""
 
 
 def translate(source: Source) -> Imported:
