@@ -103,3 +103,52 @@ def name_runs(template: str | None, runs: list[Run], manifest: dict[str, Any], l
         seen[name] = run
         named.append(replace(run, name=name))
     return named, problems
+
+
+def template_for(named: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """The one template that gives every named run its own name (cruijff import: cruijff_kit's
+    runs[].name), or None.
+
+    The first run's name is split at '_'; each part is the model, the dataset, a label followed by
+    one of the run's values (`rank8`: lora_rank 8), or literal text. The template holds only if it
+    renders every run's name exactly, with cruijff's spelling of values (1e-4, 0.5, true).
+    """
+    from cruijff.compiler.expand import ABBREVIATIONS
+
+    if not named:
+        return None
+    first, point = named[0]
+    parts = []
+    for token in first.split("_"):
+        if token == point["model"]:
+            parts.append("{model}")
+            continue
+        if token == point["dataset"]:
+            parts.append("{dataset}")
+            continue
+        fits = []
+        for key, value in point.items():
+            text = format_value(value)
+            if key not in ("model", "dataset") and text and token.endswith(text):
+                label = token[: len(token) - len(text)]
+                named_by = label and (label in key or label == ABBREVIATIONS.get(key))
+                fits.append((not named_by, -len(text), key, label))
+        if fits:
+            _, _, key, label = min(fits)
+            parts.append(f"{label}{{{key}}}")
+        else:
+            parts.append(token.replace("{", "{{").replace("}", "}}"))
+    template = "_".join(parts)
+    if "{" not in template.replace("{{", "") or check_template(template, ["model", "dataset", *point]):
+        return None
+    names = [render_or_empty(template, p) for _, p in named]
+    if names != [n for n, _ in named] or len(set(names)) != len(names):
+        return None
+    return template
+
+
+def render_or_empty(template: str, values: dict[str, Any]) -> str:
+    try:
+        return render(template, values)
+    except (KeyError, ValueError, TypeError):
+        return ""

@@ -15,7 +15,9 @@ from typing import Any
 
 from cruijff.compiler.expand import run_name
 from cruijff.compiler.families import FAMILIES
-from cruijff.compiler.kit_import.reading import HYPERPARAMETERS, as_number, hp_value, safe_name, short_text, task_function
+from cruijff.compiler.kit_import.reading import (HYPERPARAMETERS, as_number, hp_value, safe_name, save_setting,
+                                                 short_text, task_function)
+from cruijff.compiler.naming import render_or_empty, template_for
 from cruijff.compiler.schema import hyperparameter_names
 from cruijff.data.generate import GENERATORS
 from cruijff.compiler.source import Source, to_plain
@@ -169,30 +171,14 @@ class _Translator:
 
     def save_choice(self, key: str, value: Any) -> None:
         """setup_finetune.py's save_adapter_weights_only, epochs_to_save and save_last_epoch_only."""
-        text = str(value).strip().lower()
-        if key == "save_adapter_weights_only":
-            if text in ("true", "false"):
-                if text == "true":  # false: the merged model is evaluated, cruijff's default (export: merged)
-                    self.saving["export"] = "adapter"
-                    self.out.remarks[("finetune", "export")] = "controls.save_adapter_weights_only: true"
-                return
-        elif key == "save_last_epoch_only":
-            if text in ("true", "false"):
-                if text == "true":
-                    self.saving["save_epochs"] = "last"
-                return
-        elif key == "epochs_to_save":
-            if text in ("all", "none"):
-                self.saving["save_epochs"] = text
-                return
-            items = value if isinstance(value, list) else str(value).split(",")
-            try:
-                self.saving["save_epochs"] = sorted({int(str(e).strip()) for e in items})
-                return
-            except ValueError:
-                pass
-        self.error(["controls", key], f"controls.{key}: {value!r} cannot be imported",
-                   "true or false" if key != "epochs_to_save" else "all, none or 0-based epochs: 0,2")
+        try:
+            setting = save_setting(key, value)
+        except ValueError as e:
+            self.error(["controls", key], f"controls.{key}: {value!r} cannot be imported", str(e))
+            return
+        if setting:  # None: cruijff's default already (merged export, every epoch)
+            self.saving[setting[0]] = setting[1]
+            self.out.remarks[("finetune", setting[0])] = f"controls.{key}: {value}"
 
     def runs(self, m: dict[str, Any], models: dict[str, str], label: str, controls_hp: dict[str, Any]) -> None:
         variables = self.section("variables")
@@ -276,14 +262,14 @@ class _Translator:
         # A swept key leaves the fixed hyperparameters (the grid sets it per run).
         for k in axes:
             controls_hp.pop(k, None)
-        template = run_name_template([(name, {**point, "dataset": label}) for name, point, _ in points if name])
+        template = template_for([(name, {**point, "dataset": label}) for name, point, _ in points if name])
         if template:  # cruijff_kit's run names, kept: one template gives every one of them
             m["finetune"]["run_name"] = template
             self.out.remarks[("finetune", "run_name")] = "cruijff_kit's runs[].name"
         for name, point, _ in points:
             if name:
                 values = {**controls_hp, **point, "dataset": label}
-                self.out.runs[name] = render_name(template, values) if template else run_name({**point, "dataset": label})
+                self.out.runs[name] = render_or_empty(template, values) if template else run_name({**point, "dataset": label})
 
     def evaluation(self, m: dict[str, Any], label: str) -> None:
         ev = self.section("evaluation")
@@ -401,57 +387,6 @@ class _Translator:
         ordered = ["experiment", "description", "output_dir", "models", "datasets", "prompt", "finetune", "grid", "eval"]
         self.out.manifest = {k: m[k] for k in ordered if k in m}
         return self.out
-
-
-def run_name_template(named: list[tuple[str, dict[str, Any]]]) -> str | None:
-    """The one `finetune.run_name` template that gives every cruijff_kit run its own name, or None.
-
-    The first run's name is split at '_'; each part is the model, the dataset, a label followed by
-    one of the run's values (`rank8`: lora_rank 8), or literal text. The template holds only if it
-    renders every run's name exactly, with cruijff's spelling of values (1e-4, 0.5, true).
-    """
-    from cruijff.compiler.expand import ABBREVIATIONS, format_value
-    from cruijff.compiler.naming import check_template
-
-    if not named:
-        return None
-    first, point = named[0]
-    parts = []
-    for token in first.split("_"):
-        if token == point["model"]:
-            parts.append("{model}")
-            continue
-        if token == point["dataset"]:
-            parts.append("{dataset}")
-            continue
-        fits = []
-        for key, value in point.items():
-            text = format_value(value)
-            if key not in ("model", "dataset") and text and token.endswith(text):
-                label = token[: len(token) - len(text)]
-                named_by = label and (label in key or label == ABBREVIATIONS.get(key))
-                fits.append((not named_by, -len(text), key, label))
-        if fits:
-            _, _, key, label = min(fits)
-            parts.append(f"{label}{{{key}}}")
-        else:
-            parts.append(token.replace("{", "{{").replace("}", "}}"))
-    template = "_".join(parts)
-    if "{" not in template.replace("{{", "") or check_template(template, ["model", "dataset", *point]):
-        return None
-    names = [render_name(template, p) for _, p in named]
-    if names != [n for n, _ in named] or len(set(names)) != len(names):
-        return None
-    return template
-
-
-def render_name(template: str, values: dict[str, Any]) -> str:
-    from cruijff.compiler.naming import render
-
-    try:
-        return render(template, values)
-    except (KeyError, ValueError, TypeError):
-        return ""
 
 
 def translate(source: Source) -> Imported:
