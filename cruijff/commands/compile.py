@@ -84,7 +84,12 @@ def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, r
     from cruijff.paths import recipes_dir
     from cruijff.plan import PLAN_FILE
 
-    shown = {"summary": plan_summary(compiled.plan, None), "ids": [n.id for n in compiled.plan.nodes],
+    summary = plan_summary(compiled.plan, None)
+    if compiled.checked.overrides:  # what --set changed, as manifest.yaml's header records it
+        from cruijff.compiler.overrides import provenance
+
+        summary["overrides"] = [line.strip() for line in provenance(compiled.checked.overrides)[1:]]
+    shown = {"summary": summary, "ids": [n.id for n in compiled.plan.nodes],
              "warnings": [p.as_dict() for p in compiled.checked.warnings],
              "estimate": estimate_plan(compiled.checked.manifest, compiled.plan),
              "cluster": compiled.plan.cluster, "executor": compiled.plan.executor,

@@ -206,6 +206,7 @@ def test_replan_with_other_sets_compiles_again(tmp_path, monkeypatch):
     assert len(calls) == 1, "the same --set again: nothing to compile"
     third = plan("eval.limit=3")
     assert len(calls) == 2 and third["changes"]["changed"] == 8 and first["changes"]["added"] == 12
+    assert first["overrides"] == ["eval.limit = 2   (manifest: not set)"]
     assert "eval.limit = 3" in (tmp_path / "out" / "manifest.yaml").read_text()
     plan()
     assert len(calls) == 3 and "Overridden" not in (tmp_path / "out" / "manifest.yaml").read_text()
