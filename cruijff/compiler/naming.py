@@ -21,6 +21,7 @@ from cruijff.errors import Problem
 
 WHERE = ("finetune", "run_name")
 MAX_LENGTH = 128
+MAX_SHOWN = 3  # collisions reported one by one; the rest are counted
 _SAFE_TEXT = re.compile(r"^[A-Za-z0-9._+-]*$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -79,6 +80,7 @@ def name_runs(template: str | None, runs: list[Run], manifest: dict[str, Any], l
     named: list[Run] = []
     seen: dict[str, Run] = {}
     problems: list[Problem] = []
+    collisions = 0
     for run in runs:
         values = {"model": run.model, "dataset": run.dataset, **hyperparameters_of(manifest, run)}
         try:
@@ -92,6 +94,9 @@ def name_runs(template: str | None, runs: list[Run], manifest: dict[str, Any], l
                 where, f"run names start with a letter or digit and have at most {MAX_LENGTH} characters"))
             continue
         if name in seen:
+            collisions += 1
+            if collisions > MAX_SHOWN:
+                continue
             other = seen[name]
             differ = [k for k in sorted(set(run.values) | set(other.values))
                       if run.values.get(k) != other.values.get(k)]
@@ -102,6 +107,9 @@ def name_runs(template: str | None, runs: list[Run], manifest: dict[str, Any], l
             continue
         seen[name] = run
         named.append(replace(run, name=name))
+    if collisions > MAX_SHOWN:
+        problems.append(Problem(f"finetune.run_name gives {collisions - MAX_SHOWN} more run(s) a name another run has",
+                                where, "name every swept value in the template"))
     return named, problems
 
 

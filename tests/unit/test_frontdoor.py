@@ -371,3 +371,9 @@ def test_the_shipped_capitalization_import_keeps_its_run_names():
     result = translate(load(REPO / "experiments" / "imported" / "capitalization.summary.yaml"))
     assert result.manifest["finetune"]["run_name"] == "{model}_rank{lora_rank}_lr{lr}"
     assert all(kit == ours for kit, ours in result.runs.items()) and len(result.runs) == 4
+
+
+def test_many_collisions_are_counted_not_listed(tmp_path):
+    path = manifest(tmp_path, run_name="{model}")
+    found = problems(path, "grid.lr=[1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4]")
+    assert len(found) == 4 and "gives 8 more run(s) a name another run has" in found[-1].message
