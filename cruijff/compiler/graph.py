@@ -95,7 +95,7 @@ def build_graph(m: dict[str, Any], runs: list[Run]) -> nx.DiGraph:
                   "hyperparameters": hp}
         add(JobSpec(ft_id, FINETUNE, resources(FINETUNE, run.model), {**common, "save_epochs": saved}),
             data_parents(run.dataset))
-        if not ev:
+        if not ev or not saved:  # save_epochs none: the run is only trained
             continue
         for cell in cells.run_cells(m, run, saved):
             epoch, task = cell.epoch, cell.task
