@@ -41,7 +41,7 @@ def decoding(tr: _Translator, out: dict[str, Any], ev: dict[str, Any]) -> None:
             out["temperature"] = temperature
         elif temperature:
             tr.note("evaluation.temperature", ev["temperature"],
-                      "inert under greedy decoding (do_sample false), as in cruijff_kit: not imported")
+                    "inert under greedy decoding (do_sample false), as in cruijff_kit: not imported")
         # temperature 0 without sampling is greedy decoding, cruijff's default: nothing to write
     if "max_connections" in ev:
         out["max_connections"] = as_number(ev["max_connections"])
@@ -88,7 +88,7 @@ def matrix(tr: _Translator, out: dict[str, Any], ev: dict[str, Any], task_names:
         unknown = [x for x in tasks if x not in task_names]
         if unknown:
             tr.error(["evaluation", "matrix", i, "tasks"], f"evaluation.matrix[{i}] names task {unknown[0]!r}, "
-                       "which is not under evaluation.tasks")
+                     "which is not under evaluation.tasks")
             continue
         shown = {} if sorted(set(tasks)) == sorted(task_names) else {"tasks": list(dict.fromkeys(tasks))}
         epochs = row.get("epochs")
@@ -101,10 +101,12 @@ def matrix(tr: _Translator, out: dict[str, Any], ev: dict[str, Any], task_names:
             listed = sorted({int(e) for e in epochs}) if epochs else None
             tuned.setdefault(name, set()).update((e, x) for e in (listed or [None]) for x in tasks)
             emitted.append({"run": name, **shown, **({"epochs": listed} if listed else {})})
-        # an eval-only run's row: its run is noted (runs[]); other rows name no run
+        # an eval-only run's row: its run is noted (runs[]); one imported as a model entry (an existing
+        # checkpoint) would be put in tr.control_runs, whose rows become base_model rows. Other rows
+        # name no run.
         elif not any(isinstance(r, dict) and r.get("name") == kit_name for r in tr.s.get("runs") or []):
             tr.error(["evaluation", "matrix", i, "run"], f"evaluation.matrix[{i}] names run {kit_name!r}, "
-                       "which is not under runs")
+                     "which is not under runs")
     kinds = {frozenset(c) for c in tuned.values()}
     every = next(iter(kinds)) if len(kinds) == 1 else None  # the cells each run has, if the same
     epochs = {e for e, _ in every} if every else set()
