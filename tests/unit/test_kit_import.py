@@ -420,3 +420,16 @@ def test_a_differing_evaluation_system_prompt_is_each_tasks_prompt(tmp_path):
     systems = {n.attrs["task"]: yaml.safe_load(compiled.files[f"{n.id}/task_config.yaml"])["system"]
                for n in compiled.plan.nodes if n.kind == EVAL}
     assert systems == {"cap": "Answer in capitals.", "own": "Be brief."}
+
+
+def test_a_bad_matrix_row_is_an_error_at_its_place(tmp_path):
+    (tmp_path / "cap.py").write_text("from inspect_ai import task\n\n\n@task\ndef cap(**kwargs):\n    ...\n")
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(KIT_DESIGN.replace("EVALUATION\n", "  tasks: [{name: cap, script: cap.py, dataset: same}]\n"
+                                          "  matrix:\n    - {run: r4, tasks: [cap], epochs: [zero]}\n"
+                                          "    - {run: r9, tasks: [cap], epochs: [0]}\n"))
+    with pytest.raises(ManifestError) as e:
+        translate(load(summary))
+    found = [(p.message, p.location.line) for p in e.value.problems]
+    assert found == [("evaluation.matrix[0].epochs must be a list of 0-based epochs, or null", 14),
+                     ("evaluation.matrix[1] names run 'r9', which is not under runs", 15)]

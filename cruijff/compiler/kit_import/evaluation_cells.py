@@ -84,7 +84,8 @@ def matrix(tr: _Translator, out: dict[str, Any], ev: dict[str, Any], task_names:
         if row.get("vis_label"):
             tr.note(f"evaluation.matrix[{i}].vis_label", row["vis_label"], "run names label the status grid")
         kit_name = str(row["run"])
-        tasks = [safe_name(x) for x in row.get("tasks") or task_names]
+        listed_tasks = row.get("tasks") or task_names
+        tasks = [safe_name(str(x)) for x in ([listed_tasks] if isinstance(listed_tasks, str) else listed_tasks)]
         unknown = [x for x in tasks if x not in task_names]
         if unknown:
             tr.error(["evaluation", "matrix", i, "tasks"], f"evaluation.matrix[{i}] names task {unknown[0]!r}, "
@@ -92,6 +93,12 @@ def matrix(tr: _Translator, out: dict[str, Any], ev: dict[str, Any], task_names:
             continue
         shown = {} if sorted(set(tasks)) == sorted(task_names) else {"tasks": list(dict.fromkeys(tasks))}
         epochs = row.get("epochs")
+        epochs = [epochs] if isinstance(epochs, int) and not isinstance(epochs, bool) else epochs
+        if epochs is not None and not (isinstance(epochs, list) and all(
+                isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in epochs)):
+            tr.error(["evaluation", "matrix", i, "epochs"], f"evaluation.matrix[{i}].epochs must be a list of "
+                     "0-based epochs, or null", "e.g. epochs: [0, 1]")
+            continue
         if kit_name in tr.control_runs:
             model = tr.control_runs[kit_name]
             bases.setdefault(model, set()).update(tasks)
