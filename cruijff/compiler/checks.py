@@ -18,7 +18,9 @@ from cruijff.compiler.validate import StrictValidator, _choices_hint
 
 
 def resolve_epochs(selection: Any, epochs: int, saved: list[int] | None = None) -> list[int]:
-    """A save_epochs/eval.epochs selection as a sorted list of 0-based epochs."""
+    """A save_epochs/eval.epochs selection as a sorted list of 0-based epochs (none: no epoch)."""
+    if selection == "none":
+        return []
     if selection == "all":
         return list(saved) if saved is not None else list(range(epochs))
     if selection == "last":
@@ -28,7 +30,8 @@ def resolve_epochs(selection: Any, epochs: int, saved: list[int] | None = None) 
 
 def hyperparameters_of(manifest: dict[str, Any], run: Run) -> dict[str, Any]:
     hp = dict(manifest["finetune"]["hyperparameters"])
-    hp.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in run.point if k not in ("model", "dataset")})
+    hp.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in run.point
+               if k not in ("model", "dataset", "prompt")})  # prompt: a prompt variant (cruijff.compiler.cells)
     return hp
 
 
@@ -46,7 +49,8 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
     axes = axes_of(grid, models, datasets)
     hp_names = list(HYPERPARAMETER_DEFAULTS)
     schema = load_schema()
-    for section, allowed in (("exclude", list(axes)), ("include", ["model", "dataset", *hp_names])):
+    variants = ["prompt"] if m.get("prompts") else []
+    for section, allowed in (("exclude", list(axes)), ("include", ["model", "dataset", *variants, *hp_names])):
         for i, entry in enumerate(grid.get(section, [])):
             for key, value in entry.items():
                 where = ["grid", section, i, key]
@@ -55,6 +59,8 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                            else "include keys must be model, dataset or a hyperparameter")
                     problems.append(Problem(f"grid.{section}[{i}] has unknown key '{key}' ({why})",
                                             source.locate(where, key=True), _choices_hint(allowed, key)))
+                elif key == "prompt":
+                    pass  # a prompt variant's name: cruijff.compiler.cells.check_prompts
                 elif key in declared:
                     if value not in declared[key]:
                         problems.append(Problem(f"grid.{section}[{i}].{key} names '{value}', which is not declared",
@@ -170,7 +176,8 @@ def check_runs(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Probl
             once(("save", tuple(too_late), epochs), Problem(
                 f"finetune.save_epochs asks for epoch {too_late[0]}, but run '{run.name}' trains {epochs} epoch(s) (0-based: 0..{epochs - 1})",
                 source.locate(["finetune", "save_epochs"]), f"use epochs below {epochs}, or 'last'"))
-        if m.get("eval"):
+        # (with eval.matrix, its rows are checked by cruijff.compiler.cells)
+        if m.get("eval") and ft["save_epochs"] != "none" and "matrix" not in m["eval"]:
             wanted = resolve_epochs(m["eval"]["epochs"], epochs, saved=[e for e in saved if e < epochs])
             unsaved = [e for e in wanted if e not in saved]
             if unsaved:
@@ -187,6 +194,24 @@ def check_runs(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Probl
                 once(("gpus", run.model), Problem(
                     f"model '{run.model}' ({family.name}) needs at least {family.min_gpus} GPUs, but {gpus} are requested",
                     source.locate(where), family.notes or f"request gpus: {family.min_gpus} or more"))
+    return problems + _check_saves(source, m, runs)
+
+
+def _check_saves(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Problem]:
+    """save_epochs none (runs only trained: said, since their evaluations disappear) and export."""
+    ft, ev = m["finetune"], m.get("eval")
+    problems = []
+    if ft["save_epochs"] == "none" and runs:
+        base = ev and ev["base_models"]
+        problems.append(Problem(
+            f"finetune.save_epochs is none: the {len(runs)} run(s) are only trained (no checkpoint saved)"
+            + (", and none of them is evaluated" + ("; the base models still are" if base else "") if ev else ""),
+            source.locate(["finetune", "save_epochs"]),
+            "save an epoch (all, last or a list) to evaluate the runs", severity="warning"))
+    if ft.get("export") == "adapter" and ev and ev["provider"] == "vllm" and ft["save_epochs"] != "none":
+        problems.append(Problem(
+            "finetune.export adapter is evaluated through PEFT, which the vllm provider does not do",
+            source.locate(["finetune", "export"]), "export: both (vllm evaluates the merged model), or eval.provider: hf"))
     return problems
 
 

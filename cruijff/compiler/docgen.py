@@ -104,6 +104,8 @@ def render() -> str:
         lines += _section(name, schema["$defs"][name], schema)
     lines += _section("executor", schema["properties"]["executor"], schema)
     lines += _section("prompt", schema["properties"]["prompt"], schema)
+    for name in ("prompt_variant", "matrix_row"):  # prompt variants and the evaluation matrix (issue 25)
+        lines += _section(name, schema["$defs"][name], schema)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -108,7 +108,7 @@ def _missing_data(ds: dict[str, Any]) -> str:
 def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """Per fine-tune run and in all: tokens, GPU-hours, disk; with the basis of every number."""
     prompt_cfg = manifest.get("prompt") or {}
-    chars_cache: dict[str, tuple[int, int, int] | None] = {}
+    chars_cache: dict[tuple[str, str | None], tuple[int, int, int] | None] = {}
     runs, missing, bases = [], [], set()
     why: dict[str, list[str]] = {}  # reason → runs, so the plan says why each run is not estimated
     for n in plan.nodes:
@@ -116,9 +116,11 @@ def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
             continue
         a = n.attrs
         ds_name, model_name = a["dataset"], a["model"]
-        if ds_name not in chars_cache:
-            chars_cache[ds_name] = split_characters(manifest["datasets"][ds_name], prompt_cfg)
-        chars = chars_cache[ds_name]
+        variant = (a.get("grid") or {}).get("prompt")  # a run's prompt variant (grid.prompt)
+        if (ds_name, variant) not in chars_cache:
+            prompt = {**prompt_cfg, **manifest["prompts"][variant]} if variant else prompt_cfg
+            chars_cache[ds_name, variant] = split_characters(manifest["datasets"][ds_name], prompt)
+        chars = chars_cache[ds_name, variant]
         if chars is None:
             missing.append(a["run"])
             why.setdefault(_missing_data(manifest["datasets"][ds_name]), []).append(a["run"])
@@ -144,11 +146,14 @@ def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
         gpus = max(1, n.resources.gpus)
         # a measured rate is already over all of a run's GPUs; the table's is per GPU
         seconds = epochs * tokens / (rate if measured else rate * gpus)
-        saved = len(a.get("save_epochs") or [epochs - 1])
+        listed = a.get("save_epochs")
+        saved = len(listed) if listed is not None else 1  # [] is save_epochs: none
         model_bytes = (params or 0) * 2
+        merged = (manifest.get("finetune") or {}).get("export", "merged") != "adapter"  # adapter only: no merged model
+        disk = saved * model_bytes * (1 + ADAPTER_SHARE) if merged else saved * model_bytes * 2 * ADAPTER_SHARE
         runs.append({"run": a["run"], "rows": rows, "tokens_per_epoch": round(tokens), "epochs": epochs,
                      "gpus": gpus, "gpu_hours": seconds * gpus / 3600,
-                     "disk_bytes": saved * model_bytes * (1 + ADAPTER_SHARE), "basis": basis,
+                     "disk_bytes": disk, "basis": basis,
                      "model_size_from": params_from})
     return {
         "runs": runs,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cruijff.compiler import cells
 from cruijff.compiler.checks import hyperparameters_of, resolve_epochs
 from cruijff.compiler.expand import Run
 from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, PREPARE, Resources
@@ -94,27 +95,26 @@ def build_graph(m: dict[str, Any], runs: list[Run]) -> nx.DiGraph:
                   "hyperparameters": hp}
         add(JobSpec(ft_id, FINETUNE, resources(FINETUNE, run.model), {**common, "save_epochs": saved}),
             data_parents(run.dataset))
-        if not ev:
+        if not ev or not saved:  # save_epochs none: the run is only trained
             continue
-        for epoch in resolve_epochs(ev["epochs"], hp["epochs"], saved=saved):
-            for task in ev["tasks"]:
-                dataset = task.get("dataset", run.dataset)
-                add(JobSpec(f"{EVAL}/{run.name}/epoch_{epoch}/{task['name']}", EVAL,
-                            resources(EVAL, run.model),
-                            {**common, "epoch": epoch, "task": task["name"], "eval_dataset": dataset}),
-                    [ft_id, *[p for p in data_parents(dataset) if p not in data_parents(run.dataset)]])
+        for cell in cells.run_cells(m, run, saved):
+            epoch, task = cell.epoch, cell.task
+            dataset = task.get("dataset", run.dataset)
+            crossed = cells.cross_prompt(m, run, task)
+            extra = {"cross_prompt": {"trained": crossed[0], "evaluated": crossed[1]}} if crossed else {}
+            add(JobSpec(f"{EVAL}/{run.name}/epoch_{epoch}/{task['name']}", EVAL,
+                        resources(EVAL, run.model),
+                        {**common, "epoch": epoch, "task": task["name"], "eval_dataset": dataset, **extra}),
+                [ft_id, *[p for p in data_parents(dataset) if p not in data_parents(run.dataset)]])
 
-    if ev and ev["base_models"]:
-        per_model = eval_datasets(m, runs)
-        wanted = list(per_model) if ev["base_models"] is True else list(ev["base_models"])
-        for model in wanted:
-            for task in ev["tasks"]:
-                datasets = [task["dataset"]] if "dataset" in task else per_model.get(model, [next(iter(m["datasets"]))])
-                for dataset in datasets:
-                    add(JobSpec(f"{BASE_EVAL}/{model}/{dataset}/{task['name']}", BASE_EVAL,
-                                resources(EVAL, model),
-                                {"model": model, "dataset": dataset, "eval_dataset": dataset, "task": task["name"]}),
-                        data_parents(dataset))
+    per_model = eval_datasets(m, runs)
+    for model, task in cells.base_cells(m, runs):
+        datasets = [task["dataset"]] if "dataset" in task else per_model.get(model, [next(iter(m["datasets"]))])
+        for dataset in datasets:
+            add(JobSpec(f"{BASE_EVAL}/{model}/{dataset}/{task['name']}", BASE_EVAL,
+                        resources(EVAL, model),
+                        {"model": model, "dataset": dataset, "eval_dataset": dataset, "task": task["name"]}),
+                data_parents(dataset))
     return g
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from cruijff.compiler.checks import check_files, check_models, check_references, check_runs, check_steps, hyperparameters_of
 from cruijff.errors import ManifestError, Problem
 from cruijff.compiler.expand import Run, expand
+from cruijff.compiler.naming import name_runs
 from cruijff.compiler.graph import JobSpec, build_graph, topological
 from cruijff.compiler.inputs import code_digest, fingerprint
 from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, PREPARE, Node, Plan
@@ -27,7 +28,7 @@ from cruijff.compiler.render.sbatch import UnsafeValue, job_script
 from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.compiler.resolve import resolve
 from cruijff.compiler.source import Source, load, to_plain
-from cruijff.compiler import token_fit
+from cruijff.compiler import cells, token_fit
 from cruijff.compiler.validate import schema_problems
 
 
@@ -40,6 +41,7 @@ class Checked:
     runs: list[Run]
     warnings: list[Problem]
     token_fit: dict[str, Any] = field(default_factory=dict)  # measurements to cache in the plan dir
+    overrides: tuple = ()  # the `--set`s applied (cruijff.compiler.overrides.Override)
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,19 @@ class Compiled:
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
-          check_paths: bool = True, measure: token_fit.Runner | None = None) -> Checked:
+          check_paths: bool = True, measure: token_fit.Runner | None = None,
+          overrides: tuple[str, ...] | list[str] = ()) -> Checked:
     """Load and check a manifest; every error at once as a ManifestError.
 
     measure: how token lengths are measured (cruijff.compiler.token_fit; tests pass a fake).
+    overrides: `--set KEY=VALUE` arguments, applied to the loaded document before validation.
     """
     source = load(path)
+    applied: tuple = ()
+    if overrides:
+        from cruijff.compiler import overrides as overriding
+
+        applied = tuple(overriding.apply(source, overrides))
     problems = schema_problems(source)
     if problems:
         raise ManifestError(problems)
@@ -65,14 +74,20 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
         manifest["output_dir"] = os.path.abspath(out)
     problems += check_models(source, manifest)
     problems += check_references(source, manifest)
+    problems += cells.check_prompts(source, manifest)
+    problems += cells.check_decoding(source, manifest)
     runs: list[Run] = []
     if not any(p.severity == "error" for p in problems):
         runs, expansion = expand(manifest["grid"], list(manifest["models"]), list(manifest["datasets"]))
         problems += [Problem(p.message, source.locate(list(origin)), p.hint) for origin, p in expansion]
+        runs, naming = name_runs(manifest["finetune"].get("run_name"), runs, manifest, source.locate)
+        problems += naming
         if not runs and not expansion:
             problems.append(Problem("the grid has no runs left (exclude removed every combination)",
                                     source.locate(["grid"]), "loosen grid.exclude or add values"))
         problems += check_runs(source, manifest, runs)
+        if not any(p.severity == "error" for p in problems):
+            problems += cells.check_matrix(source, manifest, runs)
     if check_paths:
         problems += check_files(source, manifest)
         problems += check_steps(source, manifest, runs)
@@ -85,7 +100,7 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ManifestError(problems)
-    return Checked(source, manifest, runs, [p for p in problems if p.severity != "error"], measured)
+    return Checked(source, manifest, runs, [p for p in problems if p.severity != "error"], measured, applied)
 
 
 def _file_order(p: Problem) -> tuple[int, int]:
@@ -95,8 +110,8 @@ def _file_order(p: Problem) -> tuple[int, int]:
 
 def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
                      recipes: str | None = None, check_paths: bool = True,
-                     measure: token_fit.Runner | None = None) -> Compiled:
-    checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure)
+                     measure: token_fit.Runner | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Compiled:
+    checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure, overrides=overrides)
     m = checked.manifest
     g = build_graph(m, checked.runs)
     runs = {r.name: r for r in checked.runs}
@@ -135,7 +150,12 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     )
     if checked.token_fit:  # written with the plan, so a failed plan writes nothing
         files[token_fit.CACHE_FILE] = token_fit.cache_text(checked.token_fit)
-    files["manifest.yaml"] = dump_yaml(m, header=[f"Resolved from {checked.source.path.resolve()} by `cruijff plan`."])
+    header = [f"Resolved from {checked.source.path.resolve()} by `cruijff plan`."]
+    if checked.overrides:
+        from cruijff.compiler.overrides import provenance
+
+        header += provenance(checked.overrides)
+    files["manifest.yaml"] = dump_yaml(m, header=header)
     return Compiled(plan, files, checked, renderer.store_keys())
 
 
@@ -221,12 +241,11 @@ class _Renderer:
         need = needs(self.m["models"][model_name])
         return [["python", "-m", "cruijff.preflight", "model", model_name, path, *need.files, "--any", *need.any_of]]
 
-    def _task_config(self, task: dict[str, Any], name: str, dataset: dict[str, Any]) -> str:
-        """The same for every evaluation of a task on a dataset: rendered once."""
-        key = (task["name"], name)
+    def _task_config(self, task: dict[str, Any], name: str, dataset: dict[str, Any], prompt: dict[str, Any]) -> str:
+        """The same for every evaluation of a task on a dataset with a prompt: rendered once."""
+        key = (task["name"], name, *(prompt[k] for k in cells.PROMPT_KEYS))
         if key not in self._task_configs:
-            self._task_configs[key] = dump_yaml(render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"],
-                                                                           task=task))
+            self._task_configs[key] = dump_yaml(render_inspect.task_config(dataset=dataset, prompt=prompt, task=task))
         return self._task_configs[key]
 
     def render(self, spec: JobSpec) -> dict[str, str]:
@@ -255,7 +274,8 @@ class _Renderer:
         hp = hyperparameters_of(self.m, run)
         run_dir = f"{self.out}/{spec.id}"
         config = render_torchtune.finetune_config(
-            manifest=self.m, run_name=run.name, model=self.m["models"][run.model],
+            manifest={**self.m, "prompt": cells.run_prompt(self.m, run)}, run_name=run.name,
+            model=self.m["models"][run.model],
             dataset=self.m["datasets"][run.dataset], hp=hp, save_epochs=spec.attrs["save_epochs"],
             resources=spec.resources, run_dir=run_dir)
         gpus = spec.resources.gpus
@@ -274,7 +294,8 @@ class _Renderer:
         task = next(t for t in ev["tasks"] if t["name"] == spec.attrs["task"])
         model = self.m["models"][spec.attrs["model"]]
         if spec.kind == EVAL:
-            model_dir = render_torchtune.export_dir(f"{self.out}/{FINETUNE}/{spec.attrs['run']}", spec.attrs["epoch"])
+            model_dir = render_torchtune.evaluated_dir(f"{self.out}/{FINETUNE}/{spec.attrs['run']}", spec.attrs["epoch"],
+                                                       self.m["finetune"].get("export", render_torchtune.MERGED))
         else:
             model_dir = model["path"]
         dataset = self.m["datasets"][spec.attrs["eval_dataset"]]
@@ -283,33 +304,41 @@ class _Renderer:
         if spec.kind == EVAL:
             metadata.update({"run": spec.attrs["run"], "epoch": spec.attrs["epoch"]})
             metadata.update({f"hp.{k}": v for k, v in spec.attrs["grid"].items() if k not in ("model", "dataset")})
+        run = self.runs[spec.attrs["run"]] if spec.kind == EVAL else None
+        prompt = cells.task_prompt(self.m, task, cells.run_prompt(self.m, run))
+        if "prompt" in task:
+            metadata["eval_prompt"] = task["prompt"] if isinstance(task["prompt"], str) else task["name"]
+        if "cross_prompt" in spec.attrs:
+            metadata["cross_prompt"] = "true"
+        decoding = cells.decoding(ev, task)
         commands = render_inspect.eval_commands(task_file=task["file"], task_name=task["task"], model_dir=model_dir,
                                                 provider=ev["provider"], seed=ev["seed"], limit=ev["limit"],
                                                 max_tokens=task.get("max_tokens", ev["max_tokens"]),
-                                                metadata=metadata)
+                                                metadata=metadata, decoding=decoding)
         if spec.kind == BASE_EVAL:
             commands = [*self.preflight(spec.attrs["model"]), *commands]
         model_cfg = render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
-                                               provider=ev["provider"], style=self.m["prompt"]["style"])
+                                               provider=ev["provider"], style=prompt["style"],
+                                               do_sample=bool(decoding.get("do_sample")))
         self._settings[spec.id] = {
             "task": task["name"], "eval": {"task": task["task"], "provider": ev["provider"], "seed": ev["seed"],
                                            "limit": ev["limit"], "max_tokens": task.get("max_tokens", ev["max_tokens"]),
-                                           "epoch": spec.attrs.get("epoch")},
-            "task_config": render_inspect.task_config(dataset=dataset, prompt=self.m["prompt"], task=task),
+                                           "epoch": spec.attrs.get("epoch"), "decoding": decoding},
+            "task_config": render_inspect.task_config(dataset=dataset, prompt=prompt, task=task),
             "model_config": model_cfg}
         what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
         return {
-            "task_config.yaml": self._task_config(task, spec.attrs["eval_dataset"], dataset),
+            "task_config.yaml": self._task_config(task, spec.attrs["eval_dataset"], dataset, prompt),
             "model_config.yaml": dump_yaml(model_cfg),
             "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", commands),
         }
 
 
-def compile_to_dir(path: str | Path, *, out: str | None = None) -> Path:
+def compile_to_dir(path: str | Path, *, out: str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Path:
     """Plan a manifest into its plan directory (what `cruijff apply MANIFEST` does first)."""
     from cruijff.compiler.write import write_plan
 
-    compiled = compile_manifest(path, out=out)
+    compiled = compile_manifest(path, out=out, overrides=overrides)
     write_plan(compiled.plan, with_store_keys(compiled))
     return Path(compiled.plan.output_dir)
 

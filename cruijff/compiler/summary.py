@@ -25,8 +25,29 @@ def plan_summary(plan: Plan, diff: PlanDiff | None) -> dict[str, Any]:
         "kinds": kinds,
         "gpu_hours": round(sum(k["gpu_hours"] for k in kinds.values()), 2),
     }
+    cells = evaluation_cells(plan)
+    if cells:
+        out["cells"] = cells
     if diff is not None:
         out["changes"] = {k: len(v) for k, v in diff.as_dict().items()}
+    return out
+
+
+def evaluation_cells(plan: Plan) -> list[dict[str, Any]]:
+    """Every evaluation cell (the evaluation matrix): run or base model, epoch, task, and whether it
+    evaluates a fine-tune with another prompt than its own (cross_prompt: trained, evaluated)."""
+    from cruijff.plan import BASE_EVAL, EVAL
+
+    out = []
+    for n in plan.nodes:
+        if n.kind not in (EVAL, BASE_EVAL):
+            continue
+        a = n.attrs
+        cell = {"node": n.id, "run": a.get("run"), "model": a["model"], "epoch": a.get("epoch"),
+                "task": a["task"], "dataset": a["eval_dataset"]}
+        if "cross_prompt" in a:
+            cell["cross_prompt"] = a["cross_prompt"]
+        out.append(cell)
     return out
 
 

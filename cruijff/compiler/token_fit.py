@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from cruijff.compiler.cells import run_prompt
 from cruijff.compiler.checks import hyperparameters_of
 from cruijff.compiler.expand import Run
 from cruijff.compiler.inputs import code_digest, fingerprint
@@ -106,9 +107,10 @@ def combos(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Combo]:
             continue
         hp = hyperparameters_of(m, run)
         tokenizer = tokenizer_component(model, hp)
-        datasets = {"train": dataset_component(ds, ds["splits"]["train"], m["prompt"], hp)}
+        prompt = run_prompt(m, run)  # the run's own prompt variant (grid.prompt), else prompt
+        datasets = {"train": dataset_component(ds, ds["splits"]["train"], prompt, hp)}
         if ds["splits"].get("validation"):
-            datasets["validation"] = dataset_component(ds, ds["splits"]["validation"], m["prompt"], hp)
+            datasets["validation"] = dataset_component(ds, ds["splits"]["validation"], prompt, hp)
         request = {"tokenizer": tokenizer, "datasets": datasets}
         code = code or code_digest(FINETUNE)
         what = {"version": CACHE_VERSION, "request": request, "code": code,

@@ -5,7 +5,7 @@ A node's outputs are every file of its folder except what the plan itself wrote 
 configs), the job's own bookkeeping (record.jsonl, scheduler output, GPU samples, an out-of-memory
 retry's overrides) and a fine-tune's resumable checkpoints/: for a fine-tune its exported epochs and
 logs, for an evaluation its inspect logs. A node is published only when all of them are there (every
-saved epoch's model; at least one evaluation log). A reused node's folder gets `reused.json`: where
+saved epoch's exported model or adapter; at least one evaluation log). A reused node's folder gets `reused.json`: where
 its result came from and what it cost there (status and report show the GPU-hours saved).
 """
 
@@ -117,9 +117,9 @@ def outputs(node: Node, node_dir: Path) -> tuple[list[str], str | None]:
                 continue
             files.append(name if rel_root == "." else f"{rel_root}/{name}")
     if node.kind == FINETUNE:
-        for epoch in node.attrs.get("save_epochs") or []:
-            if not any(f.startswith(f"epoch_{epoch}/model/") for f in files):
-                return [], f"epoch_{epoch}/model is missing"
+        for epoch in node.attrs.get("save_epochs") or []:  # the merged model, the adapter, or both
+            if not any(f.startswith((f"epoch_{epoch}/model/", f"epoch_{epoch}/adapter/")) for f in files):
+                return [], f"epoch_{epoch}'s exported model is missing"
     elif node.kind in (EVAL, BASE_EVAL) and not any(f.startswith("logs/") for f in files):
         return [], "no evaluation log"
     if not files:

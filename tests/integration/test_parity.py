@@ -1,6 +1,7 @@
 """Token-exact parity: the ids trained as the prompt are the ids inspect-ai feeds the model.
 
-For every shipped experiment (experiments/*.yaml), its datasets are generated offline with
+For every shipped experiment (experiments/*.yaml), its datasets (with its prompt, and with each of
+its prompt variants) are generated offline with
 cruijff's generators; for every row of every split, the training side is the real dataset
 component (`prompted_dataset`, rendered by cruijff.compiler.render.torchtune, with the rendered tokenizer
 component) and the evaluation side is inspect-ai's own hf provider, loaded with the rendered
@@ -65,8 +66,12 @@ def shipped_datasets(tmp_path_factory) -> list[tuple[str, dict, dict]]:
             path = out / manifest.stem / Path(ds["path"]).name
             cli.main(args=["data", "generate", *cli_args(kind, path, gen)], standalone_mode=False)
             splits = {"train": "train", "validation": "validation", "test": "test", **ds.get("splits", {})}
-            found.append((f"{manifest.stem}:{name}", {"path": str(path), "format": ds["format"], "splits": splits},
-                          {"template": None, "system": None, **m.get("prompt", {})}))
+            base = {"template": None, "system": None, **m.get("prompt", {})}
+            found.append((f"{manifest.stem}:{name}", {"path": str(path), "format": ds["format"], "splits": splits}, base))
+            for variant, keys in (m.get("prompts") or {}).items():  # each prompt variant (grid.prompt)
+                if {**base, **keys} != base:
+                    found.append((f"{manifest.stem}:{name}@{variant}",
+                                  {"path": str(path), "format": ds["format"], "splits": splits}, {**base, **keys}))
     assert {e.split(":")[0] for e, _, _ in found} == {p.stem for p in EXPERIMENTS}
     return found
 

@@ -25,7 +25,7 @@ from cruijff.compiler.pipeline import compile_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"
-MANIFESTS = ["tiny", "twins", "capitalization", "smollm2"]
+MANIFESTS = ["tiny", "twins", "capitalization", "smollm2", "tiny_prompts"]
 UPDATE = os.environ.get("CRUIJFF_UPDATE_GOLDEN", "") not in ("", "0")
 
 

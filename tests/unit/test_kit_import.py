@@ -117,7 +117,7 @@ def test_unmapped_fields_are_comments_and_the_manifest_validates(tmp_path):
     body = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     assert "old_checkpoint" not in "\n".join(body)  # the eval-only run is only a comment
     notes = text[text.index("# Fields of the design file"):]
-    for field in ("experiment.purpose", "data.data_generation", "runs[5]", "evaluation.max_connections",
+    for field in ("experiment.purpose", "data.data_generation", "runs[5]",
                   "evaluation.scorers", "models.base[1].size_gb"):
         assert f"#   {field}:" in notes, field
     assert cli("validate", str(IMPORTED / "twins.yaml")).returncode == 0
@@ -269,3 +269,167 @@ def test_paths_are_rebased_to_the_out_folder_or_made_absolute():
         "output_dir": "../design/out/x", "models": {"a": {"path": "/models/a"}},
         "datasets": {"d": {"path": "../data/d.json"}}, "eval": {"tasks": [{"file": "$TASKS/t.py"}]}}
     assert rebase_paths(m, "/w/kit/design", None)["datasets"]["d"]["path"] == "/w/kit/data/d.json"
+
+
+# --- issue 25: evaluation.matrix cell for cell, decoding settings, per-task prompts ----------------
+
+KIT_DESIGN = """\
+experiment: {name: matrix, question: which cells, dir: out}
+tools: {preparation: torchtune, evaluation: inspect-ai}
+variables: {lora_rank: [4, 8]}
+controls: {system_prompt: "Be brief.", prompt: "Capitalize: {input}\\n", dataset_type: chat_completion, epochs: 3, batch_size: 4}
+models: {base: [{name: Llama-3.2-1B-Instruct, path: /models/Llama-3.2-1B-Instruct, size_gb: 2.5}]}
+data: {training: {path: words.json, dataset_label: words, format: json}}
+runs:
+  - {name: r4, type: fine-tuned, model: Llama-3.2-1B-Instruct, parameters: {lora_rank: 4}}
+  - {name: r8, type: fine-tuned, model: Llama-3.2-1B-Instruct, parameters: {lora_rank: 8}}
+  - {name: base, type: control, model: Llama-3.2-1B-Instruct, parameters: {}}
+evaluation:
+EVALUATION
+"""
+
+
+def imported_plan(tmp_path: Path, evaluation: str):
+    (tmp_path / "cap.py").write_text("from inspect_ai import task\n\n\n@task\ndef cap(**kwargs):\n    ...\n")
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(KIT_DESIGN.replace("EVALUATION\n", evaluation))
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(render(translate(load(summary)), summary.name))
+    return yaml.safe_load(summary.read_text()), translate(load(summary)), compile_manifest(manifest), manifest
+
+
+def kit_cells(summary: dict, imported) -> set[tuple]:
+    """The cells cruijff_kit's scaffold makes of evaluation.matrix: (run, epoch, task); controls (model, None, task)."""
+    runs = {r["name"]: r for r in summary["runs"]}
+    out = set()
+    for row in summary["evaluation"]["matrix"]:
+        run = runs[row["run"]]
+        for task in row["tasks"]:
+            if run["type"] == "control":
+                out.add((run["model"], None, task))
+            else:
+                out |= {(imported.runs[row["run"]], e, task) for e in row["epochs"]}
+    return out
+
+
+def plan_cells(compiled) -> set[tuple]:
+    return {(n.attrs["run"], n.attrs["epoch"], n.attrs["task"]) if n.kind == EVAL else (n.attrs["model"], None, n.attrs["task"])
+            for n in compiled.plan.nodes if n.kind in (EVAL, BASE_EVAL)}
+
+
+@pytest.mark.parametrize("matrix", [
+    # every run the same cells: the compact form (eval.epochs, base_models)
+    "  - {run: r4, tasks: [cap, cap2], epochs: [1, 2]}\n  - {run: r8, tasks: [cap, cap2], epochs: [1, 2]}\n"
+    "  - {run: base, tasks: [cap, cap2], epochs: null}\n",
+    # selective: other epochs and tasks per run, the control on one task
+    "  - {run: r4, vis_label: four, tasks: [cap], epochs: [0]}\n  - {run: r8, tasks: [cap, cap2], epochs: [1, 2]}\n"
+    "  - {run: base, tasks: [cap2], epochs: null}\n",
+    # a run and the control left out
+    "  - {run: r8, tasks: [cap2], epochs: [2]}\n",
+])
+def test_the_matrix_imports_cell_for_cell(tmp_path, matrix):
+    evaluation = ("  tasks:\n    - {name: cap, script: cap.py, dataset: same}\n    - {name: cap2, script: cap.py, dataset: same}\n"
+                  "  matrix:\n" + matrix)
+    summary, imported, compiled, manifest = imported_plan(tmp_path, evaluation)
+    assert plan_cells(compiled) == kit_cells(summary, imported)
+    notes = [line for line in manifest.read_text().splitlines() if "#   evaluation.matrix[" in line]
+    assert all(".vis_label:" in line for line in notes)  # only vis_label is left as a comment
+
+
+def test_cruijff_kits_own_design_fixture_imports_its_cells(tmp_path):
+    """cruijff_kit's tests/fixtures/design/experiment_summary.yaml (its LoRA rank comparison)."""
+    evaluation = ('  system_prompt: "Be brief."\n  temperature: 0.0\n  scorers: [{name: match}]\n'
+                  "  tasks: [{name: cap, script: cap.py, dataset: same, description: accuracy}]\n"
+                  "  matrix:\n    - {run: r4, vis_label: rank4, tasks: [cap], epochs: [0]}\n"
+                  "    - {run: r8, vis_label: rank8, tasks: [cap], epochs: [0]}\n")
+    summary, imported, compiled, manifest = imported_plan(tmp_path, evaluation)
+    assert plan_cells(compiled) == kit_cells(summary, imported)
+    text = manifest.read_text()
+    assert "temperature" not in text.split("# Fields of the design file")[0]  # 0.0 is greedy, the default
+    assert "evaluation.temperature" not in text and "evaluation.system_prompt" not in text
+
+
+def test_decoding_settings_import_into_the_inspect_command(tmp_path):
+    evaluation = ("  do_sample: true\n  temperature: 0.7\n  max_connections: 8\n"
+                  "  tasks: [{name: cap, script: cap.py, dataset: same}]\n"
+                  "  matrix: [{run: r4, tasks: [cap], epochs: [2]}]\n")
+    _, imported, compiled, manifest = imported_plan(tmp_path, evaluation)
+    m = yaml.safe_load(manifest.read_text())
+    assert {k: m["eval"][k] for k in ("do_sample", "temperature", "max_connections")} == \
+        {"do_sample": True, "temperature": 0.7, "max_connections": 8}
+    [script] = [v for k, v in compiled.files.items() if k.startswith("eval/") and k.endswith("job.sbatch")]
+    args = script.strip().splitlines()[-1].split()
+    assert args[args.index("--temperature") + 1] == "0.7" and args[args.index("--max-connections") + 1] == "8"
+    [config] = [v for k, v in compiled.files.items() if k.startswith("eval/") and k.endswith("model_config.yaml")]
+    assert yaml.safe_load(config)["do_sample"] is True
+
+
+def test_per_task_prompts_import_as_cross_prompt_evaluations(tmp_path):
+    evaluation = ("  tasks:\n    - {name: cap, script: cap.py, dataset: same}\n"
+                  "    - {name: cue, script: cap.py, dataset: same, prompt: \"Capitalize carefully: {input}\\n\", "
+                  "system_prompt: \"\"}\n"
+                  "  matrix:\n    - {run: r4, tasks: [cap, cue], epochs: [2]}\n    - {run: base, tasks: [cue], epochs: null}\n")
+    _, imported, compiled, manifest = imported_plan(tmp_path, evaluation)
+    m = yaml.safe_load(manifest.read_text())
+    cue = m["eval"]["tasks"][1]
+    assert cue["prompt"] == {"template": "Capitalize carefully: {input}\n", "system": None} and cue["cross_prompt"] is True
+    node = compiled.plan.by_id()[f"eval/{imported.runs['r4']}/epoch_2/cue"]
+    assert node.attrs["cross_prompt"] == {"trained": "prompt", "evaluated": "cue.prompt"}
+    cfg = yaml.safe_load(compiled.files[f"{node.id}/task_config.yaml"])
+    assert (cfg["template"], cfg["system"]) == ("Capitalize carefully: {input}\n", None)
+    base = yaml.safe_load(compiled.files["base_eval/Llama-3.2-1B-Instruct/words/cue/task_config.yaml"])
+    assert base["template"] == "Capitalize carefully: {input}\n"
+    assert "evaluation.tasks[1].prompt" not in manifest.read_text()
+
+
+def test_per_run_prompts_import_as_prompt_variants(tmp_path):
+    """cruijff_kit's runs[].parameters.prompt (a fine-tune trains and evaluates with its own prompt):
+    a prompt variant per distinct prompt, swept by grid.prompt; no cross-prompt evaluation."""
+    (tmp_path / "cap.py").write_text("from inspect_ai import task\n\n\n@task\ndef cap(**kwargs):\n    ...\n")
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(KIT_DESIGN.replace("variables: {lora_rank: [4, 8]}\n", "").replace(
+        "parameters: {lora_rank: 8}", 'parameters: {lora_rank: 8, prompt: "Carefully: {input}\\n"}').replace(
+        "EVALUATION\n", "  tasks: [{name: cap, script: cap.py, dataset: same}]\n"))
+    manifest = tmp_path / "manifest.yaml"
+    imported = translate(load(summary))
+    manifest.write_text(render(imported, summary.name))
+    compiled = compile_manifest(manifest)
+    kit = {"r4": "Capitalize: {input}\n", "r8": "Carefully: {input}\n"}
+    for kit_name, template in kit.items():
+        run = imported.runs[kit_name]
+        trained = yaml.safe_load(compiled.files[f"finetune/{run}/finetune.yaml"])["dataset"]
+        assert trained["template"] == template and trained["system"] == "Be brief."
+        evals = [n for n in compiled.plan.nodes if n.kind == EVAL and n.attrs["run"] == run]
+        assert evals and all("cross_prompt" not in n.attrs for n in evals)
+        for n in evals:
+            assert yaml.safe_load(compiled.files[f"{n.id}/task_config.yaml"])["template"] == template
+    assert "parameters.prompt" not in manifest.read_text().split("# Fields of the design file")[-1]
+
+
+def test_a_differing_evaluation_system_prompt_is_each_tasks_prompt(tmp_path):
+    """cruijff_kit's older evaluation.system_prompt, when it differs from controls.system_prompt:
+    every task without its own system_prompt is evaluated with it (a cross-prompt evaluation)."""
+    evaluation = ('  system_prompt: "Answer in capitals."\n'
+                  "  tasks:\n    - {name: cap, script: cap.py, dataset: same}\n"
+                  '    - {name: own, script: cap.py, dataset: same, system_prompt: "Be brief."}\n'
+                  "  matrix: [{run: r4, tasks: [cap, own], epochs: [2]}]\n")
+    _, imported, compiled, manifest = imported_plan(tmp_path, evaluation)
+    tasks = yaml.safe_load(manifest.read_text())["eval"]["tasks"]
+    assert tasks[0]["prompt"] == {"system": "Answer in capitals."} and tasks[0]["cross_prompt"] is True
+    assert "prompt" not in tasks[1] and "cross_prompt" not in tasks[1]  # the training prompt's system
+    systems = {n.attrs["task"]: yaml.safe_load(compiled.files[f"{n.id}/task_config.yaml"])["system"]
+               for n in compiled.plan.nodes if n.kind == EVAL}
+    assert systems == {"cap": "Answer in capitals.", "own": "Be brief."}
+
+
+def test_a_bad_matrix_row_is_an_error_at_its_place(tmp_path):
+    (tmp_path / "cap.py").write_text("from inspect_ai import task\n\n\n@task\ndef cap(**kwargs):\n    ...\n")
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(KIT_DESIGN.replace("EVALUATION\n", "  tasks: [{name: cap, script: cap.py, dataset: same}]\n"
+                                          "  matrix:\n    - {run: r4, tasks: [cap], epochs: [zero]}\n"
+                                          "    - {run: r9, tasks: [cap], epochs: [0]}\n"))
+    with pytest.raises(ManifestError) as e:
+        translate(load(summary))
+    found = [(p.message, p.location.line) for p in e.value.problems]
+    assert found == [("evaluation.matrix[0].epochs must be a list of 0-based epochs, or null", 14),
+                     ("evaluation.matrix[1] names run 'r9', which is not under runs", 15)]

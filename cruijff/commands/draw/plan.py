@@ -44,6 +44,9 @@ def plan_summary(summary: dict[str, Any], diff=None) -> None:
         table.add_row(KIND_LABELS.get(kind, kind), str(row["jobs"]), str(row["gpus"]), f"{row['gpu_hours']:g}")
     table.add_row("total", str(summary["jobs"]), "", f"{summary['gpu_hours']:g}", style="bold")
     console.print(table)
+    for line in summary.get("overrides") or []:  # `cruijff plan --set`
+        console.print(f"--set {line}", highlight=False, soft_wrap=True, markup=False)
+    _cells(console, summary.get("cells") or [])
     ch = summary.get("changes")
     if ch:
         console.print(f"changes since the last plan: [green]{ch['added']} added[/], [yellow]{ch['changed']} changed[/], "
@@ -61,6 +64,37 @@ def plan_summary(summary: dict[str, Any], diff=None) -> None:
     _store(console, summary.get("store"))
     console.print(f"wrote {summary['output_dir']}/plan.json — next: cruijff apply {summary['output_dir']}",
                   soft_wrap=True, highlight=False)
+
+
+def _cells(console, cells: list[dict], shown: int = 12) -> None:
+    """The evaluation matrix: how many cells, the first few, and every cross-prompt evaluation."""
+    from rich.markup import escape
+
+    if not cells:
+        return
+    base = sum(1 for c in cells if c["run"] is None)
+    console.print(f"evaluation cells: {len(cells)} ({len(cells) - base} of fine-tunes, {base} of base models)",
+                  highlight=False)
+
+    def line(c: dict) -> str:
+        who = f"{c['run']} epoch {c['epoch']}" if c["run"] is not None else f"base {c['model']}"
+        cross = c.get("cross_prompt")
+        extra = (f"  [yellow]cross-prompt: trained with '{escape(cross['trained'])}', evaluated with "
+                 f"'{escape(cross['evaluated'])}'[/]") if cross else ""
+        return f"  {escape(who)} · {escape(c['task'])} ({escape(c['dataset'])}){extra}"
+
+    for c in cells[:shown]:
+        console.print(line(c), highlight=False, soft_wrap=True)
+    crossed = [c for c in cells[shown:] if c.get("cross_prompt")]
+    for c in crossed:
+        console.print(line(c), highlight=False, soft_wrap=True)
+    rest = len(cells) - shown - len(crossed)
+    if rest > 0:
+        console.print(f"  … {rest} more (`cruijff plan --json` lists every cell)", highlight=False)
+    n_cross = sum(1 for c in cells if c.get("cross_prompt"))
+    if n_cross:
+        console.print(f"[yellow]{n_cross} cross-prompt evaluation(s)[/]: fine-tunes evaluated with a prompt other "
+                      "than the one they were trained with (the tasks say cross_prompt: true)", highlight=False)
 
 
 def _changes(console, diff, details: dict, groups_shown: int = 12) -> None:

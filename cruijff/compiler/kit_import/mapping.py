@@ -15,7 +15,10 @@ from typing import Any
 
 from cruijff.compiler.expand import run_name
 from cruijff.compiler.families import FAMILIES
-from cruijff.compiler.kit_import.reading import HYPERPARAMETERS, as_number, hp_value, safe_name, short_text, task_function
+from cruijff.compiler.kit_import import evaluation_cells
+from cruijff.compiler.kit_import.reading import (HYPERPARAMETERS, as_number, hp_value, safe_name, save_setting,
+                                                 short_text, task_function)
+from cruijff.compiler.naming import render_or_empty, template_for
 from cruijff.compiler.schema import hyperparameter_names
 from cruijff.data.generate import GENERATORS
 from cruijff.compiler.source import Source, to_plain
@@ -39,6 +42,8 @@ class _Translator:
         self.problems: list[Problem] = []
         self.out = Imported(manifest={})
         self.computes: list[dict[str, Any]] = []
+        self.control_runs: dict[str, str] = {}  # cruijff_kit control run name → model (a base-model row)
+        self.saving: dict[str, Any] = {}  # finetune.export and save_epochs, from controls
 
     def note(self, path: str, value: Any, why: str) -> None:
         self.out.notes.append(f"{path}: {short_text(value)} — {why}")
@@ -153,6 +158,8 @@ class _Translator:
                                                              "epoch end (val_every_n_steps for more often)")
             elif key in HYPERPARAMETERS:
                 hp[HYPERPARAMETERS[key]] = hp_value(HYPERPARAMETERS[key], value)
+            elif key in ("save_adapter_weights_only", "epochs_to_save", "save_last_epoch_only"):
+                self.save_choice(key, value)
             else:
                 self.note(f"controls.{key}", value, "no cruijff hyperparameter of that name")
         if prompt.get("style") == "text_completion" and prompt.get("system"):
@@ -163,6 +170,17 @@ class _Translator:
             if "style" in prompt:
                 m["prompt"]["style"] = prompt["style"]
         return hp
+
+    def save_choice(self, key: str, value: Any) -> None:
+        """setup_finetune.py's save_adapter_weights_only, epochs_to_save and save_last_epoch_only."""
+        try:
+            setting = save_setting(key, value)
+        except ValueError as e:
+            self.error(["controls", key], f"controls.{key}: {value!r} cannot be imported", str(e))
+            return
+        if setting:  # None: cruijff's default already (merged export, every epoch)
+            self.saving[setting[0]] = setting[1]
+            self.out.remarks[("finetune", setting[0])] = f"controls.{key}: {value}"
 
     def runs(self, m: dict[str, Any], models: dict[str, str], label: str, controls_hp: dict[str, Any]) -> None:
         variables = self.section("variables")
@@ -189,13 +207,16 @@ class _Translator:
                 continue
             if kind == "control":
                 controls.append(models[model])
+                self.control_runs[str(run.get("name"))] = models[model]
             elif kind == "eval-only":
                 self.note(f"runs[{i}]", run.get("name"), "eval-only runs (existing checkpoints) have no equivalent; "
                           "evaluate the checkpoint with inspect directly")
             elif kind == "fine-tuned":
                 params = {}
                 for key, value in (run.get("parameters") or {}).items():
-                    if key in HYPERPARAMETERS:
+                    if key == "prompt":  # a per-run prompt: trained and evaluated with (a prompt variant)
+                        params["prompt"] = str(value)
+                    elif key in HYPERPARAMETERS:
                         params[HYPERPARAMETERS[key]] = hp_value(HYPERPARAMETERS[key], value)
                     else:
                         self.note(f"runs[{i}].parameters.{key}", value,
@@ -205,6 +226,7 @@ class _Translator:
                     self.computes.append(run["compute"])
             else:
                 self.error(["runs", i, "type"], f"run type {kind!r} is not fine-tuned, control or eval-only")
+        evaluation_cells.prompt_variants(self, m, tuned)
         if not tuned and not runs:  # no runs section: the product of the variables over every model
             tuned = [("", {"model": mm, **dict(zip(axes, combo))}, -1)
                      for mm in models.values() for combo in itertools.product(*axes.values())]
@@ -246,9 +268,14 @@ class _Translator:
         # A swept key leaves the fixed hyperparameters (the grid sets it per run).
         for k in axes:
             controls_hp.pop(k, None)
+        template = template_for([(name, {**point, "dataset": label}) for name, point, _ in points if name])
+        if template:  # cruijff_kit's run names, kept: one template gives every one of them
+            m["finetune"]["run_name"] = template
+            self.out.remarks[("finetune", "run_name")] = "cruijff_kit's runs[].name"
         for name, point, _ in points:
             if name:
-                self.out.runs[name] = run_name({**point, "dataset": label})
+                values = {**controls_hp, **point, "dataset": label}
+                self.out.runs[name] = render_or_empty(template, values) if template else run_name({**point, "dataset": label})
 
     def evaluation(self, m: dict[str, Any], label: str) -> None:
         ev = self.section("evaluation")
@@ -258,20 +285,18 @@ class _Translator:
         for key in ("seed", "max_tokens"):
             if key in ev:
                 out[key] = as_number(ev[key])
-        if ev.get("do_sample"):
-            self.note("evaluation.do_sample", True, "cruijff evaluates greedily (temperature 0); sampling is not imported")
-        for key in ("temperature", "max_connections", "vis_label"):
-            if key in ev:
-                self.note(f"evaluation.{key}", ev[key], "no equivalent (greedy decoding; inspect's own batching)")
-        if "system_prompt" in ev and (ev["system_prompt"] or None) != (m.get("prompt") or {}).get("system"):
-            self.note("evaluation.system_prompt", ev["system_prompt"],
-                      "differs from controls.system_prompt: cruijff evaluates with the training prompt")
+        evaluation_cells.decoding(self, out, ev)
+        if "vis_label" in ev:
+            self.note("evaluation.vis_label", ev["vis_label"], "no equivalent (run names label the status grid)")
+        trained = {"system": (m.get("prompt") or {}).get("system"), "template": (m.get("prompt") or {}).get("template")}
+        eval_system = ev.get("system_prompt", trained["system"]) or None  # "" is no system turn in both tools
         if ev.get("scorers"):
             self.note("evaluation.scorers", [s.get("name") if isinstance(s, dict) else s for s in ev["scorers"]],
                       "a cruijff task chooses its scorers in its file (cruijff.tasks: exact_match, "
                       "label_probability, continuous, numeric_risk)")
         scorers = [s.get("name") if isinstance(s, dict) else s for s in ev.get("scorers") or []]
         tasks = []
+        crossed: list[str] = []  # tasks evaluated with their own prompt (cruijff_kit: prompt overrides)
         for i, t in enumerate(ev.get("tasks") or []):
             if not isinstance(t, dict) or not t.get("name") or not t.get("script"):
                 self.error(["evaluation", "tasks", i], "each evaluation task needs name and script")
@@ -299,31 +324,21 @@ class _Translator:
             self.out.remarks[("eval", "tasks")] = ("cruijff passes data, format, split, template and system to each "
                                                    "task (see experiments/tasks/capitalization.py)"
                                                    + ("; match → ignore_punctuation" if "args" in entry else ""))
-            for key in ("eval_condition", "prompt", "system_prompt", "assistant_prefix", "description"):
+            if evaluation_cells.task_prompt(entry, t, trained, eval_system):
+                crossed.append(name)
+            for key in ("eval_condition", "assistant_prefix", "description"):
                 if key in t:
                     self.note(f"evaluation.tasks[{i}].{key}", t[key],
-                              "free text" if key == "description" else "per-task prompt overrides have no equivalent")
+                              "free text" if key == "description" else "no equivalent")
+        if crossed:
+            self.out.remarks[("eval", "tasks")] += (f"; {', '.join(crossed)}: cruijff_kit evaluates fine-tunes with "
+                                                    "the task's own prompt (cross_prompt)")
         if tasks:
             out["tasks"] = tasks
-        self.matrix(out, ev, [t["name"] for t in tasks])
+        evaluation_cells.matrix(self, out, ev, [t["name"] for t in tasks])
         if isinstance(ev.get("compute"), dict):
             out["resources"] = {k: as_number(v) if k == "gpus" else str(v)
                                 for k, v in ev["compute"].items() if k in ("gpus", "mem", "time")}
-
-    def matrix(self, out: dict[str, Any], ev: dict[str, Any], task_names: list[str]) -> None:
-        epochs: list[int] = []
-        for i, row in enumerate(ev.get("matrix") or []):
-            if not isinstance(row, dict):
-                continue
-            if row.get("epochs"):
-                epochs.extend(int(e) for e in row["epochs"])
-            if row.get("vis_label"):
-                self.note(f"evaluation.matrix[{i}].vis_label", row["vis_label"], "run names label the status grid")
-            if row.get("tasks") and set(map(safe_name, row["tasks"])) != set(task_names):
-                self.note(f"evaluation.matrix[{i}].tasks", row["tasks"],
-                          "cruijff evaluates every task on every run and epoch")
-        if epochs:
-            out["epochs"] = sorted(set(epochs))
 
     def translate(self) -> Imported:
         m = self.out.manifest
@@ -335,6 +350,7 @@ class _Translator:
         if self.problems:
             raise ManifestError(self.problems)
         self.runs(m, models, label, hp)
+        m["finetune"].update(self.saving)
         if hp:
             m["finetune"]["hyperparameters"] = hp
         computes = self.computes
@@ -360,7 +376,10 @@ class _Translator:
                 self.note(key, self.s[key], "not part of cruijff_kit's template; not imported")
         if self.problems:
             raise ManifestError(self.problems)
-        ordered = ["experiment", "description", "output_dir", "models", "datasets", "prompt", "finetune", "grid", "eval"]
+        order = ["hyperparameters", "save_epochs", "export", "run_name", "resources", "wandb"]
+        m["finetune"] = dict(sorted(m["finetune"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
+        ordered = ["experiment", "description", "output_dir", "models", "datasets", "prompt", "prompts", "finetune", "grid",
+                   "eval"]
         self.out.manifest = {k: m[k] for k in ordered if k in m}
         return self.out
 

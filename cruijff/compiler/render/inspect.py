@@ -19,13 +19,15 @@ def task_config(*, dataset: dict[str, Any], prompt: dict[str, Any], task: dict[s
     }
 
 
-def model_config(*, model_dir: str, gpus: int, provider: str, style: str = CHAT) -> dict[str, Any]:
+def model_config(*, model_dir: str, gpus: int, provider: str, style: str = CHAT,
+                 do_sample: bool = False) -> dict[str, Any]:
     """Model arguments (inspect's --model-config).
 
-    hf: the local directory goes in model_path; do_sample false, or transformers rejects
-    temperature 0. inspect's hf provider passes `device` to from_pretrained as device_map, so
-    with more than one GPU it is "auto" (accelerate spreads the layers over every GPU, as
-    cruijff_kit does) - "cuda:0" would load a 70B model onto one GPU. tokenizer_call_args as in
+    hf: the local directory goes in model_path; do_sample false (greedy), or transformers rejects
+    temperature 0; true only where the manifest samples (do_sample, with a temperature above 0).
+    inspect's hf provider passes `device` to from_pretrained as device_map, so with more than one
+    GPU it is "auto" (accelerate spreads the layers over every GPU, as cruijff_kit does) - "cuda:0"
+    would load a 70B model onto one GPU. tokenizer_call_args as in
     training, so the ids fed are the trained prompt ids (no second BOS where the chat template
     writes one; docs/parity.md). Style text_completion: `chat_template` replaces the model's own
     with one that writes the prompt text alone, tokenized with the tokenizer's own BOS, exactly as
@@ -33,7 +35,7 @@ def model_config(*, model_dir: str, gpus: int, provider: str, style: str = CHAT)
     """
     if provider == "vllm":
         return {"tensor_parallel_size": max(1, gpus), "timeout": 1800}
-    config = {"model_path": model_dir, "tokenizer_path": model_dir, "device": device_map(gpus), "do_sample": False,
+    config = {"model_path": model_dir, "tokenizer_path": model_dir, "device": device_map(gpus), "do_sample": do_sample,
               "tokenizer_call_args": tokenizer_call_args(style)}
     if style == TEXT_COMPLETION:
         config["chat_template"] = TEXT_COMPLETION_CHAT_TEMPLATE
@@ -50,7 +52,8 @@ def model_name(*, model_dir: str, provider: str) -> str:
 
 
 def eval_commands(*, task_file: str, task_name: str, model_dir: str, provider: str, seed: int,
-                  limit: int | None, metadata: dict[str, Any], max_tokens: int) -> list[list[str]]:
+                  limit: int | None, metadata: dict[str, Any], max_tokens: int,
+                  decoding: dict[str, Any] | None = None) -> list[list[str]]:
     """`inspect eval`, run by cruijff.results.scores, which then checks its log and says why it failed.
 
     inspect exits 0 even when the evaluation errored; when it cannot start (a task name that does
@@ -58,13 +61,31 @@ def eval_commands(*, task_file: str, task_name: str, model_dir: str, provider: s
     jobs: quiet while all is well, but errors are printed (`--display none` drops them too).
     --seed and --max-tokens on the command line beat the task's own GenerateConfig (inspect merges
     the CLI's generate arguments over the task's), so the manifest's values hold for every task.
+    decoding (cruijff.compiler.cells.decoding): greedy (--temperature 0) unless do_sample; then
+    --temperature and --top-p; samples per item are inspect's --epochs (with --epochs-reducer).
     """
+    decoding = decoding or {}
+    sampling = bool(decoding.get("do_sample"))
+    temperature = _number(decoding["temperature"]) if sampling else "0"
     argv = ["inspect", "eval", f"{task_file}@{task_name}", "--model", model_name(model_dir=model_dir, provider=provider),
             "--model-config", "model_config.yaml", "--task-config", "task_config.yaml",
-            "--log-dir", "logs", "--seed", str(seed), "--max-tokens", str(max_tokens), "--temperature", "0",
-            "--display", "log", "--log-format", "eval"]
+            "--log-dir", "logs", "--seed", str(seed), "--max-tokens", str(max_tokens), "--temperature", temperature]
+    if sampling and "top_p" in decoding:
+        argv += ["--top-p", _number(decoding["top_p"])]
+    if decoding.get("samples", 1) > 1:
+        argv += ["--epochs", str(decoding["samples"])]
+        if "reducer" in decoding:
+            argv += ["--epochs-reducer", decoding["reducer"]]
+    if "max_connections" in decoding:
+        argv += ["--max-connections", str(decoding["max_connections"])]
+    argv += ["--display", "log", "--log-format", "eval"]
     if limit:
         argv += ["--limit", str(limit)]
     for key, value in metadata.items():
         argv += ["--metadata", f"{key}={value}"]
     return [["python", "-m", "cruijff.scores", "logs", "--", *argv]]
+
+
+def _number(value: float) -> str:
+    """A decoding number as inspect's command line reads it: 0.7, 1, 0.95."""
+    return f"{float(value):g}"
