@@ -136,12 +136,12 @@ def status(plan_dir: str, only: str | None, as_json: bool, executor: str | None,
         else:
             if watch <= 0:
                 raise UsageError("--watch SECONDS must be positive")
-            report = _watch(plan_dir, chosen, only, as_json, watch, full)
+            report = _watch(plan_dir, chosen, only, as_json, watch, full, store)
     if report is not None and not report.ok:  # a failed run is visible to scripts
         sys.exit(int(ExitCode.FAILURE))
 
 
-def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool | None = None):
+def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool | None = None, store=None):
     """Refresh until nothing is pending or running; back off (×1.5, up to 12×) while unchanged.
     The last report shown (None when interrupted before the first)."""
     from cruijff.run.status import collect
@@ -150,7 +150,7 @@ def _watch(plan_dir, executor, only, as_json: bool, interval: float, full: bool 
     try:
         with nullcontext(lambda r: _echo_json(r.as_dict(), compact=True)) if as_json else draw.live_status(full) as show:
             while True:
-                report = collect(plan_dir, executor, only=only, scores=full is not False)
+                report = collect(plan_dir, executor, only=only, scores=full is not False, store=store)
                 key = [(n.id, n.state, n.score) for n in report.nodes]
                 show(report)
                 if report.settled:
