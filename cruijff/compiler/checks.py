@@ -32,15 +32,36 @@ def hyperparameters_of(manifest: dict[str, Any], run: Run) -> dict[str, Any]:
     return hp
 
 
+def checkpoint_models(m: dict[str, Any]) -> list[str]:
+    """Models fine-tuned elsewhere (models.<name>.checkpoint): evaluated only, never in the grid."""
+    return [name for name, model in m["models"].items() if "checkpoint" in model]
+
+
+def trainable_models(m: dict[str, Any]) -> list[str]:
+    """Models the grid fine-tunes (models.<name>.path): the grid's model axis by default."""
+    return [name for name, model in m["models"].items() if "checkpoint" not in model]
+
+
+def _checkpoint_named(source: Source, m: dict[str, Any], name: Any, where: list[Any], what: str) -> Problem | None:
+    if name in checkpoint_models(m):
+        return Problem(f"{what} names '{name}', an existing checkpoint (models.{name}.checkpoint): it is "
+                       "evaluated only, never fine-tuned", source.locate(where),
+                       f"remove it here; every eval task runs on it without a fine-tune")
+    return None
+
+
 def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
     """Grid, include/exclude, base_models and task datasets must name declared things."""
     problems: list[Problem] = []
-    models, datasets = list(m["models"]), list(m["datasets"])
+    models, datasets = trainable_models(m), list(m["datasets"])
     grid = m["grid"]
     declared = {"model": models, "dataset": datasets}
     for axis in ("model", "dataset"):
         for i, name in enumerate(grid.get(axis, [])):
-            if name not in declared[axis]:
+            named = _checkpoint_named(source, m, name, ["grid", axis, i], f"grid.{axis}") if axis == "model" else None
+            if named:
+                problems.append(named)
+            elif name not in declared[axis]:
                 problems.append(Problem(f"grid.{axis} names '{name}', which is not declared under {axis}s",
                                         source.locate(["grid", axis, i]), _choices_hint(declared[axis], name)))
     axes = axes_of(grid, models, datasets)
@@ -56,7 +77,11 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                     problems.append(Problem(f"grid.{section}[{i}] has unknown key '{key}' ({why})",
                                             source.locate(where, key=True), _choices_hint(allowed, key)))
                 elif key in declared:
-                    if value not in declared[key]:
+                    named = _checkpoint_named(source, m, value, where, f"grid.{section}[{i}].{key}") \
+                        if key == "model" else None
+                    if named:
+                        problems.append(named)
+                    elif value not in declared[key]:
                         problems.append(Problem(f"grid.{section}[{i}].{key} names '{value}', which is not declared",
                                                 source.locate(where), _choices_hint(declared[key], str(value))))
                 else:
@@ -68,7 +93,10 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
     if ev:
         if isinstance(ev["base_models"], list):
             for i, name in enumerate(ev["base_models"]):
-                if name not in models:
+                named = _checkpoint_named(source, m, name, ["eval", "base_models", i], "eval.base_models")
+                if named:
+                    problems.append(named)
+                elif name not in models:
                     problems.append(Problem(f"eval.base_models names '{name}', which is not declared under models",
                                             source.locate(["eval", "base_models", i]), _choices_hint(models, name)))
         seen: set[str] = set()
@@ -89,6 +117,16 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                                         source.locate(["datasets", name, "generate"]),
                                         f"see `cruijff data generate {ds['generate']['kind']} --help`"))
     problems += _check_text_completion(source, m)
+    if not models:  # every model is a checkpoint: an evaluation-only manifest
+        swept = [k for k in grid if k not in ("model", "dataset", "include", "exclude")]
+        if swept:
+            problems.append(Problem(f"grid sweeps {', '.join(swept)}, but every model is an existing checkpoint "
+                                    "(evaluated only): nothing is fine-tuned", source.locate(["grid", swept[0]], key=True),
+                                    "remove the grid, or add a model with path: to fine-tune"))
+        if not ev:
+            problems.append(Problem("every model is an existing checkpoint and there is no eval section: "
+                                    "nothing to run", source.locate(["models"], key=True),
+                                    "add eval.tasks, or a model with path: to fine-tune"))
     env = m["cluster"].get("env", {})
     if "conda" in env and "venv" in env:
         problems.append(Problem("cluster.env gives both conda and venv", source.locate(["cluster", "env", "venv"], key=True),
@@ -125,6 +163,15 @@ def check_models(source: Source, m: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for name, model in m["models"].items():
         family = model["family"]
+        if "path" not in model and "checkpoint" not in model:
+            problems.append(Problem(f"model '{name}' needs path (a base model to fine-tune) or checkpoint "
+                                    "(a model fine-tuned elsewhere, evaluated only)", source.locate(["models", name], key=True),
+                                    "add path: /models/<folder> (or checkpoint: <a merged model or adapter folder>)"))
+        elif "path" in model and "checkpoint" in model:
+            problems.append(Problem(f"model '{name}' gives both path and checkpoint",
+                                    source.locate(["models", name, "checkpoint"], key=True),
+                                    "path is a base model the grid fine-tunes, checkpoint a fine-tuned model evaluated "
+                                    "as it is: keep one (two model entries for both)"))
         if family not in family_names():
             problems.append(Problem(f"model '{name}' has unknown family '{family}'",
                                     source.locate(["models", name, "family"]), _choices_hint(family_names(), family)))
@@ -135,7 +182,7 @@ def check_models(source: Source, m: dict[str, Any]) -> list[Problem]:
                                     "folder's own Hugging Face tokenizer and chat template, as evaluation does",
                                     source.locate(["models", name, "tokenizer"], key=True),
                                     "remove it (see docs/parity.md)", severity="warning"))
-        if family == CUSTOM:
+        if family == CUSTOM and "checkpoint" not in model:  # a checkpoint is not built by torchtune
             for key in custom_keys:
                 if key not in model:
                     problems.append(Problem(f"model '{name}' of family custom needs '{key}'",
@@ -208,6 +255,11 @@ def check_model_folders(source: Source, m: dict[str, Any]) -> list[Problem]:
 
     problems: list[Problem] = []
     for name, model in m["models"].items():
+        if "checkpoint" in model:
+            problems += check_checkpoint_folder(source, m, name)
+            continue
+        if "path" not in model:
+            continue  # check_models says so
         folder, where = model["path"], ["models", name, "path"]
         if not os.path.isdir(folder):
             if os.path.exists(folder):
@@ -229,6 +281,45 @@ def check_model_folders(source: Source, m: dict[str, Any]) -> list[Problem]:
                 "give the folder of a Hugging Face model (config.json, tokenizer, weights); "
                 f"the weight files are those its {key} names (see docs/manifest.md#model)"))
     return problems
+
+
+# A checkpoint folder is a model (config.json) or a PEFT adapter (adapter_config.json).
+CHECKPOINT_CONFIGS = ("config.json", "adapter_config.json")
+
+
+def check_checkpoint_folder(source: Source, m: dict[str, Any], name: str) -> list[Problem]:
+    """A checkpoint folder reachable here holds a model or an adapter and a tokenizer; an adapter's
+    base model (adapter_config.json's base_model_name_or_path) is a folder that exists."""
+    import json
+
+    from cruijff.compiler.modelfiles import VOCABULARY, missing, near_names
+
+    folder, where = m["models"][name]["checkpoint"], ["models", name, "checkpoint"]
+    if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            return [Problem(f"model '{name}': checkpoint {folder} is a file, not a folder", source.locate(where),
+                            "give the folder that holds config.json or adapter_config.json")]
+        problem = unreachable(source, m, f"model '{name}': checkpoint {folder}", where, later="checked when the job starts")
+        near = near_names(folder)
+        return [replace(problem, hint=f"did you mean {' or '.join(near)}? ({problem.hint})") if near else problem]
+    from cruijff.compiler.modelfiles import Needs
+
+    gone = missing(folder, Needs((), CHECKPOINT_CONFIGS)) + missing(folder, Needs((), VOCABULARY))
+    if gone:
+        return [Problem(f"model '{name}': checkpoint {folder} has no {', '.join(gone)}", source.locate(where),
+                        "give a merged model folder or a PEFT adapter folder, with the tokenizer files "
+                        "(cruijff's finetune/<run>/epoch_<n>/model has both)")]
+    adapter = os.path.join(folder, "adapter_config.json")
+    if os.path.isfile(adapter):
+        try:
+            base = json.loads(Path(adapter).read_text(encoding="utf-8")).get("base_model_name_or_path")
+        except (OSError, ValueError, AttributeError):
+            return [Problem(f"model '{name}': {adapter} is not readable JSON", source.locate(where),
+                            "give a PEFT adapter folder (adapter_config.json) or a merged model")]
+        if isinstance(base, str) and base.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(base)):
+            return [unreachable(source, m, f"model '{name}': the adapter's base model {base} "
+                                f"(base_model_name_or_path in {adapter})", where, later="checked when the job starts")]
+    return []
 
 
 def check_files(source: Source, m: dict[str, Any]) -> list[Problem]:

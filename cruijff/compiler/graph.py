@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cruijff.compiler.checks import hyperparameters_of, resolve_epochs
-from cruijff.compiler.expand import Run
-from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, PREPARE, Resources
+from cruijff.compiler.checks import checkpoint_models, hyperparameters_of, resolve_epochs, trainable_models
+from cruijff.compiler.expand import Run, axes_of
+from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, FINETUNE, PREPARE, Resources
 from cruijff.compiler.families import CUSTOM, CUSTOM_DEFAULTS, FAMILIES
 
 if TYPE_CHECKING:
@@ -114,6 +114,16 @@ def build_graph(m: dict[str, Any], runs: list[Run]) -> nx.DiGraph:
                     add(JobSpec(f"{BASE_EVAL}/{model}/{dataset}/{task['name']}", BASE_EVAL,
                                 resources(EVAL, model),
                                 {"model": model, "dataset": dataset, "eval_dataset": dataset, "task": task["name"]}),
+                        data_parents(dataset))
+    if ev:  # models fine-tuned elsewhere: each task on each of the grid's datasets (or the task's own)
+        grid_datasets = axes_of(m["grid"], trainable_models(m), list(m["datasets"]))["dataset"]
+        for model in checkpoint_models(m):
+            for task in ev["tasks"]:
+                for dataset in [task["dataset"]] if "dataset" in task else grid_datasets:
+                    add(JobSpec(f"{CHECKPOINT_EVAL}/{model}/{dataset}/{task['name']}", CHECKPOINT_EVAL,
+                                resources(EVAL, model),
+                                {"model": model, "dataset": dataset, "eval_dataset": dataset, "task": task["name"],
+                                 "checkpoint": m["models"][model]["checkpoint"]}),
                         data_parents(dataset))
     return g
 
