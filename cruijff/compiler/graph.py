@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cruijff.compiler.checks import checkpoint_models, hyperparameters_of, resolve_epochs, trainable_models
+from cruijff.compiler.checkpoints import checkpoint_models, trainable_models
+from cruijff.compiler.checks import hyperparameters_of, resolve_epochs
 from cruijff.compiler.expand import Run, axes_of
 from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, FINETUNE, PREPARE, Resources
 from cruijff.compiler.families import CUSTOM, CUSTOM_DEFAULTS, FAMILIES

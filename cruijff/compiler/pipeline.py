@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 
-from cruijff.compiler.checks import (check_files, check_models, check_references, check_runs, check_steps,
-                                     hyperparameters_of, trainable_models)
+from cruijff.compiler.checkpoints import trainable_models
+from cruijff.compiler.checks import check_files, check_models, check_references, check_runs, check_steps, hyperparameters_of
 from cruijff.errors import ManifestError, Problem
 from cruijff.compiler.expand import Run, expand
 from cruijff.compiler.graph import JobSpec, build_graph, topological
@@ -177,7 +177,7 @@ class _Renderer:
 
     def preflight(self, model_name: str) -> list[list[str]]:
         """A first command that checks a model folder plan could not see (cruijff.preflight); else none."""
-        from cruijff.compiler.checks import CHECKPOINT_CONFIGS
+        from cruijff.compiler.checkpoints import CHECKPOINT_CONFIGS
         from cruijff.compiler.modelfiles import Needs, needs
 
         model = self.m["models"][model_name]

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from cruijff.plan import BASE_EVAL, EVAL, Plan
+from cruijff.plan import EVAL, EVAL_KINDS, Plan
 
 MAX_GROUPS = 12
 MAX_NUMBER_GROUPS = 5
@@ -84,7 +84,10 @@ def _task_config(node_dir: Path) -> dict[str, Any]:
         return {}
     from ruamel.yaml import YAML
 
-    return YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+    config = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+    if "data_path" in config and "data" not in config:  # a cruijff_kit task's arguments (instruct_json data)
+        config = {**config, "data": config["data_path"], "format": "instruct_json"}
+    return config
 
 
 def _records(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -228,7 +231,7 @@ def group_scores(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
 def scored_evaluations(plan: Plan, root: Path):
     """(node, its last successful log, that log's samples) for each evaluation that has samples."""
     for n in plan.nodes:
-        if n.kind not in (EVAL, BASE_EVAL):
+        if n.kind not in EVAL_KINDS:
             continue
         log = _best_success(root / n.dir)
         samples = _log_samples(log.path) if log is not None else []

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 KIND_LABELS = {"prepare": "data preparation", "finetune": "fine-tune runs", "eval": "evaluations",
-               "base_eval": "base-model evaluations"}
+               "base_eval": "base-model evaluations", "checkpoint_eval": "checkpoint evaluations"}
 
 
 def problems(found: list) -> None:
