@@ -1,0 +1,276 @@
+"""Evaluating what a plan did not train (issue 25, items 4 and 8), through plan:
+
+- a model entry with `checkpoint:` (a merged model or PEFT adapter folder fine-tuned elsewhere,
+  cruijff_kit's eval-only runs) is evaluated by `checkpoint_eval` nodes and never fine-tuned;
+- cruijff_kit's task interface (data_path, config_path → eval.yaml with prompt and system_prompt,
+  vis_label, use_chat_template) is recognised from the task file's syntax tree and fed what it reads;
+- `cruijff eval CHECKPOINT` builds a one-model manifest (the prompt of an epoch folder's run).
+
+The rendered files of tests/fixtures/manifests/valid/eval_only.yaml are pinned in
+tests/golden/eval_only (CRUIJFF_UPDATE_GOLDEN=1 rewrites them). Real `inspect eval` runs of both are
+in tests/integration/test_eval_only_inspect.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from cruijff.compiler.pipeline import compile_manifest
+from cruijff.compiler.render.yaml import dump_yaml
+from cruijff.errors import ManifestError
+from cruijff.plan import CHECKPOINT_EVAL, EVAL, FINETUNE
+from tests.helpers_models import stand_in_model
+from tests.unit.test_checks import base, errors, run_check
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests" / "fixtures" / "manifests" / "valid" / "eval_only.yaml"
+KIT_TASK = REPO / "tests" / "fixtures" / "cruijff_kit" / "capitalization_inspect_task.py"
+GOLDEN = REPO / "tests" / "golden" / "eval_only"
+UPDATE = os.environ.get("CRUIJFF_UPDATE_GOLDEN", "") not in ("", "0")
+
+
+def _load(text: str):
+    return YAML(typ="safe").load(text)
+
+
+# --- golden files --------------------------------------------------------------------------------
+
+def test_rendered_eval_only_files_match_golden(tmp_path):
+    out = tmp_path / "plan"
+    compiled = compile_manifest(FIXTURE, out=str(out))
+    files = {rel: text.replace(str(out), "<OUT>").replace(str(REPO), "<REPO>") for rel, text in compiled.files.items()
+             if rel.startswith(CHECKPOINT_EVAL) or "/kit/" in rel}
+    if UPDATE:
+        shutil.rmtree(GOLDEN, ignore_errors=True)
+        for rel, text in files.items():
+            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / rel).write_text(text)
+        pytest.skip("golden files of eval_only rewritten")
+    on_disk = {str(p.relative_to(GOLDEN)) for p in GOLDEN.rglob("*") if p.is_file()}
+    assert sorted(files) == sorted(on_disk), "the plan's files changed (CRUIJFF_UPDATE_GOLDEN=1 to accept)"
+    for rel, text in files.items():
+        want = (GOLDEN / rel).read_text()
+        if text != want:
+            diff = "".join(difflib.unified_diff(want.splitlines(True), text.splitlines(True), rel, "rendered"))
+            pytest.fail(f"{rel} differs from its golden file (CRUIJFF_UPDATE_GOLDEN=1 to accept):\n{diff}")
+
+
+# --- checkpoint models ---------------------------------------------------------------------------
+
+def test_a_checkpoint_model_is_evaluated_and_never_fine_tuned(tmp_path):
+    compiled = compile_manifest(FIXTURE, out=str(tmp_path / "plan"))
+    kinds = {n.id: n.kind for n in compiled.plan.nodes}
+    assert [i for i, k in kinds.items() if k == FINETUNE] == ["finetune/tiny_words"]
+    ckpt = {i for i, k in kinds.items() if k == CHECKPOINT_EVAL}
+    assert ckpt == {"checkpoint_eval/earlier_r8/words/exact", "checkpoint_eval/earlier_r8/words/kit"}
+    node = next(n for n in compiled.plan.nodes if n.id == "checkpoint_eval/earlier_r8/words/exact")
+    assert node.parents == () and node.attrs["checkpoint"] == "/checkpoints/earlier/finetune/r8/epoch_1/model"
+    assert node.resources.gpus == 1 and node.resources.time == "00:30:00"  # the family's evaluation resources
+    config = _load(compiled.files[f"{node.id}/model_config.yaml"])
+    assert config["model_path"] == config["tokenizer_path"] == "/checkpoints/earlier/finetune/r8/epoch_1/model"
+    assert config["tokenizer_call_args"] == {"add_special_tokens": False}  # the same prompt rules as a run's
+    # the same task arguments (prompt) as the fine-tuned run's evaluation of the same task
+    assert compiled.files[f"{node.id}/task_config.yaml"] == compiled.files["eval/tiny_words/epoch_0/exact/task_config.yaml"]
+    script = compiled.files[f"{node.id}/job.sbatch"]
+    assert ("python -m cruijff.preflight model earlier_r8 /checkpoints/earlier/finetune/r8/epoch_1/model "
+            "--any config.json adapter_config.json") in script  # not visible here: the job checks it first
+
+
+def test_an_evaluation_only_manifest_plans_no_fine_tune(tmp_path):
+    ckpt = stand_in_model(tmp_path / "ckpt")
+    m = base(models={"old": {"checkpoint": str(ckpt), "family": "custom"}},
+             eval={"tasks": [{"name": "ev", "file": "t.py", "task": "t"}]})
+    checked = run_check(tmp_path, m)
+    assert checked.runs == []
+    (tmp_path / "m.yaml").write_text(dump_yaml(m))
+    compiled = compile_manifest(tmp_path / "m.yaml")
+    assert [n.id for n in compiled.plan.nodes] == ["checkpoint_eval/old/words/ev"]
+    assert "cruijff.preflight" not in compiled.files["checkpoint_eval/old/words/ev/job.sbatch"]  # checked at plan
+
+
+OLD = {"checkpoint": "ckpt", "family": "custom"}
+TINY = base()["models"]["tiny"]
+
+
+@pytest.mark.parametrize("models, grid, eval_, want", [
+    ({"old": {"family": "custom"}}, None, True, "model 'old' needs path (a base model to fine-tune) or checkpoint"),
+    ({"old": {**OLD, "path": "model"}}, None, True, "gives both path and checkpoint"),
+    ({"old": OLD}, {"lora_rank": [4, 8]}, True, "grid sweeps lora_rank, but every model is an existing checkpoint"),
+    ({"old": OLD}, None, False, "nothing to run"),
+    ({"tiny": TINY, "old": OLD}, {"model": ["old"]}, True,
+     "grid.model names 'old', an existing checkpoint (models.old.checkpoint): it is evaluated only"),
+])
+def test_checkpoint_models_are_refused_where_they_cannot_be(tmp_path, models, grid, eval_, want):
+    stand_in_model(tmp_path / "ckpt")
+    m = base(models=models)
+    if grid:
+        m["grid"] = grid
+    if eval_:
+        m["eval"] = {"tasks": [{"name": "ev", "file": "t.py", "task": "t"}]}
+    found = errors(tmp_path, m)
+    assert any(want in e for e in found), found
+    assert all(str(tmp_path / "m.yaml") in e for e in found)
+
+
+def test_base_models_cannot_name_a_checkpoint(tmp_path):
+    stand_in_model(tmp_path / "ckpt")
+    m = base(models={**base()["models"], "old": {"checkpoint": "ckpt", "family": "custom"}},
+             eval={"tasks": [{"name": "ev", "file": "t.py", "task": "t"}], "base_models": ["old"]})
+    (msg,) = errors(tmp_path, m)
+    assert "eval.base_models names 'old', an existing checkpoint" in msg
+
+
+def test_checkpoint_folder_is_checked_where_plan_can_see_it(tmp_path):
+    m = base(models={**base()["models"], "old": {"checkpoint": "ckpt", "family": "custom"}},
+             eval={"tasks": [{"name": "ev", "file": "t.py", "task": "t"}]})
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "vocab.json").write_text("{}")
+    (msg,) = errors(tmp_path, m)
+    assert "checkpoint" in msg and "has no config.json or adapter_config.json" in msg
+    # a PEFT adapter whose base model is gone
+    (tmp_path / "ckpt" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/gone/base"}))
+    (w,) = [w for w in run_check(tmp_path, m).warnings if "adapter" in w.message]
+    assert "the adapter's base model /gone/base" in w.message and "not reachable" in w.message
+    (msg,) = errors(tmp_path, {**m, "executor": {"kind": "local"}})  # the jobs run here: an error
+    assert "/gone/base" in msg and "does not exist" in msg
+    (tmp_path / "ckpt" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "model")}))
+    assert not [w for w in run_check(tmp_path, m).warnings if "adapter" in w.message]
+
+
+# --- cruijff_kit's task interface ----------------------------------------------------------------
+
+def kit_manifest(tmp_path, **prompt) -> dict:
+    shutil.copy(KIT_TASK, tmp_path / "kit.py")
+    return base(prompt={"template": "Capitalize the given word: {input}\n", "system": "You are a helpful assistant.",
+                        **prompt},
+                eval={"tasks": [{"name": "caps", "file": "kit.py", "task": "capitalization"}], "max_tokens": 7})
+
+
+def test_a_cruijff_kit_task_gets_data_path_and_an_eval_yaml_of_the_manifest_prompt(tmp_path):
+    m = kit_manifest(tmp_path)
+    run_check(tmp_path, m)  # accepted: today's clear refusal was for this interface
+    compiled = compile_manifest(tmp_path / "m.yaml")
+    node = "eval/tiny_words/epoch_2/caps"
+    args = _load(compiled.files[f"{node}/task_config.yaml"])
+    out = compiled.plan.output_dir
+    assert args == {"data_path": str(REPO / "tests" / "fixtures" / "manifests" / "data" / "words.json"),
+                    "config_path": f"{out}/{node}/eval.yaml", "split": "test", "use_chat_template": True,
+                    "vis_label": "tiny_words", "max_tokens": 7, "temperature": 0}
+    assert _load(compiled.files[f"{node}/eval.yaml"]) == {"prompt": "Capitalize the given word: {input}\n",
+                                                          "system_prompt": "You are a helpful assistant."}
+    finetune = _load(compiled.files["finetune/tiny_words/finetune.yaml"])["dataset"]
+    assert (finetune["template"], finetune["system"]) == ("Capitalize the given word: {input}\n",
+                                                          "You are a helpful assistant.")
+
+
+def test_text_completion_turns_the_kit_tasks_chat_template_off(tmp_path):
+    m = kit_manifest(tmp_path, style="text_completion", system=None, template="Word: {input}\nCapitalized: ")
+    run_check(tmp_path, m)
+    compiled = compile_manifest(tmp_path / "m.yaml")
+    node = "eval/tiny_words/epoch_2/caps"
+    assert _load(compiled.files[f"{node}/task_config.yaml"])["use_chat_template"] is False  # no system message
+    assert _load(compiled.files[f"{node}/eval.yaml"]) == {"prompt": "Word: {input}\nCapitalized: ", "system_prompt": ""}
+
+
+def test_what_a_kit_task_would_change_is_refused_or_warned(tmp_path):
+    (msg,) = errors(tmp_path, kit_manifest(tmp_path, template='Answer as JSON {"word": ...}: {input}'))
+    assert "fills prompt.template with str.format" in msg
+    (w,) = [w for w in run_check(tmp_path, kit_manifest(tmp_path, system=None)).warnings if "cruijff_kit" in w.message]
+    assert "adds a system message even when prompt.system is empty" in w.message
+    chat = tmp_path / "chat"
+    chat.mkdir()
+    (chat / "test.json").write_text(json.dumps([{"messages": [{"role": "user", "content": "a"},
+                                                              {"role": "assistant", "content": "A"}]}]))
+    m = kit_manifest(tmp_path, template=None)
+    m["datasets"]["chat"] = {"path": str(chat), "format": "chat_json", "splits": {"train": "test", "validation": None}}
+    m["eval"]["tasks"][0]["dataset"] = "chat"
+    found = errors(tmp_path, m)
+    assert any("it reads instruct_json files, and dataset 'chat' is chat_json" in e for e in found), found
+
+
+def test_a_task_of_neither_interface_still_gets_the_clear_error(tmp_path):
+    (tmp_path / "half.py").write_text("from inspect_ai import task\n@task\ndef half(data_path, split='test'):\n    pass\n")
+    m = base(eval={"tasks": [{"name": "ev", "file": "half.py", "task": "half"}]})
+    found = errors(tmp_path, m)
+    assert any("does not take data, format, template, system" in e for e in found), found
+
+
+# --- cruijff eval ----------------------------------------------------------------------------------
+
+def test_eval_manifest_takes_the_prompt_of_the_epoch_folders_run(tmp_path):
+    """An epoch folder of a plan brings its run's data and prompt (finetune.yaml) and the plan's model
+    family and cluster (manifest.yaml): the seed's --finetune_epoch_dir; options beat them."""
+    from cruijff.compiler.standalone import eval_manifest, trained_with
+    from cruijff.compiler.write import write_plan
+
+    shutil.copy(KIT_TASK, tmp_path / "kit.py")
+    m = base(prompt={"template": "W: {input}", "system": "Sys."}, cluster={"partition": "gpu"})
+    m["models"]["tiny"]["family"] = "custom"
+    stand_in_model(tmp_path / "model")
+    (tmp_path / "m.yaml").write_text(dump_yaml(m))
+    compiled = compile_manifest(tmp_path / "m.yaml")
+    write_plan(compiled.plan, compiled.files)
+    epoch = Path(compiled.plan.output_dir) / "finetune" / "tiny_words" / "epoch_2"
+    (epoch / "model").mkdir(parents=True)
+    trained = trained_with(epoch)
+    assert trained is not None and (trained.run, trained.epoch, trained.model) == ("tiny_words", 2, "tiny")
+    assert trained_with(epoch / "model") == trained
+    assert trained_with(tmp_path / "model") is None  # not an epoch folder of a plan
+    got = eval_manifest(str(epoch), tasks=[f"{tmp_path / 'kit.py'}@capitalization"], out=str(tmp_path / "e"),
+                        slurm=True, trained=trained, resources={"gpus": 0})
+    assert got["models"] == {"tiny_words_epoch_2": {"checkpoint": str(epoch / "model"), "family": "custom"}}
+    assert got["prompt"] == {"template": "W: {input}", "system": "Sys.", "style": "chat"}
+    assert got["datasets"]["data"]["path"] == str(REPO / "tests" / "fixtures" / "manifests" / "data" / "words.json")
+    assert got["cluster"] == {"partition": "gpu", "env": {}} or got["cluster"]["partition"] == "gpu"
+    assert got["executor"]["kind"] == "slurm" and got["eval"]["resources"]["gpus"] == 0
+    again = eval_manifest(str(epoch), tasks=[f"{tmp_path / 'kit.py'}@capitalization"], out=str(tmp_path / "e"),
+                          slurm=False, trained=trained, system="Other.", template="{input}")
+    assert again["prompt"]["system"] == "Other." and again["prompt"]["template"] == "{input}"
+
+
+def test_eval_needs_data_for_a_folder_outside_a_plan(tmp_path):
+    from cruijff.errors import UsageError
+    from cruijff.compiler.standalone import eval_manifest, parse_task
+
+    with pytest.raises(UsageError, match="--data is required"):
+        eval_manifest(str(tmp_path), tasks=["t.py@t"], out=str(tmp_path / "e"), slurm=False)
+    with pytest.raises(UsageError, match="is not FILE@NAME"):
+        parse_task("t.py")
+
+
+def test_eval_help_imports_nothing_heavy():
+    from tests.unit.test_architecture import HEAVY
+
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom cruijff.cli import cli\n"
+            "r = CliRunner().invoke(cli, ['eval', '--help'])\nassert r.exit_code == 0 and '--task' in r.output, r.output\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_eval_errors_are_one_message(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "cruijff", "eval", str(tmp_path), "--task", "t.py@t"],
+                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 2 and "error: --data is required" in res.stderr and "Traceback" not in res.stderr
+    (tmp_path / "d.json").write_text(json.dumps({"test": [{"input": "a", "output": "A"}]}))
+    res = subprocess.run([sys.executable, "-m", "cruijff", "eval", str(tmp_path), "--task", "nope.py@t",
+                          "--data", "d.json", "--out", "o"], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 2 and "eval task file" in res.stderr and "does not exist" in res.stderr
+    assert "eval.manifest.yaml" in res.stderr  # the place: the manifest cruijff eval wrote
+
+
+def test_unset_checkpoint_manifest_errors_do_not_crash(tmp_path):
+    with pytest.raises(ManifestError):
+        run_check(tmp_path, base(models={"old": {"family": "custom"}}))
