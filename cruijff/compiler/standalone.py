@@ -128,7 +128,11 @@ def eval_manifest(checkpoint: str, *, tasks: list[str], out: str, slurm: bool, d
     ev["tasks"] = []
     for spec in tasks:
         file, task = parse_task(spec)
-        ev["tasks"].append({"name": safe_name(task), "file": str(Path(file).resolve()), "task": task})
+        taken = {t["name"] for t in ev["tasks"]}
+        label = safe_name(task) if safe_name(task) not in taken else safe_name(f"{Path(file).stem}.{task}")
+        while label in taken:
+            label = safe_name(f"{label}-{len(taken)}")
+        ev["tasks"].append({"name": label, "file": str(Path(file).resolve()), "task": task})
     if trained:
         label = f"{trained.run}_epoch_{trained.epoch}"
         model_dir = trained.model_dir

@@ -237,6 +237,30 @@ def test_eval_manifest_takes_the_prompt_of_the_epoch_folders_run(tmp_path):
     assert again["prompt"]["system"] == "Other." and again["prompt"]["template"] == "{input}"
 
 
+def test_eval_slurm_renders_one_sbatch_job_per_task(tmp_path):
+    """`cruijff eval --slurm`: the manifest it plans says slurm, and each task is one job script
+    with the SLURM options given (what apply then submits with sbatch)."""
+    from cruijff.compiler.standalone import eval_manifest
+
+    ckpt = stand_in_model(tmp_path / "ckpt")
+    shutil.copy(KIT_TASK, tmp_path / "kit.py")
+    m = eval_manifest(str(ckpt), tasks=[f"{tmp_path / 'kit.py'}@capitalization",
+                                        f"{REPO}/experiments/tasks/capitalization.py@capitalization"],
+                      out=str(tmp_path / "e"), slurm=True, data=str(REPO / "tests/fixtures/cruijff_kit/words_5L_80P_10.json"),
+                      template="W: {input}", system="Sys.", resources={"gpus": 0, "time": "00:10:00"},
+                      cluster={"partition": "debug", "account": "lab"})
+    (tmp_path / "e.yaml").write_text(dump_yaml(m))
+    compiled = compile_manifest(tmp_path / "e.yaml")
+    assert compiled.plan.executor == "slurm"
+    ids = [n.id for n in compiled.plan.nodes]
+    assert ids == ["checkpoint_eval/ckpt/data/capitalization", "checkpoint_eval/ckpt/data/capitalization.capitalization"]
+    for node in compiled.plan.nodes:
+        script = compiled.files[f"{node.id}/job.sbatch"]
+        assert "#SBATCH --partition=debug" in script and "#SBATCH --account=lab" in script
+        assert "#SBATCH --time=00:10:00" in script and "--gres" not in script
+        assert f"--metadata checkpoint={ckpt}" in script
+
+
 def test_eval_needs_data_for_a_folder_outside_a_plan(tmp_path):
     from cruijff.errors import UsageError
     from cruijff.compiler.standalone import eval_manifest, parse_task
