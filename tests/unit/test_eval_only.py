@@ -14,6 +14,7 @@ in tests/integration/test_eval_only_inspect.py.
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 import json
 import os
 import shutil
@@ -298,3 +299,84 @@ def test_eval_errors_are_one_message(tmp_path):
 def test_unset_checkpoint_manifest_errors_do_not_crash(tmp_path):
     with pytest.raises(ManifestError):
         run_check(tmp_path, base(models={"old": {"family": "custom"}}))
+
+
+# --- cruijff import: cruijff_kit's own design file, its blueprint task, an eval-only run ----------
+
+def kit_checkout(tmp_path: Path, eval_only: bool = False) -> Path:
+    """cruijff_kit's test design file with its placeholders filled: __REPO__ a folder laid out like
+    its repository (the blueprint's task file and the fixture data, vendored), __SCRATCH__ tmp."""
+    repo, scratch = tmp_path / "ck", tmp_path / "scratch"
+    (repo / "blueprints" / "capitalization").mkdir(parents=True)
+    (repo / "tests" / "fixtures" / "data").mkdir(parents=True)
+    shutil.copy(KIT_TASK, repo / "blueprints" / "capitalization" / "inspect_task.py")
+    shutil.copy(KIT_TASK.parent / "words_5L_80P_10.json", repo / "tests" / "fixtures" / "data")
+    stand_in_model(scratch / "pretrained-llms" / "Llama-3.2-1B-Instruct", ["model.safetensors"])
+    text = (KIT_TASK.parent / "experiment_summary.yaml").read_text()
+    text = text.replace("__REPO__", str(repo)).replace("__SCRATCH__", str(scratch))
+    if eval_only:  # cruijff_kit's eval-only run: a checkpoint of an earlier experiment (its template's shape)
+        stand_in_model(scratch / "prior" / "epoch_1")
+        text = text.replace("\nevaluation:", f"""
+  - name: "prior_rank8"
+    type: "eval-only"
+    model: "Llama-3.2-1B-Instruct"
+    parameters:
+      checkpoint_path: "{scratch}/prior/epoch_1"
+
+evaluation:""", 1)
+    summary = tmp_path / "experiment_summary.yaml"
+    summary.write_text(text)
+    return summary
+
+
+def import_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cruijff", "import", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+
+
+def test_cruijff_kits_own_design_file_imports_with_its_blueprint_task_unchanged(tmp_path):
+    """Before issue 25 this import was refused (the blueprint task takes data_path/config_path, not
+    data/template/system); now the task runs unchanged with the design file's prompt."""
+    summary = kit_checkout(tmp_path)
+    proc = import_cli(str(summary), "--out", str(tmp_path / "m.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    compiled = compile_manifest(tmp_path / "m.yaml")
+    evals = [n for n in compiled.plan.nodes if n.kind == EVAL]
+    assert {n.attrs["run"] for n in evals} == {"Llama-3.2-1B-Instruct_words_5L_80P_10_r4",
+                                               "Llama-3.2-1B-Instruct_words_5L_80P_10_r8"}
+    node = evals[0].id
+    assert _load(compiled.files[f"{node}/eval.yaml"]) == {"prompt": "Capitalize the given word: {input}\n",
+                                                          "system_prompt": "You are a helpful assistant."}
+    args = _load(compiled.files[f"{node}/task_config.yaml"])
+    assert args["data_path"].endswith("tests/fixtures/data/words_5L_80P_10.json") and args["use_chat_template"] is True
+    assert "cruijff_kit tasks run unchanged" in (tmp_path / "m.yaml").read_text()
+
+
+def test_an_eval_only_run_imports_as_a_checkpoint_model(tmp_path):
+    summary = kit_checkout(tmp_path, eval_only=True)
+    proc = import_cli(str(summary), "--out", str(tmp_path / "m.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    m = _load((tmp_path / "m.yaml").read_text())
+    assert m["models"]["prior_rank8"] == {"checkpoint": str(tmp_path / "scratch/prior/epoch_1"),
+                                          "family": "Llama-3.2-1B-Instruct"}
+    assert "eval-only" not in (tmp_path / "m.yaml").read_text().split("# Fields without")[-1]
+    compiled = compile_manifest(tmp_path / "m.yaml")
+    kinds = Counter(n.kind for n in compiled.plan.nodes)
+    assert kinds == {FINETUNE: 2, EVAL: 2, CHECKPOINT_EVAL: 1}
+    # only eval-only runs: nothing to fine-tune
+    text = summary.read_text()
+    start = text.index("runs:\n") + len("runs:\n")
+    only = text[:start] + text[text.index('  - name: "prior_rank8"'):]
+    summary.write_text(only)
+    proc = import_cli(str(summary), "--out", str(tmp_path / "m2.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    compiled = compile_manifest(tmp_path / "m2.yaml")
+    assert [n.id for n in compiled.plan.nodes] == ["checkpoint_eval/prior_rank8/words_5L_80P_10/capitalization"]
+
+
+def test_an_eval_only_run_without_its_checkpoint_is_refused(tmp_path):
+    summary = kit_checkout(tmp_path, eval_only=True)
+    summary.write_text(summary.read_text().replace("checkpoint_path:", "other_path:"))
+    proc = import_cli(str(summary), cwd=tmp_path)
+    assert proc.returncode == 2 and "has no parameters.checkpoint_path" in proc.stderr
+    assert f"{summary}:" in proc.stderr
