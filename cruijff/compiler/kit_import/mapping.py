@@ -221,13 +221,9 @@ class _Translator:
         by every task and never fine-tuned; its family is its base model's."""
         params = run.get("parameters") or {}
         path = params.get("checkpoint_path") if isinstance(params, dict) else None
-        if not path:
-            self.error(["runs", i], f"eval-only run {run.get('name')!r} has no parameters.checkpoint_path",
-                       "the folder of the checkpoint it evaluates (cruijff_kit refuses it too)")
-            return
-        if model is None:
-            self.error(["runs", i], f"eval-only run {run.get('name')!r} names no model",
-                       "model: the base model the checkpoint was fine-tuned from (its family)")
+        if not path or model is None:
+            self.error(["runs", i], f"eval-only run {run.get('name')!r} has no " + ("model" if path else
+                       "parameters.checkpoint_path"), "the checkpoint's folder, and model: the base it was tuned from")
             return
         name = safe_name(run.get("name") or f"checkpoint-{i}")
         checkpoints[name] = {"checkpoint": str(path), "family": str(model)}
