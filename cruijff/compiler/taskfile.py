@@ -132,7 +132,11 @@ def _kit_task_problems(source: Source, m: dict[str, Any], i: int, task: dict[str
     problems = []
     where = source.locate(["eval", "tasks", i, "task"])
     what = f"eval task '{task['name']}': {name}() in {file} is a cruijff_kit task (data_path, config_path)"
-    names = [task["dataset"]] if "dataset" in task else list(m["datasets"])
+    from cruijff.compiler.checkpoints import trainable_models
+    from cruijff.compiler.expand import axes_of
+
+    names = [task["dataset"]] if "dataset" in task else \
+        axes_of(m["grid"], trainable_models(m), list(m["datasets"]))["dataset"]  # the grid's: what it runs on
     for ds_name in names:
         ds = m["datasets"].get(ds_name)
         if ds and ds["format"] != "instruct_json":
