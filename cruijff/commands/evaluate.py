@@ -8,6 +8,7 @@ rules and scores, and `cruijff status`/`report` read the folder afterwards.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def evaluate(checkpoint: str, tasks: tuple[str, ...], data: str | None, fmt: str
         label = name or (f"{trained.run}_epoch_{trained.epoch}" if trained else Path(checkpoint).resolve().name)
         out_dir = Path(out or Path("cruijff-eval") / safe_name(label)).resolve()
         resources = {k: v for k, v in (("gpus", gpus), ("mem", mem), ("time", time_)) if v is not None}
+        if not slurm and gpus is None and shutil.which("nvidia-smi") is None:  # runs here, and here has no GPU
+            resources["gpus"] = 0
+            if not as_json:
+                click.echo("no GPU here (no nvidia-smi): evaluating on the CPU (--gpus 0)", err=True)
         cluster = {k: v for k, v in (("partition", partition), ("account", account)) if v is not None}
         manifest = eval_manifest(checkpoint, tasks=list(tasks), out=str(out_dir), slurm=slurm, data=data, format=fmt,
                                  split=split, template=template, system=system, style=style, family=family,

@@ -380,3 +380,17 @@ def test_an_eval_only_run_without_its_checkpoint_is_refused(tmp_path):
     proc = import_cli(str(summary), cwd=tmp_path)
     assert proc.returncode == 2 and "has no parameters.checkpoint_path" in proc.stderr
     assert f"{summary}:" in proc.stderr
+
+
+def test_the_jobs_preflight_takes_a_merged_model_or_an_adapter(tmp_path):
+    """What a checkpoint_eval job checks first when plan could not see the folder (the rendered
+    `python -m cruijff.preflight model NAME FOLDER --any config.json adapter_config.json`)."""
+    from cruijff.preflight import check_model
+
+    folder = tmp_path / "ckpt"
+    assert "does not exist on this node" in check_model("old", str(folder), [], ["config.json", "adapter_config.json"])
+    folder.mkdir()
+    assert "has no config.json or adapter_config.json" in check_model("old", str(folder), [],
+                                                                      ["config.json", "adapter_config.json"])
+    (folder / "adapter_config.json").write_text("{}")
+    assert check_model("old", str(folder), [], ["config.json", "adapter_config.json"]) is None
