@@ -22,16 +22,22 @@ def _fail(e: ManifestError, as_json: bool, kind: str = "validate") -> None:
     sys.exit(int(e.exit_code))
 
 
+SET_HELP = ("Override a manifest value: KEY.PATH=VALUE, the value read as YAML (1, 3e-4, null, [4, 8], "
+            "{gpus: 0}); repeatable, e.g. --set finetune.hyperparameters.epochs=1 --set eval.limit=20.")
+set_option = click.option("--set", "sets", metavar="KEY=VALUE", multiple=True, help=SET_HELP)
+
+
 @click.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
+@set_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def validate(manifest: str, as_json: bool) -> None:
+def validate(manifest: str, sets: tuple[str, ...], as_json: bool) -> None:
     """Check MANIFEST against the schema and the semantic rules; print every problem at once."""
     from cruijff.compiler.pipeline import check
 
     with errors("validate", as_json):
         try:
-            checked = check(manifest)
+            checked = check(manifest, overrides=sets)
         except ManifestError as e:
             _fail(e, as_json)
     if as_json:
@@ -44,17 +50,18 @@ def validate(manifest: str, as_json: bool) -> None:
 @click.command()
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Plan (and output) directory; default: output_dir.")
+@set_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--refresh-cluster", is_flag=True,
               help="Ask SLURM for its limits and partitions again instead of using the cached answers.")
-def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -> None:
+def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, refresh_cluster: bool) -> None:
     """Compile MANIFEST into a plan directory: configs, job scripts and plan.json."""
     from pathlib import Path
 
     from cruijff.compiler import replan
 
     with errors("plan", as_json):
-        stamp = replan.unchanged(manifest, out)
+        stamp = replan.unchanged(manifest, out, sets)
         if stamp is not None:  # nothing plan reads changed: the plan on disk is this plan
             _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, refresh_cluster)
             return
@@ -64,7 +71,7 @@ def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -
 
         replan.forget(manifest, out)
         try:
-            compiled = compile_manifest(manifest, out=out)
+            compiled = compile_manifest(manifest, out=out, overrides=sets)
         except ManifestError as e:
             _fail(e, as_json, "plan")
         root = Path(compiled.plan.output_dir)
@@ -77,7 +84,12 @@ def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -
     from cruijff.paths import recipes_dir
     from cruijff.plan import PLAN_FILE
 
-    shown = {"summary": plan_summary(compiled.plan, None), "ids": [n.id for n in compiled.plan.nodes],
+    summary = plan_summary(compiled.plan, None)
+    if compiled.checked.overrides:  # what --set changed, as manifest.yaml's header records it
+        from cruijff.compiler.overrides import provenance
+
+        summary["overrides"] = [line.strip() for line in provenance(compiled.checked.overrides)[1:]]
+    shown = {"summary": summary, "ids": [n.id for n in compiled.plan.nodes],
              "warnings": [p.as_dict() for p in compiled.checked.warnings],
              "estimate": estimate_plan(compiled.checked.manifest, compiled.plan),
              "cluster": compiled.plan.cluster, "executor": compiled.plan.executor,
@@ -90,7 +102,7 @@ def plan(manifest: str, out: str | None, as_json: bool, refresh_cluster: bool) -
 
     if not any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
         replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
-                      [*compiled.files, PLAN_FILE], shown)
+                      [*compiled.files, PLAN_FILE], shown, sets)
     _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
 
 

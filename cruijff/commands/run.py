@@ -66,9 +66,11 @@ def _executor(name: str | None, plan, *, for_state: bool = False):
 @click.option("--force", is_flag=True,
               help="With --only: run the selection again whatever its state (its live jobs are cancelled first).")
 @click.option("--dry-run", is_flag=True, help="Show what would be submitted; change nothing.")
+@click.option("--set", "sets", metavar="KEY=VALUE", multiple=True,
+              help="With a MANIFEST: override a value before it is planned (as `cruijff plan --set`).")
 @_json
 def apply(target: str, executor: str | None, only: str | None, retry_failed: bool, force: bool, dry_run: bool,
-          as_json: bool) -> None:
+          sets: tuple[str, ...], as_json: bool) -> None:
     """Submit the jobs of a plan that are missing, each exactly once, in dependency order.
 
     Given a manifest, compiles it first. Re-running is safe: jobs already pending, running or
@@ -79,7 +81,7 @@ def apply(target: str, executor: str | None, only: str | None, retry_failed: boo
     from cruijff.run.apply import load_or_compile
 
     with errors("apply", as_json):
-        plan_dir = load_or_compile(target)
+        plan_dir = load_or_compile(target, sets)
         plan = _plan_for(plan_dir)
         chosen = _executor(executor, plan)
         progress = None if as_json or dry_run else draw.ApplyProgress()

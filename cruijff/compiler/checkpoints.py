@@ -71,3 +71,34 @@ def check_checkpoint_folder(source: Source, m: dict[str, Any], name: str) -> lis
             return [unreachable(source, m, f"model '{name}': the adapter's base model {base} "
                                 f"(base_model_name_or_path in {adapter})", where, later="checked when the job starts")]
     return []
+
+
+def check_path_or_checkpoint(source: Source, name: str, model: dict[str, Any]) -> list[Problem]:
+    """A model is a base model (path) or a checkpoint, exactly one."""
+    if "path" not in model and "checkpoint" not in model:
+        return [Problem(f"model '{name}' needs path (a base model to fine-tune) or checkpoint "
+                        "(a model fine-tuned elsewhere, evaluated only)", source.locate(["models", name], key=True),
+                        "add path: /models/<folder> (or checkpoint: <a merged model or adapter folder>)")]
+    if "path" in model and "checkpoint" in model:
+        return [Problem(f"model '{name}' gives both path and checkpoint",
+                        source.locate(["models", name, "checkpoint"], key=True),
+                        "path is a base model the grid fine-tunes, checkpoint a fine-tuned model evaluated "
+                        "as it is: keep one (two model entries for both)")]
+    return []
+
+
+def check_evaluation_only(source: Source, m: dict[str, Any]) -> list[Problem]:
+    """Every model a checkpoint: nothing is fine-tuned, so a swept grid is a mistake and eval is needed."""
+    if trainable_models(m):
+        return []
+    problems = []
+    swept = [k for k in m["grid"] if k not in ("model", "dataset", "include", "exclude")]
+    if swept:
+        problems.append(Problem(f"grid sweeps {', '.join(swept)}, but every model is an existing checkpoint "
+                                "(evaluated only): nothing is fine-tuned", source.locate(["grid", swept[0]], key=True),
+                                "remove the grid, or add a model with path: to fine-tune"))
+    if not m.get("eval"):
+        problems.append(Problem("every model is an existing checkpoint and there is no eval section: "
+                                "nothing to run", source.locate(["models"], key=True),
+                                "add eval.tasks, or a model with path: to fine-tune"))
+    return problems

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cruijff.errors import Problem
-from cruijff.compiler.checkpoints import _checkpoint_named, check_checkpoint_folder, trainable_models
+from cruijff.compiler.checkpoints import (_checkpoint_named, check_checkpoint_folder, check_evaluation_only,
+                                         check_path_or_checkpoint, trainable_models)
 from cruijff.compiler.expand import Run, axes_of
 from cruijff.compiler.families import CUSTOM, FAMILIES, family_names
 from cruijff.compiler.resolve import HYPERPARAMETER_DEFAULTS
@@ -19,7 +20,9 @@ from cruijff.compiler.validate import StrictValidator, _choices_hint
 
 
 def resolve_epochs(selection: Any, epochs: int, saved: list[int] | None = None) -> list[int]:
-    """A save_epochs/eval.epochs selection as a sorted list of 0-based epochs."""
+    """A save_epochs/eval.epochs selection as a sorted list of 0-based epochs (none: no epoch)."""
+    if selection == "none":
+        return []
     if selection == "all":
         return list(saved) if saved is not None else list(range(epochs))
     if selection == "last":
@@ -100,16 +103,7 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                                         source.locate(["datasets", name, "generate"]),
                                         f"see `cruijff data generate {ds['generate']['kind']} --help`"))
     problems += _check_text_completion(source, m)
-    if not models:  # every model is a checkpoint: an evaluation-only manifest
-        swept = [k for k in grid if k not in ("model", "dataset", "include", "exclude")]
-        if swept:
-            problems.append(Problem(f"grid sweeps {', '.join(swept)}, but every model is an existing checkpoint "
-                                    "(evaluated only): nothing is fine-tuned", source.locate(["grid", swept[0]], key=True),
-                                    "remove the grid, or add a model with path: to fine-tune"))
-        if not ev:
-            problems.append(Problem("every model is an existing checkpoint and there is no eval section: "
-                                    "nothing to run", source.locate(["models"], key=True),
-                                    "add eval.tasks, or a model with path: to fine-tune"))
+    problems += check_evaluation_only(source, m)
     env = m["cluster"].get("env", {})
     if "conda" in env and "venv" in env:
         problems.append(Problem("cluster.env gives both conda and venv", source.locate(["cluster", "env", "venv"], key=True),
@@ -146,15 +140,7 @@ def check_models(source: Source, m: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for name, model in m["models"].items():
         family = model["family"]
-        if "path" not in model and "checkpoint" not in model:
-            problems.append(Problem(f"model '{name}' needs path (a base model to fine-tune) or checkpoint "
-                                    "(a model fine-tuned elsewhere, evaluated only)", source.locate(["models", name], key=True),
-                                    "add path: /models/<folder> (or checkpoint: <a merged model or adapter folder>)"))
-        elif "path" in model and "checkpoint" in model:
-            problems.append(Problem(f"model '{name}' gives both path and checkpoint",
-                                    source.locate(["models", name, "checkpoint"], key=True),
-                                    "path is a base model the grid fine-tunes, checkpoint a fine-tuned model evaluated "
-                                    "as it is: keep one (two model entries for both)"))
+        problems += check_path_or_checkpoint(source, name, model)
         if family not in family_names():
             problems.append(Problem(f"model '{name}' has unknown family '{family}'",
                                     source.locate(["models", name, "family"]), _choices_hint(family_names(), family)))
@@ -200,7 +186,7 @@ def check_runs(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Probl
             once(("save", tuple(too_late), epochs), Problem(
                 f"finetune.save_epochs asks for epoch {too_late[0]}, but run '{run.name}' trains {epochs} epoch(s) (0-based: 0..{epochs - 1})",
                 source.locate(["finetune", "save_epochs"]), f"use epochs below {epochs}, or 'last'"))
-        if m.get("eval"):
+        if m.get("eval") and ft["save_epochs"] != "none":
             wanted = resolve_epochs(m["eval"]["epochs"], epochs, saved=[e for e in saved if e < epochs])
             unsaved = [e for e in wanted if e not in saved]
             if unsaved:
@@ -217,6 +203,24 @@ def check_runs(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Probl
                 once(("gpus", run.model), Problem(
                     f"model '{run.model}' ({family.name}) needs at least {family.min_gpus} GPUs, but {gpus} are requested",
                     source.locate(where), family.notes or f"request gpus: {family.min_gpus} or more"))
+    return problems + _check_saves(source, m, runs)
+
+
+def _check_saves(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Problem]:
+    """save_epochs none (runs only trained: said, since their evaluations disappear) and export."""
+    ft, ev = m["finetune"], m.get("eval")
+    problems = []
+    if ft["save_epochs"] == "none" and runs:
+        base = ev and ev["base_models"]
+        problems.append(Problem(
+            f"finetune.save_epochs is none: the {len(runs)} run(s) are only trained (no checkpoint saved)"
+            + (", and none of them is evaluated" + ("; the base models still are" if base else "") if ev else ""),
+            source.locate(["finetune", "save_epochs"]),
+            "save an epoch (all, last or a list) to evaluate the runs", severity="warning"))
+    if ft.get("export") == "adapter" and ev and ev["provider"] == "vllm" and ft["save_epochs"] != "none":
+        problems.append(Problem(
+            "finetune.export adapter is evaluated through PEFT, which the vllm provider does not do",
+            source.locate(["finetune", "export"]), "export: both (vllm evaluates the merged model), or eval.provider: hf"))
     return problems
 
 

@@ -144,11 +144,14 @@ def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
         gpus = max(1, n.resources.gpus)
         # a measured rate is already over all of a run's GPUs; the table's is per GPU
         seconds = epochs * tokens / (rate if measured else rate * gpus)
-        saved = len(a.get("save_epochs") or [epochs - 1])
+        listed = a.get("save_epochs")
+        saved = len(listed) if listed is not None else 1  # [] is save_epochs: none
         model_bytes = (params or 0) * 2
+        merged = (manifest.get("finetune") or {}).get("export", "merged") != "adapter"  # adapter only: no merged model
+        disk = saved * model_bytes * (1 + ADAPTER_SHARE) if merged else saved * model_bytes * 2 * ADAPTER_SHARE
         runs.append({"run": a["run"], "rows": rows, "tokens_per_epoch": round(tokens), "epochs": epochs,
                      "gpus": gpus, "gpu_hours": seconds * gpus / 3600,
-                     "disk_bytes": saved * model_bytes * (1 + ADAPTER_SHARE), "basis": basis,
+                     "disk_bytes": disk, "basis": basis,
                      "model_size_from": params_from})
     return {
         "runs": runs,

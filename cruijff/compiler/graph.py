@@ -95,7 +95,7 @@ def build_graph(m: dict[str, Any], runs: list[Run]) -> nx.DiGraph:
                   "hyperparameters": hp}
         add(JobSpec(ft_id, FINETUNE, resources(FINETUNE, run.model), {**common, "save_epochs": saved}),
             data_parents(run.dataset))
-        if not ev:
+        if not ev or not saved:  # save_epochs none: the run is only trained
             continue
         for epoch in resolve_epochs(ev["epochs"], hp["epochs"], saved=saved):
             for task in ev["tasks"]:

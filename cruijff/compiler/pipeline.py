@@ -18,6 +18,7 @@ from cruijff.compiler.checkpoints import trainable_models
 from cruijff.compiler.checks import check_files, check_models, check_references, check_runs, check_steps, hyperparameters_of
 from cruijff.errors import ManifestError, Problem
 from cruijff.compiler.expand import Run, expand
+from cruijff.compiler.naming import name_runs
 from cruijff.compiler.graph import JobSpec, build_graph, topological
 from cruijff.compiler.inputs import code_digest, fingerprint
 from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, EVAL_KINDS, FINETUNE, PREPARE, Node, Plan
@@ -42,6 +43,7 @@ class Checked:
     runs: list[Run]
     warnings: list[Problem]
     token_fit: dict[str, Any] = field(default_factory=dict)  # measurements to cache in the plan dir
+    overrides: tuple = ()  # the `--set`s applied (cruijff.compiler.overrides.Override)
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,19 @@ class Compiled:
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
-          check_paths: bool = True, measure: token_fit.Runner | None = None) -> Checked:
+          check_paths: bool = True, measure: token_fit.Runner | None = None,
+          overrides: tuple[str, ...] | list[str] = ()) -> Checked:
     """Load and check a manifest; every error at once as a ManifestError.
 
     measure: how token lengths are measured (cruijff.compiler.token_fit; tests pass a fake).
+    overrides: `--set KEY=VALUE` arguments, applied to the loaded document before validation.
     """
     source = load(path)
+    applied: tuple = ()
+    if overrides:
+        from cruijff.compiler import overrides as overriding
+
+        applied = tuple(overriding.apply(source, overrides))
     problems = schema_problems(source)
     if problems:
         raise ManifestError(problems)
@@ -71,6 +80,8 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
         trainable = trainable_models(manifest)  # a checkpoint model is evaluated only
         runs, expansion = expand(manifest["grid"], trainable, list(manifest["datasets"]))
         problems += [Problem(p.message, source.locate(list(origin)), p.hint) for origin, p in expansion]
+        runs, naming = name_runs(manifest["finetune"].get("run_name"), runs, manifest, source.locate)
+        problems += naming
         if not runs and not expansion and trainable:
             problems.append(Problem("the grid has no runs left (exclude removed every combination)",
                                     source.locate(["grid"]), "loosen grid.exclude or add values"))
@@ -87,7 +98,7 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ManifestError(problems)
-    return Checked(source, manifest, runs, [p for p in problems if p.severity != "error"], measured)
+    return Checked(source, manifest, runs, [p for p in problems if p.severity != "error"], measured, applied)
 
 
 def _file_order(p: Problem) -> tuple[int, int]:
@@ -97,8 +108,8 @@ def _file_order(p: Problem) -> tuple[int, int]:
 
 def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
                      recipes: str | None = None, check_paths: bool = True,
-                     measure: token_fit.Runner | None = None) -> Compiled:
-    checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure)
+                     measure: token_fit.Runner | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Compiled:
+    checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure, overrides=overrides)
     m = checked.manifest
     g = build_graph(m, checked.runs)
     runs = {r.name: r for r in checked.runs}
@@ -136,7 +147,12 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     )
     if checked.token_fit:  # written with the plan, so a failed plan writes nothing
         files[token_fit.CACHE_FILE] = token_fit.cache_text(checked.token_fit)
-    files["manifest.yaml"] = dump_yaml(m, header=[f"Resolved from {checked.source.path.resolve()} by `cruijff plan`."])
+    header = [f"Resolved from {checked.source.path.resolve()} by `cruijff plan`."]
+    if checked.overrides:
+        from cruijff.compiler.overrides import provenance
+
+        header += provenance(checked.overrides)
+    files["manifest.yaml"] = dump_yaml(m, header=header)
     return Compiled(plan, files, checked)
 
 
@@ -236,7 +252,8 @@ class _Renderer:
         task = next(t for t in ev["tasks"] if t["name"] == spec.attrs["task"])
         model = self.m["models"][spec.attrs["model"]]
         if spec.kind == EVAL:
-            model_dir = render_torchtune.export_dir(f"{self.out}/{FINETUNE}/{spec.attrs['run']}", spec.attrs["epoch"])
+            model_dir = render_torchtune.evaluated_dir(f"{self.out}/{FINETUNE}/{spec.attrs['run']}", spec.attrs["epoch"],
+                                                       self.m["finetune"].get("export", render_torchtune.MERGED))
         elif spec.kind == CHECKPOINT_EVAL:
             model_dir = model["checkpoint"]
         else:
@@ -276,10 +293,10 @@ class _Renderer:
         }
 
 
-def compile_to_dir(path: str | Path, *, out: str | None = None) -> Path:
+def compile_to_dir(path: str | Path, *, out: str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Path:
     """Plan a manifest into its plan directory (what `cruijff apply MANIFEST` does first)."""
     from cruijff.compiler.write import write_plan
 
-    compiled = compile_manifest(path, out=out)
+    compiled = compile_manifest(path, out=out, overrides=overrides)
     write_plan(compiled.plan, compiled.files)
     return Path(compiled.plan.output_dir)

@@ -118,12 +118,15 @@ def watched_paths(m: dict[str, Any], recipes: str) -> list[str]:
     return sorted(set(paths))
 
 
-def _key(manifest_bytes: bytes, out: str | None) -> dict[str, Any]:
-    names = sorted({(a or b).decode() for a, b in _VAR.findall(manifest_bytes)} | {"HOME"})
-    return {"version": STAMP_VERSION, "code": code_signature(), "cwd": os.getcwd(),
-            "out": os.path.abspath(out) if out else None,
-            "manifest": hashlib.sha256(manifest_bytes).hexdigest(),
-            "env": {n: os.environ.get(n) for n in names}}
+def _key(manifest_bytes: bytes, out: str | None, sets: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    names = sorted({(a or b).decode() for a, b in _VAR.findall(manifest_bytes + "\n".join(sets).encode())} | {"HOME"})
+    key = {"version": STAMP_VERSION, "code": code_signature(), "cwd": os.getcwd(),
+           "out": os.path.abspath(out) if out else None,
+           "manifest": hashlib.sha256(manifest_bytes).hexdigest(),
+           "env": {n: os.environ.get(n) for n in names}}
+    if sets:  # `--set` overrides are part of what was planned
+        key["sets"] = list(sets)
+    return key
 
 
 def _plan_files(output_dir: str, files: list[str]) -> list[Any]:
@@ -142,7 +145,7 @@ def _plan_files(output_dir: str, files: list[str]) -> list[Any]:
     return out
 
 
-def unchanged(manifest: str | Path, out: str | None) -> dict[str, Any] | None:
+def unchanged(manifest: str | Path, out: str | None, sets: tuple[str, ...] | list[str] = ()) -> dict[str, Any] | None:
     """The stamp of the last plan of this manifest when nothing it depends on changed; else None."""
     path = stamp_file(manifest, out)
     try:
@@ -150,7 +153,7 @@ def unchanged(manifest: str | Path, out: str | None) -> dict[str, Any] | None:
         manifest_bytes = Path(manifest).read_bytes()
     except (OSError, ValueError):
         return None
-    if not isinstance(stamp, dict) or stamp.get("key") != _key(manifest_bytes, out):
+    if not isinstance(stamp, dict) or stamp.get("key") != _key(manifest_bytes, out, sets):
         return None
     if any(signature(p) != sig for p, sig in stamp["watched"]):
         return None
@@ -160,12 +163,12 @@ def unchanged(manifest: str | Path, out: str | None) -> dict[str, Any] | None:
 
 
 def record(manifest: str | Path, out: str | None, m: dict[str, Any], recipes: str, output_dir: str,
-           files: list[str], shown: dict[str, Any]) -> None:
+           files: list[str], shown: dict[str, Any], sets: tuple[str, ...] | list[str] = ()) -> None:
     """Write the stamp of a plan just written (best effort: without it, the next plan compiles)."""
     path = stamp_file(manifest, out)
     try:
         manifest_bytes = Path(manifest).read_bytes()
-        stamp = {"key": _key(manifest_bytes, out), "watched": [[p, signature(p)] for p in watched_paths(m, recipes)],
+        stamp = {"key": _key(manifest_bytes, out, sets), "watched": [[p, signature(p)] for p in watched_paths(m, recipes)],
                  "output_dir": output_dir, "files": files, "sizes": _plan_files(output_dir, files), **shown}
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

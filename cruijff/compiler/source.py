@@ -19,6 +19,7 @@ class Source:
     def __init__(self, path: Path, data: Any):
         self.path = path
         self.data = data
+        self.overridden: dict[tuple, Location] = {}  # key path → its `--set` (cruijff.compiler.overrides)
 
     @property
     def display(self) -> str:
@@ -28,7 +29,13 @@ class Source:
         """The location of the value at `path`, or of the deepest part of it that exists.
 
         key=True points at the last key itself rather than its value (unknown keys, duplicates).
+        A value set on the command line is located at its `--set` argument.
         """
+        if self.overridden:
+            for n in range(len(path), 0, -1):
+                where = self.overridden.get(tuple(path[:n]))
+                if where is not None:
+                    return where
         node = self.data
         line, col = 0, 0
         if isinstance(node, (CommentedMap, CommentedSeq)):

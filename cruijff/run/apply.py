@@ -165,15 +165,19 @@ def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_fa
 
 
 
-def load_or_compile(target: str | Path) -> Path:
-    """A plan directory as is; a manifest is compiled first (by the compiler, imported lazily)."""
+def load_or_compile(target: str | Path, sets: tuple[str, ...] | list[str] = ()) -> Path:
+    """A plan directory as is; a manifest is compiled first (by the compiler, imported lazily),
+    with its `--set` overrides."""
     path = Path(target)
     if path.is_dir():
+        if sets:
+            raise UsageError("--set overrides a manifest, but this is a plan directory",
+                             hint="plan it again: cruijff plan MANIFEST --set ... (or cruijff apply MANIFEST --set ...)")
         return path
     if path.is_file():
         from cruijff.compiler.pipeline import compile_to_dir  # the compiler is only needed for manifests
 
-        return compile_to_dir(path, out=None)
+        return compile_to_dir(path, out=None, overrides=sets)
     raise UsageError(f"{target}: no such plan directory or manifest",
                      hint="pass the directory `cruijff plan` wrote, or a manifest file")
 

@@ -31,7 +31,7 @@ from torchtune.data import padded_collate_packed
 
 from cruijff.errors import CruijffError
 from cruijff.run.records import record_event
-from cruijff.train.export import export_dir, export_merged
+from cruijff.train.export import export_adapter, export_dir, export_merged
 from cruijff.train import resume
 from cruijff.train.metrics import EpochRecord, MetricsLog, peak_memory, reset_peak_memory
 from cruijff.train.trainable import DIVERGED_FIX, TrainingError, check_step, check_trainable
@@ -61,7 +61,8 @@ class Settings:
     save_epochs: frozenset[int] | None  # None: every epoch
     val_every: int | None
     export_base: str | None
-    export_template: str | None
+    export_template: str | None  # the merged model's folder (export.dir_template); None: no merge
+    adapter_template: str | None = None  # the clean adapter's folder (export.adapter_template)
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> "Settings":
@@ -76,10 +77,10 @@ class Settings:
         if every is not None and int(every) < 1:
             raise RecipeConfigError(f"run_val_every_n_steps must be >= 1 or null, got {every}")
         exp = cfg.get("export", None) or {}
-        base, template = exp.get("base_model_dir"), exp.get("dir_template")
-        if bool(base) != bool(template):
-            raise RecipeConfigError("export needs both base_model_dir and dir_template")
-        return cls(save, int(every) if every else None, base, template)
+        base, template, adapter = exp.get("base_model_dir"), exp.get("dir_template"), exp.get("adapter_template")
+        if bool(base) != bool(template or adapter):
+            raise RecipeConfigError("export needs base_model_dir and dir_template, adapter_template or both")
+        return cls(save, int(every) if every else None, base, template, adapter)
 
     def saves(self, epoch: int) -> bool:
         return self.save_epochs is None or epoch in self.save_epochs
@@ -348,9 +349,10 @@ class CruijffRecipeMixin:
             rec.save_seconds = time.perf_counter() - start
             rec.saved = True
             rec.checkpoint_dir = str(Path(self._ckpt_output_dir) / f"epoch_{epoch}")
-            if self._cj.export_template:
-                rec.export_dir = str(export_dir(self._cj.export_template,
-                                                output_dir=self._cfg_output_dir, epoch=epoch))
+            if self._cj.export_template or self._cj.adapter_template:
+                if self._cj.export_template:
+                    rec.export_dir = str(export_dir(self._cj.export_template,
+                                                    output_dir=self._cfg_output_dir, epoch=epoch))
                 if self._defer_exports:
                     self._pending_exports.append((epoch, rec))
                 elif self._is_rank_zero:
@@ -370,8 +372,14 @@ class CruijffRecipeMixin:
 
     def _export(self, rec: EpochRecord) -> None:
         start = time.perf_counter()
-        log.info(f"Exporting epoch {rec.epoch} to {rec.export_dir} ...")
-        export_merged(self._cj.export_base, rec.checkpoint_dir, rec.export_dir)
+        if self._cj.adapter_template:  # the adapter first: small, and evaluation-ready at once
+            folder = export_dir(self._cj.adapter_template, output_dir=self._cfg_output_dir, epoch=rec.epoch)
+            log.info(f"Exporting epoch {rec.epoch}'s adapter to {folder} ...")
+            export_adapter(self._cj.export_base, rec.checkpoint_dir, folder)
+            rec.adapter_dir = str(folder)
+        if rec.export_dir:
+            log.info(f"Exporting epoch {rec.epoch} to {rec.export_dir} ...")
+            export_merged(self._cj.export_base, rec.checkpoint_dir, rec.export_dir)
         rec.export_seconds = time.perf_counter() - start
         rec.exported = True
         log.info(f"Exported epoch {rec.epoch} in {rec.export_seconds:.1f} s")

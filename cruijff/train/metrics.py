@@ -80,6 +80,7 @@ class EpochRecord:
     checkpoint_dir: str | None = None  # torchtune's adapter-only save for this epoch
     export_dir: str | None = None  # the clean HF model directory (merged), when exported
     exported: bool = False
+    adapter_dir: str | None = None  # the clean adapter directory (finetune.export adapter or both)
     loss_sum: float = field(default=0.0, repr=False)  # running sums, not written
 
     def add_step(self, loss: float, tokens: int) -> None:

@@ -44,6 +44,8 @@ def plan_summary(summary: dict[str, Any], diff=None) -> None:
         table.add_row(KIND_LABELS.get(kind, kind), str(row["jobs"]), str(row["gpus"]), f"{row['gpu_hours']:g}")
     table.add_row("total", str(summary["jobs"]), "", f"{summary['gpu_hours']:g}", style="bold")
     console.print(table)
+    for line in summary.get("overrides") or []:  # `cruijff plan --set`
+        console.print(f"--set {line}", highlight=False, soft_wrap=True, markup=False)
     ch = summary.get("changes")
     if ch:
         console.print(f"changes since the last plan: [green]{ch['added']} added[/], [yellow]{ch['changed']} changed[/], "

@@ -2,7 +2,9 @@
 
 Each section of experiment_summary.yaml is read and mapped in one method, so a field is read where
 it is mapped; a field without an equivalent becomes a note, a field that cannot be imported a
-problem at its file:line:col (all of them raised together as one ManifestError).
+problem at its file:line:col (all of them raised together as one ManifestError). The module is
+long because it maps every section of the design file, one method each: splitting it would read a
+field in one place and map it in another.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 
 from cruijff.compiler.expand import run_name
 from cruijff.compiler.families import FAMILIES
-from cruijff.compiler.kit_import.reading import HYPERPARAMETERS, as_number, hp_value, safe_name, short_text, task_function
+from cruijff.compiler.kit_import.reading import (HYPERPARAMETERS, as_number, hp_value, safe_name, save_setting,
+                                                 short_text, task_function)
+from cruijff.compiler.naming import render_or_empty, template_for
 from cruijff.compiler.schema import hyperparameter_names
 from cruijff.data.generate import GENERATORS
 from cruijff.compiler.source import Source, to_plain
@@ -39,6 +43,7 @@ class _Translator:
         self.problems: list[Problem] = []
         self.out = Imported(manifest={})
         self.computes: list[dict[str, Any]] = []
+        self.saving: dict[str, Any] = {}  # finetune.export and save_epochs, from controls
 
     def note(self, path: str, value: Any, why: str) -> None:
         self.out.notes.append(f"{path}: {short_text(value)} — {why}")
@@ -153,6 +158,8 @@ class _Translator:
                                                              "epoch end (val_every_n_steps for more often)")
             elif key in HYPERPARAMETERS:
                 hp[HYPERPARAMETERS[key]] = hp_value(HYPERPARAMETERS[key], value)
+            elif key in ("save_adapter_weights_only", "epochs_to_save", "save_last_epoch_only"):
+                self.save_choice(key, value)
             else:
                 self.note(f"controls.{key}", value, "no cruijff hyperparameter of that name")
         if prompt.get("style") == "text_completion" and prompt.get("system"):
@@ -163,6 +170,17 @@ class _Translator:
             if "style" in prompt:
                 m["prompt"]["style"] = prompt["style"]
         return hp
+
+    def save_choice(self, key: str, value: Any) -> None:
+        """setup_finetune.py's save_adapter_weights_only, epochs_to_save and save_last_epoch_only."""
+        try:
+            setting = save_setting(key, value)
+        except ValueError as e:
+            self.error(["controls", key], f"controls.{key}: {value!r} cannot be imported", str(e))
+            return
+        if setting:  # None: cruijff's default already (merged export, every epoch)
+            self.saving[setting[0]] = setting[1]
+            self.out.remarks[("finetune", setting[0])] = f"controls.{key}: {value}"
 
     def runs(self, m: dict[str, Any], models: dict[str, str], label: str, controls_hp: dict[str, Any]) -> None:
         variables = self.section("variables")
@@ -266,9 +284,14 @@ class _Translator:
         # A swept key leaves the fixed hyperparameters (the grid sets it per run).
         for k in axes:
             controls_hp.pop(k, None)
+        template = template_for([(name, {**point, "dataset": label}) for name, point, _ in points if name])
+        if template:  # cruijff_kit's run names, kept: one template gives every one of them
+            m["finetune"]["run_name"] = template
+            self.out.remarks[("finetune", "run_name")] = "cruijff_kit's runs[].name"
         for name, point, _ in points:
             if name:
-                self.out.runs[name] = run_name({**point, "dataset": label})
+                values = {**controls_hp, **point, "dataset": label}
+                self.out.runs[name] = render_or_empty(template, values) if template else run_name({**point, "dataset": label})
 
     def evaluation(self, m: dict[str, Any], label: str) -> None:
         ev = self.section("evaluation")
@@ -360,6 +383,7 @@ class _Translator:
         if self.problems:
             raise ManifestError(self.problems)
         self.runs(m, models, label, hp)
+        m["finetune"].update(self.saving)
         if hp:
             m["finetune"]["hyperparameters"] = hp
         computes = self.computes
@@ -385,6 +409,8 @@ class _Translator:
                 self.note(key, self.s[key], "not part of cruijff_kit's template; not imported")
         if self.problems:
             raise ManifestError(self.problems)
+        order = ["hyperparameters", "save_epochs", "export", "run_name", "resources", "wandb"]
+        m["finetune"] = dict(sorted(m["finetune"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
         ordered = ["experiment", "description", "output_dir", "models", "datasets", "prompt", "finetune", "grid", "eval"]
         self.out.manifest = {k: m[k] for k in ordered if k in m}
         return self.out

@@ -49,6 +49,24 @@ def hp_value(key: str, value: Any) -> Any:
     return as_number(value)
 
 
+def save_setting(key: str, value: Any) -> tuple[str, Any] | None:
+    """setup_finetune.py's save flags as (finetune key, value); None where cruijff's default says
+    the same (save_adapter_weights_only false: the merged model is evaluated). ValueError: unusable."""
+    text = str(value).strip().lower()
+    if key in ("save_adapter_weights_only", "save_last_epoch_only"):
+        if text not in ("true", "false"):
+            raise ValueError("true or false")
+        if text == "false":
+            return None
+        return ("export", "adapter") if key == "save_adapter_weights_only" else ("save_epochs", "last")
+    if text in ("all", "none"):  # epochs_to_save
+        return "save_epochs", text
+    try:
+        return "save_epochs", sorted({int(str(e).strip()) for e in (value if isinstance(value, list) else text.split(","))})
+    except ValueError:
+        raise ValueError("all, none or 0-based epochs: 0,2") from None
+
+
 def short_text(value: Any) -> str:
     text = repr(value) if isinstance(value, (dict, list)) else str(value)
     text = " ".join(text.split())

@@ -142,7 +142,7 @@ def finetune_config(*, manifest: dict[str, Any], run_name: str, model: dict[str,
         # cruijff's additions (recipes/): validation, chosen epochs, clean exports for evaluation.
         "run_val_every_n_steps": hp["val_every_n_steps"],
         "save_epochs": save_epochs,
-        "export": {"base_model_dir": model["path"], "dir_template": "{output_dir}/epoch_{epoch}/model"},
+        "export": export_block(model["path"], manifest["finetune"].get("export", MERGED)),
         "resume": resume_block(manifest["finetune"].get("resume", {})),
     })
     return config
@@ -154,9 +154,34 @@ def resume_block(resume: dict[str, Any]) -> dict[str, Any]:
     return {"every_seconds": round(minutes * 60) if minutes else None, "every_steps": resume.get("every_steps")}
 
 
+MERGED, ADAPTER, BOTH = "merged", "adapter", "both"  # finetune.export (absent: merged)
+MODEL_TEMPLATE = "{output_dir}/epoch_{epoch}/model"
+ADAPTER_TEMPLATE = "{output_dir}/epoch_{epoch}/adapter"
+
+
+def export_block(base_model_dir: str, choice: str) -> dict[str, Any]:
+    """finetune.yaml's export: the merged model's folder, the adapter's, or both (cruijff.train.export)."""
+    block: dict[str, Any] = {"base_model_dir": base_model_dir}
+    if choice in (MERGED, BOTH):
+        block["dir_template"] = MODEL_TEMPLATE
+    if choice in (ADAPTER, BOTH):
+        block["adapter_template"] = ADAPTER_TEMPLATE
+    return block
+
+
 def export_dir(run_dir: str, epoch: int) -> str:
     """Where the recipe writes epoch `epoch`'s evaluation-ready model (see export.dir_template)."""
     return f"{run_dir}/epoch_{epoch}/model"
+
+
+def adapter_dir(run_dir: str, epoch: int) -> str:
+    """Where the recipe writes epoch `epoch`'s clean adapter (export.adapter_template)."""
+    return f"{run_dir}/epoch_{epoch}/adapter"
+
+
+def evaluated_dir(run_dir: str, epoch: int, choice: str) -> str:
+    """What an evaluation of the epoch loads: the merged model where there is one, else the adapter."""
+    return adapter_dir(run_dir, epoch) if choice == ADAPTER else export_dir(run_dir, epoch)
 
 
 def header(run_name: str, recipes_dir: str, recipe: str, config_path: str, gpus: int) -> list[str]:
