@@ -342,8 +342,7 @@ def test_cruijff_kits_own_design_file_imports_with_its_blueprint_task_unchanged(
     assert proc.returncode == 0, proc.stderr
     compiled = compile_manifest(tmp_path / "m.yaml")
     evals = [n for n in compiled.plan.nodes if n.kind == EVAL]
-    assert {n.attrs["run"] for n in evals} == {"Llama-3.2-1B-Instruct_words_5L_80P_10_r4",
-                                               "Llama-3.2-1B-Instruct_words_5L_80P_10_r8"}
+    assert {n.attrs["run"] for n in evals} == {"Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank8"}
     node = evals[0].id
     assert _load(compiled.files[f"{node}/eval.yaml"]) == {"prompt": "Capitalize the given word: {input}\n",
                                                           "system_prompt": "You are a helpful assistant."}
