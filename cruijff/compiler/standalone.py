@@ -4,7 +4,7 @@ The command does not have a second way to evaluate: it writes a manifest whose o
 checkpoint (`models.<name>.checkpoint`, evaluated only), plans it like any manifest and applies it
 (locally, or as SLURM jobs), so the rendered files, prompt rules and scores are those of a plan's
 `checkpoint_eval` nodes. What the checkpoint was trained with is read from where cruijff wrote
-it: an epoch folder of a plan (`<plan>/finetune/<run>/epoch_<n>[/model]`) has its run's
+it: an epoch folder of a plan (`<plan>/finetune/<run>/epoch_<n>[/model|/adapter]`) has its run's
 `finetune.yaml` two levels up (dataset, template, system prompt, style: the prompt it learned) and
 the plan's resolved `manifest.yaml` (the model's family, the cluster and eval settings); the
 seed's `setup_inspect.py --finetune_epoch_dir` read the same folder. Options beat both.
@@ -21,6 +21,7 @@ from typing import Any
 from cruijff.errors import UsageError
 
 EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+EXPORTS = ("model", "adapter")  # an epoch folder's exports (finetune.export: merged, adapter, both)
 NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 DATASET = "data"
 
@@ -44,9 +45,10 @@ def _load_yaml(path: Path) -> Any:
 
 
 def trained_with(checkpoint: str | Path) -> Trained | None:
-    """The run and prompt of a cruijff epoch folder (`epoch_<n>` or its `model`), or None."""
+    """The run and prompt of a cruijff epoch folder (`epoch_<n>`, or its `model` or `adapter`), or None."""
     path = Path(checkpoint).resolve()
-    epoch_dir = path.parent if path.name == "model" and EPOCH_DIR.match(path.parent.name) else path
+    exported = path.name in EXPORTS and EPOCH_DIR.match(path.parent.name)
+    epoch_dir = path.parent if exported else path
     match = EPOCH_DIR.match(epoch_dir.name)
     run_dir = epoch_dir.parent
     config_path = run_dir / "finetune.yaml"
@@ -59,7 +61,10 @@ def trained_with(checkpoint: str | Path) -> Trained | None:
     dataset = config.get("dataset") if isinstance(config, dict) else None
     if not isinstance(dataset, dict):
         return None
-    model_dir = epoch_dir / "model" if (epoch_dir / "model").is_dir() else path
+    if exported:
+        model_dir = path
+    else:  # the folder an evaluation of the epoch loads: the merged model, else the adapter (finetune.export)
+        model_dir = next((epoch_dir / e for e in EXPORTS if (epoch_dir / e).is_dir()), path)
     manifest: dict[str, Any] = {}
     plan_dir = run_dir.parent.parent
     if (plan_dir / "manifest.yaml").is_file():

@@ -225,6 +225,9 @@ def test_eval_manifest_takes_the_prompt_of_the_epoch_folders_run(tmp_path):
     trained = trained_with(epoch)
     assert trained is not None and (trained.run, trained.epoch, trained.model) == ("tiny_words", 2, "tiny")
     assert trained_with(epoch / "model") == trained
+    (epoch / "adapter").mkdir()  # finetune.export both: the merged model is what an evaluation loads
+    assert trained_with(epoch).model_dir == str(epoch / "model")
+    assert trained_with(epoch / "adapter").model_dir == str(epoch / "adapter")
     assert trained_with(tmp_path / "model") is None  # not an epoch folder of a plan
     got = eval_manifest(str(epoch), tasks=[f"{tmp_path / 'kit.py'}@capitalization"], out=str(tmp_path / "e"),
                         slurm=True, trained=trained, resources={"gpus": 0})
