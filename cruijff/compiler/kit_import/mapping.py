@@ -245,7 +245,7 @@ class _Translator:
             return
         name = safe_name(run.get("name") or f"checkpoint-{i}")
         checkpoints[name] = {"checkpoint": str(path), "family": str(model)}
-        self.out.runs[str(run.get("name"))] = f"{name} (checkpoint)"
+        self.out.runs[str(run.get("name"))] = name  # a model name (models.<name>.checkpoint), not a run
         for key, value in params.items():
             if key != "checkpoint_path":
                 self.note(f"runs[{i}].parameters.{key}", value, "per-run settings of an eval-only run have no equivalent")
