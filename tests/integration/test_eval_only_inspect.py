@@ -228,3 +228,39 @@ def test_cruijff_eval_as_a_slurm_job(tmp_path, tiny_model_dir, slurm_cluster):
         assert only_log(out / node).status == "success"
     finally:
         cli("cancel", str(out), check=False)
+
+
+# slow: a real fine-tune first. In the default tier: an epoch folder's prompt and data read from
+# its finetune.yaml (tests/unit/test_eval_only.py::test_eval_manifest_takes_the_prompt_of_the_epoch_folders_run)
+# and cruijff eval as a real job (test_cruijff_eval_of_an_adapter_folder_locally).
+@pytest.mark.slow
+@pytest.mark.train
+def test_cruijff_eval_of_a_trained_epoch_gives_the_plans_scores(tmp_path, tiny_model_dir):
+    """What the seed's setup_inspect.py --finetune_epoch_dir did: an epoch folder evaluated outside
+    its plan, with the prompt it was trained with, gives the plan's own evaluation of that epoch:
+    the same task arguments, the same answers, the same scores."""
+    from tests.integration.test_end_to_end import small_manifest, wait_until_settled
+
+    manifest = small_manifest(tmp_path, tiny_model_dir, "local")
+    cli("apply", str(manifest))
+    out = tmp_path / "out"
+    assert {n["state"] for n in wait_until_settled(out)["nodes"]} == {"done"}
+    epoch = out / "finetune" / "tiny_words_r4" / "epoch_1"
+    answer = json.loads(cli("eval", str(epoch), "--task", f"{REPO}/experiments/tasks/capitalization.py@capitalization",
+                            "--limit", "6", "--gpus", "0", "--out", str(tmp_path / "again"), "--json").stdout)
+    assert answer["trained_with"] == {"run": "tiny_words_r4", "epoch": 1}
+    ours = tmp_path / "again" / "checkpoint_eval" / "tiny_words_r4_epoch_1" / "data" / "capitalization"
+    plans = out / "eval" / "tiny_words_r4" / "epoch_1" / "capitalization"
+    task_args = [YAML_LOAD(p / "task_config.yaml") for p in (ours, plans)]
+    assert {k: v for k, v in task_args[0].items()} == task_args[1]  # the same data, split and prompt
+    assert YAML_LOAD(ours / "model_config.yaml")["model_path"] == str(epoch / "model")
+    a, b = only_log(ours), only_log(plans)
+    assert [s.output.completion for s in a.samples] == [s.output.completion for s in b.samples]
+    assert ({f"{s.name}/{k}": m.value for s in a.results.scores for k, m in s.metrics.items()}
+            == {f"{s.name}/{k}": m.value for s in b.results.scores for k, m in s.metrics.items()})
+
+
+def YAML_LOAD(path: Path):
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(path.read_text())
