@@ -155,7 +155,12 @@ def _kit_task_problems(source: Source, m: dict[str, Any], i: int, task: dict[str
                                     source.locate(["prompt", "template"]),
                                     "write the template without other braces, or use a cruijff task (it replaces "
                                     "{input} alone)"))
-    if m["prompt"].get("style", "chat") == "chat" and not m["prompt"]["system"]:
+    system = m["prompt"]["system"] or ""
+    if "{{" in system or "}}" in system:  # inspect's system_message formats it: {{ becomes {
+        problems.append(Problem(f"{what}; its system message is formatted by inspect, which turns {{{{ and }}}} "
+                                "into { and }, so it would not be the training system prompt",
+                                source.locate(["prompt", "system"]), "write the system prompt without doubled braces"))
+    if m["prompt"].get("style", "chat") == "chat" and not system:
         problems.append(Problem(f"{what}; it adds a system message even when prompt.system is empty, and "
                                 "training has none: the prompt ids match only where the chat template renders "
                                 "an empty system turn as none (Llama 3 does, ChatML such as SmolLM2 does not)",

@@ -185,6 +185,8 @@ def test_text_completion_turns_the_kit_tasks_chat_template_off(tmp_path):
 def test_what_a_kit_task_would_change_is_refused_or_warned(tmp_path):
     (msg,) = errors(tmp_path, kit_manifest(tmp_path, template='Answer as JSON {"word": ...}: {input}'))
     assert "fills prompt.template with str.format" in msg
+    (msg,) = errors(tmp_path, kit_manifest(tmp_path, system='Answer in JSON: {{"word": ...}}'))
+    assert "turns {{ and }} into { and }" in msg
     (w,) = [w for w in run_check(tmp_path, kit_manifest(tmp_path, system=None)).warnings if "cruijff_kit" in w.message]
     assert "adds a system message even when prompt.system is empty" in w.message
     chat = tmp_path / "chat"
