@@ -22,11 +22,11 @@ def trainable_models(m: dict[str, Any]) -> list[str]:
     return [name for name, model in m["models"].items() if "checkpoint" not in model]
 
 
-def _checkpoint_named(source: Source, m: dict[str, Any], name: Any, where: list[Any], what: str) -> Problem | None:
+def checkpoint_named(source: Source, m: dict[str, Any], name: Any, where: list[Any], what: str) -> Problem | None:
     if name in checkpoint_models(m):
         return Problem(f"{what} names '{name}', an existing checkpoint (models.{name}.checkpoint): it is "
                        "evaluated only, never fine-tuned", source.locate(where),
-                       f"remove it here; every eval task runs on it without a fine-tune")
+                       "remove it here; every eval task runs on it without a fine-tune")
     return None
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cruijff.errors import Problem
-from cruijff.compiler.checkpoints import (_checkpoint_named, check_checkpoint_folder, check_evaluation_only,
+from cruijff.compiler.checkpoints import (checkpoint_named, check_checkpoint_folder, check_evaluation_only,
                                          check_path_or_checkpoint, trainable_models)
 from cruijff.compiler.expand import Run, axes_of
 from cruijff.compiler.families import CUSTOM, FAMILIES, family_names
@@ -44,7 +44,7 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
     declared = {"model": models, "dataset": datasets}
     for axis in ("model", "dataset"):
         for i, name in enumerate(grid.get(axis, [])):
-            named = _checkpoint_named(source, m, name, ["grid", axis, i], f"grid.{axis}") if axis == "model" else None
+            named = checkpoint_named(source, m, name, ["grid", axis, i], f"grid.{axis}") if axis == "model" else None
             if named:
                 problems.append(named)
             elif name not in declared[axis]:
@@ -63,7 +63,7 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                     problems.append(Problem(f"grid.{section}[{i}] has unknown key '{key}' ({why})",
                                             source.locate(where, key=True), _choices_hint(allowed, key)))
                 elif key in declared:
-                    named = _checkpoint_named(source, m, value, where, f"grid.{section}[{i}].{key}") \
+                    named = checkpoint_named(source, m, value, where, f"grid.{section}[{i}].{key}") \
                         if key == "model" else None
                     if named:
                         problems.append(named)
@@ -79,7 +79,7 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
     if ev:
         if isinstance(ev["base_models"], list):
             for i, name in enumerate(ev["base_models"]):
-                named = _checkpoint_named(source, m, name, ["eval", "base_models", i], "eval.base_models")
+                named = checkpoint_named(source, m, name, ["eval", "base_models", i], "eval.base_models")
                 if named:
                     problems.append(named)
                 elif name not in models:
