@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from cruijff.plan import EVAL, EVAL_KINDS, Plan
+from cruijff.plan import CHECKPOINT_EVAL, EVAL, EVAL_KINDS, Plan
 
 MAX_GROUPS = 12
 MAX_NUMBER_GROUPS = 5
@@ -339,7 +339,7 @@ def _plots(df, plots: Path) -> list[Path]:
                         hi.append(max(0.0, rows.loc[g, f"{metric}_high"] - ys[-1]))
                 r0 = rows.iloc[0]
                 name = f"{r0['run'] or r0['model'] + ' (base)'} @ epoch {r0['epoch']}" if r0["kind"] == EVAL \
-                    else f"{r0['model']} (base)"
+                    else f"{r0['model']} ({'checkpoint' if r0['kind'] == CHECKPOINT_EVAL else 'base'})"
                 ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, color=f"C{i % 10}", label=name)
             ax.set_xlim(-0.6, len(groups) - 0.4)
             if metric == "accuracy":

@@ -13,7 +13,6 @@ items 4 and 8):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess

@@ -398,3 +398,27 @@ def test_the_jobs_preflight_takes_a_merged_model_or_an_adapter(tmp_path):
                                                                       ["config.json", "adapter_config.json"])
     (folder / "adapter_config.json").write_text("{}")
     assert check_model("old", str(folder), [], ["config.json", "adapter_config.json"]) is None
+
+
+def test_status_and_report_show_a_checkpoint_as_itself(tmp_path):
+    """A checkpoint's evaluation is its own row: `<model> (checkpoint)` in the status grid and the
+    report's scoreboard (not a base model, not a run), its score read from its log."""
+    import pandas as pd
+
+    from cruijff.plan import Node, Plan, Resources
+    from cruijff.results.report.collect import score_rows
+    from cruijff.results.report.tables import scoreboard
+    from cruijff.run.status import grid
+    from tests.helpers_plans import write_score
+
+    node = Node("checkpoint_eval/old/words/caps", CHECKPOINT_EVAL, (), Resources(), "h",
+                {"model": "old", "dataset": "words", "eval_dataset": "words", "task": "caps", "checkpoint": "/c"})
+    plan = Plan(experiment="x", output_dir=str(tmp_path), manifest="m.yaml", executor="local", max_parallel=1,
+                cluster={}, nodes=(node,))
+    write_score(plan, node.id, 0.75)
+    rows, total, missing = score_rows(plan, tmp_path)
+    assert (total, missing) == (1, []) and rows[0]["kind"] == CHECKPOINT_EVAL and rows[0]["value"] == 0.75
+    board = scoreboard(pd.DataFrame(rows)).reset_index()
+    assert list(board["run"]) == ["old (checkpoint)"] and list(board["epoch"]) == ["checkpoint"]
+    assert grid([node]) == {"columns": ["caps@checkpoint"],
+                            "rows": [{"label": "old (checkpoint)", "cells": {"caps@checkpoint": node.id}}]}
