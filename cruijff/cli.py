@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "apply": ("cruijff.commands.run", "apply", "Submit a plan (or manifest) to SLURM or run it locally."),
     "status": ("cruijff.commands.run", "status", "Show the grid: pending, running, done, failed, scores."),
     "cancel": ("cruijff.commands.run", "cancel", "Cancel submitted jobs of a plan."),
+    "eval": ("cruijff.commands.evaluate", "evaluate", "Evaluate a model or epoch folder outside a plan (here or on SLURM)."),
     "report": ("cruijff.commands.report", "report", "Collect scores and losses into tables and plots."),
     "store": ("cruijff.commands.store", "store", "The results store shared by experiments: ls, gc."),
     "data": ("cruijff.commands.data", "data", "Dataset formats: inspect, convert, generate."),

@@ -18,8 +18,10 @@ from cruijff.errors import StateError
 FINETUNE = "finetune"  # finetune/<run>
 EVAL = "eval"  # eval/<run>/epoch_<n>/<task>
 BASE_EVAL = "base_eval"  # base_eval/<model>/<task>
+CHECKPOINT_EVAL = "checkpoint_eval"  # checkpoint_eval/<model>/<dataset>/<task>: a model trained elsewhere
 PREPARE = "prepare"  # prepare/<dataset>  (data preparation before training)
-NODE_KINDS = (PREPARE, FINETUNE, EVAL, BASE_EVAL)
+NODE_KINDS = (PREPARE, FINETUNE, EVAL, BASE_EVAL, CHECKPOINT_EVAL)
+EVAL_KINDS = (EVAL, BASE_EVAL, CHECKPOINT_EVAL)  # the kinds that run inspect eval
 
 
 @dataclass(frozen=True)

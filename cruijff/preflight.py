@@ -17,14 +17,14 @@ import sys
 def check_model(name: str, folder: str, files: list[str], any_of: list[str]) -> str | None:
     """Why the model folder cannot be used, or None."""
     if not os.path.isdir(folder):
-        return (f"model '{name}': {folder} does not exist on this node — fix models.{name}.path in the "
-                "manifest, plan and apply again")
+        return (f"model '{name}': {folder} does not exist on this node — fix models.{name}.path (or "
+                ".checkpoint) in the manifest, plan and apply again")
     gone = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
     if any_of and not any(os.path.isfile(os.path.join(folder, f)) for f in any_of):
         gone.append(" or ".join(any_of))
     if gone:
         return (f"model '{name}': {folder} has no {', '.join(gone)} — give the folder of a Hugging Face "
-                f"model (config.json, tokenizer, weights) in models.{name}.path")
+                f"model (config.json, tokenizer, weights) or adapter in models.{name}.path (or .checkpoint)")
     return None
 
 

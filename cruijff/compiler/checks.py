@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cruijff.errors import Problem
+from cruijff.compiler.checkpoints import (checkpoint_named, check_checkpoint_folder, check_evaluation_only,
+                                         check_path_or_checkpoint, trainable_models)
 from cruijff.compiler.expand import Run, axes_of
 from cruijff.compiler.families import CUSTOM, FAMILIES, family_names
 from cruijff.compiler.resolve import HYPERPARAMETER_DEFAULTS
@@ -38,12 +40,15 @@ def hyperparameters_of(manifest: dict[str, Any], run: Run) -> dict[str, Any]:
 def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
     """Grid, include/exclude, base_models and task datasets must name declared things."""
     problems: list[Problem] = []
-    models, datasets = list(m["models"]), list(m["datasets"])
+    models, datasets = trainable_models(m), list(m["datasets"])
     grid = m["grid"]
     declared = {"model": models, "dataset": datasets}
     for axis in ("model", "dataset"):
         for i, name in enumerate(grid.get(axis, [])):
-            if name not in declared[axis]:
+            named = checkpoint_named(source, m, name, ["grid", axis, i], f"grid.{axis}") if axis == "model" else None
+            if named:
+                problems.append(named)
+            elif name not in declared[axis]:
                 problems.append(Problem(f"grid.{axis} names '{name}', which is not declared under {axis}s",
                                         source.locate(["grid", axis, i]), _choices_hint(declared[axis], name)))
     axes = axes_of(grid, models, datasets)
@@ -62,7 +67,11 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                 elif key == "prompt":
                     pass  # a prompt variant's name: cruijff.compiler.cells.check_prompts
                 elif key in declared:
-                    if value not in declared[key]:
+                    named = checkpoint_named(source, m, value, where, f"grid.{section}[{i}].{key}") \
+                        if key == "model" else None
+                    if named:
+                        problems.append(named)
+                    elif value not in declared[key]:
                         problems.append(Problem(f"grid.{section}[{i}].{key} names '{value}', which is not declared",
                                                 source.locate(where), _choices_hint(declared[key], str(value))))
                 else:
@@ -74,7 +83,10 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
     if ev:
         if isinstance(ev["base_models"], list):
             for i, name in enumerate(ev["base_models"]):
-                if name not in models:
+                named = checkpoint_named(source, m, name, ["eval", "base_models", i], "eval.base_models")
+                if named:
+                    problems.append(named)
+                elif name not in models:
                     problems.append(Problem(f"eval.base_models names '{name}', which is not declared under models",
                                             source.locate(["eval", "base_models", i]), _choices_hint(models, name)))
         seen: set[str] = set()
@@ -95,6 +107,7 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                                         source.locate(["datasets", name, "generate"]),
                                         f"see `cruijff data generate {ds['generate']['kind']} --help`"))
     problems += _check_text_completion(source, m)
+    problems += check_evaluation_only(source, m)
     env = m["cluster"].get("env", {})
     if "conda" in env and "venv" in env:
         problems.append(Problem("cluster.env gives both conda and venv", source.locate(["cluster", "env", "venv"], key=True),
@@ -131,6 +144,7 @@ def check_models(source: Source, m: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     for name, model in m["models"].items():
         family = model["family"]
+        problems += check_path_or_checkpoint(source, name, model)
         if family not in family_names():
             problems.append(Problem(f"model '{name}' has unknown family '{family}'",
                                     source.locate(["models", name, "family"]), _choices_hint(family_names(), family)))
@@ -141,7 +155,7 @@ def check_models(source: Source, m: dict[str, Any]) -> list[Problem]:
                                     "folder's own Hugging Face tokenizer and chat template, as evaluation does",
                                     source.locate(["models", name, "tokenizer"], key=True),
                                     "remove it (see docs/parity.md)", severity="warning"))
-        if family == CUSTOM:
+        if family == CUSTOM and "checkpoint" not in model:  # a checkpoint is not built by torchtune
             for key in custom_keys:
                 if key not in model:
                     problems.append(Problem(f"model '{name}' of family custom needs '{key}'",
@@ -233,6 +247,11 @@ def check_model_folders(source: Source, m: dict[str, Any]) -> list[Problem]:
 
     problems: list[Problem] = []
     for name, model in m["models"].items():
+        if "checkpoint" in model:
+            problems += check_checkpoint_folder(source, m, name)
+            continue
+        if "path" not in model:
+            continue  # check_models says so
         folder, where = model["path"], ["models", name, "path"]
         if not os.path.isdir(folder):
             if os.path.exists(folder):
@@ -286,8 +305,6 @@ def check_files(source: Source, m: dict[str, Any]) -> list[Problem]:
 
 def _dataset_info(path: str, fmt: str):
     """inspect_dataset, read once per compile (check_files and check_steps both ask)."""
-    import os
-
     from cruijff.data.formats import inspect_dataset
 
     try:

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cruijff.compiler import cells
+from cruijff.compiler.checkpoints import checkpoint_models, trainable_models
 from cruijff.compiler.checks import hyperparameters_of, resolve_epochs
-from cruijff.compiler.expand import Run
-from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, PREPARE, Resources
+from cruijff.compiler.expand import Run, axes_of
+from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, FINETUNE, PREPARE, Resources
 from cruijff.compiler.families import CUSTOM, CUSTOM_DEFAULTS, FAMILIES
 
 if TYPE_CHECKING:
@@ -108,13 +109,28 @@ def build_graph(m: dict[str, Any], runs: list[Run]) -> nx.DiGraph:
                 [ft_id, *[p for p in data_parents(dataset) if p not in data_parents(run.dataset)]])
 
     per_model = eval_datasets(m, runs)
-    for model, task in cells.base_cells(m, runs):
+    checkpoints = checkpoint_models(m)  # models fine-tuned elsewhere: evaluated as they are
+    base = cells.base_cells(m, runs)
+    for model, task in base:
+        if model in checkpoints:
+            continue
         datasets = [task["dataset"]] if "dataset" in task else per_model.get(model, [next(iter(m["datasets"]))])
         for dataset in datasets:
             add(JobSpec(f"{BASE_EVAL}/{model}/{dataset}/{task['name']}", BASE_EVAL,
                         resources(EVAL, model),
                         {"model": model, "dataset": dataset, "eval_dataset": dataset, "task": task["name"]}),
                 data_parents(dataset))
+    if ev and checkpoints:  # each task (or a matrix's `base_model` rows) on each of the grid's datasets
+        grid_datasets = axes_of(m["grid"], trainable_models(m), list(m["datasets"]))["dataset"]
+        for model in checkpoints:
+            tasks = ev["tasks"] if ev.get("matrix") is None else [t for name, t in base if name == model]
+            for task in tasks:
+                for dataset in [task["dataset"]] if "dataset" in task else grid_datasets:
+                    add(JobSpec(f"{CHECKPOINT_EVAL}/{model}/{dataset}/{task['name']}", CHECKPOINT_EVAL,
+                                resources(EVAL, model),
+                                {"model": model, "dataset": dataset, "eval_dataset": dataset, "task": task["name"],
+                                 "checkpoint": m["models"][model]["checkpoint"]}),
+                        data_parents(dataset))
     return g
 
 

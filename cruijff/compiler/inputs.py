@@ -14,7 +14,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, PREPARE
+from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, FINETUNE, PREPARE
 
 BIG_FILE = 64 * 1024 * 1024
 MISSING = "missing"
@@ -26,6 +26,7 @@ CODE: dict[str, tuple[str, ...]] = {
     FINETUNE: ("train", "data", "prompting.py"),
     EVAL: ("tasks", "data", "prompting.py", "scores.py", "results/scores.py"),
     BASE_EVAL: ("tasks", "data", "prompting.py", "scores.py", "results/scores.py"),
+    CHECKPOINT_EVAL: ("tasks", "data", "prompting.py", "scores.py", "results/scores.py"),
 }
 _PACKAGE = Path(__file__).resolve().parents[1]  # cruijff/
 

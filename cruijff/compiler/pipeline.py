@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 
+from cruijff.compiler.checkpoints import trainable_models
 from cruijff.compiler.checks import check_files, check_models, check_references, check_runs, check_steps, hyperparameters_of
 from cruijff.errors import ManifestError, Problem
 from cruijff.compiler.expand import Run, expand
 from cruijff.compiler.naming import name_runs
 from cruijff.compiler.graph import JobSpec, build_graph, topological
 from cruijff.compiler.inputs import code_digest, fingerprint
-from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, PREPARE, Node, Plan
+from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, EVAL_KINDS, FINETUNE, PREPARE, Node, Plan
 from cruijff.paths import recipes_dir
 from cruijff.compiler.render import inspect as render_inspect
 from cruijff.compiler.render import torchtune as render_torchtune
@@ -29,6 +30,7 @@ from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.compiler.resolve import resolve
 from cruijff.compiler.source import Source, load, to_plain
 from cruijff.compiler import cells, token_fit
+from cruijff.compiler.taskfile import task_signature
 from cruijff.compiler.validate import schema_problems
 
 
@@ -78,11 +80,12 @@ def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | Non
     problems += cells.check_decoding(source, manifest)
     runs: list[Run] = []
     if not any(p.severity == "error" for p in problems):
-        runs, expansion = expand(manifest["grid"], list(manifest["models"]), list(manifest["datasets"]))
+        trainable = trainable_models(manifest)  # a checkpoint model is evaluated only
+        runs, expansion = expand(manifest["grid"], trainable, list(manifest["datasets"]))
         problems += [Problem(p.message, source.locate(list(origin)), p.hint) for origin, p in expansion]
         runs, naming = name_runs(manifest["finetune"].get("run_name"), runs, manifest, source.locate)
         problems += naming
-        if not runs and not expansion:
+        if not runs and not expansion and trainable:
             problems.append(Problem("the grid has no runs left (exclude removed every combination)",
                                     source.locate(["grid"]), "loosen grid.exclude or add values"))
         problems += check_runs(source, manifest, runs)
@@ -188,7 +191,7 @@ class _Renderer:
         dataset = spec.attrs.get("eval_dataset", spec.attrs.get("dataset"))
         if spec.kind != PREPARE and "generate" not in self.m["datasets"][dataset]:
             out["dataset"] = self._fingerprint(self.m["datasets"][dataset]["path"])
-        if spec.kind in (EVAL, BASE_EVAL):
+        if spec.kind in EVAL_KINDS:
             task = next(t for t in self.m["eval"]["tasks"] if t["name"] == spec.attrs["task"])
             out["task file"] = self._fingerprint(task["file"])
         return out
@@ -233,12 +236,14 @@ class _Renderer:
 
     def preflight(self, model_name: str) -> list[list[str]]:
         """A first command that checks a model folder plan could not see (cruijff.preflight); else none."""
-        from cruijff.compiler.modelfiles import needs
+        from cruijff.compiler.checkpoints import CHECKPOINT_CONFIGS
+        from cruijff.compiler.modelfiles import Needs, needs
 
-        path = self.m["models"][model_name]["path"]
+        model = self.m["models"][model_name]
+        path = model.get("checkpoint", model.get("path"))
         if not self.check_paths or os.path.isdir(path):
             return []
-        need = needs(self.m["models"][model_name])
+        need = Needs((), CHECKPOINT_CONFIGS) if "checkpoint" in model else needs(model)
         return [["python", "-m", "cruijff.preflight", "model", model_name, path, *need.files, "--any", *need.any_of]]
 
     def _task_config(self, task: dict[str, Any], name: str, dataset: dict[str, Any], prompt: dict[str, Any]) -> str:
@@ -250,7 +255,7 @@ class _Renderer:
 
     def render(self, spec: JobSpec) -> dict[str, str]:
         return {PREPARE: self.prepare, FINETUNE: self.finetune, EVAL: self.evaluation,
-                BASE_EVAL: self.evaluation}[spec.kind](spec)
+                BASE_EVAL: self.evaluation, CHECKPOINT_EVAL: self.evaluation}[spec.kind](spec)
 
     def _script(self, spec: JobSpec, title: str, commands: list[list[str]]) -> str:
         resume = self.m["finetune"].get("resume", {}) if spec.kind == FINETUNE else None
@@ -296,6 +301,8 @@ class _Renderer:
         if spec.kind == EVAL:
             model_dir = render_torchtune.evaluated_dir(f"{self.out}/{FINETUNE}/{spec.attrs['run']}", spec.attrs["epoch"],
                                                        self.m["finetune"].get("export", render_torchtune.MERGED))
+        elif spec.kind == CHECKPOINT_EVAL:
+            model_dir = model["checkpoint"]
         else:
             model_dir = model["path"]
         dataset = self.m["datasets"][spec.attrs["eval_dataset"]]
@@ -310,25 +317,42 @@ class _Renderer:
             metadata["eval_prompt"] = task["prompt"] if isinstance(task["prompt"], str) else task["name"]
         if "cross_prompt" in spec.attrs:
             metadata["cross_prompt"] = "true"
+        if spec.kind == CHECKPOINT_EVAL:
+            metadata["checkpoint"] = model_dir
         decoding = cells.decoding(ev, task)
+        max_tokens = task.get("max_tokens", ev["max_tokens"])
         commands = render_inspect.eval_commands(task_file=task["file"], task_name=task["task"], model_dir=model_dir,
                                                 provider=ev["provider"], seed=ev["seed"], limit=ev["limit"],
-                                                max_tokens=task.get("max_tokens", ev["max_tokens"]),
-                                                metadata=metadata, decoding=decoding)
-        if spec.kind == BASE_EVAL:
+                                                max_tokens=max_tokens, metadata=metadata, decoding=decoding)
+        if spec.kind != EVAL:
             commands = [*self.preflight(spec.attrs["model"]), *commands]
         model_cfg = render_inspect.model_config(model_dir=model_dir, gpus=spec.resources.gpus,
                                                provider=ev["provider"], style=prompt["style"],
                                                do_sample=bool(decoding.get("do_sample")))
+        what = (f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else
+                f"checkpoint {spec.attrs['model']}" if spec.kind == CHECKPOINT_EVAL else f"base model {spec.attrs['model']}")
+        files: dict[str, str] = {}
+        signature = task_signature(task["file"], task["task"])
+        kit_config = None
+        if signature.interface == render_inspect.KIT_TASK:  # cruijff_kit's task, run unchanged
+            config_path = f"{self.out}/{spec.id}/{render_inspect.KIT_CONFIG_FILE}"
+            kit_config = render_inspect.kit_eval_config(prompt=prompt)
+            task_config = render_inspect.kit_task_config(
+                dataset=dataset, prompt=prompt, task=task, config_path=config_path,
+                label=spec.attrs.get("run", spec.attrs["model"]), max_tokens=max_tokens, accepted=signature.accepted,
+                temperature=decoding.get("temperature", 0) if decoding.get("do_sample") else 0)
+            files[render_inspect.KIT_CONFIG_FILE] = dump_yaml(kit_config)
+            files["task_config.yaml"] = dump_yaml(task_config)
+        else:
+            task_config = render_inspect.task_config(dataset=dataset, prompt=prompt, task=task)
+            files["task_config.yaml"] = self._task_config(task, spec.attrs["eval_dataset"], dataset, prompt)
         self._settings[spec.id] = {
             "task": task["name"], "eval": {"task": task["task"], "provider": ev["provider"], "seed": ev["seed"],
-                                           "limit": ev["limit"], "max_tokens": task.get("max_tokens", ev["max_tokens"]),
+                                           "limit": ev["limit"], "max_tokens": max_tokens,
                                            "epoch": spec.attrs.get("epoch"), "decoding": decoding},
-            "task_config": render_inspect.task_config(dataset=dataset, prompt=prompt, task=task),
-            "model_config": model_cfg}
-        what = f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else f"base model {spec.attrs['model']}"
+            "task_config": task_config, "kit_config": kit_config, "model_config": model_cfg}
         return {
-            "task_config.yaml": self._task_config(task, spec.attrs["eval_dataset"], dataset, prompt),
+            **files,
             "model_config.yaml": dump_yaml(model_cfg),
             "job.sbatch": self._script(spec, f"cruijff job {spec.id}: evaluate {what} on {task['name']}", commands),
         }

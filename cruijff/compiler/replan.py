@@ -100,9 +100,14 @@ def watched_paths(m: dict[str, Any], recipes: str) -> list[str]:
     """The paths a compile of this resolved manifest looks at (see the module docstring)."""
     paths: list[str] = [recipes]
     for model in m["models"].values():
-        paths.append(model["path"])
-        if not os.path.isdir(model["path"]):  # plan names folders beside a missing one (a typo's fix)
-            paths.append(NAMES + os.path.dirname(os.path.normpath(model["path"])))
+        folder = model.get("checkpoint", model.get("path"))  # a checkpoint model has no path
+        if folder is None:
+            continue
+        paths.append(folder)
+        if not os.path.isdir(folder):  # plan names folders beside a missing one (a typo's fix)
+            paths.append(NAMES + os.path.dirname(os.path.normpath(folder)))
+        elif "checkpoint" in model and os.path.isfile(os.path.join(folder, "adapter_config.json")):
+            paths.append(os.path.join(folder, "adapter_config.json"))  # its base model is checked
     for ds in m["datasets"].values():
         if "generate" in ds:
             paths += [str(v) for v in ds["generate"].values() if isinstance(v, str) and ("/" in v or "." in v)]

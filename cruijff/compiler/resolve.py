@@ -107,7 +107,9 @@ def resolve(source: Source, data: dict[str, Any], env: dict[str, str] | None = N
         if m["cluster"]["store"] != "off":
             m["cluster"]["store"] = path_at(["cluster", "store"], m["cluster"]["store"])
     for name, model in m["models"].items():
-        model["path"] = path_at(["models", name, "path"], model["path"])
+        for key in ("path", "checkpoint"):  # a checkpoint model (evaluated only) may have no path
+            if key in model:
+                model[key] = path_at(["models", name, key], model[key])
     for name, ds in m["datasets"].items():
         ds["path"] = path_at(["datasets", name, "path"], ds["path"])
         gen = ds.get("generate") or {}

@@ -34,17 +34,17 @@ def plan_summary(plan: Plan, diff: PlanDiff | None) -> dict[str, Any]:
 
 
 def evaluation_cells(plan: Plan) -> list[dict[str, Any]]:
-    """Every evaluation cell (the evaluation matrix): run or base model, epoch, task, and whether it
-    evaluates a fine-tune with another prompt than its own (cross_prompt: trained, evaluated)."""
-    from cruijff.plan import BASE_EVAL, EVAL
+    """Every evaluation cell (the evaluation matrix): run, base model or checkpoint, epoch, task, and
+    whether it evaluates a fine-tune with another prompt than its own (cross_prompt: trained, evaluated)."""
+    from cruijff.plan import EVAL_KINDS
 
     out = []
     for n in plan.nodes:
-        if n.kind not in (EVAL, BASE_EVAL):
+        if n.kind not in EVAL_KINDS:
             continue
         a = n.attrs
         cell = {"node": n.id, "run": a.get("run"), "model": a["model"], "epoch": a.get("epoch"),
-                "task": a["task"], "dataset": a["eval_dataset"]}
+                "task": a["task"], "dataset": a["eval_dataset"], "kind": n.kind}
         if "cross_prompt" in a:
             cell["cross_prompt"] = a["cross_prompt"]
         out.append(cell)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ def check_tasks(source: Source, m: dict[str, Any]) -> list[Problem]:
     inspect-ai). inspect drops task arguments a function does not declare without a word, so a
     `def stance(data, split)` would be evaluated without the training prompt.
     """
-    from cruijff.compiler.render.inspect import task_config
+    from cruijff.compiler.render.inspect import KIT_TASK, kit_task_config, task_config
 
     problems: list[Problem] = []
     trees: dict[str, ast.Module | Problem] = {}
@@ -53,9 +54,15 @@ def check_tasks(source: Source, m: dict[str, Any]) -> list[Problem]:
                                     "inspect finds only registered tasks"))
             continue
         dataset = m["datasets"].get(task.get("dataset", ""), first)
-        passed = list(task_config(dataset=dataset, prompt=m["prompt"], task=task))
         args = found.args
         accepted = {a.arg for a in [*args.args, *args.kwonlyargs]}
+        signature = task_signature(file, name)
+        if signature.interface == KIT_TASK:
+            passed = list(kit_task_config(dataset=dataset, prompt=m["prompt"], task=task, config_path="", label="",
+                                          max_tokens=0, accepted=signature.accepted))
+            problems += _kit_task_problems(source, m, i, task, name, file)
+        else:
+            passed = list(task_config(dataset=dataset, prompt=m["prompt"], task=task))
         missing = [p for p in passed if p not in accepted] if args.kwarg is None else []
         if missing:
             problems.append(Problem(
@@ -74,6 +81,91 @@ def check_tasks(source: Source, m: dict[str, Any]) -> list[Problem]:
                 f"eval task '{task['name']}': {name}() in {file} needs {', '.join(names)}, which cruijff does not pass"
                 + (" (positional-only)" if args.posonlyargs else ""),
                 source.locate(at_task), f"give it a default, or set it under eval.tasks[{i}].args"))
+    return problems
+
+
+@dataclass(frozen=True)
+class TaskSignature:
+    """What a task file's @task function takes: its interface (cruijff's or cruijff_kit's) and its
+    parameters (None: it takes **kwargs)."""
+
+    interface: str
+    accepted: frozenset[str] | None
+
+
+def task_signature(file: str, name: str) -> TaskSignature:
+    """The interface of `name` in `file`, from its syntax tree (never imported): cruijff_kit's when
+    it takes data_path and config_path but not data; cruijff's otherwise, and when the file cannot
+    be read here (a task file on the cluster only: plan warned)."""
+    from cruijff.compiler.render.inspect import CRUIJFF_TASK, KIT_REQUIRED, KIT_TASK
+
+    key = (file, name, _mtime(file))
+    if key not in _SIGNATURES:
+        tree = _parse_task_file(file) if Path(file).is_file() else None
+        found = _task_function(tree, name) if isinstance(tree, ast.Module) else None
+        if not isinstance(found, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            _SIGNATURES[key] = TaskSignature(CRUIJFF_TASK, None)
+        else:
+            args = found.args
+            names = frozenset(a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs])
+            kit = all(k in names for k in KIT_REQUIRED) and "data" not in names
+            _SIGNATURES[key] = TaskSignature(KIT_TASK if kit else CRUIJFF_TASK,
+                                             None if args.kwarg is not None else names)
+    return _SIGNATURES[key]
+
+
+_SIGNATURES: dict[tuple, TaskSignature] = {}
+
+
+def _mtime(file: str) -> int | None:
+    try:
+        return Path(file).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _kit_task_problems(source: Source, m: dict[str, Any], i: int, task: dict[str, Any], name: str,
+                       file: str) -> list[Problem]:
+    """A cruijff_kit task runs unchanged, so what it does with its arguments must give the training
+    prompt: it reads a {split: [{input, output}]} JSON file (instruct_json), formats the template
+    with str.format(input=...) and adds system_prompt as a system message even when it is ""."""
+    problems = []
+    where = source.locate(["eval", "tasks", i, "task"])
+    what = f"eval task '{task['name']}': {name}() in {file} is a cruijff_kit task (data_path, config_path)"
+    from cruijff.compiler.checkpoints import trainable_models
+    from cruijff.compiler.expand import axes_of
+
+    names = [task["dataset"]] if "dataset" in task else \
+        axes_of(m["grid"], trainable_models(m), list(m["datasets"]))["dataset"]  # the grid's: what it runs on
+    for ds_name in names:
+        ds = m["datasets"].get(ds_name)
+        if ds and ds["format"] != "instruct_json":
+            problems.append(Problem(f"{what}; it reads instruct_json files, and dataset '{ds_name}' is {ds['format']}",
+                                    where, "convert the data (`cruijff data convert`) or use a cruijff task "
+                                    "(experiments/tasks/capitalization.py)"))
+    template = m["prompt"]["template"]
+    if template is not None:
+        try:
+            same = template.format(input="\0") == template.replace("{input}", "\0")
+        except (IndexError, KeyError, ValueError):
+            same = False
+        if not same:
+            problems.append(Problem(f"{what}; it fills prompt.template with str.format, which changes this "
+                                    "template's other braces, so it would not be the training prompt",
+                                    source.locate(["prompt", "template"]),
+                                    "write the template without other braces, or use a cruijff task (it replaces "
+                                    "{input} alone)"))
+    system = m["prompt"]["system"] or ""
+    if "{{" in system or "}}" in system:  # inspect's system_message formats it: {{ becomes {
+        problems.append(Problem(f"{what}; its system message is formatted by inspect, which turns {{{{ and }}}} "
+                                "into { and }, so it would not be the training system prompt",
+                                source.locate(["prompt", "system"]), "write the system prompt without doubled braces"))
+    if m["prompt"].get("style", "chat") == "chat" and not system:
+        problems.append(Problem(f"{what}; it adds a system message even when prompt.system is empty, and "
+                                "training has none: the prompt ids match only where the chat template renders "
+                                "an empty system turn as none (Llama 3 does, ChatML such as SmolLM2 does not)",
+                                where, "set prompt.system, or use a cruijff task (docs/cruijff_kit.md)",
+                                severity="warning"))
     return problems
 
 

@@ -173,7 +173,7 @@ def comparisons(rows: list[dict[str, Any]]) -> Comparisons:
         key = (node["model"], node["task"], node["eval_dataset"])
         if node["kind"] == BASE_EVAL:
             bases.setdefault(key, []).append(node)
-        else:
+        elif node["kind"] == EVAL:  # a checkpoint's evaluation is in the scores, not compared
             groups.setdefault(key + (node["setting"], node["epoch"]), []).append(node)
     pairs = []
     for key, group in groups.items():

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from cruijff.plan import BASE_EVAL, EVAL, Plan
+from cruijff.plan import CHECKPOINT_EVAL, EVAL, EVAL_KINDS, Plan
 
 MAX_GROUPS = 12
 MAX_NUMBER_GROUPS = 5
@@ -84,7 +84,10 @@ def _task_config(node_dir: Path) -> dict[str, Any]:
         return {}
     from ruamel.yaml import YAML
 
-    return YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+    config = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+    if "data_path" in config and "data" not in config:  # a cruijff_kit task's arguments (instruct_json data)
+        config = {**config, "data": config["data_path"], "format": "instruct_json"}
+    return config
 
 
 def _records(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -228,7 +231,7 @@ def group_scores(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
 def scored_evaluations(plan: Plan, root: Path):
     """(node, its last successful log, that log's samples) for each evaluation that has samples."""
     for n in plan.nodes:
-        if n.kind not in (EVAL, BASE_EVAL):
+        if n.kind not in EVAL_KINDS:
             continue
         log = _best_success(root / n.dir)
         samples = _log_samples(log.path) if log is not None else []
@@ -336,7 +339,7 @@ def _plots(df, plots: Path) -> list[Path]:
                         hi.append(max(0.0, rows.loc[g, f"{metric}_high"] - ys[-1]))
                 r0 = rows.iloc[0]
                 name = f"{r0['run'] or r0['model'] + ' (base)'} @ epoch {r0['epoch']}" if r0["kind"] == EVAL \
-                    else f"{r0['model']} (base)"
+                    else f"{r0['model']} ({'checkpoint' if r0['kind'] == CHECKPOINT_EVAL else 'base'})"
                 ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, color=f"C{i % 10}", label=name)
             ax.set_xlim(-0.6, len(groups) - 0.4)
             if metric == "accuracy":

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from cruijff.plan import load_plan
 from cruijff.run.executors.base import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, Executor
-from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan
+from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, EVAL_KINDS, FINETUNE, Node, Plan
 from cruijff.run.observe import INTERRUPTED, LIVE, NOT_SUBMITTED, STORE, Observation, plan_view
 from cruijff.run.records import attempt_note, last_attempt, read_attempts
 from cruijff.run.selectors import select
@@ -144,7 +144,7 @@ def node_statuses(plan: Plan, obs: dict[str, Observation], now: float,
         if o.start is not None and state in ("running", DONE, "failed", "cancelled"):
             elapsed = max(0.0, (o.end if o.end is not None else now) - o.start)
         headline = None
-        if score is not None and state == DONE and node.kind in (EVAL, BASE_EVAL):
+        if score is not None and state == DONE and node.kind in EVAL_KINDS:
             headline = score(str(Path(plan.output_dir) / node.id / "logs"))
         reason = o.reason
         if state == "failed":  # what the job itself said failed (records.record_error) says most
@@ -293,6 +293,8 @@ def _row_col(n: NodeStatus | Node) -> tuple[str, str]:
         return str(a.get("run", n.id.split("/")[1])), f"{a.get('task', n.id.rsplit('/', 1)[-1])}@e{a.get('epoch', '?')}"
     if n.kind == BASE_EVAL:
         return f"{a.get('model', n.id.split('/')[1])} (base)", f"{a.get('task', n.id.rsplit('/', 1)[-1])}@base"
+    if n.kind == CHECKPOINT_EVAL:
+        return f"{a.get('model', n.id.split('/')[1])} (checkpoint)", f"{a.get('task', n.id.rsplit('/', 1)[-1])}@checkpoint"
     return n.id, n.kind
 
 
@@ -307,7 +309,7 @@ def grid(nodes: tuple[NodeStatus, ...] | list[NodeStatus]) -> dict[str, Any]:
         if col not in columns:
             columns.append(col)
             epoch = n.attrs.get("epoch")
-            rank = 0 if col == "finetune" else 1 if n.kind == EVAL else 2 if n.kind == BASE_EVAL else 3
+            rank = 0 if col == "finetune" else 1 if n.kind == EVAL else 2 if n.kind in (BASE_EVAL, CHECKPOINT_EVAL) else 3
             order[col] = (rank, epoch if isinstance(epoch, int) else 0, len(columns))
     columns.sort(key=lambda c: order[c])
     return {"columns": columns, "rows": [{"label": r, "cells": cells} for r, cells in rows.items()]}

@@ -77,6 +77,8 @@ def json_calls(tmp_path_factory):
         ("cruijff.error", 2, ["data", "convert", str(data), str(tmp / "chat"), "--to", "chat_json"]),  # exists
         ("cruijff.error", 2, ["data", "stats", str(data), "--model", str(empty)]),
         ("cruijff.error", 2, ["check-finetuned", str(empty)]),
+        ("cruijff.eval", 2, ["eval", str(empty), "--task", f"{tmp}/nope.py@t", "--data", str(data), "--out", str(tmp / "ev")]),
+        ("cruijff.error", 2, ["eval", str(empty), "--task", "t.py@t"]),  # no --data outside a plan
         ("cruijff.error", 2, ["store", "gc", "--store", str(tmp / "store")]),  # neither --older-than nor --max-size
     ]
 

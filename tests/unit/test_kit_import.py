@@ -115,9 +115,9 @@ evaluation:
 def test_unmapped_fields_are_comments_and_the_manifest_validates(tmp_path):
     text = (IMPORTED / "twins.yaml").read_text()
     body = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-    assert "old_checkpoint" not in "\n".join(body)  # the eval-only run is only a comment
+    assert "checkpoint: /scratch/old/run/artifacts/epoch_0" in "\n".join(body)  # the eval-only run: a checkpoint model
     notes = text[text.index("# Fields of the design file"):]
-    for field in ("experiment.purpose", "data.data_generation", "runs[5]",
+    for field in ("experiment.purpose", "data.data_generation",
                   "evaluation.scorers", "models.base[1].size_gb"):
         assert f"#   {field}:" in notes, field
     assert cli("validate", str(IMPORTED / "twins.yaml")).returncode == 0

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 KIND_LABELS = {"prepare": "data preparation", "finetune": "fine-tune runs", "eval": "evaluations",
-               "base_eval": "base-model evaluations"}
+               "base_eval": "base-model evaluations", "checkpoint_eval": "checkpoint evaluations"}
 
 
 def problems(found: list) -> None:
@@ -72,12 +72,14 @@ def _cells(console, cells: list[dict], shown: int = 12) -> None:
 
     if not cells:
         return
-    base = sum(1 for c in cells if c["run"] is None)
-    console.print(f"evaluation cells: {len(cells)} ({len(cells) - base} of fine-tunes, {base} of base models)",
-                  highlight=False)
+    base = sum(1 for c in cells if c["kind"] == "base_eval")
+    checkpoints = sum(1 for c in cells if c["kind"] == "checkpoint_eval")
+    console.print(f"evaluation cells: {len(cells)} ({len(cells) - base - checkpoints} of fine-tunes, {base} of base "
+                  f"models" + (f", {checkpoints} of checkpoints)" if checkpoints else ")"), highlight=False)
 
     def line(c: dict) -> str:
-        who = f"{c['run']} epoch {c['epoch']}" if c["run"] is not None else f"base {c['model']}"
+        who = (f"{c['run']} epoch {c['epoch']}" if c["run"] is not None else
+               f"checkpoint {c['model']}" if c["kind"] == "checkpoint_eval" else f"base {c['model']}")
         cross = c.get("cross_prompt")
         extra = (f"  [yellow]cross-prompt: trained with '{escape(cross['trained'])}', evaluated with "
                  f"'{escape(cross['evaluated'])}'[/]") if cross else ""

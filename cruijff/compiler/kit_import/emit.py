@@ -71,6 +71,9 @@ def rebase_paths(manifest: dict[str, Any], design_dir: str, out_dir: str | None)
         if isinstance(m.get(section), dict):
             m[section] = {k: {**v, "path": moved(v["path"])} if isinstance(v.get("path"), str) else v
                           for k, v in m[section].items()}
+    if isinstance(m.get("models"), dict):  # an eval-only run's checkpoint folder, as a path
+        m["models"] = {k: {**v, "checkpoint": moved(v["checkpoint"])} if isinstance(v.get("checkpoint"), str) else v
+                       for k, v in m["models"].items()}
     if isinstance(m.get("eval"), dict) and isinstance(m["eval"].get("tasks"), list):
         m["eval"] = {**m["eval"], "tasks": [{**t, "file": moved(t["file"])} if isinstance(t.get("file"), str) else t
                                             for t in m["eval"]["tasks"]]}

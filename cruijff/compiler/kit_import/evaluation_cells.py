@@ -76,6 +76,7 @@ def matrix(tr: _Translator, out: dict[str, Any], ev: dict[str, Any], task_names:
         return
     tuned: dict[str, set[tuple[Any, str]]] = {}
     bases: dict[str, set[str]] = {}
+    checkpoints: dict[str, set[str]] = {}  # eval-only runs: without a matrix every task runs on them
     emitted: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not row.get("run"):
@@ -99,25 +100,25 @@ def matrix(tr: _Translator, out: dict[str, Any], ev: dict[str, Any], task_names:
             tr.error(["evaluation", "matrix", i, "epochs"], f"evaluation.matrix[{i}].epochs must be a list of "
                      "0-based epochs, or null", "e.g. epochs: [0, 1]")
             continue
-        if kit_name in tr.control_runs:
-            model = tr.control_runs[kit_name]
-            bases.setdefault(model, set()).update(tasks)
+        if kit_name in tr.control_runs or kit_name in tr.checkpoint_runs:
+            model = tr.control_runs.get(kit_name) or tr.checkpoint_runs[kit_name]
+            (bases if kit_name in tr.control_runs else checkpoints).setdefault(model, set()).update(tasks)
             emitted.append({"base_model": model, **shown})
         elif kit_name in tr.out.runs:
             name = tr.out.runs[kit_name]
             listed = sorted({int(e) for e in epochs}) if epochs else None
             tuned.setdefault(name, set()).update((e, x) for e in (listed or [None]) for x in tasks)
             emitted.append({"run": name, **shown, **({"epochs": listed} if listed else {})})
-        # an eval-only run's row: its run is noted (runs[]); one imported as a model entry (an existing
-        # checkpoint) would be put in tr.control_runs, whose rows become base_model rows. Other rows
-        # name no run.
+        # an eval-only run without its checkpoint is an error at runs[]; other rows name no run.
         elif not any(isinstance(r, dict) and r.get("name") == kit_name for r in tr.s.get("runs") or []):
             tr.error(["evaluation", "matrix", i, "run"], f"evaluation.matrix[{i}] names run {kit_name!r}, "
                      "which is not under runs")
     kinds = {frozenset(c) for c in tuned.values()}
     every = next(iter(kinds)) if len(kinds) == 1 else None  # the cells each run has, if the same
     epochs = {e for e, _ in every} if every else set()
-    compact = (every is not None and set(tuned) == set(tr.out.runs.values())
+    fine_tuned = set(tr.out.runs.values()) - set(tr.checkpoint_runs.values())
+    compact = (every is not None and set(tuned) == fine_tuned
+               and checkpoints == {name: set(task_names) for name in tr.checkpoint_runs.values()}
                and every == {(e, x) for e in epochs for x in task_names}
                and all(tasks == set(task_names) for tasks in bases.values())
                and set(bases) == set(out.get("base_models") or []))
@@ -127,4 +128,5 @@ def matrix(tr: _Translator, out: dict[str, Any], ev: dict[str, Any], task_names:
         return
     out.pop("base_models", None)
     out["matrix"] = emitted
-    tr.out.remarks[("eval", "matrix")] = "evaluation.matrix, row for row (controls are base_model rows)"
+    tr.out.remarks[("eval", "matrix")] = ("evaluation.matrix, row for row (controls and existing checkpoints "
+                                          "are base_model rows)")

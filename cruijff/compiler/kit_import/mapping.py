@@ -2,7 +2,9 @@
 
 Each section of experiment_summary.yaml is read and mapped in one method, so a field is read where
 it is mapped; a field without an equivalent becomes a note, a field that cannot be imported a
-problem at its file:line:col (all of them raised together as one ManifestError).
+problem at its file:line:col (all of them raised together as one ManifestError). The module is
+long because it maps every section of the design file, one method each: splitting it would read a
+field in one place and map it in another.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class _Translator:
         self.out = Imported(manifest={})
         self.computes: list[dict[str, Any]] = []
         self.control_runs: dict[str, str] = {}  # cruijff_kit control run name → model (a base-model row)
+        self.checkpoint_runs: dict[str, str] = {}  # eval-only run name → checkpoint model (a base_model row too)
         self.saving: dict[str, Any] = {}  # finetune.export and save_epochs, from controls
 
     def note(self, path: str, value: Any, why: str) -> None:
@@ -197,6 +200,7 @@ class _Translator:
             runs = []
         tuned: list[tuple[str, dict[str, Any], int]] = []
         controls: list[str] = []
+        checkpoints: dict[str, dict[str, Any]] = {}  # eval-only runs: models evaluated only
         for i, run in enumerate(runs):
             if not isinstance(run, dict):
                 self.error(["runs", i], "each run must be a mapping")
@@ -209,8 +213,7 @@ class _Translator:
                 controls.append(models[model])
                 self.control_runs[str(run.get("name"))] = models[model]
             elif kind == "eval-only":
-                self.note(f"runs[{i}]", run.get("name"), "eval-only runs (existing checkpoints) have no equivalent; "
-                          "evaluate the checkpoint with inspect directly")
+                self.eval_only(run, i, model, checkpoints)
             elif kind == "fine-tuned":
                 params = {}
                 for key, value in (run.get("parameters") or {}).items():
@@ -230,9 +233,30 @@ class _Translator:
         if not tuned and not runs:  # no runs section: the product of the variables over every model
             tuned = [("", {"model": mm, **dict(zip(axes, combo))}, -1)
                      for mm in models.values() for combo in itertools.product(*axes.values())]
-        self.grid(m, models, label, axes, tuned, controls_hp)
+        if checkpoints and not tuned and not controls:  # evaluation only: no base model to fine-tune
+            m["models"] = {}
+        else:
+            self.grid(m, models, label, axes, tuned, controls_hp)
+        m["models"].update(checkpoints)
         if controls:
             m.setdefault("eval", {})["base_models"] = sorted(set(controls))
+
+    def eval_only(self, run: dict[str, Any], i: int, model: Any, checkpoints: dict[str, dict[str, Any]]) -> None:
+        """An eval-only run (a checkpoint trained elsewhere) is a model with `checkpoint:`, evaluated
+        by every task and never fine-tuned; its family is its base model's."""
+        params = run.get("parameters") or {}
+        path = params.get("checkpoint_path") if isinstance(params, dict) else None
+        if not path or model is None:
+            self.error(["runs", i], f"eval-only run {run.get('name')!r} has no " + ("model" if path else
+                       "parameters.checkpoint_path"), "the checkpoint's folder, and model: the base it was tuned from")
+            return
+        name = safe_name(run.get("name") or f"checkpoint-{i}")
+        checkpoints[name] = {"checkpoint": str(path), "family": str(model)}
+        self.out.runs[str(run.get("name"))] = name  # a model name (models.<name>.checkpoint), not a run
+        self.checkpoint_runs[str(run.get("name"))] = name
+        for key, value in params.items():
+            if key != "checkpoint_path":
+                self.note(f"runs[{i}].parameters.{key}", value, "per-run settings of an eval-only run have no equivalent")
 
     def grid(self, m: dict[str, Any], models: dict[str, str], label: str, axes: dict[str, list[Any]],
              tuned: list[tuple[str, dict[str, Any], int]], controls_hp: dict[str, Any]) -> None:
@@ -321,9 +345,14 @@ class _Translator:
                 if ds_name != label:
                     entry["dataset"] = ds_name
             tasks.append(entry)
-            self.out.remarks[("eval", "tasks")] = ("cruijff passes data, format, split, template and system to each "
-                                                   "task (see experiments/tasks/capitalization.py)"
-                                                   + ("; match → ignore_punctuation" if "args" in entry else ""))
+            if "data_path" in params and "config_path" in params and "data" not in params:
+                self.out.remarks[("eval", "tasks")] = ("cruijff_kit tasks run unchanged: cruijff passes data_path, "
+                                                       "config_path (an eval.yaml of the prompt), vis_label, "
+                                                       "use_chat_template (docs/cruijff_kit.md)")
+            else:
+                self.out.remarks[("eval", "tasks")] = ("cruijff passes data, format, split, template and system to each "
+                                                       "task (see experiments/tasks/capitalization.py)"
+                                                       + ("; match → ignore_punctuation" if "args" in entry else ""))
             if evaluation_cells.task_prompt(entry, t, trained, eval_system):
                 crossed.append(name)
             for key in ("eval_condition", "assistant_prefix", "description"):

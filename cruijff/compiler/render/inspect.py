@@ -19,6 +19,39 @@ def task_config(*, dataset: dict[str, Any], prompt: dict[str, Any], task: dict[s
     }
 
 
+# A task file's interface, read from its syntax tree (cruijff.compiler.taskfile.task_signature):
+# cruijff's (data, format, split, template, system) or cruijff_kit's (data_path, config_path: an
+# eval.yaml holding prompt and system_prompt, vis_label, use_chat_template), run unchanged.
+CRUIJFF_TASK, KIT_TASK = "cruijff", "cruijff_kit"
+KIT_CONFIG_FILE = "eval.yaml"  # beside the node's task_config.yaml
+KIT_REQUIRED = ("data_path", "config_path")
+
+
+def kit_eval_config(*, prompt: dict[str, Any]) -> dict[str, Any]:
+    """cruijff_kit's eval.yaml, the keys its task reads: the manifest's prompt, as training uses it.
+
+    Its task formats `prompt` with str.format(input=...) (no template: "{input}", its own default)
+    and adds `system_prompt` as a system message ("" when there is none, as cruijff_kit writes it).
+    """
+    return {"prompt": prompt["template"] if prompt["template"] is not None else "{input}",
+            "system_prompt": prompt["system"] or ""}
+
+
+def kit_task_config(*, dataset: dict[str, Any], prompt: dict[str, Any], task: dict[str, Any], config_path: str,
+                    label: str, max_tokens: int, accepted: frozenset[str] | None,
+                    temperature: float = 0) -> dict[str, Any]:
+    """A cruijff_kit task's arguments: data_path and config_path, and of split, use_chat_template
+    (false for prompt.style text_completion: no system message), vis_label, max_tokens and
+    temperature (0: greedy, unless the manifest samples) those its function declares (accepted; None: it
+    takes **kwargs). Its own generate() call passes max_tokens and temperature, which beat
+    inspect's command line, so they are given as arguments too."""
+    optional = {"split": dataset["splits"]["test"], "use_chat_template": prompt.get("style", CHAT) != TEXT_COMPLETION,
+                "vis_label": label, "max_tokens": max_tokens, "temperature": temperature}
+    return {"data_path": dataset["path"], "config_path": config_path,
+            **{k: v for k, v in optional.items() if accepted is None or k in accepted},
+            **task.get("args", {})}
+
+
 def model_config(*, model_dir: str, gpus: int, provider: str, style: str = CHAT,
                  do_sample: bool = False) -> dict[str, Any]:
     """Model arguments (inspect's --model-config).

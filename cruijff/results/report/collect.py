@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cruijff.errors import CruijffError
-from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Plan
+from cruijff.plan import EVAL, EVAL_KINDS, FINETUNE, Plan
 from cruijff.results.scores import EvalScore, read_scores
 
 BASE_EPOCH = -1  # where the untuned base model sits on an epoch axis
@@ -86,7 +86,7 @@ def score_rows(plan: Plan, root: Path) -> tuple[list[dict[str, Any]], int, list[
     hp_names = hyperparameter_names(plan)
     rows, total, missing = [], 0, []
     for n in plan.nodes:
-        if n.kind not in (EVAL, BASE_EVAL):
+        if n.kind not in EVAL_KINDS:
             continue
         total += 1
         log = _best_log(read_scores(root / n.id / "logs"))

@@ -13,7 +13,7 @@ import math
 import re
 import shlex
 
-from cruijff.plan import EVAL, Plan
+from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, Plan
 from cruijff.results.report.collect import Report
 from cruijff.results.report.tables import score_text, scoreboard, setting_text
 from cruijff.results.scorer_summary import summaries_html
@@ -125,10 +125,13 @@ def headline(scores, items, comps, metrics: dict[str, str]) -> str:
 
     rows = []  # (label, css class, {task: node ids of the cell})
     tuned = scores[scores["kind"] == EVAL]
-    base = scores[scores["kind"] != EVAL]
+    base = scores[scores["kind"] == BASE_EVAL]
     for model, grp in base.groupby("model", sort=False):
         rows.append((f"{model} (base model)", "base", {t: list(dict.fromkeys(g["node"]))
                                                         for t, g in grp.groupby("task")}))
+    for model, grp in scores[scores["kind"] == CHECKPOINT_EVAL].groupby("model", sort=False):  # trained elsewhere
+        rows.append((f"{model} (checkpoint)", "checkpoint", {t: list(dict.fromkeys(g["node"]))
+                                                             for t, g in grp.groupby("task")}))
     settings: dict[tuple, dict] = {}  # (model, setting) -> task -> epoch -> score rows (one per seed)
     item_nodes = {r["node"]: r for r in items}
     for _, r in tuned.drop_duplicates("node").iterrows():

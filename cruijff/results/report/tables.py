@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cruijff.plan import EVAL
+from cruijff.plan import CHECKPOINT_EVAL, EVAL
 from cruijff.results.report.collect import ReportError
 
 def scoreboard(scores):
@@ -14,8 +14,10 @@ def scoreboard(scores):
     import pandas as pd
 
     keyed = scores.assign(
-        run=[r if k == EVAL else f"{m} (base model)" for r, k, m in zip(scores["run"], scores["kind"], scores["model"])],
-        epoch=["base" if k != EVAL else str(e) for e, k in zip(scores["epoch"], scores["kind"])],
+        run=[r if k == EVAL else f"{m} ({'checkpoint' if k == CHECKPOINT_EVAL else 'base model'})"
+             for r, k, m in zip(scores["run"], scores["kind"], scores["model"])],
+        epoch=["checkpoint" if k == CHECKPOINT_EVAL else "base" if k != EVAL else str(e)
+               for e, k in zip(scores["epoch"], scores["kind"])],
     )
     keys = ["task", "run", "model", "epoch"]
     values = keyed.set_index(keys + ["metric"])["value"]
