@@ -205,18 +205,20 @@ class _Renderer:
         pairs: list[tuple[str | None, str]] = [(f"{self.out}/{spec.id}", "<node>"), (self.out, "<plan>"),
                                                (self.recipes, "<recipes>")]
         pairs += [(f"{self.out}/{p}", f"<parent:{i}>") for i, p in enumerate(parents)]
-        for name in ("model", "dataset", "eval_dataset"):
+        model = self.m["models"].get(spec.attrs.get("model")) if isinstance(spec.attrs.get("model"), str) else None
+        model_path = (model.get("path") or model.get("checkpoint")) if model else None  # a checkpoint: no path
+        pairs.append((model_path, "<model>"))
+        for name in ("dataset", "eval_dataset"):
             value = spec.attrs.get(name)
-            table = self.m["models"] if name == "model" else self.m["datasets"]
-            if isinstance(value, str) and value in table:
-                pairs.append((table[value]["path"], f"<{'model' if name == 'model' else 'dataset'}>"))
+            if isinstance(value, str) and value in self.m["datasets"]:
+                pairs.append((self.m["datasets"][value]["path"], "<dataset>"))
         for task in (self.m.get("eval") or {}).get("tasks", []):
             pairs.append((task["file"], "<task file>"))
         normalised = normalise(settings, places(pairs))
         normalised["inputs"] = dict(inputs)
         normalised["gpus"] = spec.resources.gpus
-        if spec.kind != PREPARE and spec.attrs.get("model") in self.m["models"]:
-            normalised["model"] = self._fingerprint(self.m["models"][spec.attrs["model"]]["path"])
+        if spec.kind != PREPARE and model_path:
+            normalised["model"] = self._fingerprint(model_path)
         self._parent_keys[spec.id] = [self._keys.get(p) for p in parents]
         self._keys[spec.id] = node_key(spec.kind, normalised, self._parent_keys[spec.id])
         self._key_settings[spec.id] = normalised
