@@ -224,12 +224,13 @@ class _Renderer:
         self._key_settings[spec.id] = normalised
 
     def store_keys(self) -> dict[str, Any]:
-        """What `plan` writes to store-keys.json: each node's key (None: never stored) and settings."""
-        from cruijff.store.keys import KEY_VERSION, flatten, near_keys
+        """What `plan` writes to store-keys.json: each node's key (None: never stored) and settings
+        (nested: flattened only where they are compared, for a miss with a near entry or a publish)."""
+        from cruijff.store.keys import KEY_VERSION, near_keys
 
         return {"version": KEY_VERSION, "keys": self._keys,
                 "near": {i: near_keys(i.split("/", 1)[0], s) for i, s in self._key_settings.items()},
-                "settings": {i: flatten(s) for i, s in self._key_settings.items()}, "parents": self._parent_keys}
+                "settings": self._key_settings, "parents": self._parent_keys}
 
     def _fingerprint(self, path: str) -> str:
         if path not in self._fingerprints:

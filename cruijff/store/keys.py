@@ -29,14 +29,21 @@ NAMING_ONLY = ("metric_logger",)
 def normalise(value: Any, places: list[tuple[str, str]]) -> Any:
     """value with every string that starts with one of the paths replaced by its placeholder
     (places: (path, placeholder), longest path first, so a folder inside another is replaced whole)."""
-    if isinstance(value, dict):
-        return {k: normalise(v, places) for k, v in value.items() if k not in NAMING_ONLY}
-    if isinstance(value, (list, tuple)):
-        return [normalise(v, places) for v in value]
+    firsts = frozenset(path[:1] for path, _ in places)  # most strings start with none of them
+    return _normalise(value, places, firsts)
+
+
+def _normalise(value: Any, places: list[tuple[str, str]], firsts: frozenset[str]) -> Any:
     if isinstance(value, str):
-        for path, placeholder in places:
-            if value == path or value.startswith(path + "/"):
-                return placeholder + value[len(path):]
+        if value[:1] in firsts:
+            for path, placeholder in places:
+                if value == path or value.startswith(path + "/"):
+                    return placeholder + value[len(path):]
+        return value
+    if isinstance(value, dict):
+        return {k: _normalise(v, places, firsts) for k, v in value.items() if k not in NAMING_ONLY}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v, places, firsts) for v in value]
     return value
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan
-from cruijff.store.keys import KEYS_FILE, explain
+from cruijff.store.keys import KEYS_FILE, explain, flatten
 
 STORED_KINDS = (FINETUNE, EVAL, BASE_EVAL)  # a prepare job writes outside its folder: never stored
 PUBLISHED = ".cruijff-published.json"  # node id → key published or reused here (None: never stored)
@@ -94,7 +94,8 @@ def plan_lookup(store, plan_dir: str | Path, doc: dict[str, Any] | None = None) 
             candidates = near_cache[nk]
             if candidates:
                 break
-        explained = explain(node_id, settings.get(node_id) or {}, parents.get(node_id) or [], candidates)
+        explained = (explain(node_id, flatten(settings.get(node_id) or {}), parents.get(node_id) or [], candidates)
+                     if candidates else None)
         row["why"] = explained["text"] if explained else "not in the store (nothing near it either)"
         if explained:
             out["misses"][node_id] = explained
@@ -199,7 +200,7 @@ def publish_done(store, plan: Plan, done: list[str], doc: dict[str, Any] | None 
         wall = wall_seconds(root / node.record)
         gpus = node.resources.gpus
         meta = {"kind": node.kind, "node": node_id, "experiment": plan.experiment, "plan_dir": plan.output_dir,
-                "settings": settings.get(node_id), "parents": parents.get(node_id) or [], "attrs": node.attrs,
+                "settings": flatten(settings.get(node_id) or {}), "parents": parents.get(node_id) or [], "attrs": node.attrs,
                 "gpus": gpus, "wall_s": wall, "gpu_hours": (wall / 3600 * gpus) if wall is not None else None,
                 "reserved_gpu_hours": node.resources.gpu_hours(), "node_hash": node.hash}
         entry, what = store.publish(key, near.get(node_id), meta, node_dir, files)
