@@ -2,8 +2,9 @@
 (`python -m cruijff.train.measure`) and `cruijff data stats` on N generated instruct rows.
 
 For each way it reports rows/s, the time per million rows (extrapolated) and the child's peak
-RSS. `measure` is timed twice: batched (the default) and row by row (`BATCHED = False`, the way
-before issue 27.5); both answers must be equal. The tokenizer is the tiny model's (ChatML) unless
+RSS. Each is timed twice: batched (the default) and row by row (`measure.BATCHED = False`; data
+stats without `_batch_counter`: the ways before issue 27.5); the answers must be equal. Imports
+are not timed. The tokenizer is the tiny model's (ChatML) unless
 --model names a model folder (e.g. .cache/SmolLM2-135M-Instruct).
 
     python bench/token_fit.py                 # 100,000 rows, tiny model, chat style
@@ -31,13 +32,16 @@ CHILD = """
 import json, resource, sys, time
 sys.argv = ["measure"]
 way = {way!r}
+from cruijff.data import stats
+from cruijff.train import measure, datasets  # imports are not timed: the rows are
+if way == "stats_per_row":
+    stats._batch_counter = lambda tokenizer: None
 t = time.perf_counter()
-if way == "stats":
+if way.startswith("stats"):
     from cruijff.data.stats import token_stats
     splits, _ = token_stats({data!r}, {model!r}, template="Q: {{input}}\\nA:", max_seq_len={limit})
     answer = {{s.split: [s.rows, s.total.get("max"), s.over_max] for s in splits}}
 else:
-    from cruijff.train import measure
     measure.BATCHED = way == "batched"
     answer = measure.measure(json.loads({request!r}))
 print(json.dumps({{"s": time.perf_counter() - t, "answer": answer,
@@ -70,7 +74,7 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: the tiny model)")
     ap.add_argument("--style", choices=("chat", "text_completion"), default="chat")
     ap.add_argument("--max-seq-len", type=int, default=64)
-    ap.add_argument("--ways", default="batched,per_row,stats")
+    ap.add_argument("--ways", default="batched,per_row,stats,stats_per_row")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
@@ -91,6 +95,8 @@ def main() -> int:
             print(f"  {way:8s} {r['s']:7.1f} s  {args.rows / r['s']:9,.0f} rows/s  "
                   f"{per_million:7.1f} s per million rows (target {TARGET_S_PER_MILLION:.0f})  "
                   f"peak RSS {r['rss_mb']:.0f} MB")
+        if "stats" in answers and "stats_per_row" in answers:
+            print(f"  stats == stats_per_row: {answers['stats'] == answers['stats_per_row']}")
         if "batched" in answers and "per_row" in answers:
             same = answers["batched"] == answers["per_row"]
             print(f"  batched == per_row: {same}  {json.dumps(answers['batched'])}")

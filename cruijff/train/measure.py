@@ -38,8 +38,8 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
     max_seq_len is the first max_seq_len tokens and labels of the whole one (chat_sample,
     completion_sample and the dataset all cut by prefix), so the cut sample is taken from it.
     Text rows cut at max_seq_len - 1 (torchtune's rule), so they are built both ways.
-    Chat and completion rows are tokenized many at a time (`_measure_batched`, ≈ 20× faster on a
-    big split), by the same tokenizer calls, checked against the per-row build.
+    Chat and completion rows are tokenized a chunk at a time (`_measure_batched`: the same
+    renders and tokenizer calls, given a list of texts), checked against the per-row build.
     """
     from cruijff.train.datasets import _TextTransform
     from cruijff.train.tokenizer import CROSS_ENTROPY_IGNORE_IDX
@@ -68,7 +68,7 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
             "empty_rows": empty[:SHOWN_ROWS], "truncated": truncated, "longest": longest, "max_seq_len": limit}
 
 
-CHUNK = 4096  # rows rendered and tokenized per batched call (only their lengths are kept)
+CHUNK = 1024  # rows rendered and tokenized per batched call (only their lengths are kept)
 CHECKED = 32  # rows checked against the exact build: the first ones, and as many spread over the split
 
 
