@@ -88,7 +88,7 @@ def _counter(tokenizer):
     return count, "message contents only (the tokenizer has no chat template)"
 
 
-CHUNK = 1024  # rows rendered per batched tokenizer call
+CHUNK = 256  # rows rendered per batched tokenizer call
 CHECKED = 32  # first rows counted both ways: a difference counts the whole dataset row by row
 
 

@@ -68,7 +68,7 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
             "empty_rows": empty[:SHOWN_ROWS], "truncated": truncated, "longest": longest, "max_seq_len": limit}
 
 
-CHUNK = 1024  # rows rendered and tokenized per batched call (only their lengths are kept)
+CHUNK = 256  # rows rendered and tokenized per batched call (only their lengths are kept)
 CHECKED = 32  # rows checked against the exact build: the first ones, and as many spread over the split
 
 
