@@ -88,6 +88,55 @@ def _counter(tokenizer):
     return count, "message contents only (the tokenizer has no chat template)"
 
 
+CHUNK = 256  # rows rendered per batched tokenizer call
+CHECKED = 32  # first rows counted both ways: a difference counts the whole dataset row by row
+
+
+def _batch_counter(tokenizer):
+    """counts(list of (prompt, answer)) -> [(prompt tokens, total tokens)], with one tokenizer call
+    for a chunk of texts; the same renders and the same call (a list where `_counter` passes one
+    text: apply_chat_template(tokenize=True) tokenizes its render with add_special_tokens=False).
+    None for a slow (Python) tokenizer."""
+    if not getattr(tokenizer, "is_fast", False):
+        return None
+
+    def lengths(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
+    if getattr(tokenizer, "chat_template", None):
+        def counts(pairs):
+            prompts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p, _ in pairs if p]
+            fulls = [tokenizer.apply_chat_template(p + a, tokenize=False) for p, a in pairs]
+            prompt_lengths = iter(lengths(prompts))
+            return [(next(prompt_lengths) if p else 0, t) for (p, _), t in zip(pairs, lengths(fulls))]
+        return counts
+
+    def counts(pairs):
+        sizes = iter(lengths([m["content"] for p, a in pairs for m in p + a]))
+        out = []
+        for p, a in pairs:
+            n_p = sum(next(sizes) for _ in p)
+            out.append((n_p, n_p + sum(next(sizes) for _ in a)))
+        return out
+    return counts
+
+
+def _all_counts(rows, template, system, tokenizer, count):
+    """(prompt tokens, total tokens) of every row, a chunk of rows at a time where the tokenizer
+    allows (checked against the per-row count on the first rows)."""
+    batch = _batch_counter(tokenizer)
+    if batch is not None:
+        first = [_messages(row, template, system) for row in rows[:CHECKED]]
+        if batch(first) != [count(*pair) for pair in first]:
+            batch = None
+    if batch is None:
+        for row in rows:
+            yield count(*_messages(row, template, system))
+        return
+    for start in range(0, len(rows), CHUNK):
+        yield from batch([_messages(row, template, system) for row in rows[start:start + CHUNK]])
+
+
 def token_stats(path: str | Path, model_dir: str | Path, *, format: str | None = None,
                 template: str | None = None, system: str | None = None,
                 max_seq_len: int | None = None,
@@ -99,8 +148,7 @@ def token_stats(path: str | Path, model_dir: str | Path, *, format: str | None =
     out = []
     for split, rows in splits.items():
         prompts, answers, totals = [], [], []
-        for row in rows:
-            p, t = count(*_messages(row, template, system))
+        for p, t in _all_counts(rows, template, system, tokenizer, count):
             prompts.append(p)
             totals.append(t)
             answers.append(t - p)

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 SHOWN_ROWS = 10
+BATCHED = True  # tests set it False to compare with the per-row build
 
 
 def _instantiate(component: dict[str, Any], *args: Any) -> Any:
@@ -37,6 +38,8 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
     max_seq_len is the first max_seq_len tokens and labels of the whole one (chat_sample,
     completion_sample and the dataset all cut by prefix), so the cut sample is taken from it.
     Text rows cut at max_seq_len - 1 (torchtune's rule), so they are built both ways.
+    Chat and completion rows are tokenized a chunk at a time (`_measure_batched`: the same
+    renders and tokenizer calls, given a list of texts), checked against the per-row build.
     """
     from cruijff.train.datasets import _TextTransform
     from cruijff.train.tokenizer import CROSS_ENTROPY_IGNORE_IDX
@@ -49,6 +52,10 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
     full_rows = unpacked(_instantiate(component, whole))
     if limit is None or isinstance(getattr(full_rows, "_transform", None), _TextTransform):
         return _measure_both_ways(tokenizer, component, full_rows)
+    if BATCHED:
+        counts = _measure_batched(full_rows, limit, component)
+        if counts is not None:
+            return counts
     empty, truncated, longest = [], 0, 0
     for i in range(len(full_rows)):
         sample = full_rows[i]
@@ -58,6 +65,108 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
         truncated += full > limit
         longest = max(longest, full)
     return {"split": component["split"], "rows": len(full_rows), "empty": len(empty),
+            "empty_rows": empty[:SHOWN_ROWS], "truncated": truncated, "longest": longest, "max_seq_len": limit}
+
+
+CHUNK = 256  # rows rendered and tokenized per batched call (only their lengths are kept)
+CHECKED = 32  # rows checked against the exact build: the first ones, and as many spread over the split
+
+
+def _batched(full_rows: Any) -> Any:
+    """`lengths(indices)`: {row: (prompt tokens, all tokens, the tokens)} of the rows among
+    `indices` that batched tokenizer calls measure, or None when none can.
+
+    It renders each row's prompt and whole chat with `chat_sample`'s own template calls (or takes
+    `completion_sample`'s two texts) and tokenizes many rows in one call of the same tokenizer with
+    the same arguments (a list of texts where training passes one text). Chat rows with earlier
+    assistant turns (unmasked by character offsets) and rows whose prompt is no prefix of the
+    chat (an error) are left to the exact build, as are text rows and slow (Python) tokenizers.
+    """
+    from cruijff.prompting import EVAL_TOKENIZER_CALL_ARGS, TEXT_COMPLETION, tokenizer_call_args
+    from cruijff.train.datasets import _ChatTransform, _CompletionTransform, _TokenizedRows
+
+    transform = getattr(full_rows, "_transform", None)
+    if not isinstance(full_rows, _TokenizedRows) or not isinstance(transform, (_ChatTransform, _CompletionTransform)):
+        return None
+    tok = transform._tok
+    if not getattr(tok.hf, "is_fast", False):
+        return None
+    chat = isinstance(transform, _ChatTransform)
+    if chat:
+        prompt_args, answer_args = EVAL_TOKENIZER_CALL_ARGS, EVAL_TOKENIZER_CALL_ARGS
+    else:
+        prompt_args, answer_args = tokenizer_call_args(TEXT_COMPLETION), {"add_special_tokens": False}
+    eos, cut = tok.eos_id, full_rows._max_seq_len
+
+    def lengths(indices, keep_ids: bool = False) -> dict[int, tuple]:
+        index, prompts, answers = [], [], []
+        for i in indices:
+            prompt, answer = transform._prompts(dict(full_rows._rows[i]))
+            if chat:
+                if any(m["role"] == "assistant" for m in prompt):
+                    continue
+                messages = [*prompt, {"role": "assistant", "content": answer}]
+                prompt_text = tok.render(messages[:-1], add_generation_prompt=True)
+                full_text = tok.render(messages, add_generation_prompt=False)
+                if not full_text.startswith(prompt_text):
+                    continue
+                prompts.append(prompt_text)
+                answers.append(full_text[len(prompt_text):])
+            else:
+                (user,) = prompt  # one user turn, the templated text (completion_sample's prompt)
+                prompts.append(user["content"])
+                answers.append(answer)
+            index.append(i)
+        if not index:
+            return {}
+        out = {}
+        for i, p, a in zip(index, tok.hf(prompts, **prompt_args)["input_ids"],
+                           tok.hf(answers, **answer_args)["input_ids"]):
+            a = list(a)
+            if eos is not None and (not chat or eos not in a):
+                a.append(eos)
+            total = len(p) + len(a) if cut is None else min(cut, len(p) + len(a))
+            out[i] = (len(p), total, ([*p, *a][:total] if keep_ids else None))
+        return out
+
+    return lengths
+
+
+def _measure_batched(full_rows: Any, limit: int, component: dict[str, Any]) -> dict[str, Any] | None:
+    """measure_split's counts from batched calls, in chunks; None when the rows checked against
+    the exact per-row build (CHECKED first rows and CHECKED spread over the split) differ in any
+    token, or nothing can be batched: then the exact build measures the whole split."""
+    from cruijff.train.tokenizer import CROSS_ENTROPY_IGNORE_IDX
+    from cruijff.train.trainable import trainable_tokens
+
+    lengths = _batched(full_rows)
+    n = len(full_rows)
+    if lengths is None:
+        return None
+    checked = sorted(set(range(min(CHECKED, n))) | set(range(0, n, max(1, n // CHECKED))))
+    sample = lengths(checked, keep_ids=True)
+    if not sample or any(full_rows[i]["tokens"] != ids for i, (_, _, ids) in sample.items()):
+        return None
+    trained_from_start = bool(full_rows._transform._train_on_input)
+    empty, truncated, longest = [], 0, 0
+    for start in range(0, n, CHUNK):
+        chunk = range(start, min(n, start + CHUNK))
+        fast = lengths(chunk)
+        for i in chunk:
+            if i in fast:
+                p, full, _ = fast[i]
+                # labels: the prompt's masked (unless trained on), then the answer; the loss
+                # sees positions 1.. of the first `limit` (trainable_tokens after the cut)
+                is_empty = max(1, 0 if trained_from_start else p) >= min(limit, full)
+            else:
+                row = full_rows[i]
+                full = len(row["tokens"])
+                is_empty = trainable_tokens({"labels": row["labels"][:limit]}, CROSS_ENTROPY_IGNORE_IDX) == 0
+            if is_empty:
+                empty.append(i)
+            truncated += full > limit
+            longest = max(longest, full)
+    return {"split": component["split"], "rows": n, "empty": len(empty),
             "empty_rows": empty[:SHOWN_ROWS], "truncated": truncated, "longest": longest, "max_seq_len": limit}
 
 

@@ -76,3 +76,34 @@ def test_cli_json_and_bad_model(tokenizer_dir, dataset, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "no Hugging Face tokenizer could be loaded" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def llama3_dirs(tmp_path_factory):
+    from tests.chat_tokenizers import build_llama3_style
+
+    root = tmp_path_factory.mktemp("llama3-style")
+    return {"llama3": build_llama3_style(root / "with"), "plain": build_llama3_style(root / "plain", chat_template=False)}
+
+
+@pytest.mark.parametrize("model", ["tiny", "llama3", "plain"])
+@pytest.mark.parametrize("system", [None, "Answer."])
+def test_batched_counts_equal_the_per_row_counts(tokenizer_dir, llama3_dirs, tmp_path, monkeypatch, model, system):
+    """Issue 27.5: chunks of rows in one tokenizer call count every row as the per-row call does."""
+    import random
+
+    from cruijff.data import stats
+    rnd = random.Random(0)
+    words = ["alpha", "beta", "gamma", "delta", "Zeta", "theta!", "kappa 12"]
+    say = lambda k: " ".join(rnd.choice(words) for _ in range(rnd.randint(1, k)))  # noqa: E731
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps({"train": [{"input": say(30), "output": say(10)} for _ in range(90)]}))
+    folder = tokenizer_dir if model == "tiny" else llama3_dirs[model]
+    tokenizer = stats.load_tokenizer(folder)
+    count, _ = stats._counter(tokenizer)
+    rows = json.loads(path.read_text())["train"]
+    per_row = [count(*stats._messages(r, "Q: {input}", system)) for r in rows]
+    assert list(stats._all_counts(rows, "Q: {input}", system, tokenizer, count)) == per_row
+    monkeypatch.setattr(stats, "CHUNK", 7)  # chunks that end mid-dataset
+    assert list(stats._all_counts(rows, "Q: {input}", system, tokenizer, count)) == per_row
+    assert stats._batch_counter(tokenizer) is not None  # the batched way was the one measured

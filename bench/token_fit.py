@@ -1,0 +1,115 @@
+"""Token fit at the size of real data (issue 27.5): `cruijff plan`'s measurement subprocess
+(`python -m cruijff.train.measure`) and `cruijff data stats` on N generated instruct rows.
+
+For each way it reports rows/s, the time per million rows (extrapolated) and the child's peak
+RSS. Each is timed twice: batched (the default) and row by row (`measure.BATCHED = False`; data
+stats without `_batch_counter`: the ways before issue 27.5); the answers must be equal. Imports
+are not timed. The tokenizer is the tiny model's (ChatML) unless
+--model names a model folder (e.g. .cache/SmolLM2-135M-Instruct).
+
+Measured 2026-12-03 (2 shared cores, tiny model, chat, 100,000 rows, timings vary ~2× with load):
+measure batched 2,883 rows/s (347 s per million) vs row by row 1,971 rows/s (507 s); data stats
+batched 1,819 rows/s (550 s) vs row by row 1,294 rows/s (773 s); peak RSS 599 MB in all four.
+The renders (jinja, ~50%) and the Rust encoding itself now dominate: 20 s per million is out of reach here.
+
+    python bench/token_fit.py                 # 100,000 rows, tiny model, chat style
+    python bench/token_fit.py --rows 20000 --style text_completion --model .cache/SmolLM2-135M-Instruct
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = ("the cat sat on a mat while seven quick foxes jumped over lazy dogs near the river bank "
+         "under grey skies and nobody knew why").split()
+TARGET_S_PER_MILLION = 20.0
+
+CHILD = """
+import json, resource, sys, time
+sys.argv = ["measure"]
+way = {way!r}
+from cruijff.data import stats
+from cruijff.train import measure, datasets  # imports are not timed: the rows are
+if way == "stats_per_row":
+    stats._batch_counter = lambda tokenizer: None
+t = time.perf_counter()
+if way.startswith("stats"):
+    from cruijff.data.stats import token_stats
+    splits, _ = token_stats({data!r}, {model!r}, template="Q: {{input}}\\nA:", max_seq_len={limit})
+    answer = {{s.split: [s.rows, s.total.get("max"), s.over_max] for s in splits}}
+else:
+    measure.BATCHED = way == "batched"
+    answer = measure.measure(json.loads({request!r}))
+print(json.dumps({{"s": time.perf_counter() - t, "answer": answer,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def instruct_rows(n: int, seed: int) -> list[dict]:
+    rnd = random.Random(seed)
+    say = lambda k: " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(3, k)))  # noqa: E731
+    return [{"input": say(60), "output": say(20)} for _ in range(n)]
+
+
+def run(way: str, data: Path, model: Path, limit: int, style: str) -> dict:
+    component = {"_component_": "cruijff.train.datasets.prompted_dataset", "path": str(data),
+                 "format": "instruct_json", "split": "train", "template": "Q: {input}\nA:",
+                 "system": None, "train_on_input": False, "packed": False, "style": style}
+    request = json.dumps({"key": "k", "tokenizer": {"_component_": "cruijff.train.tokenizer.hf_tokenizer",
+                                                     "path": str(model), "max_seq_len": limit},
+                          "datasets": {"train": component}})
+    code = CHILD.format(way=way, data=str(data), model=str(model), limit=limit, request=request)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--model", type=Path, default=None, help="model folder (default: the tiny model)")
+    ap.add_argument("--style", choices=("chat", "text_completion"), default="chat")
+    ap.add_argument("--max-seq-len", type=int, default=64)
+    ap.add_argument("--ways", default="batched,per_row,stats,stats_per_row")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            sys.path.insert(0, str(REPO))
+            from cruijff.llm.tiny import build_tiny_llama
+
+            model = build_tiny_llama(Path(tmp) / "tiny", seed=0)
+        data = Path(tmp) / "d.json"
+        data.write_text(json.dumps({"train": instruct_rows(args.rows, 0), "validation": instruct_rows(10, 1),
+                                    "test": instruct_rows(10, 2)}))
+        print(f"{args.rows:,} instruct rows, {args.style}, max_seq_len {args.max_seq_len}, tokenizer {model.name}")
+        answers = {}
+        for way in args.ways.split(","):
+            r = run(way, data, model, args.max_seq_len, args.style)
+            answers[way] = r["answer"]
+            per_million = r["s"] / args.rows * 1e6
+            print(f"  {way:8s} {r['s']:7.1f} s  {args.rows / r['s']:9,.0f} rows/s  "
+                  f"{per_million:7.1f} s per million rows (target {TARGET_S_PER_MILLION:.0f})  "
+                  f"peak RSS {r['rss_mb']:.0f} MB")
+        if "stats" in answers and "stats_per_row" in answers:
+            print(f"  stats == stats_per_row: {answers['stats'] == answers['stats_per_row']}")
+        if "batched" in answers and "per_row" in answers:
+            same = answers["batched"] == answers["per_row"]
+            print(f"  batched == per_row: {same}  {json.dumps(answers['batched'])}")
+            if not same:
+                print(f"  per_row: {json.dumps(answers['per_row'])}")
+                return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
