@@ -32,6 +32,7 @@ class Attempt:
     stopped_step: int | None = None  # ... that saved and stopped on a signal: after this step
     requeued: bool = False  # it requeued itself (after the time-limit warning)
     oom_batch_size: int | None = None  # retried after out-of-memory at this batch size
+    reused_samples: tuple[int, int] | None = None  # an evaluation that continued a killed one's log: (kept, of)
 
     @property
     def reason(self) -> str | None:
@@ -79,6 +80,8 @@ def read_attempts(path: str | Path) -> list[Attempt]:
             attempts[-1] = replace(attempts[-1], error=event["message"])
         elif event.get("event") == "resume" and isinstance(event.get("step"), int):
             attempts[-1] = replace(attempts[-1], resumed_step=event["step"])
+        elif event.get("event") == "resume" and isinstance(event.get("reused_samples"), int):
+            attempts[-1] = replace(attempts[-1], reused_samples=(event["reused_samples"], int(event.get("samples") or 0)))
         elif event.get("event") == "interrupted" and isinstance(event.get("step"), int):
             attempts[-1] = replace(attempts[-1], stopped_step=event["step"])
         elif event.get("event") == "oom_retry" and isinstance(event.get("batch_size"), int):
@@ -129,7 +132,7 @@ def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str 
         return 0, None
     last = mine[-1]
     parts = []
-    if len(mine) > 1 or last.resumed_step is not None or last.stopped_step is not None:
+    if len(mine) > 1 or last.resumed_step is not None or last.stopped_step is not None or last.reused_samples:
         parts.append(f"attempt {len(mine)}")
     oom = next((a.oom_batch_size for a in reversed(mine) if a.oom_batch_size), None)
     if oom:
@@ -138,6 +141,10 @@ def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str 
         parts.append(f"stopped after step {last.stopped_step:,} by {_why(last)}" + (", requeued" if last.requeued else ""))
     elif last.resumed_step is not None:
         parts.append(f"resumed at step {last.resumed_step:,}" + (f" after {_why(mine[-2])}" if len(mine) > 1 else ""))
+    elif last.reused_samples is not None:
+        kept, total = last.reused_samples
+        parts.append(f"continued its log, {kept:,} of {total:,} samples kept"
+                     + (f" after {_why(mine[-2])}" if len(mine) > 1 else ""))
     return len(mine), ", ".join(parts) or None
 
 
