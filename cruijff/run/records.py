@@ -53,6 +53,7 @@ def read_attempts(path: str | Path) -> list[Attempt]:
         return []
     attempts: list[Attempt] = []
     open_by_job: dict[str | None, int] = {}
+    carried: int | None = None  # an out-of-memory retry `apply` decided: the next job's first attempt runs it
     for line in text.splitlines():
         try:
             event = json.loads(line)
@@ -63,7 +64,9 @@ def read_attempts(path: str | Path) -> list[Attempt]:
         job_id = None if event.get("job_id") in (None, "") else str(event.get("job_id"))
         if event.get("event") == "start":
             open_by_job[job_id] = len(attempts)
-            attempts.append(Attempt(job_id=job_id, start=_num(event.get("time")), host=event.get("host")))
+            attempts.append(Attempt(job_id=job_id, start=_num(event.get("time")), host=event.get("host"),
+                                    oom_batch_size=carried))
+            carried = None
         elif event.get("event") == "end":
             code = event.get("exit_code")
             index = open_by_job.pop(job_id, None)
@@ -85,7 +88,10 @@ def read_attempts(path: str | Path) -> list[Attempt]:
         elif event.get("event") == "interrupted" and isinstance(event.get("step"), int):
             attempts[-1] = replace(attempts[-1], stopped_step=event["step"])
         elif event.get("event") == "oom_retry" and isinstance(event.get("batch_size"), int):
-            attempts[-1] = replace(attempts[-1], oom_batch_size=event["batch_size"])
+            if event.get("source") == "apply":  # decided between jobs, from the scheduler's OUT_OF_MEMORY
+                carried = event["batch_size"]
+            else:
+                attempts[-1] = replace(attempts[-1], oom_batch_size=event["batch_size"])
         elif event.get("event") == "requeue":
             attempts[-1] = replace(attempts[-1], requeued=True)
     return attempts
