@@ -33,6 +33,14 @@ class Attempt:
     requeued: bool = False  # it requeued itself (after the time-limit warning)
     oom_batch_size: int | None = None  # retried after out-of-memory at this batch size
     reused_samples: tuple[int, int] | None = None  # an evaluation that continued a killed one's log: (kept, of)
+    checkpoint_step: int | None = None  # the latest step a resumable checkpoint of this attempt saved
+
+    @property
+    def progress_step(self) -> int | None:
+        """How far this attempt got that a next one keeps: its last checkpoint (or the step it
+        stopped after, which it saved)."""
+        steps = [s for s in (self.checkpoint_step, self.stopped_step) if s is not None]
+        return max(steps) if steps else None
 
     @property
     def reason(self) -> str | None:
@@ -85,6 +93,8 @@ def read_attempts(path: str | Path) -> list[Attempt]:
             attempts[-1] = replace(attempts[-1], resumed_step=event["step"])
         elif event.get("event") == "resume" and isinstance(event.get("reused_samples"), int):
             attempts[-1] = replace(attempts[-1], reused_samples=(event["reused_samples"], int(event.get("samples") or 0)))
+        elif event.get("event") == "checkpoint" and isinstance(event.get("step"), int):
+            attempts[-1] = replace(attempts[-1], checkpoint_step=max(event["step"], attempts[-1].checkpoint_step or 0))
         elif event.get("event") == "interrupted" and isinstance(event.get("step"), int):
             attempts[-1] = replace(attempts[-1], stopped_step=event["step"])
         elif event.get("event") == "oom_retry" and isinstance(event.get("batch_size"), int):
@@ -154,6 +164,37 @@ def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str 
     return len(mine), ", ".join(parts) or None
 
 
+def stalled_attempts(attempts: list[Attempt], job_id: str | None, *, current: bool) -> int:
+    """How many of the job's latest attempts in a row saved no checkpoint past every earlier one's
+    (nor past the step they resumed at): finetune.resume.max_attempts bounds this, so a job that
+    progresses in every attempt is never stopped. current: count the running (last) attempt too;
+    otherwise it is left out (the job script asks at its start, when its start is recorded)."""
+    mine = [a for a in attempts if a.job_id == job_id]
+    if mine and not current:
+        mine = mine[:-1]
+    best, stalled = -1, 0
+    for a in mine:
+        step = a.progress_step
+        if step is not None and step > max(best, a.resumed_step if a.resumed_step is not None else -1):
+            best, stalled = step, 0
+        else:
+            stalled += 1
+    return stalled
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cruijff.run.records stalled RECORD JOB_ID [--current]`: prints stalled_attempts
+    (the resumable job script's bound, cruijff.compiler.render.sbatch.resumable_lines)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 3 or args[0] != "stalled":
+        print("usage: python -m cruijff.run.records stalled RECORD JOB_ID [--current]", file=sys.stderr)
+        return 2
+    print(stalled_attempts(read_attempts(args[1]), args[2], current="--current" in args[3:]))
+    return 0
+
+
 def _why(attempt: Attempt) -> str:
     if attempt.signal:
         return _WHY.get(attempt.signal, f"SIG{attempt.signal}")
@@ -189,3 +230,7 @@ class PlanAttempts(dict):
 def plan_attempts(plan: Plan) -> PlanAttempts:
     """Every node's attempts, by node id (one small file read per node, on demand)."""
     return PlanAttempts(plan)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
