@@ -148,7 +148,19 @@ class LoRAFinetuneRecipeDistributed(CruijffRecipeMixin, _distributed.LoRAFinetun
                                                       device=self._device)
 
     def _load_adapter(self, adapter: dict):
-        return training.load_from_full_model_state_dict(self._model, adapter, self._device, strict=False)
+        """Into the parameters in place: torchtune's load_from_full_model_state_dict assigns new
+        Parameter objects, which the optimizer (made before a resume) would not update."""
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        params = dict(self._model.named_parameters())
+        with torch.no_grad():
+            for name in sorted(adapter):  # the same order on every rank: distribute_tensor scatters
+                p = params.get(name)
+                if p is None:
+                    continue
+                full = adapter[name].to(device=self._device, dtype=p.dtype)
+                p.copy_(distribute_tensor(full, p.device_mesh, p.placements) if isinstance(p, DTensor) else full)
+        return [], [k for k in adapter if k not in params]
 
     def _load_optimizer(self, optimizer: dict) -> None:
         training.load_from_full_optimizer_state_dict(self._model, self._optimizer, optimizer, self._device)

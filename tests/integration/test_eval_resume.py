@@ -110,3 +110,63 @@ def test_a_killed_evaluation_continues_its_log_and_scores_as_an_uninterrupted_on
     events = [json.loads(line) for line in (node / "record.jsonl").read_text().splitlines()]
     [resume] = [e for e in events if e["event"] == "resume"]
     assert (resume["log"], resume["reused_samples"], resume["samples"]) == (log.name, len(kept), len(WORDS))
+
+
+@pytest.mark.slurm
+def test_an_evaluation_requeued_by_slurm_continues_its_log(slurm_cluster, tiny_model_dir, tmp_path):
+    """Through the rendered job script on the real local SLURM: a base-model evaluation is requeued
+    (`scontrol requeue`: SIGTERM to the job, SIGKILL 5 s later) after k samples; the same job id
+    runs again, continues the unfinished log and generates only the other samples; record.jsonl and
+    `status` say how many were kept."""
+    import uuid
+
+    from cruijff.compiler.render.yaml import dump_yaml
+    from tests.helpers_faults import cancel_experiment, cruijff, env_with, eventually
+    from tests.helpers_finetune import tiny_manifest
+
+    data = tmp_path / "words.json"
+    rows = [{"input": w, "output": w.capitalize()} for w in WORDS[:12]]
+    data.write_text(json.dumps({"train": rows, "validation": rows[:2], "test": rows}))
+    generations = tmp_path / "generations.txt"
+    experiment = f"evalresume{uuid.uuid4().hex[:8]}"
+    m = tiny_manifest(tiny_model_dir, data)
+    m.update(experiment=experiment, output_dir=str(tmp_path / "plan"), executor={"kind": "slurm"},
+             cluster={"env": {"variables": {"CRUIJFF_TEST_SAMPLE_SECONDS": "0.5", "OMP_NUM_THREADS": "1",
+                                            "CRUIJFF_TEST_GENERATIONS": str(generations)}}})
+    m["eval"] = {"tasks": [{"name": "counted", "task": "counted_words", "file": str(TASK)}], "epochs": "last",
+                 "base_models": True, "resources": {"gpus": 0, "cpus": 1, "mem": "4G", "time": "00:15:00"}}
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(dump_yaml(m))
+    env = env_with(None, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    try:
+        out = cruijff("apply", str(manifest), "--only", "kind:base_eval", "--json", env=env)
+        assert out.returncode == 0, out.stderr
+        [(node_id, job)] = [(s["node"], s["job_id"]) for s in json.loads(out.stdout)["submitted"]]
+        node = tmp_path / "plan" / node_id
+        eventually(lambda: len(lines(generations)) >= 3, timeout=400, every=0.1)
+        assert subprocess.run(["scontrol", "requeue", job]).returncode == 0
+        eventually(lambda: '"end"' in (node / "record.jsonl").read_text(), timeout=60)
+        killed = lines(generations)
+
+        def state() -> str:
+            return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+
+        eventually(lambda: state() == "PENDING", timeout=60)
+        time.sleep(5)  # not at once: a start while slurmd still revokes the old credential fails the job
+        subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], check=True)
+        eventually(lambda: state() == "", timeout=600, every=0.5)
+    finally:
+        cancel_experiment(experiment)
+    events = [json.loads(line) for line in (node / "record.jsonl").read_text().splitlines()]
+    ends = [e for e in events if e["event"] == "end"]
+    assert [e["job_id"] for e in ends] == [job, job] and ends[0]["exit_code"] == 143 and ends[1]["exit_code"] == 0
+    [resume] = [e for e in events if e["event"] == "resume"]
+    assert resume["samples"] == 12 and resume["reused_samples"] >= len(killed) - 1 >= 2
+    every = lines(generations)
+    again = every[len(killed):]
+    assert len(again) == 12 - resume["reused_samples"], "a sample completed before the requeue was generated again"
+    assert sorted(set(every)) == sorted(str(i) for i in range(12))
+    status = json.loads(cruijff("status", str(tmp_path / "plan"), "--json", env=env).stdout)
+    [n] = [n for n in status["nodes"] if n["id"] == node_id]
+    assert n["state"] == "done" and n["attempts"] == 2
+    assert f"{resume['reused_samples']} of 12 samples kept" in n["note"]
