@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.inspect, pytest.mark.slow]  # three starts of inspect and the model (~2 min)
+pytestmark = [pytest.mark.inspect, pytest.mark.slow]  # each test starts inspect and the model 2-3 times (~2 min)
 
 TASK = REPO / "tests" / "integration" / "tasks" / "counted_words.py"
 WORDS = [f"word{i}" for i in range(24)]
