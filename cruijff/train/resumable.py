@@ -58,16 +58,17 @@ class ResumableMixin:
     def _restore(self, state: dict) -> None:
         from cruijff.train.hooks import RecipeConfigError  # hooks imports this module
 
+        ranks = state.get("rng_ranks")
+        if int(state.get("world_size", 1)) != self.world_size:  # each rank's data position depends on it
+            raise RecipeConfigError(f"the resume checkpoint {self._resume.path} was saved by "
+                                    f"{state.get('world_size', 1)} processes, this run has {self.world_size}",
+                                    hint="delete it to start over")
         missing, unexpected = self._load_adapter(state["adapter"])
         if unexpected or not state["adapter"]:
             raise RecipeConfigError(f"the resume checkpoint {self._resume.path} does not fit this model "
                                     f"(unexpected keys {unexpected[:3]})", hint="delete it to start over")
         self._load_optimizer(state["optimizer"])
         self._lr_scheduler.load_state_dict(state["lr_scheduler"])
-        ranks = state.get("rng_ranks")
-        if ranks is not None and len(ranks) != self.world_size:
-            raise RecipeConfigError(f"the resume checkpoint {self._resume.path} was saved by {len(ranks)} "
-                                    f"processes, this run has {self.world_size}", hint="delete it to start over")
         rng = ranks[self.rank] if ranks is not None else state["rng"]
         self.global_step, self.epochs_run = int(state["global_step"]), int(state["epochs_run"])
         self._tokens_total = int(state["tokens_total"])
@@ -131,6 +132,7 @@ class ResumableMixin:
             "epochs_run": self.epochs_run,
             "epoch": epoch,
             "epoch_steps": 0 if boundary else self._epoch.steps,
+            "world_size": self.world_size,
             "adapter": self._adapter_state(),
             "optimizer": self._optimizer_state(),
             "lr_scheduler": self._lr_scheduler.state_dict(),
