@@ -94,18 +94,21 @@ def environment_lines(env: dict[str, Any], variables: dict[str, Any]) -> list[st
 
 RECORD_PRELUDE = r"""set -eo pipefail
 _cruijff_signal=""
-# the time of an event; null when `date` itself is killed (a requeue signals every process of the job)
-_cruijff_now() { date +%s.%N 2>/dev/null || echo null; }
+# the time of an event, in $_cruijff_t; null when `date` is killed (a requeue signals every process
+# of the job), so the line stays JSON (the fallback is taken here, outside the killed subshell)
+_cruijff_stamp() { _cruijff_t=$(date +%s.%N 2>/dev/null) || true; _cruijff_t=${_cruijff_t:-null}; }
 cd "$CRUIJFF_NODE_DIR"
 _cruijff_job="${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}"
 _cruijff_job="${_cruijff_job:-${SLURM_JOB_ID:-${CRUIJFF_JOB_ID:-manual}}}"
+_cruijff_stamp
 printf '{"event": "start", "time": %s, "job_id": "%s", "host": "%s"}\n' \
-  "$(_cruijff_now)" "$_cruijff_job" "$(hostname)" >> "$CRUIJFF_NODE_DIR/record.jsonl"
+  "$_cruijff_t" "$_cruijff_job" "$(hostname)" >> "$CRUIJFF_NODE_DIR/record.jsonl"
 _cruijff_end() {
   local rc=$?
   if declare -F _cruijff_gpu_stop >/dev/null; then _cruijff_gpu_stop; fi
+  _cruijff_stamp
   printf '{"event": "end", "time": %s, "job_id": "%s", "exit_code": %d, "signal": "%s"}\n' \
-    "$(_cruijff_now)" "$_cruijff_job" "$rc" "$_cruijff_signal" >> "$CRUIJFF_NODE_DIR/record.jsonl"
+    "$_cruijff_t" "$_cruijff_job" "$rc" "$_cruijff_signal" >> "$CRUIJFF_NODE_DIR/record.jsonl"
 }
 trap _cruijff_end EXIT
 trap '_cruijff_signal=TERM; exit 143' TERM"""
@@ -177,8 +180,8 @@ def resumable_lines(max_attempts: int, grace: int) -> list[str]:
     '    _cruijff_msg="$stalled attempts in a row saved no new checkpoint (finetune.resume.max_attempts '
     '$_cruijff_max_attempts): it is not making progress"',
     '    echo "error: $_cruijff_msg" >&2',
-    "    printf '{\"event\": \"error\", \"time\": %s, \"message\": \"%s\"}\\n' "
-    '"$(_cruijff_now)" "$_cruijff_msg" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
+    "    _cruijff_stamp; printf '{\"event\": \"error\", \"time\": %s, \"message\": \"%s\"}\\n' "
+    '"$_cruijff_t" "$_cruijff_msg" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
     "    return 3",
     "  fi",
         "  # USR1 starts ignored in the recipe until it installs its handler. The warning goes to the",
@@ -205,8 +208,8 @@ def resumable_lines(max_attempts: int, grace: int) -> list[str]:
         '  _cruijff_child=""',
         f'  if [ "$rc" -eq {EXIT_RESUMABLE} ] && [ "$_cruijff_signal" = USR1 ] && [ -n "${{SLURM_JOB_ID:-}}" ] \\',
         '     && [ "$(_cruijff_stalled --current)" -lt "$_cruijff_max_attempts" ]; then',
-        "    printf '{\"event\": \"requeue\", \"time\": %s, \"job_id\": \"%s\", \"reason\": \"time limit\"}\\n' "
-        '"$(_cruijff_now)" "$_cruijff_job" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
+        "    _cruijff_stamp; printf '{\"event\": \"requeue\", \"time\": %s, \"job_id\": \"%s\", \"reason\": \"time limit\"}\\n' "
+        '"$_cruijff_t" "$_cruijff_job" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
         '    scontrol requeue "$_cruijff_job" || echo "cruijff: scontrol requeue $_cruijff_job failed" >&2',
         "  fi",
         '  return "$rc"',
