@@ -24,9 +24,9 @@ MISSING = "missing"
 CODE: dict[str, tuple[str, ...]] = {
     PREPARE: ("data",),
     FINETUNE: ("train", "data", "prompting.py"),
-    EVAL: ("tasks", "data", "prompting.py", "scores.py", "results/scores.py"),
-    BASE_EVAL: ("tasks", "data", "prompting.py", "scores.py", "results/scores.py"),
-    CHECKPOINT_EVAL: ("tasks", "data", "prompting.py", "scores.py", "results/scores.py"),
+    EVAL: ("tasks", "data", "prompting.py", "scores.py", "results/scores.py", "results/eval_resume.py"),
+    BASE_EVAL: ("tasks", "data", "prompting.py", "scores.py", "results/scores.py", "results/eval_resume.py"),
+    CHECKPOINT_EVAL: ("tasks", "data", "prompting.py", "scores.py", "results/scores.py", "results/eval_resume.py"),
 }
 _PACKAGE = Path(__file__).resolve().parents[1]  # cruijff/
 

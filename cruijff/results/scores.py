@@ -189,29 +189,66 @@ def run_and_check(log_dir: str, command: list[str]) -> int:
     raises) says why only in its own output; its last line is that reason (inspect prints the
     message of a PrerequisiteError, Python a traceback's last line), unless the log says better.
     """
+    import signal
     import subprocess
     import time
 
+    from cruijff.results import eval_resume
+
     started = time.time()
+    retried = None
+    if eval_resume.is_inspect_eval(command):  # a killed attempt's log continues (cruijff.results.eval_resume)
+        key = eval_resume.resume_key(command)
+        retried = eval_resume.unfinished_log(log_dir, key)
+        if retried is not None:
+            print(f"cruijff: continuing the unfinished evaluation {retried} (inspect eval-retry)", flush=True)
+            command = eval_resume.retry_command(command, retried)
+        else:
+            command = eval_resume.first_run(command, key)
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as e:
         return _failed(f"cannot run {command[0]}: {e.strerror}")
+    stopped: list[int] = []
+
+    def forward(signum, frame):  # a requeue's or preemption's TERM: inspect stops, its log stays unfinished
+        stopped.append(signum)
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
     tail = bytearray()
     out = sys.stdout.buffer
-    while chunk := proc.stdout.read1(8192):  # bytes as they come: progress bars keep their \r
-        out.write(chunk)
-        out.flush()
-        tail = (tail + chunk)[-TAIL_BYTES:]
-    rc = proc.wait()
+    try:
+        while chunk := proc.stdout.read1(8192):  # bytes as they come: progress bars keep their \r
+            out.write(chunk)
+            out.flush()
+            tail = (tail + chunk)[-TAIL_BYTES:]
+        rc = proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stopped:
+        print("cruijff: evaluation stopped by SIGTERM; the next run continues its log", file=sys.stderr, flush=True)
+        return 128 + signal.SIGTERM
     score = latest(log_dir)
     fresh = score is not None and _mtime(score.path) >= started - 1
+    if retried is not None and fresh:
+        _record_resume(retried, score, started)
     if rc == 0 and fresh:
         return _report(score)
     if fresh and score.status != "success" and score.error:
         return _failed(f"{score.error} (inspect exit {rc}; log {score.path})")
     last = last_line(tail.decode("utf-8", errors="replace"))
     return _failed(f"{last or 'no output'} (inspect exit {rc}" + (", no log written)" if not fresh else ")"))
+
+
+def _record_resume(retried: Path, score: EvalScore, started: float) -> None:
+    """A `resume` event in the job's record.jsonl: which log was continued, how many samples it kept."""
+    from cruijff.results.eval_resume import reused_samples
+    from cruijff.run.records import record_event
+
+    counts = reused_samples(score.path, started)
+    record_event("resume", log=Path(retried).name, new_log=Path(score.path).name,
+                 reused_samples=counts[0] if counts else None, samples=counts[1] if counts else None)
 
 
 def last_line(text: str) -> str | None:

@@ -20,9 +20,9 @@ nodes' jobs, jobs superseded by a resubmission) goes through cruijff/run/stop.py
 What is submitted (decide()): within the selection plus its ancestors, in topological order, a
 node is submitted when it was never submitted (or sbatch refused it), its hash changed, its parent
 is being submitted now, its local run was interrupted, its parent's job was replaced, with --force
-when selected, or — with --retry-failed only — it failed or was cancelled.
-Selected nodes bring along the ancestors they need (unsubmitted, changed or, with
---retry-failed, failed); a node below a failed ancestor that is not retried is `blocked`.
+when selected, or it failed or was cancelled: with --retry-failed, or by itself (out of memory,
+node failure: cruijff/run/retry.py). Selected nodes bring along the ancestors they need
+(unsubmitted, changed or failed and retried); a node below a failed ancestor not retried is `blocked`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any, Callable, Protocol
 from cruijff.compiler.batching import Batch, Dep, Ref, header_shape, make_batches
 from cruijff.errors import SchedulerError, UsageError
 from cruijff.plan import Node, Plan, load_plan
+from cruijff.run.retry import NO_RETRIES, Retries, automatic_retries, held_reason, prepare_retries
 from cruijff.run.cancel import cancel_locked as cancel  # noqa: F401  (callers import it from here)
 from cruijff.run.executors.base import (CANCELLED, COMPLETED, FAILED, RUNNING, ArraySubmission, Executor, JobInfo,
                                         SubmitRefused)
@@ -125,12 +126,13 @@ class ApplyResult:
         }
 
 
-def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_failed: bool, *,
-           force: bool = False, rewired: frozenset[str] | set[str] = frozenset()) -> dict[str, Decision]:
+def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_failed: bool, *, force: bool = False,
+           rewired: frozenset[str] | set[str] = frozenset(), retries: Retries = NO_RETRIES) -> dict[str, Decision]:
     """What to do with each node in the selection and its ancestors (pure; see module doc).
 
     force: submit the selected nodes again whatever their state. rewired: nodes whose job was
-    replaced (a newer duplicate cancelled): their live children waited on it and follow."""
+    replaced (a newer duplicate cancelled): their live children waited on it and follow.
+    retries: automatic retries of failed nodes (cruijff.run.retry), without --retry-failed."""
     scope = selected | ancestors(plan, selected)
     out: dict[str, Decision] = {}
     for node in plan.nodes:
@@ -159,10 +161,12 @@ def decide(plan: Plan, obs: dict[str, Observation], selected: set[str], retry_fa
             out[node.id] = Decision(SUBMIT, f"its parent {replaced}'s duplicate job was cancelled")
         elif o.state in LIVE:
             out[node.id] = Decision(KEEP, o.state)
+        elif o.state == FAILED and node.id in retries and retries[node.id].automatic:
+            out[node.id] = Decision(SUBMIT, retries[node.id].retried)
         elif retry_failed:
             out[node.id] = Decision(SUBMIT, f"{o.state}, retried")
         else:
-            out[node.id] = Decision(HELD, f"{o.state} (use --retry-failed)")
+            out[node.id] = Decision(HELD, held_reason(o.state, retries.get(node.id)))
     # Ancestors come along only where a selected node needs them.
     needed = {i for i in selected if out[i].action == SUBMIT}
     needed |= {a for a in ancestors(plan, needed) if out[a].action == SUBMIT}
@@ -212,8 +216,9 @@ def apply(
         with State(plan.output_dir, create=False) as state:
             view = plan_view(plan, state, executor)
         obs = view.obs
+        retries = automatic_retries(plan, obs)
         result = ApplyResult(plan.output_dir, executor.name, True, {}, reused=preview(plan, obs, selected, force, store))
-        result.decisions = decide(plan, obs, selected, retry_failed, force=force)
+        result.decisions = decide(plan, obs, selected, retry_failed, force=force, retries=retries)
         result.removed, result.duplicates = view.removed, view.duplicates
         to_submit = result.ids(SUBMIT)
         result.sbatch_calls = len(_layout(plan, to_submit, _live_parents(obs, to_submit), executor))
@@ -232,8 +237,9 @@ def apply(
             obs = plan_view(plan, state, executor).obs  # the kept jobs are now the nodes' jobs
         if store is not None and from_store(plan, state, obs, selected, force, store, result):
             obs = plan_view(plan, state, executor).obs  # reused nodes are done now
-        result.decisions = decide(plan, obs, selected, retry_failed, force=force, rewired=rewired)
-        to_submit = result.ids(SUBMIT)
+        retries = automatic_retries(plan, obs)
+        result.decisions = decide(plan, obs, selected, retry_failed, force=force, rewired=rewired, retries=retries)
+        prepare_retries(plan, obs, retries, to_submit := result.ids(SUBMIT))
         result.ancestors_added = [i for i in to_submit if i not in selected]
         superseded = sum(1 for i in to_submit if obs[i].state in LIVE)
         if to_submit:  # a no-op re-apply asks no limits (scontrol, sacctmgr: 0.5 s)

@@ -49,6 +49,7 @@ class Observation:
     submission: Submission | None = None
     adopt: str | None = None  # a job of this node that state.db did not record (apply records it)
     orphan_pid: int | None = None  # a local job still running after its apply died
+    scheduler_state: str | None = None  # the scheduler's word for its end (OUT_OF_MEMORY, NODE_FAIL): cruijff.run.retry
 
     @property
     def satisfied(self) -> bool:
@@ -106,8 +107,13 @@ def _from_info(node_id: str, info: JobInfo, attempt: Attempt | None, **extra) ->
         exit_code=info.exit_code if info.exit_code is not None else (attempt.exit_code if attempt else None),
         start=(attempt.start if attempt and attempt.start else info.start),
         end=(attempt.end if attempt and attempt.end else info.end),
-        reason=info.reason, **extra,
+        reason=info.reason or _STATE_REASONS.get(info.scheduler_state or ""),
+        scheduler_state=info.scheduler_state, **extra,
     )
+
+
+_STATE_REASONS = {"OUT_OF_MEMORY": "out of memory (OUT_OF_MEMORY)", "NODE_FAIL": "node failure (NODE_FAIL)",
+                  "BOOT_FAIL": "node failure (BOOT_FAIL)"}
 
 
 def _attempt_of(attempts: list[Attempt], job_id: str) -> Attempt | None:

@@ -32,6 +32,15 @@ class Attempt:
     stopped_step: int | None = None  # ... that saved and stopped on a signal: after this step
     requeued: bool = False  # it requeued itself (after the time-limit warning)
     oom_batch_size: int | None = None  # retried after out-of-memory at this batch size
+    reused_samples: tuple[int, int] | None = None  # an evaluation that continued a killed one's log: (kept, of)
+    checkpoint_step: int | None = None  # the latest step a resumable checkpoint of this attempt saved
+
+    @property
+    def progress_step(self) -> int | None:
+        """How far this attempt got that a next one keeps: its last checkpoint (or the step it
+        stopped after, which it saved)."""
+        steps = [s for s in (self.checkpoint_step, self.stopped_step) if s is not None]
+        return max(steps) if steps else None
 
     @property
     def reason(self) -> str | None:
@@ -52,6 +61,7 @@ def read_attempts(path: str | Path) -> list[Attempt]:
         return []
     attempts: list[Attempt] = []
     open_by_job: dict[str | None, int] = {}
+    carried: int | None = None  # an out-of-memory retry `apply` decided: the next job's first attempt runs it
     for line in text.splitlines():
         try:
             event = json.loads(line)
@@ -62,7 +72,9 @@ def read_attempts(path: str | Path) -> list[Attempt]:
         job_id = None if event.get("job_id") in (None, "") else str(event.get("job_id"))
         if event.get("event") == "start":
             open_by_job[job_id] = len(attempts)
-            attempts.append(Attempt(job_id=job_id, start=_num(event.get("time")), host=event.get("host")))
+            attempts.append(Attempt(job_id=job_id, start=_num(event.get("time")), host=event.get("host"),
+                                    oom_batch_size=carried))
+            carried = None
         elif event.get("event") == "end":
             code = event.get("exit_code")
             index = open_by_job.pop(job_id, None)
@@ -79,10 +91,17 @@ def read_attempts(path: str | Path) -> list[Attempt]:
             attempts[-1] = replace(attempts[-1], error=event["message"])
         elif event.get("event") == "resume" and isinstance(event.get("step"), int):
             attempts[-1] = replace(attempts[-1], resumed_step=event["step"])
+        elif event.get("event") == "resume" and isinstance(event.get("reused_samples"), int):
+            attempts[-1] = replace(attempts[-1], reused_samples=(event["reused_samples"], int(event.get("samples") or 0)))
+        elif event.get("event") == "checkpoint" and isinstance(event.get("step"), int):
+            attempts[-1] = replace(attempts[-1], checkpoint_step=max(event["step"], attempts[-1].checkpoint_step or 0))
         elif event.get("event") == "interrupted" and isinstance(event.get("step"), int):
             attempts[-1] = replace(attempts[-1], stopped_step=event["step"])
         elif event.get("event") == "oom_retry" and isinstance(event.get("batch_size"), int):
-            attempts[-1] = replace(attempts[-1], oom_batch_size=event["batch_size"])
+            if event.get("source") == "apply":  # decided between jobs, from the scheduler's OUT_OF_MEMORY
+                carried = event["batch_size"]
+            else:
+                attempts[-1] = replace(attempts[-1], oom_batch_size=event["batch_size"])
         elif event.get("event") == "requeue":
             attempts[-1] = replace(attempts[-1], requeued=True)
     return attempts
@@ -129,7 +148,7 @@ def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str 
         return 0, None
     last = mine[-1]
     parts = []
-    if len(mine) > 1 or last.resumed_step is not None or last.stopped_step is not None:
+    if len(mine) > 1 or last.resumed_step is not None or last.stopped_step is not None or last.reused_samples:
         parts.append(f"attempt {len(mine)}")
     oom = next((a.oom_batch_size for a in reversed(mine) if a.oom_batch_size), None)
     if oom:
@@ -138,7 +157,42 @@ def attempt_note(attempts: list[Attempt], job_id: str | None) -> tuple[int, str 
         parts.append(f"stopped after step {last.stopped_step:,} by {_why(last)}" + (", requeued" if last.requeued else ""))
     elif last.resumed_step is not None:
         parts.append(f"resumed at step {last.resumed_step:,}" + (f" after {_why(mine[-2])}" if len(mine) > 1 else ""))
+    elif last.reused_samples is not None:
+        kept, total = last.reused_samples
+        parts.append(f"continued its log, {kept:,} of {total:,} samples kept"
+                     + (f" after {_why(mine[-2])}" if len(mine) > 1 else ""))
     return len(mine), ", ".join(parts) or None
+
+
+def stalled_attempts(attempts: list[Attempt], job_id: str | None, *, current: bool) -> int:
+    """How many of the job's latest attempts in a row saved no checkpoint past every earlier one's
+    (nor past the step they resumed at): finetune.resume.max_attempts bounds this, so a job that
+    progresses in every attempt is never stopped. current: count the running (last) attempt too;
+    otherwise it is left out (the job script asks at its start, when its start is recorded)."""
+    mine = [a for a in attempts if a.job_id == job_id]
+    if mine and not current:
+        mine = mine[:-1]
+    best, stalled = -1, 0
+    for a in mine:
+        step = a.progress_step
+        if step is not None and step > max(best, a.resumed_step if a.resumed_step is not None else -1):
+            best, stalled = step, 0
+        else:
+            stalled += 1
+    return stalled
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cruijff.run.records stalled RECORD JOB_ID [--current]`: prints stalled_attempts
+    (the resumable job script's bound, cruijff.compiler.render.sbatch.resumable_lines)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 3 or args[0] != "stalled":
+        print("usage: python -m cruijff.run.records stalled RECORD JOB_ID [--current]", file=sys.stderr)
+        return 2
+    print(stalled_attempts(read_attempts(args[1]), args[2], current="--current" in args[3:]))
+    return 0
 
 
 def _why(attempt: Attempt) -> str:
@@ -176,3 +230,7 @@ class PlanAttempts(dict):
 def plan_attempts(plan: Plan) -> PlanAttempts:
     """Every node's attempts, by node id (one small file read per node, on demand)."""
     return PlanAttempts(plan)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -147,18 +147,25 @@ def node_statuses(plan: Plan, obs: dict[str, Observation], now: float,
         if score is not None and state == DONE and node.kind in EVAL_KINDS:
             headline = score(str(Path(plan.output_dir) / node.id / "logs"))
         reason = o.reason
-        if state == "failed":  # what the job itself said failed (records.record_error) says most
+        if state == "failed" and o.scheduler_state not in SCHEDULER_SAYS_MOST:
+            # what the job itself said failed (records.record_error) says most
             attempt = last_attempt(Path(plan.output_dir) / node.record, o.job_id)
             reason = ((attempt.reason if attempt else None)
                       or output_reason(Path(plan.output_dir) / node.id, o.job_id) or reason)
         attempts, note = None, None
         if node.kind == FINETUNE and o.job_id and state in ("pending", "running", DONE, "failed"):
             attempts, note = attempt_note(read_attempts(Path(plan.output_dir) / node.record), o.job_id)
+        elif node.kind in (EVAL, BASE_EVAL) and o.job_id and state in ("running", DONE, "failed"):
+            n, text = attempt_note(read_attempts(Path(plan.output_dir) / node.record), o.job_id)
+            if text is not None:  # a continued evaluation ("continued its log, 12 of 30 samples kept")
+                attempts, note = n, text
         shown[node.id] = NodeStatus(node.id, node.kind, state, blocked_by, o.job_id, elapsed, o.exit_code,
                                     reason, changed, headline, dict(node.attrs), attempts or None, note)
     return list(shown.values())
 
 
+# a job ended by the scheduler (the kernel's OOM killer, a dead node): its own record says less
+SCHEDULER_SAYS_MOST = ("OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL")
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)|error)\b[^\n]*:\s*\S")
 OUTPUT_TAIL = 65536  # bytes of a job's output read for its reason
 

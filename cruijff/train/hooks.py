@@ -8,7 +8,9 @@ call lives here, in `CruijffRecipeMixin`:
 - validation: `dataset_val`'s loss every n optimizer steps and at each epoch end, a
   token-weighted mean over the whole split, all-reduced across ranks (`_ValShard`);
 - per step and per epoch: logs/metrics.jsonl, epoch_<n>/record.json (cruijff.train.metrics),
-  adapter-only saves of the chosen epochs and the merged HF export (cruijff.train.export).
+  adapter-only saves of the chosen epochs and the merged HF export (cruijff.train.export);
+- resumable checkpoints (save, restore, skip trained batches): `ResumableMixin`, in
+  cruijff.train.resumable.
 
 The trainable-token checks (check_trainable, check_step) and TrainingError are imported from
 cruijff.train.recipes inside the methods that use them: recipes.py imports this module at its top.
@@ -30,9 +32,9 @@ from torchtune import config, utils
 from torchtune.data import padded_collate_packed
 
 from cruijff.errors import CruijffError
-from cruijff.run.records import record_event
 from cruijff.train.export import export_adapter, export_dir, export_merged
 from cruijff.train import resume
+from cruijff.train.resumable import ResumableMixin
 from cruijff.train.metrics import EpochRecord, MetricsLog, peak_memory, reset_peak_memory
 from cruijff.train.trainable import DIVERGED_FIX, TrainingError, check_step, check_trainable
 
@@ -109,14 +111,14 @@ class _ValShard(Dataset):
         return sample
 
 
-class CruijffRecipeMixin:
+class CruijffRecipeMixin(ResumableMixin):
     """Validation, selective adapter-only saves, export and run records, for either recipe."""
 
     _is_rank_zero = True  # the distributed recipe sets its own
     world_size = 1
     rank = 0
     _defer_exports = False  # distributed: export after training, outside collectives
-    _resumable = True  # resumable checkpoints (cruijff.train.resume); the distributed recipe: not yet
+    _resumable = True  # resumable checkpoints (cruijff.train.resume)
 
     def __init__(self, cfg: DictConfig) -> None:
         super().__init__(cfg=cfg)
@@ -158,89 +160,6 @@ class CruijffRecipeMixin:
         if state is not None:
             self._restore(state)
         self._last_ckpt = time.monotonic()
-
-    # ---- resumable checkpoints (cruijff.train.resume) ----------------------------------------
-    def _restore(self, state: dict) -> None:
-        missing, unexpected = self._model.load_state_dict(state["adapter"], strict=False)
-        if unexpected or not state["adapter"]:
-            raise RecipeConfigError(f"the resume checkpoint {self._resume.path} does not fit this model "
-                                    f"(unexpected keys {unexpected[:3]})", hint="delete it to start over")
-        self._optimizer.load_state_dict(state["optimizer"])
-        self._lr_scheduler.load_state_dict(state["lr_scheduler"])
-        self.global_step, self.epochs_run = int(state["global_step"]), int(state["epochs_run"])
-        self._tokens_total = int(state["tokens_total"])
-        self._last_val = tuple(state["last_val"]) if state["last_val"] else None
-        if state["epoch_steps"]:
-            self._resume_epoch = int(state["epoch"])
-            self._skip_batches = int(state["epoch_steps"]) * self._gradient_accumulation_steps
-            self._resume_record = state["epoch_record"]
-            self._resume_rng = state["rng"]
-        else:  # an epoch boundary: the loop has not built this epoch's iterator yet
-            resume.set_rng_state(state["rng"])
-        log.info(f"Resumed from {self._resume.path} at optimizer step {self.global_step} "
-                 f"(epoch {state['epoch']}, {state['epoch_steps']} steps into it)")
-        record_event("resume", step=self.global_step, epoch=int(state["epoch"]))
-
-    def _resume_skip(self, epoch: int, idx: int) -> bool:
-        """True for a batch the checkpoint had trained already (the loop `continue`s past it)."""
-        if self._resume_epoch != epoch:
-            return False
-        if idx < self._skip_batches:
-            return True
-        resume.set_rng_state(self._resume_rng)  # as it was after the checkpoint's step
-        self._resume_epoch = None
-        return False
-
-    def _checkpoint_due(self) -> bool:
-        r = self._resume
-        return bool(self._stop or (r.every_seconds and time.monotonic() - self._last_ckpt >= r.every_seconds)
-                    or (r.every_steps and self.global_step % r.every_steps == 0))
-
-    def _maybe_checkpoint(self, epoch: int, *, boundary: bool = False) -> None:
-        if not self._resumable:
-            return
-        if not boundary:
-            resume.test_oom(self.global_step, self._batch_size_cfg)
-            resume.test_signal_after_step(self.global_step)
-        if not (self._checkpoint_due() or (boundary and self._ckpt_deferred)):
-            return
-        if not boundary and self._epoch.steps >= self._steps_per_epoch:
-            self._ckpt_deferred = True  # the epoch's last step: checkpoint after its end instead
-            return
-        if boundary and self.epochs_run >= self.total_epochs:
-            return  # training is over; nothing left to resume
-        self._save_resumable(epoch, boundary=boundary)
-        if self._stop:
-            raise resume.Interrupted(self._stop.signum, self.global_step)
-
-    def _save_resumable(self, epoch: int, *, boundary: bool) -> None:
-        from dataclasses import asdict
-
-        rec = None
-        if not boundary:
-            rec = asdict(self._epoch)
-            rec["elapsed"] = time.perf_counter() - self._epoch_start
-        state = {
-            "fingerprint": self._fingerprint,
-            "global_step": self.global_step,
-            "epochs_run": self.epochs_run,
-            "epoch": epoch,
-            "epoch_steps": 0 if boundary else self._epoch.steps,
-            "adapter": {k: v.detach().to("cpu", copy=True)
-                        for k, v in self._model.named_parameters() if v.requires_grad},
-            "optimizer": self._optimizer.state_dict(),
-            "lr_scheduler": self._lr_scheduler.state_dict(),
-            "rng": resume.rng_state(),
-            "metrics_offset": self._metrics.position() if self._metrics else 0,
-            "tokens_total": self._tokens_total,
-            "last_val": list(self._last_val) if self._last_val else None,
-            "epoch_record": rec,
-        }
-        seconds = resume.save_atomic(state, self._resume.path)
-        self._last_ckpt = time.monotonic()
-        self._ckpt_deferred = False
-        log.info(f"Resumable checkpoint at step {self.global_step} saved in {seconds:.2f} s")
-        record_event("checkpoint", step=self.global_step, epoch=epoch, seconds=round(seconds, 3))
 
     def _setup_val_data(self, cfg_val: DictConfig, batch_size: int, collate_name: str) -> DataLoader:
 

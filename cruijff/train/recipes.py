@@ -137,7 +137,33 @@ class LoRAFinetuneRecipeSingleDevice(CruijffRecipeMixin, _single.LoRAFinetuneRec
 
 class LoRAFinetuneRecipeDistributed(CruijffRecipeMixin, _distributed.LoRAFinetuneRecipeDistributed):
     _defer_exports = True
-    _resumable = False  # resumable checkpoints: single device only so far (docs/running.md#resuming-fine-tunes)
+
+    # ---- resumable checkpoints of sharded (FSDP2) state: gathered to rank 0, loaded on every rank
+    def _adapter_state(self) -> dict:
+        return training.gather_cpu_state_dict(self._model, self._is_rank_zero, device=self._device,
+                                              adapter_weights_only=True)
+
+    def _optimizer_state(self) -> dict:
+        return training.get_full_optimizer_state_dict(self._model, self._optimizer, self._is_rank_zero,
+                                                      device=self._device)
+
+    def _load_adapter(self, adapter: dict):
+        """Into the parameters in place: torchtune's load_from_full_model_state_dict assigns new
+        Parameter objects, which the optimizer (made before a resume) would not update."""
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        params = dict(self._model.named_parameters())
+        with torch.no_grad():
+            for name in sorted(adapter):  # the same order on every rank: distribute_tensor scatters
+                p = params.get(name)
+                if p is None:
+                    continue
+                full = adapter[name].to(device=self._device, dtype=p.dtype)
+                p.copy_(distribute_tensor(full, p.device_mesh, p.placements) if isinstance(p, DTensor) else full)
+        return [], [k for k in adapter if k not in params]
+
+    def _load_optimizer(self, optimizer: dict) -> None:
+        training.load_from_full_optimizer_state_dict(self._model, self._optimizer, optimizer, self._device)
 
     def _setup_model(self, *args, **kwargs):
         """torchtune's, but on CPU (gloo: the distributed tests) without its CUDA-only memory report.
@@ -170,6 +196,8 @@ class LoRAFinetuneRecipeDistributed(CruijffRecipeMixin, _distributed.LoRAFinetun
             pbar = tqdm(total=self._steps_per_epoch, disable=not self.rank == 0)
             self._dataloader.sampler.set_epoch(curr_epoch)
             for idx, batch in enumerate(self._dataloader):
+                if self._resume_skip(curr_epoch, idx):
+                    continue  # trained before the resumable checkpoint
                 # Start tracking CUDA memory for active steps for just the first epoch
                 if (
                     self._is_rank_zero

@@ -24,8 +24,9 @@ from tests.integration.test_train import RECIPES, render_config, tune_bin, write
 pytestmark = pytest.mark.train
 
 
-def tune(config: Path, **env) -> subprocess.CompletedProcess:
-    argv = [tune_bin(), "run", "lora_finetune_single_device.py", "--config", str(config)]
+def tune(config: Path, nproc: int = 1, **env) -> subprocess.CompletedProcess:
+    argv = [tune_bin(), "run", *(["--nproc_per_node", str(nproc), "lora_finetune_distributed.py"] if nproc > 1
+                                 else ["lora_finetune_single_device.py"]), "--config", str(config)]
     full = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(RECIPES.parent),
                 CRUIJFF_NODE_DIR=str(config.parent), **env)
     return subprocess.run(argv, cwd=RECIPES, env=full, capture_output=True, text=True, timeout=300)
@@ -62,12 +63,12 @@ def reference(tiny_model_dir, data_file, tmp_path_factory) -> Path:
     return config.parent
 
 
-def assert_same_training(run: Path, reference: Path) -> None:
+def assert_same_training(run: Path, reference: Path, steps: int = 24) -> None:
     import torch
 
     got, want = metrics(run), metrics(reference)
     train = [e for e in got if e["type"] == "train"]
-    assert [e["step"] for e in train] == list(range(1, 25)), "a step is missing or trained twice"
+    assert [e["step"] for e in train] == list(range(1, steps + 1)), "a step is missing or trained twice"
     for kind, key in (("train", "train_loss"), ("val", "val_loss")):
         a = [(e["step"], e[key]) for e in got if e["type"] == kind]
         b = [(e["step"], e[key]) for e in want if e["type"] == kind]
@@ -165,6 +166,27 @@ def test_out_of_memory_is_retried_at_half_batch_size_from_the_last_checkpoint(re
     assert [e["train_loss"] for e in got] == pytest.approx([e["train_loss"] for e in want], rel=1e-4)
     assert attempt_note(read_attempts(run / "record.jsonl"), "1")[1] == \
         "attempt 1, retried with batch_size 2 after out-of-memory, resumed at step 4"
+
+
+@pytest.mark.slow  # four starts of two torchtune processes
+def test_the_distributed_recipe_resumes_where_a_sigterm_stopped_it(tiny_model_dir, data_file, tmp_path):
+    """FSDP2 over gloo, 2 ranks on CPU: SIGTERM after step 3 (every rank: a requeue signals the
+    whole job); the ranks agree to stop, rank 0 writes the gathered adapter and optimizer state and
+    every rank's RNG; the next run loads it into every rank's shards, trains steps 4.. only and ends
+    as an uninterrupted 2-rank run: same losses, records and adapter."""
+    reference = render_config(tmp_path / "reference", tiny_model_dir, data_file, export=None).parent
+    ok(tune(reference / "finetune.yaml", nproc=2))
+    config = render_config(tmp_path / "run", tiny_model_dir, data_file, export=None)
+    run = config.parent
+    stopped = tune(config, nproc=2, CRUIJFF_TEST_SIGNAL_AT_STEP="3:TERM")
+    # each rank exits EXIT_RESUMABLE; torchrun reports a failed worker with its own exit code
+    assert stopped.returncode != 0 and (run / "checkpoints" / FILE_NAME).is_file(), stopped.stderr[-3000:]
+    assert [e["step"] for e in metrics(run) if e["type"] == "train"] == [1, 2, 3]
+    ok(tune(config, nproc=2))
+    events = record(run)
+    assert [e["step"] for e in events if e["event"] == "interrupted"] == [3]
+    assert [e["step"] for e in events if e["event"] == "resume"] == [3]
+    assert_same_training(run, reference, steps=12)
 
 
 # ---- through the real local SLURM ---------------------------------------------------------------

@@ -115,7 +115,8 @@ def test_a_generated_dataset_is_hashed_by_its_generator(tmp_path):
 
 def test_code_fingerprints_follow_what_each_kind_runs(tmp_path, monkeypatch):
     fake = tmp_path / "pkg"
-    for rel in ("train/a.py", "data/b.py", "tasks/c.py", "prompting.py", "scores.py", "results/scores.py", "status.py"):
+    for rel in ("train/a.py", "data/b.py", "tasks/c.py", "prompting.py", "scores.py", "results/scores.py",
+                "results/eval_resume.py", "status.py"):
         (fake / rel).parent.mkdir(parents=True, exist_ok=True)
         (fake / rel).write_text("x = 1\n")
     monkeypatch.setattr(inputs, "_PACKAGE", fake)

@@ -51,6 +51,8 @@ EXPECTED = {
         ("+", "if self._device.type != 'cpu':"),
         ("+", "training.cleanup_before_training()"),
         *_HOOK, *_AFTER_STEP,
+        ("+", "if self._resume_skip(curr_epoch, idx):"),
+        ("+", "continue"),
         ("+", "pbar.close()"),
         ("-", "self.save_checkpoint(epoch=curr_epoch)"),
         ("+", "self._end_epoch(curr_epoch)"),

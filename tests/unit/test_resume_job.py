@@ -29,6 +29,7 @@ time.sleep(1.0)  # the recipe's imports: a USR1 now must be neither fatal nor lo
 got = []
 signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
 signal.signal(signal.SIGTERM, lambda s, f: got.append(s))
+open(sys.argv[1], "w").close()  # handlers in
 for _ in range(200):
     time.sleep(0.05)
     if got:
@@ -42,7 +43,7 @@ def script(tmp_path: Path, max_attempts: int = 5) -> Path:
     (tmp_path / "stand_in.py").write_text(STAND_IN)
     text = job_script(title="t", job_name="x:finetune/r", node_dir=str(node),
                       resources=Resources(gpus=0, cpus=1, mem="1G", time="00:01:00"), cluster={},
-                      commands=[[sys.executable, str(tmp_path / "stand_in.py")]],
+                      commands=[[sys.executable, str(tmp_path / "stand_in.py"), str(tmp_path / "ready")]],
                       resume={"max_attempts": max_attempts})
     path = tmp_path / "job.sbatch"
     path.write_text(text)
@@ -58,7 +59,7 @@ def started(tmp_path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 0
 
 
-@pytest.mark.parametrize("sig, after", [(signal.SIGUSR1, 0.2), (signal.SIGTERM, 1.6)])
+@pytest.mark.parametrize("sig, after", [(signal.SIGUSR1, 0.2), (signal.SIGTERM, "ready")])
 def test_a_warning_reaches_the_recipe_even_during_its_start_and_the_end_is_never_0(tmp_path, sig, after):
     """USR1 during the recipe's start is kept (ignored until its handler is in, then sent again);
     TERM reaches the recipe at once (before its handler it ends it: nothing to save yet)."""
@@ -69,21 +70,67 @@ def test_a_warning_reaches_the_recipe_even_during_its_start_and_the_end_is_never
     while not started(tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    time.sleep(after)
+    while after == "ready" and not (tmp_path / "ready").exists():  # TERM once the recipe can save
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.2 if after != "ready" else 0)
     proc.send_signal(sig)  # to the batch shell only, as SLURM's --signal=B:USR1 does
     assert proc.wait(timeout=20) == EXIT_RESUMABLE
     end = events(tmp_path)[-1]
     assert (end["event"], end["exit_code"], end["signal"]) == ("end", EXIT_RESUMABLE, sig.name[3:])
 
 
-def test_an_attempt_past_max_attempts_fails_at_once(tmp_path):
-    path = script(tmp_path, max_attempts=2)
+def attempt_lines(job: str, steps: list[int | None]) -> str:
+    """record.jsonl of finished attempts of one job, each with its last checkpoint step (None: none)."""
+    out = []
+    for i, step in enumerate(steps):
+        out.append({"event": "start", "time": 10 * i, "job_id": job})
+        if step is not None:
+            out.append({"event": "checkpoint", "time": 10 * i + 1, "step": step})
+        out.append({"event": "end", "time": 10 * i + 2, "job_id": job, "exit_code": 85, "signal": "USR1"})
+    return "".join(json.dumps(e) + "\n" for e in out)
+
+
+@pytest.mark.parametrize("steps, stalled", [
+    ([], 0), ([4], 0), ([None], 1), ([4, 8, 12, 16, 20, 24, 28], 0),  # progress every time: never stopped
+    ([4, 4, None], 2), ([4, 8, None, 8, 3], 3), ([None, None, 2], 0)])
+def test_attempts_without_progress_are_counted_not_restarts(tmp_path, steps, stalled):
+    from cruijff.run.records import stalled_attempts
+
+    path = tmp_path / "record.jsonl"
+    path.write_text(attempt_lines("7", steps) + attempt_lines("8", [None, None, None]))
+    assert stalled_attempts(read_attempts(path), "7", current=True) == stalled
+    path.write_text(path.read_text() + json.dumps({"event": "start", "time": 99, "job_id": "7"}) + "\n")
+    assert stalled_attempts(read_attempts(path), "7", current=False) == stalled  # the running one left out
+
+
+def run_script(tmp_path, max_attempts: int, restart_count: int, steps: list[int | None]):
+    path = script(tmp_path, max_attempts=max_attempts)
+    (tmp_path / "node" / "record.jsonl").write_text(attempt_lines("77", steps))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    proc = subprocess.run(["bash", str(path)], env={**env, "SLURM_RESTART_COUNT": "2"}, capture_output=True,
-                          text=True, timeout=20)
-    assert proc.returncode == 3
-    kinds = [e["event"] for e in events(tmp_path)]
-    assert kinds == ["start", "error", "end"] and "max_attempts" in events(tmp_path)[1]["message"]
+    env.update(SLURM_RESTART_COUNT=str(restart_count), CRUIJFF_JOB_ID="77",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen(["bash", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc
+
+
+def test_a_job_that_saved_nothing_new_in_max_attempts_attempts_fails_at_once(tmp_path):
+    proc = run_script(tmp_path, max_attempts=2, restart_count=2, steps=[8, 8, 8])
+    assert proc.wait(timeout=30) == 3
+    new = events(tmp_path)[-3:]
+    assert [e["event"] for e in new] == ["start", "error", "end"]
+    assert "2 attempts in a row saved no new checkpoint" in new[1]["message"]
+
+
+def test_a_job_that_progresses_every_attempt_runs_past_max_attempts_restarts(tmp_path):
+    proc = run_script(tmp_path, max_attempts=2, restart_count=6, steps=[4, 8, 12, 16, 20, 24])
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "ready").exists():  # the stand-in recipe runs: the bound let it
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == EXIT_RESUMABLE  # it ran the recipe, which saved and stopped
 
 
 def test_job_scripts_are_requeueable_and_a_finetune_is_warned_before_its_limit():

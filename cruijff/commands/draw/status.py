@@ -83,7 +83,7 @@ def render_text(report: StatusReport, full: bool | None = None):
         notes.append(f"failed  {n.id}  ({code}; see {shown_path(os.path.join(report.output_dir, n.id, log))})")
     if limit is not None and len(failed) > limit:
         notes.append(f"  … and {len(failed) - limit} more failed (--all or --only to list them)")
-    resumed = [n for n in report.nodes if n.note]  # fine-tunes that were requeued or resumed
+    resumed = [n for n in report.nodes if n.note]  # fine-tunes requeued or resumed, evaluations continued
     notes += [f"{n.state}  {n.id}  ({n.note})" for n in resumed[:limit]]
     blocked: dict[str, int] = {}
     for n in report.nodes:

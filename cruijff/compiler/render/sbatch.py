@@ -94,16 +94,21 @@ def environment_lines(env: dict[str, Any], variables: dict[str, Any]) -> list[st
 
 RECORD_PRELUDE = r"""set -eo pipefail
 _cruijff_signal=""
+# the time of an event, in $_cruijff_t; null when `date` is killed (a requeue signals every process
+# of the job), so the line stays JSON (the fallback is taken here, outside the killed subshell)
+_cruijff_stamp() { _cruijff_t=$(date +%s.%N 2>/dev/null) || true; _cruijff_t=${_cruijff_t:-null}; }
 cd "$CRUIJFF_NODE_DIR"
 _cruijff_job="${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}"
 _cruijff_job="${_cruijff_job:-${SLURM_JOB_ID:-${CRUIJFF_JOB_ID:-manual}}}"
+_cruijff_stamp
 printf '{"event": "start", "time": %s, "job_id": "%s", "host": "%s"}\n' \
-  "$(date +%s.%N)" "$_cruijff_job" "$(hostname)" >> "$CRUIJFF_NODE_DIR/record.jsonl"
+  "$_cruijff_t" "$_cruijff_job" "$(hostname)" >> "$CRUIJFF_NODE_DIR/record.jsonl"
 _cruijff_end() {
   local rc=$?
   if declare -F _cruijff_gpu_stop >/dev/null; then _cruijff_gpu_stop; fi
+  _cruijff_stamp
   printf '{"event": "end", "time": %s, "job_id": "%s", "exit_code": %d, "signal": "%s"}\n' \
-    "$(date +%s.%N)" "$_cruijff_job" "$rc" "$_cruijff_signal" >> "$CRUIJFF_NODE_DIR/record.jsonl"
+    "$_cruijff_t" "$_cruijff_job" "$rc" "$_cruijff_signal" >> "$CRUIJFF_NODE_DIR/record.jsonl"
 }
 trap _cruijff_end EXIT
 trap '_cruijff_signal=TERM; exit 143' TERM"""
@@ -155,25 +160,30 @@ def resumable_lines(max_attempts: int, grace: int) -> list[str]:
     job requeues itself (same job id, so afterok/aftercorr dependents stay valid) while it has
     attempts left. A requeue or preemption by the scheduler sends TERM to every process: the
     recipe saves the same way and the scheduler runs the job again, which resumes.
+    The bound counts attempts in a row that saved no new checkpoint (cruijff.run.records.
+    stalled_attempts), not restarts: a job that progresses in every attempt is never stopped.
     """
     n = int(max_attempts)
     return [
-        f"_cruijff_max_attempts={n}  # finetune.resume.max_attempts",
+        f"_cruijff_max_attempts={n}  # finetune.resume.max_attempts: attempts in a row without a new checkpoint",
         f"_cruijff_grace={int(grace)}  # seconds before the time limit: the --signal line's",
-        'if [ "${SLURM_RESTART_COUNT:-0}" -ge "$_cruijff_max_attempts" ]; then',
-        '  _cruijff_msg="attempt $((SLURM_RESTART_COUNT + 1)) of a job allowed $_cruijff_max_attempts '
-        '(finetune.resume.max_attempts): it is not making progress"',
-        '  echo "error: $_cruijff_msg" >&2',
-        "  printf '{\"event\": \"error\", \"time\": %s, \"message\": \"%s\"}\\n' "
-        '"$(date +%s.%N)" "$_cruijff_msg" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
-        "  exit 3",
-        "fi",
+        '_cruijff_stalled() { python -m cruijff.run.records stalled "$CRUIJFF_NODE_DIR/record.jsonl" '
+        '"$_cruijff_job" "$@" 2>/dev/null || echo 0; }',
         '_cruijff_child=""',
         '_cruijff_forward() { _cruijff_signal="${_cruijff_signal:-$1}"; if [ -n "$_cruijff_child" ] && [ "$1" = TERM ]; then '
         'kill -s TERM "$_cruijff_child" 2>/dev/null || true; fi; }',
         "trap '_cruijff_forward USR1' USR1",
         "trap '_cruijff_forward TERM' TERM",
         "_cruijff_resumable() {",
+    '  local stalled; stalled=$(_cruijff_stalled)',
+    '  if [ "$stalled" -ge "$_cruijff_max_attempts" ]; then',
+    '    _cruijff_msg="$stalled attempts in a row saved no new checkpoint (finetune.resume.max_attempts '
+    '$_cruijff_max_attempts): it is not making progress"',
+    '    echo "error: $_cruijff_msg" >&2',
+    "    _cruijff_stamp; printf '{\"event\": \"error\", \"time\": %s, \"message\": \"%s\"}\\n' "
+    '"$_cruijff_t" "$_cruijff_msg" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
+    "    return 3",
+    "  fi",
         "  # USR1 starts ignored in the recipe until it installs its handler. The warning goes to the",
         "  # recipe from a helper: it waits until grace seconds before the job's end (SLURM may warn up",
         "  # to a minute early), then sends it every 2 s until the recipe has exited, so one sent",
@@ -197,9 +207,9 @@ def resumable_lines(max_attempts: int, grace: int) -> list[str]:
         '  wait "$_cruijff_child" || rc=$?',
         '  _cruijff_child=""',
         f'  if [ "$rc" -eq {EXIT_RESUMABLE} ] && [ "$_cruijff_signal" = USR1 ] && [ -n "${{SLURM_JOB_ID:-}}" ] \\',
-        '     && [ $(( ${SLURM_RESTART_COUNT:-0} + 1 )) -lt "$_cruijff_max_attempts" ]; then',
-        "    printf '{\"event\": \"requeue\", \"time\": %s, \"job_id\": \"%s\", \"reason\": \"time limit\"}\\n' "
-        '"$(date +%s.%N)" "$_cruijff_job" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
+        '     && [ "$(_cruijff_stalled --current)" -lt "$_cruijff_max_attempts" ]; then',
+        "    _cruijff_stamp; printf '{\"event\": \"requeue\", \"time\": %s, \"job_id\": \"%s\", \"reason\": \"time limit\"}\\n' "
+        '"$_cruijff_t" "$_cruijff_job" >> "$CRUIJFF_NODE_DIR/record.jsonl"',
         '    scontrol requeue "$_cruijff_job" || echo "cruijff: scontrol requeue $_cruijff_job failed" >&2',
         "  fi",
         '  return "$rc"',

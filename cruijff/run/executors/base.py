@@ -27,6 +27,7 @@ class JobInfo:
     start: float | None = None  # unix time
     end: float | None = None
     node_hash: str | None = None  # from the job's comment
+    scheduler_state: str | None = None  # the scheduler's own word for a finished job (sacct: OUT_OF_MEMORY, NODE_FAIL)
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,15 @@ def _squeue_exit_code(value) -> int | None:
     return decode_wait_status(_number(value))
 
 
+# final states that say why, kept as the scheduler wrote them (cruijff.run.retry acts on them)
+TELLING_STATES = ("OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL")
+
+
+def _scheduler_state(value) -> str | None:
+    name = _state_name(value).upper()
+    return name if name in TELLING_STATES else None
+
+
 def _reason(value) -> str | None:
     if not value or value == "None":
         return None
@@ -294,6 +303,7 @@ def parse_sacct_text(text: str, prefix: str) -> dict[str, JobInfo]:
             start=start,
             end=end,
             node_hash=row["Comment"] or None,
+            scheduler_state=_scheduler_state(row["State"]),
         )
         for key in _expand_array_key(job_id):  # an array cancelled before it started: `12_[0-9]`
             out[key] = replace(info, job_id=key)
