@@ -82,7 +82,7 @@ def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, r
         # Read before write_plan replaces them: the old rendered files say which settings changed.
         details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
         files = with_store_keys(compiled)
-        diff = write_plan(compiled.plan, files)
+        diff = write_plan(compiled.plan, files, old)
     from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
     from cruijff.paths import recipes_dir

@@ -19,7 +19,7 @@ from cruijff.compiler.checks import check_files, check_models, check_references,
 from cruijff.errors import ManifestError, Problem
 from cruijff.compiler.expand import Run, expand
 from cruijff.compiler.naming import name_runs
-from cruijff.compiler.graph import JobSpec, build_graph, topological
+from cruijff.compiler.graph import JobSpec, build_graph
 from cruijff.compiler.inputs import code_digest, fingerprint
 from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, EVAL_KINDS, FINETUNE, PREPARE, Node, Plan
 from cruijff.paths import recipes_dir
@@ -117,14 +117,14 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure, overrides=overrides)
     m = checked.manifest
     g = build_graph(m, checked.runs)
+    order = {node_id: i for i, node_id in enumerate(g.specs)}
     runs = {r.name: r for r in checked.runs}
     renderer = _Renderer(m, runs, recipes or str(recipes_dir()), check_paths=check_paths)
     files: dict[str, str] = {}
     nodes: list[Node] = []
     hashes: dict[str, str] = {}
-    for node_id in topological(g):
-        spec: JobSpec = g.nodes[node_id]["spec"]
-        parents = tuple(sorted(g.predecessors(node_id), key=lambda p: g.nodes[p]["order"]))
+    for node_id, spec in g.specs.items():  # parents first
+        parents = tuple(sorted(g.parents[node_id], key=order.__getitem__))
         try:
             node_files = renderer.render(spec)
         except UnsafeValue as e:
@@ -182,6 +182,7 @@ class _Renderer:
         self._key_settings: dict[str, dict[str, Any]] = {}
         self._parent_keys: dict[str, list[str | None]] = {}
         self._task_configs: dict[tuple[str, str], str] = {}  # (task, dataset) → its task_config.yaml
+        self._signatures: dict[tuple[str, str], Any] = {}  # (file, @task) → its interface: one stat per compile
 
     def inputs(self, spec: JobSpec) -> dict[str, str]:
         """What the job reads beyond its rendered files: name → fingerprint (see cruijff.compiler.inputs)."""
@@ -335,7 +336,9 @@ class _Renderer:
         what = (f"epoch {spec.attrs['epoch']} of {spec.attrs['run']}" if spec.kind == EVAL else
                 f"checkpoint {spec.attrs['model']}" if spec.kind == CHECKPOINT_EVAL else f"base model {spec.attrs['model']}")
         files: dict[str, str] = {}
-        signature = task_signature(task["file"], task["task"])
+        if (task["file"], task["task"]) not in self._signatures:
+            self._signatures[task["file"], task["task"]] = task_signature(task["file"], task["task"])
+        signature = self._signatures[task["file"], task["task"]]
         kit_config = None
         if signature.interface == render_inspect.KIT_TASK:  # cruijff_kit's task, run unchanged
             config_path = f"{self.out}/{spec.id}/{render_inspect.KIT_CONFIG_FILE}"

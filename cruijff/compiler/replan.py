@@ -173,7 +173,7 @@ def record(manifest: str | Path, out: str | None, m: dict[str, Any], recipes: st
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(stamp, f, separators=(",", ":"))
+            f.write(json.dumps(stamp, separators=(",", ":")))  # json.dump streams through the Python encoder
         os.replace(tmp, path)
     except (OSError, TypeError, ValueError):
         try:
