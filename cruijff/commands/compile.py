@@ -69,12 +69,13 @@ def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, r
             _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, refresh_cluster)
             return
         from cruijff.compiler.pipeline import compile_manifest, with_store_keys
+        from cruijff.compiler import render_cache
         from cruijff.compiler.summary import plan_summary, setting_changes
         from cruijff.compiler.write import previous_plan, write_plan
 
         replan.forget(manifest, out)
         try:
-            compiled = compile_manifest(manifest, out=out, overrides=sets)
+            compiled = compile_manifest(manifest, out=out, overrides=sets, reuse=True)
         except ManifestError as e:
             _fail(e, as_json, "plan")
         root = Path(compiled.plan.output_dir)
@@ -83,6 +84,7 @@ def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, r
         details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
         files = with_store_keys(compiled)
         diff = write_plan(compiled.plan, files, old)
+        render_cache.save(compiled.plan.output_dir, *compiled.rendered)  # for the next plan of this directory
     from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
     from cruijff.paths import recipes_dir

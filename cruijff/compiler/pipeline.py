@@ -21,6 +21,7 @@ from cruijff.compiler.expand import Run, expand
 from cruijff.compiler.naming import name_runs
 from cruijff.compiler.graph import JobSpec, build_graph
 from cruijff.compiler.inputs import code_digest, fingerprint
+from cruijff.compiler.nodekeys import NodeKeys
 from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, EVAL_KINDS, FINETUNE, PREPARE, Node, Plan
 from cruijff.paths import recipes_dir
 from cruijff.compiler.render import inspect as render_inspect
@@ -29,7 +30,7 @@ from cruijff.compiler.render.sbatch import UnsafeValue, job_script
 from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.compiler.resolve import resolve
 from cruijff.compiler.source import Source, load, to_plain
-from cruijff.compiler import cells, token_fit
+from cruijff.compiler import cells, render_cache, token_fit
 from cruijff.compiler.taskfile import task_signature
 from cruijff.compiler.validate import schema_problems
 
@@ -52,6 +53,7 @@ class Compiled:
     files: dict[str, str]  # path relative to output_dir → text
     checked: Checked
     store: dict[str, Any] = field(default_factory=dict)  # store keys and settings (cruijff.store.keys)
+    rendered: tuple[str, dict] = ("", {})  # (context, entries) for the next plan (cruijff.compiler.render_cache)
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
@@ -113,35 +115,39 @@ def _file_order(p: Problem) -> tuple[int, int]:
 
 def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
                      recipes: str | None = None, check_paths: bool = True,
-                     measure: token_fit.Runner | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Compiled:
+                     measure: token_fit.Runner | None = None, overrides: tuple[str, ...] | list[str] = (),
+                     reuse: bool = False) -> Compiled:
+    """reuse: take the last plan's rendering of every node this plan renders the same
+    (cruijff.compiler.render_cache); `plan` saves Compiled.rendered after writing the plan."""
     checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure, overrides=overrides)
     m = checked.manifest
     g = build_graph(m, checked.runs)
     order = {node_id: i for i, node_id in enumerate(g.specs)}
     runs = {r.name: r for r in checked.runs}
     renderer = _Renderer(m, runs, recipes or str(recipes_dir()), check_paths=check_paths)
+    ctx = render_cache.context(m, renderer.recipes, check_paths, renderer.model_facts()) if reuse else ""
+    previous = render_cache.load(m["output_dir"], ctx) if reuse else {}
+    entries: render_cache.Entries = {}
     files: dict[str, str] = {}
     nodes: list[Node] = []
     hashes: dict[str, str] = {}
     for node_id, spec in g.specs.items():  # parents first
         parents = tuple(sorted(g.parents[node_id], key=order.__getitem__))
-        try:
-            node_files = renderer.render(spec)
-        except UnsafeValue as e:
-            raise ManifestError([Problem(str(e), checked.source.locate(list(e.where)),
-                                         "use plain words for SLURM settings")]) from None
         inputs = renderer.inputs(spec)
-        digest = hashlib.sha256()
-        digest.update(json.dumps({"kind": spec.kind, "resources": vars(spec.resources),
-                                  "parents": [hashes[p] for p in parents], "inputs": inputs},
-                                 sort_keys=True).encode())
-        for rel in sorted(node_files):
-            digest.update(rel.encode() + b"\0" + node_files[rel].encode() + b"\0")
-        hashes[node_id] = digest.hexdigest()[:16]
+        key = render_cache.node_key(spec, parents, [hashes[p] for p in parents], renderer.keys.parent_keys(parents),
+                                    inputs) if reuse and spec.kind != PREPARE else None
+        hit = previous.get(node_id) if key else None
+        if hit is not None and hit[0] == key:
+            _, node_files, hashes[node_id], settings, store_key = hit
+            renderer.keys.adopt(spec, parents, settings, store_key)
+        else:
+            node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs, [hashes[p] for p in parents])
+            renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
+        if key:
+            entries[node_id] = (key, node_files, hashes[node_id], *renderer.keys.stored(node_id))
         files.update({f"{node_id}/{rel}": text for rel, text in node_files.items()})
         nodes.append(Node(id=node_id, kind=spec.kind, parents=parents, resources=spec.resources,
                           hash=hashes[node_id], attrs=spec.attrs, inputs=inputs))
-        renderer.key(spec, parents, inputs)
     plan = Plan(
         experiment=m["experiment"],
         output_dir=m["output_dir"],
@@ -159,7 +165,23 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
 
         header += provenance(checked.overrides)
     files["manifest.yaml"] = dump_yaml(m, header=header)
-    return Compiled(plan, files, checked, renderer.store_keys())
+    return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries))
+
+
+def _render_node(renderer: _Renderer, spec: JobSpec, source: Source, inputs: dict[str, str],
+                 parent_hashes: list[str]) -> tuple[dict[str, str], str]:
+    """A node's files and its hash: its kind, resources, parents' hashes, inputs and files' text."""
+    try:
+        node_files = renderer.render(spec)
+    except UnsafeValue as e:
+        raise ManifestError([Problem(str(e), source.locate(list(e.where)),
+                                     "use plain words for SLURM settings")]) from None
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"kind": spec.kind, "resources": vars(spec.resources),
+                              "parents": parent_hashes, "inputs": inputs}, sort_keys=True).encode())
+    for rel in sorted(node_files):
+        digest.update(rel.encode() + b"\0" + node_files[rel].encode() + b"\0")
+    return node_files, digest.hexdigest()[:16]
 
 
 class _Renderer:
@@ -178,9 +200,7 @@ class _Renderer:
 
         self._fingerprints: dict[str, str] = {}
         self._settings: dict[str, dict[str, Any]] = {}  # node id → what decides its result (render's data)
-        self._keys: dict[str, str | None] = {}
-        self._key_settings: dict[str, dict[str, Any]] = {}
-        self._parent_keys: dict[str, list[str | None]] = {}
+        self.keys = NodeKeys(m, recipes, self._fingerprint)
         self._task_configs: dict[tuple[str, str], str] = {}  # (task, dataset) → its task_config.yaml
         self._signatures: dict[tuple[str, str], Any] = {}  # (file, @task) → its interface: one stat per compile
 
@@ -197,41 +217,15 @@ class _Renderer:
             out["task file"] = self._fingerprint(task["file"])
         return out
 
-    def key(self, spec: JobSpec, parents: tuple[str, ...], inputs: dict[str, str]) -> None:
-        """The node's store key (cruijff.store.keys): its settings with paths replaced, its inputs,
-        its parents' keys. Computed from the data render just turned into files."""
-        from cruijff.store.keys import node_key, normalise, places
+    def model_facts(self) -> dict[str, Any]:
+        """What rendering reads of each model's folder: its fingerprint (store keys) and whether it
+        is reachable here (the job's preflight check)."""
+        folders = {f for model in self.m["models"].values() for f in (model.get("path"), model.get("checkpoint")) if f}
+        return {f: [self._fingerprint(f), os.path.isdir(f)] for f in sorted(folders)}
 
-        settings = self._settings.pop(spec.id, {})
-        pairs: list[tuple[str | None, str]] = [(f"{self.out}/{spec.id}", "<node>"), (self.out, "<plan>"),
-                                               (self.recipes, "<recipes>")]
-        pairs += [(f"{self.out}/{p}", f"<parent:{i}>") for i, p in enumerate(parents)]
-        model = self.m["models"].get(spec.attrs.get("model")) if isinstance(spec.attrs.get("model"), str) else None
-        model_path = (model.get("path") or model.get("checkpoint")) if model else None  # a checkpoint: no path
-        pairs.append((model_path, "<model>"))
-        for name in ("dataset", "eval_dataset"):
-            value = spec.attrs.get(name)
-            if isinstance(value, str) and value in self.m["datasets"]:
-                pairs.append((self.m["datasets"][value]["path"], "<dataset>"))
-        for task in (self.m.get("eval") or {}).get("tasks", []):
-            pairs.append((task["file"], "<task file>"))
-        normalised = normalise(settings, places(pairs))
-        normalised["inputs"] = dict(inputs)
-        normalised["gpus"] = spec.resources.gpus
-        if spec.kind != PREPARE and model_path:
-            normalised["model"] = self._fingerprint(model_path)
-        self._parent_keys[spec.id] = [self._keys.get(p) for p in parents]
-        self._keys[spec.id] = node_key(spec.kind, normalised, self._parent_keys[spec.id])
-        self._key_settings[spec.id] = normalised
-
-    def store_keys(self) -> dict[str, Any]:
-        """What `plan` writes to store-keys.json: each node's key (None: never stored) and settings
-        (nested: flattened only where they are compared, for a miss with a near entry or a publish)."""
-        from cruijff.store.keys import KEY_VERSION, near_keys
-
-        return {"version": KEY_VERSION, "keys": self._keys,
-                "near": {i: near_keys(i.split("/", 1)[0], s) for i, s in self._key_settings.items()},
-                "settings": self._key_settings, "parents": self._parent_keys}
+    def take_settings(self, node_id: str) -> dict[str, Any]:
+        """What decides the node's result, as render left it (the store key's data)."""
+        return self._settings.pop(node_id, {})
 
     def _fingerprint(self, path: str) -> str:
         if path not in self._fingerprints:

@@ -178,8 +178,13 @@ def _write_all(writes: list[tuple[str, bytes, bool]]) -> None:
         return
     from concurrent.futures import ThreadPoolExecutor
 
+    def write_share(share: list[tuple[str, bytes, bool]]) -> None:
+        for w in share:
+            _write_one(*w)
+
+    # one task per thread (a future per file cost more than the write itself on a fast disk)
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        for _ in pool.map(lambda w: _write_one(*w), writes, chunksize=64):
+        for _ in pool.map(write_share, [writes[i::WRITERS] for i in range(WRITERS)]):
             pass
 
 

@@ -1,0 +1,67 @@
+"""Each node's store key as a plan compiles (cruijff.store.keys holds what a key is): its settings
+with the plan's paths replaced, its inputs and its parents' keys; written to store-keys.json."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from cruijff.plan import PREPARE
+from cruijff.store.keys import KEY_VERSION, near_keys, node_key, normalise, places
+
+if TYPE_CHECKING:
+    from cruijff.compiler.graph import JobSpec
+
+
+class NodeKeys:
+    def __init__(self, m: dict[str, Any], recipes: str, fingerprint: Callable[[str], str]):
+        self.m = m
+        self.out = m["output_dir"]
+        self.recipes = recipes
+        self._fingerprint = fingerprint
+        self._keys: dict[str, str | None] = {}
+        self._key_settings: dict[str, dict[str, Any]] = {}
+        self._parent_keys: dict[str, list[str | None]] = {}
+
+    def add(self, spec: JobSpec, parents: tuple[str, ...], inputs: dict[str, str], settings: dict[str, Any]) -> None:
+        """The node's key: its settings (the data render just turned into files) with paths
+        replaced, its inputs, its parents' keys."""
+        pairs: list[tuple[str | None, str]] = [(f"{self.out}/{spec.id}", "<node>"), (self.out, "<plan>"),
+                                               (self.recipes, "<recipes>")]
+        pairs += [(f"{self.out}/{p}", f"<parent:{i}>") for i, p in enumerate(parents)]
+        model = self.m["models"].get(spec.attrs.get("model")) if isinstance(spec.attrs.get("model"), str) else None
+        model_path = (model.get("path") or model.get("checkpoint")) if model else None  # a checkpoint: no path
+        pairs.append((model_path, "<model>"))
+        for name in ("dataset", "eval_dataset"):
+            value = spec.attrs.get(name)
+            if isinstance(value, str) and value in self.m["datasets"]:
+                pairs.append((self.m["datasets"][value]["path"], "<dataset>"))
+        for task in (self.m.get("eval") or {}).get("tasks", []):
+            pairs.append((task["file"], "<task file>"))
+        normalised = normalise(settings, places(pairs))
+        normalised["inputs"] = dict(inputs)
+        normalised["gpus"] = spec.resources.gpus
+        if spec.kind != PREPARE and model_path:
+            normalised["model"] = self._fingerprint(model_path)
+        self._parent_keys[spec.id] = [self._keys.get(p) for p in parents]
+        self._keys[spec.id] = node_key(spec.kind, normalised, self._parent_keys[spec.id])
+        self._key_settings[spec.id] = normalised
+
+    def parent_keys(self, parents: tuple[str, ...]) -> list[str | None]:
+        return [self._keys.get(p) for p in parents]
+
+    def stored(self, node_id: str) -> tuple[dict[str, Any], str | None]:
+        """A keyed node's store-key settings and key, as render_cache keeps them."""
+        return self._key_settings[node_id], self._keys[node_id]
+
+    def adopt(self, spec: JobSpec, parents: tuple[str, ...], settings: dict[str, Any], key: str | None) -> None:
+        """A node rendered as the last plan did: its store key and settings from then."""
+        self._parent_keys[spec.id] = self.parent_keys(parents)
+        self._keys[spec.id] = key
+        self._key_settings[spec.id] = settings
+
+    def document(self) -> dict[str, Any]:
+        """What `plan` writes to store-keys.json: each node's key (None: never stored) and settings
+        (nested: flattened only where they are compared, for a miss with a near entry or a publish)."""
+        return {"version": KEY_VERSION, "keys": self._keys,
+                "near": {i: near_keys(i.split("/", 1)[0], s) for i, s in self._key_settings.items()},
+                "settings": self._key_settings, "parents": self._parent_keys}

@@ -1,0 +1,82 @@
+"""Reuse the previous plan's rendering of nodes an edit did not touch (issue 27.3: a re-plan after
+one edit of a 5,000-job grid).
+
+Rendering a node (its configs, job script, hash and store key) is most of a compile. A node's
+rendering is decided by the manifest apart from its grid (each node's grid point is in its spec),
+the node's spec, its parents' hashes and store keys, the fingerprints of what it reads, the model
+folders' fingerprints and reachability, the recipes folder and cruijff's own code. `context`
+digests the part shared by all nodes and `node_key` the rest; a node whose key equals the one the
+last plan into the same directory recorded gets that plan's rendering back instead of being
+rendered again. Anything unreadable, from another context or another cruijff is simply a miss.
+
+The cache lives in cruijff's cache folder (one file per plan directory, written after the plan
+is): pickled, as the stamps beside it are the user's own files (a JSON file of 5,000 nodes' texts
+costs more to read than rendering a tenth of them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+VERSION = 1
+# node id → (node key, files, hash, store-key settings, store key)
+Entries = dict[str, tuple[str, dict[str, str], str, dict[str, Any], "str | None"]]
+
+
+def _path(output_dir: str) -> Path:
+    from cruijff.paths import cache_dir
+
+    return cache_dir() / "plans" / f"{hashlib.sha256(os.path.abspath(output_dir).encode()).hexdigest()[:24]}.nodes"
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def context(m: dict[str, Any], recipes: str, check_paths: bool, models: dict[str, Any]) -> str:
+    """What every node's rendering depends on: the manifest less its grid, the recipes, the model
+    folders (models: name → fingerprint and reachability), the working folder and cruijff's code."""
+    from cruijff.compiler.replan import code_signature
+
+    return _digest({"v": VERSION, "manifest": {k: v for k, v in m.items() if k != "grid"}, "recipes": recipes,
+                    "check_paths": check_paths, "models": models, "cwd": os.getcwd(), "code": code_signature()})
+
+
+def node_key(spec: Any, parents: tuple[str, ...], parent_hashes: list[str], parent_keys: list[Any],
+             inputs: dict[str, str]) -> str:
+    return _digest([spec.id, spec.kind, vars(spec.resources), spec.attrs, parents, parent_hashes, parent_keys, inputs])
+
+
+def load(output_dir: str, ctx: str) -> Entries:
+    """The last plan's entries when they were rendered in this context; else none."""
+    try:
+        with open(_path(output_dir), "rb") as f:
+            doc = pickle.load(f)
+    except Exception:  # missing, truncated, or written by another cruijff: a miss, never an error
+        return {}
+    return doc["nodes"] if isinstance(doc, dict) and doc.get("context") == ctx else {}
+
+
+def save(output_dir: str, ctx: str, entries: Entries) -> None:
+    """Best effort, after the plan is written: without it the next plan renders every node."""
+    path = _path(output_dir)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump({"context": ctx, "nodes": entries}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except (OSError, pickle.PicklingError):
+        for stale in (tmp, path):
+            try:
+                if stale:
+                    os.unlink(stale)
+            except OSError:
+                pass
