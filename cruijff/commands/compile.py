@@ -109,7 +109,8 @@ def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, r
     if not any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
         replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
                       [*files, PLAN_FILE], shown, sets)
-    shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"])
+    shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
+                            compiled.store)
     _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
 
 
@@ -145,8 +146,9 @@ def _show(shown: dict, diff, details: dict, as_json: bool, refresh: bool, slurm=
     draw.plan_summary(summary, diff)
 
 
-def _store(plan_dir: str, cluster: dict, no_store: bool, estimate: dict) -> dict | None:
-    """Each node looked up in the results store: reused (from where), or why not (cruijff/store)."""
+def _store(plan_dir: str, cluster: dict, no_store: bool, estimate: dict, keys: dict | None = None) -> dict | None:
+    """Each node looked up in the results store: reused (from where), or why not (cruijff/store).
+    keys: the store-keys.json just written (else it is read)."""
     from cruijff.store import open_store
 
     store = open_store(cluster.get("store"), no_store=no_store)
@@ -154,7 +156,7 @@ def _store(plan_dir: str, cluster: dict, no_store: bool, estimate: dict) -> dict
         return None
     from cruijff.store.reuse import plan_lookup
 
-    found = plan_lookup(store, plan_dir)
+    found = plan_lookup(store, plan_dir, keys)
     reused_runs = {i.split("/", 1)[1] for i in found["reused"] if i.startswith("finetune/")}
     found["estimated_gpu_hours_saved"] = float(f"{sum(r['gpu_hours'] for r in (estimate or {}).get('runs', []) if r['run'] in reused_runs):.6g}")
     return found

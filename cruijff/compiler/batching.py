@@ -65,16 +65,26 @@ class Batch:
 
 def header_shape(script_text: str) -> tuple[str, ...]:
     """The #SBATCH lines sbatch reads (those before the first command), less per-node ones."""
+    head = script_text[:HEAD_CHARS]  # the header is at the top: only the rest of a long one is split
+    shape, complete = _header_shape(head.splitlines()[1:])
+    return shape if complete or len(head) == len(script_text) else _header_shape(script_text.splitlines()[1:])[0]
+
+
+HEAD_CHARS = 4096
+
+
+def _header_shape(lines: list[str]) -> tuple[tuple[str, ...], bool]:
+    """(the shape, whether a command ended the header within these lines)."""
     shape = []
-    for line in script_text.splitlines()[1:]:
+    for line in lines:
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
-            break
+            return tuple(shape), True  # a command (even cut short, it is one): the header is whole
         if stripped.startswith("#SBATCH"):
             option = stripped[len("#SBATCH"):].strip().split("=", 1)[0].split(" ", 1)[0]
             if option not in PER_NODE_OPTIONS:
                 shape.append(stripped)
-    return tuple(shape)
+    return tuple(shape), False
 
 
 def _levels(plan: Plan, ids: list[str]) -> dict[str, int]:

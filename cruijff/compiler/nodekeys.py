@@ -62,6 +62,15 @@ class NodeKeys:
     def document(self) -> dict[str, Any]:
         """What `plan` writes to store-keys.json: each node's key (None: never stored) and settings
         (nested: flattened only where they are compared, for a miss with a near entry or a publish)."""
+        near: dict[tuple, list[str]] = {}  # a few distinct (kind, model, data, task) among thousands of nodes
+
+        def near_of(node_id: str, s: dict[str, Any]) -> list[str]:
+            kind = node_id.split("/", 1)[0]
+            what = (kind, repr(s.get("model")), repr((s.get("inputs") or {}).get("dataset")), repr(s.get("task")))
+            if what not in near:
+                near[what] = near_keys(kind, s)
+            return near[what]
+
         return {"version": KEY_VERSION, "keys": self._keys,
-                "near": {i: near_keys(i.split("/", 1)[0], s) for i, s in self._key_settings.items()},
+                "near": {i: near_of(i, s) for i, s in self._key_settings.items()},
                 "settings": self._key_settings, "parents": self._parent_keys}

@@ -73,8 +73,9 @@ def load(path: str | Path) -> Source:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
-        _refuse_alias_bombs(display, yaml.compose(text))
-        data = yaml.load(text)
+        node = yaml.compose(text)  # parsed once: the node graph is checked, then built
+        _refuse_alias_bombs(display, node)
+        data = yaml.constructor.construct_document(node) if node is not None else None
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         loc = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)

@@ -355,6 +355,17 @@ def test_header_shape_is_the_same_for_any_per_node_values(name, directory):
     assert header_shape(SCRIPT.format(name=name, dir=directory)) == base
 
 
+@pytest.mark.parametrize("pad", [0, 1, 7, 4000, 4090, 4100, 9000])
+def test_a_header_longer_than_the_part_read_first_gives_the_whole_scripts_shape(pad):
+    """header_shape splits only the top of a script; a header (or a line) across that cut is read whole."""
+    from cruijff.compiler import batching
+
+    text = "#!/bin/bash\n# " + "x" * pad + "\n" + SCRIPT.format(name="n", dir="/d").split("\n", 1)[1] + "echo done\n" * 500
+    expected = ("#SBATCH --gres=gpu:1", "#SBATCH --time=01:00:00", "#SBATCH --mem=8G")
+    assert header_shape(text) == expected
+    assert batching._header_shape(text.splitlines()[1:])[0] == expected
+
+
 def test_rendered_job_scripts_of_one_stage_share_a_shape():
     from cruijff.compiler.render.sbatch import job_script
 

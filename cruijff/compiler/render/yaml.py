@@ -52,10 +52,18 @@ def _spelled(value: str) -> str:
     return _spelled_any(value)
 
 
-@lru_cache(maxsize=4096)
-def _spelled_float(text: str) -> str:
-    """Floats are cached by repr: 0.0 == -0.0, yet they are written differently."""
-    return _spelled_any(float(text))
+def _spelled_float(value: float) -> str:
+    """ruamel's float representer (YAML 1.2: repr in lower case; nan and inf spelled out), whose
+    every float is a plain scalar: asking ruamel costs 1 ms a value (a 1,000-value lr sweep: 1 s).
+    tests/unit/test_render_torchtune.py compares the two on thousands of floats."""
+    if value != value:
+        return ".nan"
+    if value in (_INF, -_INF):
+        return ".inf" if value > 0 else "-.inf"
+    return repr(value).lower()
+
+
+_INF = float("inf")
 
 
 def _spelled_any(value: Any) -> str:
@@ -81,7 +89,7 @@ def _scalar(value: Any) -> str:
     if kind is int:
         return str(value)
     if kind is float:
-        return _spelled_float(repr(value))
+        return _spelled_float(value)
     raise _Fallback
 
 
