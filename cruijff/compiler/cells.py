@@ -305,7 +305,7 @@ def check_cross_prompt(source, m: dict[str, Any], runs: list[Run]) -> list[Probl
     problems = []
     ev = m["eval"]
     for i, task in enumerate(ev["tasks"]):
-        if task.get("cross_prompt"):
+        if task.get("cross_prompt") or task.get("prompt") is None:  # no override: every run's own prompt
             continue
         crossed = []
         for run in runs:

@@ -324,24 +324,24 @@ MIN_STEPS = 10  # below this a schedule (warm-up, cosine) hardly applies and the
 
 
 def check_steps(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Problem]:
-    """Optimizer steps per run, from the train split's row count where the data exists now.
-
-    torchtune splits the rows over the GPUs, drops an incomplete last batch and steps once per
-    gradient_accumulation_steps batches: fewer rows than one batch train nothing at all. Warnings,
-    not errors: a smoke test on a few rows is a fair thing to plan.
-    """
+    """Optimizer steps per run, from the train split's row count where the data exists now. torchtune
+    splits the rows over the GPUs, drops an incomplete last batch and steps once per
+    gradient_accumulation_steps batches. Warnings: a smoke test on a few rows is fair to plan."""
     from cruijff.errors import CruijffError
     from cruijff.compiler.graph import finetune_resources
 
     few: dict[tuple, list[str]] = {}
+    splits: dict[str, dict | None] = {}  # dataset → its splits' row counts (read once, not once a run)
     for run in runs:
         ds = m["datasets"][run.dataset]
         if "generate" in ds:
             continue
-        try:
-            rows = _dataset_info(ds["path"], ds["format"]).splits.get(ds["splits"]["train"])
-        except (CruijffError, OSError, ImportError):
-            continue  # reported by check_files, or not reachable from here
+        if run.dataset not in splits:
+            try:
+                splits[run.dataset] = _dataset_info(ds["path"], ds["format"]).splits
+            except (CruijffError, OSError, ImportError):
+                splits[run.dataset] = None  # reported by check_files, or not reachable from here
+        rows = (splits[run.dataset] or {}).get(ds["splits"]["train"])
         if rows is None:
             continue
         hp = hyperparameters_of(m, run)
