@@ -110,7 +110,7 @@ def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, r
         replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
                       [*files, PLAN_FILE], shown, sets)
     shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
-                            compiled.store)
+                            {k: v for k, v in compiled.store.items() if k != "settings"})  # as an unchanged plan reads them
     _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
 
 

@@ -368,7 +368,10 @@ def compile_to_dir(path: str | Path, *, out: str | None = None, overrides: tuple
 
 
 def with_store_keys(compiled: Compiled) -> dict[str, str]:
-    """The files to write: the plan's, and store-keys.json (what `apply` looks up in the store)."""
-    from cruijff.store.keys import KEYS_FILE
+    """The files to write: the plan's, store-keys.json (what `plan` and `apply` look up in the store)
+    and store-settings.json (6 MB for 5,000 nodes: read only to explain a miss or to publish)."""
+    from cruijff.store.keys import KEYS_FILE, SETTINGS_FILE
 
-    return {**compiled.files, KEYS_FILE: json.dumps(compiled.store, sort_keys=True, separators=(",", ":")) + "\n"}
+    keys = {k: v for k, v in compiled.store.items() if k != "settings"}
+    return {**compiled.files, KEYS_FILE: json.dumps(keys, sort_keys=True, separators=(",", ":")) + "\n",
+            SETTINGS_FILE: json.dumps(compiled.store.get("settings", {}), sort_keys=True, separators=(",", ":")) + "\n"}

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 KEY_VERSION = 1
 KEYS_FILE = "store-keys.json"  # in the plan directory, written by `plan` beside plan.json
+SETTINGS_FILE = "store-settings.json"  # beside it: each node's settings, read only to explain a miss or publish
 UNKNOWN = ("missing",)  # fingerprints that say nothing about the content (cruijff.compiler.inputs.MISSING)
 # Settings that name where a job writes its logs, not what it computes.
 NAMING_ONLY = ("metric_logger",)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cruijff.plan import BASE_EVAL, EVAL, FINETUNE, Node, Plan
-from cruijff.store.keys import KEYS_FILE, explain, flatten
+from cruijff.store.keys import KEYS_FILE, SETTINGS_FILE, explain, flatten
 
 STORED_KINDS = (FINETUNE, EVAL, BASE_EVAL)  # a prepare job writes outside its folder: never stored
 PUBLISHED = ".cruijff-published.json"  # node id → key published or reused here (None: never stored)
@@ -28,13 +28,26 @@ BOOKKEEPING = {"record.jsonl", "job.out", "gpu_usage.csv", "overrides.json", REU
 SKIPPED_DIRS = {"checkpoints"}
 
 
-def read_keys(plan_dir: str | Path) -> dict[str, Any] | None:
-    """The plan directory's store-keys.json (written by `plan`), or None."""
+def read_keys(plan_dir: str | Path, *, settings: bool = True) -> dict[str, Any] | None:
+    """The plan directory's store-keys.json (written by `plan`), with its store-settings.json unless
+    settings=False (a plan of cruijff before it had the second file keeps its settings in the first)."""
     try:
         doc = json.loads((Path(plan_dir) / KEYS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("keys"), dict) else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), dict):
+        return None
+    if settings and "settings" not in doc:
+        doc["settings"] = read_settings(plan_dir)
+    return doc
+
+
+def read_settings(plan_dir: str | Path) -> dict[str, Any]:
+    try:
+        found = json.loads((Path(plan_dir) / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def read_reused(plan_dir: str | Path, node_id: str) -> dict[str, Any] | None:
@@ -61,12 +74,12 @@ def plan_lookup(store, plan_dir: str | Path, doc: dict[str, Any] | None = None) 
     """For every node: reused (from which experiment and plan) or not, and why not where a near
     stored entry says it. One direct lookup per node; near entries are read once per near key."""
     plan_dir = os.path.abspath(plan_dir)
-    doc = doc if doc is not None else read_keys(plan_dir)
+    doc = doc if doc is not None else read_keys(plan_dir, settings=False)
     out: dict[str, Any] = {"path": str(store.root), "nodes": {}, "reused": {}, "misses": {}}
     if doc is None:
         out["note"] = f"{KEYS_FILE} is missing: plan again to look the nodes up in the store"
         return out
-    keys, near, settings = doc["keys"], doc.get("near") or {}, doc.get("settings") or {}
+    keys, near, settings = doc["keys"], doc.get("near") or {}, doc.get("settings")
     parents = doc.get("parents") or {}
     near_cache: dict[str, list] = {}
     for node_id, key in keys.items():
@@ -94,6 +107,8 @@ def plan_lookup(store, plan_dir: str | Path, doc: dict[str, Any] | None = None) 
             candidates = near_cache[nk]
             if candidates:
                 break
+        if candidates and settings is None:  # the first miss to explain
+            settings = read_settings(plan_dir)
         explained = (explain(node_id, flatten(settings.get(node_id) or {}), parents.get(node_id) or [], candidates)
                      if candidates else None)
         row["why"] = explained["text"] if explained else "not in the store (nothing near it either)"

@@ -91,7 +91,7 @@ def test_one_edit_rewrites_only_the_nodes_it_changed(tmp_path, counted):
     rewritten = sorted(rel for rel in after if before.get(rel) != after[rel])
     new_nodes = set(data["diff"]["added"]) | set(data["diff"]["changed"])
     assert data["changes"]["added"] == 2 and data["changes"]["unchanged"] == 4
-    assert rewritten and all(rel in ("plan.json", "manifest.yaml", "store-keys.json") or rel.rsplit("/", 1)[0] in new_nodes for rel in rewritten), rewritten
+    assert rewritten and all(rel in ("plan.json", "manifest.yaml", "store-keys.json", "store-settings.json") or rel.rsplit("/", 1)[0] in new_nodes for rel in rewritten), rewritten
     for node in data["diff"]["unchanged"]:
         assert all(after[rel] == before[rel] for rel in after if rel.startswith(node + "/"))
 

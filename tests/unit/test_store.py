@@ -291,6 +291,9 @@ def test_plan_reuses_what_the_store_holds_and_explains_each_miss(tmp_path):
     assert "its fine-tune" in out["misses"]["eval/tiny_words_r16/epoch_0/t"]["text"]
     assert set(out["nodes"]) == {"finetune/tiny_words_r4", "finetune/tiny_words_r16", "eval/tiny_words_r4/epoch_0/t",
                                  "eval/tiny_words_r16/epoch_0/t", "base_eval/tiny/words/t"}
+    # an unchanged re-plan looks the keys up from disk (store-settings.json read for the misses only)
+    again = planned(tmp_path / "b" / "m.yaml", store_dir)["store"]
+    assert again["misses"] == out["misses"] and sorted(again["reused"]) == sorted(out["reused"])
     # human output names the source and the miss; --no-store looks nothing up
     res = CliRunner().invoke(cli, ["plan", str(tmp_path / "b" / "m.yaml")], env={"CRUIJFF_STORE": str(store_dir)})
     assert "= finetune/tiny_words_r4: from experiment a" in res.output
