@@ -10,7 +10,7 @@ last plan into the same directory recorded gets that plan's rendering back inste
 rendered again. Anything unreadable, from another context or another cruijff is simply a miss.
 
 The cache lives in cruijff's cache folder (one file per plan directory, written after the plan
-is): pickled, as the stamps beside it are the user's own files (a JSON file of 5,000 nodes' texts
+is; the KEEP most recent are kept): pickled, as the stamps beside it are the user's own files (a JSON file of 5,000 nodes' texts
 costs more to read than rendering a tenth of them).
 """
 
@@ -77,6 +77,7 @@ def save(output_dir: str, ctx: str, entries: Entries) -> None:
         with os.fdopen(fd, "wb") as f:
             pickle.dump({"context": ctx, "nodes": entries}, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
+        _prune(path.parent)
     except (OSError, pickle.PicklingError):
         for stale in (tmp, path):
             try:
@@ -84,3 +85,22 @@ def save(output_dir: str, ctx: str, entries: Entries) -> None:
                     os.unlink(stale)
             except OSError:
                 pass
+
+
+KEEP = 16  # plan directories whose renderings are kept (5,000 nodes: 23 MB each), the most recent
+
+
+def _prune(folder: Path) -> None:
+    """Home folders on clusters are small: only the KEEP most recently planned directories' caches stay."""
+    caches = []
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".nodes"):
+            try:
+                caches.append((entry.stat().st_mtime_ns, entry.path))
+            except OSError:
+                pass
+    for _, stale in sorted(caches, reverse=True)[KEEP:]:
+        try:
+            os.unlink(stale)
+        except OSError:
+            pass

@@ -118,3 +118,12 @@ def test_a_cache_from_another_cruijff_or_a_damaged_one_is_a_miss(tmp_path, rende
     renders.clear()
     assert outcome(compile_and_save(path)) == outcome(compiled)
     assert len(renders) == 9
+
+
+def test_only_the_most_recent_plan_directories_renderings_are_kept(tmp_path, renders, monkeypatch):
+    monkeypatch.setattr(render_cache, "KEEP", 2)
+    path = write(tmp_path)
+    for i in range(4):
+        compile_and_save(path, out=str(tmp_path / f"out{i}"), **UNMEASURED)
+    kept = sorted(p.name for p in (tmp_path / "cache" / "plans").glob("*.nodes"))
+    assert kept == sorted(render_cache._path(str(tmp_path / f"out{i}")).name for i in (2, 3))
