@@ -7,10 +7,20 @@ stats without `_batch_counter`: the ways before issue 27.5); the answers must be
 are not timed. The tokenizer is the tiny model's (ChatML) unless
 --model names a model folder (e.g. .cache/SmolLM2-135M-Instruct).
 
-Measured 2026-12-03 (2 shared cores, tiny model, chat, 100,000 rows, timings vary ~2× with load):
-measure batched 2,883 rows/s (347 s per million) vs row by row 1,971 rows/s (507 s); data stats
-batched 1,819 rows/s (550 s) vs row by row 1,294 rows/s (773 s); peak RSS 599 MB in all four.
-The renders (jinja, ~50%) and the Rust encoding itself now dominate: 20 s per million is out of reach here.
+Measured 2026-12-03 (2 shared cores, tiny model, chat; the imports of torchtune and transformers,
+~7 s a run, are now left out of the time; timings vary ~1.5x with the other load on the machine).
+Before issue 27.5's third pass, 100,000 rows: measure batched 4,858 rows/s (206 s per million;
+379 s under more load), data stats batched 3,124 rows/s (320 s; 496 s), peak RSS 599 / 624 MB;
+1,000,000 rows: measure 227 s, peak RSS 1,464 MB. Half was two jinja renders per row, half the
+Rust encoding (~1 µs a token: the tiny model's 512-token vocabulary makes ~165 tokens a row) and
+BatchEncoding. Now renders are string joins where the template copies contents verbatim, and
+tokens are counted by pieces (cruijff.train.bulk). Right after, same load, 100,000 rows: measure
+batched 31,913 rows/s (31 s per million) vs row by row 2,927 rows/s (342 s); data stats batched
+23,528 rows/s (43 s) vs row by row 2,292 rows/s (436 s); peak RSS 599 / 614 MB; answers equal.
+1,000,000 rows: measure 39.7 s, data stats 43.4 s, peak RSS 1,463 MB (the rows themselves).
+SmolLM2-135M-Instruct, 20,000 rows: measure 66 s per million, equal to row by row. What is left
+per row is Python (row_prompt, joins, regex cuts, dict look-ups): 20 s per million would need
+fewer Python steps per row (e.g. not building each row's prompt twice), not a faster tokenizer.
 
     python bench/token_fit.py                 # 100,000 rows, tiny model, chat style
     python bench/token_fit.py --rows 20000 --style text_completion --model .cache/SmolLM2-135M-Instruct
@@ -39,6 +49,8 @@ sys.argv = ["measure"]
 way = {way!r}
 from cruijff.data import stats
 from cruijff.train import measure, datasets  # imports are not timed: the rows are
+from torchtune import config  # imported lazily by both (~7 s here): not timed either
+from transformers import AutoTokenizer
 if way == "stats_per_row":
     stats._batch_counter = lambda tokenizer: None
 t = time.perf_counter()

@@ -94,19 +94,26 @@ CHECKED = 32  # first rows counted both ways: a difference counts the whole data
 
 def _batch_counter(tokenizer):
     """counts(list of (prompt, answer)) -> [(prompt tokens, total tokens)], with one tokenizer call
-    for a chunk of texts; the same renders and the same call (a list where `_counter` passes one
-    text: apply_chat_template(tokenize=True) tokenizes its render with add_special_tokens=False).
-    None for a slow (Python) tokenizer."""
-    if not getattr(tokenizer, "is_fast", False):
+    for a chunk of texts: the same renders (`cruijff.train.bulk.ChatRenderer`: string joins where
+    the template copies contents verbatim, else its own call) and the same tokenization
+    (apply_chat_template(tokenize=True) tokenizes its render with add_special_tokens=False),
+    counted by `bulk.counter`. None for a slow (Python) tokenizer."""
+    from cruijff.train.bulk import ChatRenderer, counter
+
+    count = counter(tokenizer, {"add_special_tokens": False})
+    if count is None:
         return None
 
     def lengths(texts: list[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+        return [n for n, _ in count(texts)]
 
     if getattr(tokenizer, "chat_template", None):
+        render = ChatRenderer(lambda messages, add_generation_prompt: tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt), tokenizer.chat_template)
+
         def counts(pairs):
-            prompts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p, _ in pairs if p]
-            fulls = [tokenizer.apply_chat_template(p + a, tokenize=False) for p, a in pairs]
+            prompts = [render(p, True) for p, _ in pairs if p]
+            fulls = [render(p + a, False) for p, a in pairs]
             prompt_lengths = iter(lengths(prompts))
             return [(next(prompt_lengths) if p else 0, t) for (p, _), t in zip(pairs, lengths(fulls))]
         return counts

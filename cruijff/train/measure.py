@@ -38,8 +38,8 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
     max_seq_len is the first max_seq_len tokens and labels of the whole one (chat_sample,
     completion_sample and the dataset all cut by prefix), so the cut sample is taken from it.
     Text rows cut at max_seq_len - 1 (torchtune's rule), so they are built both ways.
-    Chat and completion rows are tokenized a chunk at a time (`_measure_batched`: the same
-    renders and tokenizer calls, given a list of texts), checked against the per-row build.
+    Chat and completion rows are measured a chunk at a time (`_measure_batched`: the same texts,
+    rendered and counted in bulk, cruijff.train.bulk), checked against the per-row build.
     """
     from cruijff.train.datasets import _TextTransform
     from cruijff.train.tokenizer import CROSS_ENTROPY_IGNORE_IDX
@@ -73,41 +73,46 @@ CHECKED = 32  # rows checked against the exact build: the first ones, and as man
 
 
 def _batched(full_rows: Any) -> Any:
-    """`lengths(indices)`: {row: (prompt tokens, all tokens, the tokens)} of the rows among
-    `indices` that batched tokenizer calls measure, or None when none can.
+    """(`lengths(indices)`: {row: (prompt tokens, all tokens)}, `tokens(indices)`: {row: (prompt
+    tokens, the tokens)}) of the rows among `indices` that batched calls measure, or None when none can.
 
-    It renders each row's prompt and whole chat with `chat_sample`'s own template calls (or takes
-    `completion_sample`'s two texts) and tokenizes many rows in one call of the same tokenizer with
-    the same arguments (a list of texts where training passes one text). Chat rows with earlier
-    assistant turns (unmasked by character offsets) and rows whose prompt is no prefix of the
-    chat (an error) are left to the exact build, as are text rows and slow (Python) tokenizers.
+    Both render each row's prompt and whole chat as `chat_sample` does (the same template calls, or
+    `cruijff.train.bulk.ChatRenderer`'s string joins where the template copies contents verbatim),
+    or take `completion_sample`'s two texts. `tokens` encodes many rows in one call of the same Rust
+    tokenizer with the same arguments (`bulk.encoder`); `lengths` counts them (`bulk.counter`:
+    distinct pieces tokenized once, where the tokenizer allows). Chat rows with earlier assistant
+    turns (unmasked by character offsets) and rows whose prompt is no prefix of the chat (an error)
+    are left to the exact build, as are text rows and slow (Python) tokenizers.
     """
     from cruijff.prompting import EVAL_TOKENIZER_CALL_ARGS, TEXT_COMPLETION, tokenizer_call_args
+    from cruijff.train.bulk import ChatRenderer, counter, encoder
     from cruijff.train.datasets import _ChatTransform, _CompletionTransform, _TokenizedRows
 
     transform = getattr(full_rows, "_transform", None)
     if not isinstance(full_rows, _TokenizedRows) or not isinstance(transform, (_ChatTransform, _CompletionTransform)):
         return None
     tok = transform._tok
-    if not getattr(tok.hf, "is_fast", False):
-        return None
     chat = isinstance(transform, _ChatTransform)
     if chat:
         prompt_args, answer_args = EVAL_TOKENIZER_CALL_ARGS, EVAL_TOKENIZER_CALL_ARGS
     else:
         prompt_args, answer_args = tokenizer_call_args(TEXT_COMPLETION), {"add_special_tokens": False}
     eos, cut = tok.eos_id, full_rows._max_seq_len
+    encode_prompts, encode_answers = encoder(tok.hf, prompt_args), encoder(tok.hf, answer_args)
+    count_prompts, count_answers = counter(tok.hf, prompt_args), counter(tok.hf, answer_args, eos)
+    if None in (encode_prompts, encode_answers, count_prompts, count_answers):
+        return None
+    render = ChatRenderer(tok.render, tok.hf.chat_template) if chat else None
 
-    def lengths(indices, keep_ids: bool = False) -> dict[int, tuple]:
+    def texts(indices) -> tuple[list[int], list[str], list[str]]:
         index, prompts, answers = [], [], []
         for i in indices:
             prompt, answer = transform._prompts(dict(full_rows._rows[i]))
             if chat:
                 if any(m["role"] == "assistant" for m in prompt):
                     continue
-                messages = [*prompt, {"role": "assistant", "content": answer}]
-                prompt_text = tok.render(messages[:-1], add_generation_prompt=True)
-                full_text = tok.render(messages, add_generation_prompt=False)
+                prompt_text = render(prompt, True)
+                full_text = render([*prompt, {"role": "assistant", "content": answer}], False)
                 if not full_text.startswith(prompt_text):
                     continue
                 prompts.append(prompt_text)
@@ -117,35 +122,45 @@ def _batched(full_rows: Any) -> Any:
                 prompts.append(user["content"])
                 answers.append(answer)
             index.append(i)
-        if not index:
-            return {}
+        return index, prompts, answers
+
+    def lengths(indices) -> dict[int, tuple[int, int]]:
+        index, prompts, answers = texts(indices)
         out = {}
-        for i, p, a in zip(index, tok.hf(prompts, **prompt_args)["input_ids"],
-                           tok.hf(answers, **answer_args)["input_ids"]):
-            a = list(a)
-            if eos is not None and (not chat or eos not in a):
-                a.append(eos)
-            total = len(p) + len(a) if cut is None else min(cut, len(p) + len(a))
-            out[i] = (len(p), total, ([*p, *a][:total] if keep_ids else None))
+        for i, (p, _), (a, has_eos) in zip(index, count_prompts(prompts), count_answers(answers)):
+            a += eos is not None and (not chat or not has_eos)  # chat_sample's EOS, when the answer has none
+            out[i] = (p, p + a if cut is None else min(cut, p + a))
         return out
 
-    return lengths
+    def tokens(indices) -> dict[int, tuple[int, list[int]]]:
+        index, prompts, answers = texts(indices)
+        out = {}
+        for i, p, a in zip(index, encode_prompts(prompts), encode_answers(answers)):
+            a = a.ids
+            if eos is not None and (not chat or eos not in a):
+                a.append(eos)
+            out[i] = (len(p), [*p.ids, *a][:cut])
+        return out
+
+    return lengths, tokens
 
 
 def _measure_batched(full_rows: Any, limit: int, component: dict[str, Any]) -> dict[str, Any] | None:
     """measure_split's counts from batched calls, in chunks; None when the rows checked against
     the exact per-row build (CHECKED first rows and CHECKED spread over the split) differ in any
-    token, or nothing can be batched: then the exact build measures the whole split."""
+    token or count, or nothing can be batched: then the exact build measures the whole split."""
     from cruijff.train.tokenizer import CROSS_ENTROPY_IGNORE_IDX
     from cruijff.train.trainable import trainable_tokens
 
-    lengths = _batched(full_rows)
+    batched = _batched(full_rows)
     n = len(full_rows)
-    if lengths is None:
+    if batched is None:
         return None
+    lengths, tokens = batched
     checked = sorted(set(range(min(CHECKED, n))) | set(range(0, n, max(1, n // CHECKED))))
-    sample = lengths(checked, keep_ids=True)
-    if not sample or any(full_rows[i]["tokens"] != ids for i, (_, _, ids) in sample.items()):
+    sample, counted = tokens(checked), lengths(checked)
+    if not sample or counted.keys() != sample.keys() or any(
+            full_rows[i]["tokens"] != ids or counted[i] != (p, len(ids)) for i, (p, ids) in sample.items()):
         return None
     trained_from_start = bool(full_rows._transform._train_on_input)
     empty, truncated, longest = [], 0, 0
@@ -154,7 +169,7 @@ def _measure_batched(full_rows: Any, limit: int, component: dict[str, Any]) -> d
         fast = lengths(chunk)
         for i in chunk:
             if i in fast:
-                p, full, _ = fast[i]
+                p, full = fast[i]
                 # labels: the prompt's masked (unless trained on), then the answer; the loss
                 # sees positions 1.. of the first `limit` (trainable_tokens after the cut)
                 is_empty = max(1, 0 if trained_from_start else p) >= min(limit, full)

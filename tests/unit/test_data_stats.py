@@ -107,3 +107,38 @@ def test_batched_counts_equal_the_per_row_counts(tokenizer_dir, llama3_dirs, tmp
     monkeypatch.setattr(stats, "CHUNK", 7)  # chunks that end mid-dataset
     assert list(stats._all_counts(rows, "Q: {input}", system, tokenizer, count)) == per_row
     assert stats._batch_counter(tokenizer) is not None  # the batched way was the one measured
+
+
+@pytest.mark.parametrize("model", ["tiny", "llama3"])
+def test_padded_contents_count_as_the_per_row_count(tokenizer_dir, llama3_dirs, tmp_path, model):
+    """String-join renders (ChatML) keep contents as they are; Llama 3 trims them, so it renders per row."""
+    from cruijff.data import stats
+
+    rows = [{"input": " " * (i % 3) + "alpha beta" + "\n" * (i % 2), "output": "Zeta " * (i % 4)} for i in range(40)]
+    tokenizer = stats.load_tokenizer(tokenizer_dir if model == "tiny" else llama3_dirs[model])
+    count, _ = stats._counter(tokenizer)
+    per_row = [count(*stats._messages(r, "Q: {input}", " Be brief. ")) for r in rows]
+    assert list(stats._all_counts(rows, "Q: {input}", " Be brief. ", tokenizer, count)) == per_row
+
+
+def test_a_difference_in_the_first_rows_counts_row_by_row(tokenizer_dir, monkeypatch):
+    """The check can fail: a batched render that differs is caught on the first rows."""
+    from cruijff.data import stats
+    from cruijff.train import bulk
+
+    rows = [{"input": "alpha " * i, "output": "beta"} for i in range(1, 50)]
+    tokenizer = stats.load_tokenizer(tokenizer_dir)
+    count, _ = stats._counter(tokenizer)
+    calls = []
+
+    def counted(*pair):
+        calls.append(1)
+        return count(*pair)
+    per_row = [count(*stats._messages(r, None, None)) for r in rows]
+    assert list(stats._all_counts(rows, None, None, tokenizer, counted)) == per_row
+    assert len(calls) == stats.CHECKED  # batched
+    call = bulk.ChatRenderer.__call__
+    monkeypatch.setattr(bulk.ChatRenderer, "__call__", lambda self, m, g: call(self, m, g) + "x")
+    calls.clear()
+    assert list(stats._all_counts(rows, None, None, tokenizer, counted)) == per_row
+    assert len(calls) == stats.CHECKED + len(rows)  # row by row

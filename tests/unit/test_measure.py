@@ -121,7 +121,9 @@ def test_batched_chat_rows_with_earlier_answers_equal_the_per_row_counts(tiny_mo
 
 
 def test_a_difference_from_the_per_row_build_measures_the_split_row_by_row(tiny_model_dir, tmp_path, monkeypatch):
-    """The check can fail: a batched call that tokenizes differently is caught on the rows checked."""
+    """The check can fail: batched calls that tokenize or render differently are caught on the rows checked."""
+    from cruijff.train import bulk
+
     data = tmp_path / "d.json"
     data.write_text(json.dumps({"train": rows(40), "validation": rows(5, 1), "test": rows(5, 2)}))
     component = {"_component_": "cruijff.train.datasets.prompted_dataset", "path": str(data),
@@ -130,7 +132,166 @@ def test_a_difference_from_the_per_row_build_measures_the_split_row_by_row(tiny_
     tokenizer = measure._instantiate({"_component_": "cruijff.train.tokenizer.hf_tokenizer",
                                       "path": str(tiny_model_dir), "max_seq_len": 400})
     full_rows = unpacked(measure._instantiate(component, _whole(tokenizer)))
-    monkeypatch.setattr("cruijff.prompting.EVAL_TOKENIZER_CALL_ARGS", {"add_special_tokens": False, "truncation": True, "max_length": 3})
+    assert measure._measure_batched(full_rows, 400, component) is not None
+    encoder = bulk.encoder
+    monkeypatch.setattr(bulk, "encoder", lambda hf, args: (lambda texts: encoder(hf, args)([t + "!" for t in texts])))
     assert measure._measure_batched(full_rows, 400, component) is None
     monkeypatch.undo()
-    assert measure._measure_batched(full_rows, 400, component) is not None
+    call = bulk.ChatRenderer.__call__
+    monkeypatch.setattr(bulk.ChatRenderer, "__call__", lambda self, m, g: call(self, m, g).replace("Q:", "Q :"))
+    assert measure._measure_batched(full_rows, 400, component) is None
+    monkeypatch.undo()
+    monkeypatch.setattr("cruijff.prompting.EVAL_TOKENIZER_CALL_ARGS", {"add_special_tokens": False, "truncation": True, "max_length": 3})
+    assert measure._measure_batched(full_rows, 400, component) is None  # a call the Rust tokenizer is not given alone
+
+
+# --- string-join renders (issue 27.5): only for templates that copy contents verbatim ---
+
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+          "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.mark.parametrize("template,copies", [
+    (CHATML, True),
+    ("{% for m in messages %}{{ '<' + m.role + '>' + m.content ~ '</s>' }}{% endfor %}", True),
+    ("{% for m in messages %}{{ m['content'] | trim }}{% endfor %}", False),
+    ("{% for m in messages %}{% if '</think>' in m['content'] %}T{% endif %}{{ m['content'] }}{% endfor %}", False),
+    ("{% for m in messages %}{{ m.get('content') }}{% endfor %}", False),
+    ("{% for m in messages %}{% set c = m['content'] %}{{ c }}{% endfor %}", False),
+    ("{% filter upper %}{% for m in messages %}{{ m['content'] }}{% endfor %}{% endfilter %}", False),
+    ("{% for m in messages %}{{ m['content'] if m['role'] == 'user' else '' }}{% endfor %}", False),
+    ("{% generation %}{% endgeneration %}", False),
+])
+def test_which_templates_copy_contents(template, copies):
+    from cruijff.train.bulk import copies_content
+
+    assert copies_content(template) is copies
+
+
+def _jinja(template):
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    compiled = ImmutableSandboxedEnvironment().from_string(template)
+    calls = []
+
+    def render(messages, *, add_generation_prompt):
+        calls.append(len(messages))
+        return compiled.render(messages=messages, add_generation_prompt=add_generation_prompt)
+    return render, calls
+
+
+ODD = ["", " lead and trail \n", "{{ braces }} {% x %}", " \n\ue000c0C\ue001\n ", "<|im_end|>", "ünïcödé\t"]
+
+
+def test_joined_renders_equal_the_template_renders():
+    from cruijff.train.bulk import ChatRenderer
+
+    render, calls = _jinja(CHATML)
+    joined = ChatRenderer(render, CHATML)
+    for k, text in enumerate(ODD * 3):
+        chat = [{"role": "system", "content": text}, {"role": "user", "content": ODD[k % 6 - 1]},
+                {"role": "assistant", "content": text[::-1]}]
+        for messages in (chat, chat[1:], chat[:2], chat[1:2]):
+            for g in (True, False):
+                assert joined(messages, g) == render(messages, add_generation_prompt=g)
+    assert len(joined._skeletons) == 8 and all(joined._skeletons.values())
+    assert calls.count(3) == 2 * 18 + 2  # the reference renders above, and 2 sentinel renders: none by the joins
+
+
+@pytest.mark.parametrize("template", [
+    "{% for m in messages %}{{ m['content'] | trim }}|{% endfor %}",
+    "{{ messages | tojson }}",  # reads no `content` key, but escapes the sentinels: seen in their render
+    "{% for m in messages %}{% if loop.first %}{{ m['content'] }}{% endif %}{% endfor %}",  # drops a turn
+])
+def test_templates_that_change_or_drop_contents_are_rendered_per_row(template):
+    from cruijff.train.bulk import ChatRenderer
+
+    render, calls = _jinja(template)
+    joined = ChatRenderer(render, template)
+    chat = [{"role": "user", "content": " a "}, {"role": "assistant", "content": " b\n"}]
+    for _ in range(3):
+        assert joined(chat, False) == render(chat, add_generation_prompt=False)
+    assert not any(joined._skeletons.values())
+
+
+def test_a_trimming_template_counts_padded_rows_as_the_per_row_build(llama3_dirs, tmp_path, monkeypatch):
+    """Llama 3 trims contents: string joins would keep the padding, so its rows are rendered per row."""
+    rnd = random.Random(3)
+    padded = [{"input": " " * rnd.randint(0, 3) + r["input"] + "\n" * rnd.randint(0, 2),
+               "output": r["output"] + " " * rnd.randint(0, 3)} for r in rows(80)]
+    data = tmp_path / "d.json"
+    data.write_text(json.dumps({"train": padded, "validation": rows(5, 1), "test": rows(5, 2)}))
+    component = {"_component_": "cruijff.train.datasets.prompted_dataset", "path": str(data),
+                 "format": "instruct_json", "split": "train", "template": "{input}", "system": " Answer. ",
+                 "train_on_input": False, "packed": False}
+    batched, per_row = both_ways(llama3_dirs["llama3"], 400, component, monkeypatch)
+    assert batched == per_row
+
+
+# --- counting without encoding (issue 27.5): distinct pieces tokenized once, for byte-level BPE ---
+
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+TEXTS = ["", " ", "a  b\n\n c <|im_end|>x", "It's  THE 12345 cat's\t\tend.\r\n", "<|im_start|><|im_end|>",
+         "   trailing   ", "x<|endoftext|>y<|im_start|>", "!!?? ..  --\n \n", "don'T 7 77 777 7777",
+         "é ünïcödé", "ctrl\x1f\x0bchar", "tab\tand\x7f"]
+
+
+def _pre_tokenized(tiny_model_dir, pre_tokenizer):
+    from tokenizers import Regex, pre_tokenizers
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    if pre_tokenizer == "split":  # Llama 3's way: its own pattern, then bytes without GPT-2's
+        hf._tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3_PATTERN), "isolated"), pre_tokenizers.ByteLevel(False, use_regex=False)])
+    elif pre_tokenizer in ("digits", "digit runs"):  # SmolLM2's way: digits cut out first
+        hf._tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(pre_tokenizer == "digits"), pre_tokenizers.ByteLevel(False)])
+    elif pre_tokenizer in ("gaps", "empty"):  # text left between matches; matches of no text (encoded)
+        pattern = r"\d+|cat" if pre_tokenizer == "gaps" else r"\d*|cat"
+        hf._tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(pattern), "isolated"), pre_tokenizers.ByteLevel(False)])
+    return hf
+
+
+@pytest.mark.parametrize("pre_tokenizer", ["bytelevel", "split", "digits", "digit runs", "gaps", "empty"])
+@pytest.mark.parametrize("special", [False, True])
+def test_counts_without_encoding_equal_the_encoded_counts(tiny_model_dir, pre_tokenizer, special, monkeypatch):
+    from cruijff.train import bulk
+
+    hf = _pre_tokenized(tiny_model_dir, pre_tokenizer)
+    eos = hf.eos_token_id
+    count = bulk.counter(hf, {"add_special_tokens": special}, eos)
+    assert count.__name__ == "counts"  # pieces counted, not encoded
+    texts = TEXTS + [" ".join(rows(3, seed)[k]["input"] for k in range(3)) for seed in range(20)]
+    encoded = hf._tokenizer.encode_batch(texts, add_special_tokens=special)
+    assert count(texts) == [(len(e), eos in e.ids) for e in encoded]
+    monkeypatch.setattr(bulk, "MEMO", 3)  # forgetting pieces and segments changes nothing
+    monkeypatch.setattr(bulk, "RECENT", 2)
+    assert count(texts) == [(len(e), eos in e.ids) for e in encoded]
+
+
+def test_tokenizers_that_change_the_text_are_encoded(tiny_model_dir):
+    """A normalizer, or a pre-tokenizer other than byte-level splits: every text is encoded."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    from cruijff.train import bulk
+
+    hf = _pre_tokenized(tiny_model_dir, "bytelevel")
+    hf._tokenizer.normalizer = normalizers.Lowercase()
+    assert bulk.counter(hf, {"add_special_tokens": False}).__name__ == "encoded"
+    count = bulk.counter(hf, {"add_special_tokens": False})
+    assert count(["The CAT"]) == [(len(hf("The CAT", add_special_tokens=False)["input_ids"]), False)]
+    hf = _pre_tokenized(tiny_model_dir, "bytelevel")
+    hf._tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Punctuation(),
+                                                           pre_tokenizers.ByteLevel(False)])
+    assert bulk.counter(hf, {"add_special_tokens": False}).__name__ == "encoded"
+
+
+@pytest.mark.parametrize("pattern,ok", [(LLAMA3_PATTERN, True), (r" ?\p{Lu}+", False), (r"[a[b]]", False),
+                                        (r"\p{L}+\X", False)])
+def test_which_split_patterns_are_counted_in_python(pattern, ok):
+    from cruijff.train.bulk import _ascii_pattern
+
+    assert (_ascii_pattern(pattern) is not None) is ok
