@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-snakemake", action="store_true")
     ap.add_argument("--dir", help="scratch folder (default: a temp folder)")
     args = ap.parse_args(argv)
+    # byte-compiled as an installed package is: with PYTHONDONTWRITEBYTECODE set (CI, these
+    # machines) an edited module would be compiled again by every timed `cruijff plan`
+    import compileall
+
+    compileall.compile_dir(str(REPO / "cruijff"), quiet=1)
     root = Path(tempfile.mkdtemp(prefix="cruijff-bench-", dir=args.dir))
     snake = None if args.no_snakemake else snakemake_cmd()
     ok = True
