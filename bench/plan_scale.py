@@ -17,6 +17,14 @@ The model is a custom family (no registry paths), the dataset does not exist (a 
 the task file is written next to the manifest (plan checks its @task functions), so nothing outside
 the temp folder is read.
 
+Measured 2026-12-03 (2 shared cores whose speed drifts ±40 % within minutes, /dev/shm, medians of
+3; old main 85112ad and this code run back to back twice): 500 jobs first plan 1.32–1.69 s →
+0.72–0.87 s, unchanged 0.28–0.31 → 0.27–0.29 s, one edit 1.11 → 0.63–0.72 s; 5,000 jobs first
+plan 5.3 s → 3.4–3.9 s, unchanged 0.47–0.52 → 0.35–0.38 s, one edit 4.4–4.5 → 2.1–2.3 s.
+Paired with `snakemake -n`: 500 jobs 2.8–3.3× faster, 5,000 jobs 1.9–2.5×. Not met: 500 jobs
+≤ 0.35 s (importing click, rich, ruamel and jsonschema alone takes ~0.24 s), 5,000 jobs ≥ 3×,
+unchanged ≤ 0.2 s, one edit ≤ 0.5 s.
+
     python bench/plan_scale.py                    # 100, 1,000 and 5,000 jobs, 3 pairs each
     python bench/plan_scale.py --jobs 500 --repeat 5
     python bench/plan_scale.py --jobs 5000 --profile   # cProfile of one in-process compile + write
