@@ -25,11 +25,15 @@ class NodeKeys:
     def add(self, spec: JobSpec, parents: tuple[str, ...], inputs: dict[str, str], settings: dict[str, Any]) -> None:
         """The node's key: its settings (the data render just turned into files) with paths
         replaced, its inputs, its parents' keys."""
+        self.add_normalised(spec, parents, self.normalised(spec, parents, inputs, settings))
+
+    def normalised(self, spec: JobSpec, parents: tuple[str, ...], inputs: dict[str, str],
+                   settings: dict[str, Any]) -> dict[str, Any]:
+        """The key's settings: needs no other node's key (a worker process computes it beside render)."""
         pairs: list[tuple[str | None, str]] = [(f"{self.out}/{spec.id}", "<node>"), (self.out, "<plan>"),
                                                (self.recipes, "<recipes>")]
         pairs += [(f"{self.out}/{p}", f"<parent:{i}>") for i, p in enumerate(parents)]
-        model = self.m["models"].get(spec.attrs.get("model")) if isinstance(spec.attrs.get("model"), str) else None
-        model_path = (model.get("path") or model.get("checkpoint")) if model else None  # a checkpoint: no path
+        model_path = self._model_path(spec)
         pairs.append((model_path, "<model>"))
         for name in ("dataset", "eval_dataset"):
             value = spec.attrs.get(name)
@@ -42,9 +46,17 @@ class NodeKeys:
         normalised["gpus"] = spec.resources.gpus
         if spec.kind != PREPARE and model_path:
             normalised["model"] = self._fingerprint(model_path)
+        return normalised
+
+    def add_normalised(self, spec: JobSpec, parents: tuple[str, ...], normalised: dict[str, Any]) -> None:
+        """The key from settings `normalised` made and the parents' keys (added before it)."""
         self._parent_keys[spec.id] = [self._keys.get(p) for p in parents]
         self._keys[spec.id] = node_key(spec.kind, normalised, self._parent_keys[spec.id])
         self._key_settings[spec.id] = normalised
+
+    def _model_path(self, spec: JobSpec) -> str | None:
+        model = self.m["models"].get(spec.attrs.get("model")) if isinstance(spec.attrs.get("model"), str) else None
+        return (model.get("path") or model.get("checkpoint")) if model else None  # a checkpoint: no path
 
     def parent_keys(self, parents: tuple[str, ...]) -> list[str | None]:
         return [self._keys.get(p) for p in parents]

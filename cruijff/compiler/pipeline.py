@@ -22,6 +22,7 @@ from cruijff.compiler.naming import name_runs
 from cruijff.compiler.graph import JobSpec, build_graph
 from cruijff.compiler.inputs import code_digest, fingerprint
 from cruijff.compiler.nodekeys import NodeKeys
+from cruijff.compiler.prerender import render_ahead
 from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, EVAL_KINDS, FINETUNE, PREPARE, Node, Plan
 from cruijff.paths import recipes_dir
 from cruijff.compiler.render import inspect as render_inspect
@@ -131,15 +132,21 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     files: dict[str, str] = {}
     nodes: list[Node] = []
     hashes: dict[str, str] = {}
+    parents_of = {node_id: tuple(sorted(g.parents[node_id], key=order.__getitem__)) for node_id in g.specs}
+    inputs_of = {node_id: renderer.inputs(spec) for node_id, spec in g.specs.items()}
+    ahead = {} if previous else render_ahead(renderer, list(g.specs.values()), parents_of, inputs_of)
     for node_id, spec in g.specs.items():  # parents first
-        parents = tuple(sorted(g.parents[node_id], key=order.__getitem__))
-        inputs = renderer.inputs(spec)
+        parents, inputs = parents_of[node_id], inputs_of[node_id]
         key = render_cache.node_key(spec, parents, [hashes[p] for p in parents], renderer.keys.parent_keys(parents),
                                     inputs) if reuse and spec.kind != PREPARE else None
         hit = previous.get(node_id) if key else None
         if hit is not None and hit[0] == key:
             _, node_files, hashes[node_id], settings, store_key = hit
             renderer.keys.adopt(spec, parents, settings, store_key)
+        elif node_id in ahead:
+            node_files, normalised = ahead[node_id]
+            hashes[node_id] = _node_hash(spec, inputs, [hashes[p] for p in parents], node_files)
+            renderer.keys.add_normalised(spec, parents, normalised)
         else:
             node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs, [hashes[p] for p in parents])
             renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
@@ -170,18 +177,23 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
 
 def _render_node(renderer: _Renderer, spec: JobSpec, source: Source, inputs: dict[str, str],
                  parent_hashes: list[str]) -> tuple[dict[str, str], str]:
-    """A node's files and its hash: its kind, resources, parents' hashes, inputs and files' text."""
+    """A node's files and its hash."""
     try:
         node_files = renderer.render(spec)
     except UnsafeValue as e:
         raise ManifestError([Problem(str(e), source.locate(list(e.where)),
                                      "use plain words for SLURM settings")]) from None
+    return node_files, _node_hash(spec, inputs, parent_hashes, node_files)
+
+
+def _node_hash(spec: JobSpec, inputs: dict[str, str], parent_hashes: list[str], node_files: dict[str, str]) -> str:
+    """Its kind, resources, parents' hashes, inputs and files' text."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"kind": spec.kind, "resources": vars(spec.resources),
                               "parents": parent_hashes, "inputs": inputs}, sort_keys=True).encode())
     for rel in sorted(node_files):
         digest.update(rel.encode() + b"\0" + node_files[rel].encode() + b"\0")
-    return node_files, digest.hexdigest()[:16]
+    return digest.hexdigest()[:16]
 
 
 class _Renderer:

@@ -1,0 +1,99 @@
+"""The first plan of a big grid spread over the machine's cores (issue 27.4).
+
+Rendering 5,000 nodes and creating their 14,000 files is Python work that holds the interpreter
+lock, so threads do not share it out; a forked process does. `on_cores` gives every worker
+process a share of the items (interleaved, so fine-tunes and evaluations mix) and returns the
+results in the items' order, as one loop would. A child inherits everything the parent has
+computed (copy on write), sends its results back pickled through a pipe and exits without running
+any of the parent's exit handlers. Below `min_items`, on one core, or where there is no fork, the
+caller's own loop runs instead (None).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+MAX_WORKERS = 4  # processes, the caller's included: a login node is shared
+
+
+def workers() -> int:
+    """How many processes to use: the cores this process may run on, at most MAX_WORKERS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS)) if hasattr(os, "fork") else 1
+
+
+def on_cores(work: Callable[[Sequence[T]], list[Any]], items: Sequence[T], *, min_items: int) -> list[Any] | None:
+    """work(share) for each worker's share, concatenated back into the items' order; None when it
+    is not worth forking (the caller runs work(items) itself). An exception in a child is raised
+    here, after every child has ended."""
+    n = workers()
+    if n < 2 or len(items) < min_items:
+        return None
+    shares = [items[i::n] for i in range(n)]
+    children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
+    try:
+        for share in shares[1:]:
+            children.append(_fork(work, share))
+        mine: Any = work(shares[0])
+    except BaseException:
+        for pid, fd in children:
+            _collect(pid, fd)
+        raise
+    results = [mine]
+    failure: BaseException | None = None
+    for pid, fd in children:
+        ok, value = _collect(pid, fd)
+        if ok:
+            results.append(value)
+        elif failure is None:
+            failure = value
+    if failure is not None:
+        raise failure
+    out: list[Any] = [None] * len(items)
+    for i, share_results in enumerate(results):
+        out[i::n] = share_results
+    return out
+
+
+def _fork(work: Callable[[Sequence[T]], list[Any]], share: Sequence[T]) -> tuple[int, int]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write)
+        return pid, read
+    # the child: never returns into the caller's code
+    status = 1
+    try:
+        os.close(read)
+        try:
+            payload = pickle.dumps((True, work(share)), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as e:  # noqa: BLE001 - handed to the parent, which raises it
+            try:
+                payload = pickle.dumps((False, e), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:  # an exception that does not pickle: its text
+                payload = pickle.dumps((False, RuntimeError(f"{type(e).__name__}: {e}")))
+        with os.fdopen(write, "wb") as f:
+            f.write(payload)
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _collect(pid: int, fd: int) -> tuple[bool, Any]:
+    """(True, the child's results) or (False, the exception it raised or died of)."""
+    with os.fdopen(fd, "rb") as f:
+        payload = f.read()
+    _, status = os.waitpid(pid, 0)
+    if payload:
+        try:
+            return pickle.loads(payload)
+        except Exception as e:  # noqa: BLE001 - a child cut short mid-write
+            return False, RuntimeError(f"a worker process sent an unreadable answer: {e}")
+    return False, RuntimeError(f"a worker process ended without an answer (wait status {status})")

@@ -1,0 +1,40 @@
+"""The first plan of a big grid renders its nodes ahead of the compile loop, a share per core
+(cruijff.compiler.cores): rendering is most of the compile, and a node's files and store-key
+settings need nothing of another node. The loop then only hashes each node and chains its store
+key to its parents', in order."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from cruijff.compiler.graph import JobSpec
+    from cruijff.compiler.nodekeys import NodeKeys
+
+RENDER_AHEAD_FROM = 400  # nodes: below this, forking costs more than it saves
+
+
+class _Renderer(Protocol):
+    keys: NodeKeys
+
+    def render(self, spec: JobSpec) -> dict[str, str]: ...
+
+    def take_settings(self, node_id: str) -> dict[str, Any]: ...
+
+
+def render_ahead(renderer: _Renderer, specs: list[JobSpec], parents_of: dict[str, tuple[str, ...]],
+                 inputs_of: dict[str, dict[str, str]]) -> dict[str, tuple[dict[str, str], dict[str, Any]]]:
+    """Node id → its files and store-key settings. Empty when forking is not worth it or a node does
+    not render: the loop then renders each node itself and reports an error where the manifest has it."""
+    from cruijff.compiler.cores import on_cores
+
+    def work(share: list[JobSpec]) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        return [(renderer.render(spec), renderer.keys.normalised(spec, parents_of[spec.id], inputs_of[spec.id],
+                                                                 renderer.take_settings(spec.id)))
+                for spec in share]
+
+    try:
+        done = on_cores(work, specs, min_items=RENDER_AHEAD_FROM)
+    except Exception:  # noqa: BLE001 - rendered again one by one, where the error is reported properly
+        return {}
+    return {} if done is None else {spec.id: result for spec, result in zip(specs, done)}

@@ -1,0 +1,131 @@
+"""The first plan of a big grid is spread over processes (cruijff.compiler.cores): what it renders and
+writes must be byte for byte what one process gives, and a failure in any process must end as it
+does in one: the same error, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cruijff.compiler import cores, pipeline, prerender
+from cruijff.compiler import write as write_mod
+from cruijff.compiler.render.sbatch import UnsafeValue
+from cruijff.compiler.write import write_plan
+from cruijff.errors import ManifestError, StateError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_results_come_back_in_the_items_order_from_several_processes(monkeypatch):
+    monkeypatch.setattr(cores, "workers", lambda: 3)
+    parent = os.getpid()
+    out = cores.on_cores(lambda share: [(x * x, os.getpid()) for x in share], list(range(10)), min_items=1)
+    assert [v for v, _ in out] == [x * x for x in range(10)]
+    assert len({pid for _, pid in out}) == 3 and parent in {pid for _, pid in out}, "not spread over 3 processes"
+
+
+def test_below_the_threshold_or_on_one_core_the_caller_does_the_work(monkeypatch):
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+    assert cores.on_cores(lambda share: list(share), [1, 2, 3], min_items=4) is None
+    monkeypatch.setattr(cores, "workers", lambda: 1)
+    assert cores.on_cores(lambda share: list(share), list(range(100)), min_items=1) is None
+
+
+def test_an_error_in_a_child_is_raised_in_the_parent_after_every_child_ended(monkeypatch):
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+
+    def work(share):
+        if 1 in share:  # the child's share: items 1, 3, 5
+            raise OSError(28, "No space left on device", "/plan/x")
+        return list(share)
+
+    with pytest.raises(OSError) as info:
+        cores.on_cores(work, list(range(6)), min_items=1)
+    assert (info.value.errno, info.value.filename) == (28, "/plan/x")
+
+
+def outcome(compiled) -> tuple:
+    return (compiled.files, [(n.id, n.hash, n.inputs) for n in compiled.plan.nodes],
+            json.dumps(compiled.store, sort_keys=True, default=str))
+
+
+def forked(monkeypatch, on: bool) -> None:
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+    monkeypatch.setattr(prerender, "RENDER_AHEAD_FROM", 1 if on else 10**9)
+    monkeypatch.setattr(write_mod, "FORK_FROM", 1 if on else 10**9)
+
+
+@pytest.mark.parametrize("name", ["tiny", "twins", "capitalization", "smollm2", "tiny_prompts"])
+def test_rendering_in_processes_equals_rendering_in_one(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    path = REPO / "experiments" / f"{name}.yaml"
+    forked(monkeypatch, False)
+    one = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False)
+    forked(monkeypatch, True)
+    rendered = []
+    real = pipeline._Renderer.render
+    monkeypatch.setattr(pipeline._Renderer, "render", lambda self, spec: rendered.append(spec.id) or real(self, spec))
+    many = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False)
+    assert outcome(many) == outcome(one)
+    assert 0 < len(rendered) < len(one.plan.nodes), "the parent rendered every node itself"
+
+
+def test_a_node_that_does_not_render_is_reported_as_in_one_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    path = REPO / "experiments" / "tiny.yaml"
+    real = pipeline._Renderer.render
+    victim = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False).plan.nodes[-1].id
+
+    def render(self, spec):
+        if spec.id == victim:
+            raise UnsafeValue("partition 'a b' cannot go into a job script", ("cluster", "partition"))
+        return real(self, spec)
+
+    monkeypatch.setattr(pipeline._Renderer, "render", render)
+    errors = []
+    for on in (False, True):
+        forked(monkeypatch, on)
+        with pytest.raises(ManifestError) as info:
+            pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False)
+        errors.append([p.as_dict() for p in info.value.problems])
+    assert errors[0] == errors[1] and "partition" in errors[0][0]["message"]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.name != ".cruijff.lock"}
+
+
+def test_files_written_by_several_processes_equal_one_writer_and_a_failure_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    out = tmp_path / "plan"
+    compiled = pipeline.compile_manifest(REPO / "experiments" / "tiny_prompts.yaml", out=str(out), check_paths=False)
+    forked(monkeypatch, False)
+    write_plan(compiled.plan, compiled.files)
+    expected = tree(out)
+    shutil.rmtree(out)
+
+    forked(monkeypatch, True)
+    real = write_mod._write_new
+    last = sorted(compiled.files)[-1]
+
+    def full_disk(p, data, executable):  # one file, in whichever process writes it
+        if p.endswith(last):
+            raise OSError(28, "No space left on device", p)
+        return real(p, data, executable)
+
+    monkeypatch.setattr(write_mod, "_write_new", full_disk)
+    with pytest.raises(StateError) as info:
+        write_plan(compiled.plan, compiled.files)
+    assert "No space left on device" in str(info.value)
+    assert tree(out) == {}, "a failed write left files behind"
+
+    here = []  # files this process wrote: a child's appends go to its own copy of the list
+    monkeypatch.setattr(write_mod, "_write_new", lambda p, data, executable: here.append(p) or real(p, data, executable))
+    write_plan(compiled.plan, compiled.files)
+    assert tree(out) == expected
+    assert 0 < len(here) < len(expected) - 1, "one process wrote every file"
+    assert os.access(out / compiled.plan.nodes[0].script, os.X_OK)
