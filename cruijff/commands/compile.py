@@ -58,6 +58,19 @@ def validate(manifest: str, sets: tuple[str, ...], as_json: bool) -> None:
 def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, refresh_cluster: bool,
          no_store: bool) -> None:
     """Compile MANIFEST into a plan directory: configs, job scripts and plan.json."""
+    import gc
+
+    # A plan makes millions of short-lived objects with next to no reference cycles: the cycle
+    # collector's passes found nothing and cost 0.1 s of a 5,000-job plan (7 %).
+    gc.disable()
+    try:
+        _plan(manifest, out, sets, as_json, refresh_cluster, no_store)
+    finally:
+        gc.enable()
+
+
+def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, refresh_cluster: bool,
+          no_store: bool) -> None:
     from pathlib import Path
 
     from cruijff.compiler import replan
@@ -107,8 +120,11 @@ def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, r
     from cruijff.compiler.token_fit import NOT_MEASURED
 
     if not any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
+        # the sizes just written (14,000 stats less for 5,000 jobs): plan.json's read back
+        sizes = [len(text.encode("utf-8")) for text in files.values()]
+        sizes += replan.file_sizes(compiled.plan.output_dir, [PLAN_FILE])
         replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
-                      [*files, PLAN_FILE], shown, sets)
+                      [*files, PLAN_FILE], shown, sets, sizes=sizes)
     shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
                             {k: v for k, v in compiled.store.items() if k != "settings"})  # as an unchanged plan reads them
     _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))

@@ -3,10 +3,11 @@ with the plan's paths replaced, its inputs and its parents' keys; written to sto
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Callable
 
 from cruijff.plan import PREPARE
-from cruijff.store.keys import KEY_VERSION, near_keys, node_key, normalise, places
+from cruijff.store.keys import KEY_VERSION, near_keys, node_key, normalise, places, settings_text
 
 if TYPE_CHECKING:
     from cruijff.compiler.graph import JobSpec
@@ -20,6 +21,7 @@ class NodeKeys:
         self._fingerprint = fingerprint
         self._keys: dict[str, str | None] = {}
         self._key_settings: dict[str, dict[str, Any]] = {}
+        self._texts: dict[str, str] = {}  # node id → its settings as JSON (cruijff.store.keys.settings_text)
         self._parent_keys: dict[str, list[str | None]] = {}
 
     def add(self, spec: JobSpec, parents: tuple[str, ...], inputs: dict[str, str], settings: dict[str, Any]) -> None:
@@ -48,10 +50,13 @@ class NodeKeys:
             normalised["model"] = self._fingerprint(model_path)
         return normalised
 
-    def add_normalised(self, spec: JobSpec, parents: tuple[str, ...], normalised: dict[str, Any]) -> None:
-        """The key from settings `normalised` made and the parents' keys (added before it)."""
+    def add_normalised(self, spec: JobSpec, parents: tuple[str, ...], normalised: dict[str, Any],
+                       text: str | None = None) -> None:
+        """The key from settings `normalised` made (text: as JSON, when made already) and the
+        parents' keys (added before it)."""
+        self._texts[spec.id] = settings_text(normalised) if text is None else text
         self._parent_keys[spec.id] = [self._keys.get(p) for p in parents]
-        self._keys[spec.id] = node_key(spec.kind, normalised, self._parent_keys[spec.id])
+        self._keys[spec.id] = node_key(spec.kind, normalised, self._parent_keys[spec.id], self._texts[spec.id])
         self._key_settings[spec.id] = normalised
 
     def _model_path(self, spec: JobSpec) -> str | None:
@@ -61,15 +66,22 @@ class NodeKeys:
     def parent_keys(self, parents: tuple[str, ...]) -> list[str | None]:
         return [self._keys.get(p) for p in parents]
 
-    def stored(self, node_id: str) -> tuple[dict[str, Any], str | None]:
-        """A keyed node's store-key settings and key, as render_cache keeps them."""
-        return self._key_settings[node_id], self._keys[node_id]
+    def stored(self, node_id: str) -> tuple[dict[str, Any], str | None, str]:
+        """A keyed node's store-key settings, key and settings as JSON, as render_cache keeps them."""
+        return self._key_settings[node_id], self._keys[node_id], self._texts[node_id]
 
-    def adopt(self, spec: JobSpec, parents: tuple[str, ...], settings: dict[str, Any], key: str | None) -> None:
+    def adopt(self, spec: JobSpec, parents: tuple[str, ...], settings: dict[str, Any], key: str | None,
+              text: str) -> None:
         """A node rendered as the last plan did: its store key and settings from then."""
         self._parent_keys[spec.id] = self.parent_keys(parents)
         self._keys[spec.id] = key
         self._key_settings[spec.id] = settings
+        self._texts[spec.id] = text
+
+    def settings_document(self) -> str:
+        """store-settings.json's text: json.dumps(document()["settings"], sort_keys=True, compact)
+        put together from each node's settings text."""
+        return "{" + ",".join(f"{json.dumps(i)}:{self._texts[i]}" for i in sorted(self._texts)) + "}"
 
     def document(self) -> dict[str, Any]:
         """What `plan` writes to store-keys.json: each node's key (None: never stored) and settings

@@ -55,6 +55,7 @@ class Compiled:
     checked: Checked
     store: dict[str, Any] = field(default_factory=dict)  # store keys and settings (cruijff.store.keys)
     rendered: tuple[str, dict] = ("", {})  # (context, entries) for the next plan (cruijff.compiler.render_cache)
+    store_settings: str | None = None  # store-settings.json's text: store["settings"] as compact sorted JSON
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
@@ -141,12 +142,12 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
                                     inputs) if reuse and spec.kind != PREPARE else None
         hit = previous.get(node_id) if key else None
         if hit is not None and hit[0] == key:
-            _, node_files, hashes[node_id], settings, store_key = hit
-            renderer.keys.adopt(spec, parents, settings, store_key)
+            _, node_files, hashes[node_id], settings, store_key, text = hit
+            renderer.keys.adopt(spec, parents, settings, store_key, text)
         elif node_id in ahead:
-            node_files, normalised = ahead[node_id]
+            node_files, normalised, text = ahead[node_id]
             hashes[node_id] = _node_hash(spec, inputs, [hashes[p] for p in parents], node_files)
-            renderer.keys.add_normalised(spec, parents, normalised)
+            renderer.keys.add_normalised(spec, parents, normalised, text)
         else:
             node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs, [hashes[p] for p in parents])
             renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
@@ -172,7 +173,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
 
         header += provenance(checked.overrides)
     files["manifest.yaml"] = dump_yaml(m, header=header)
-    return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries))
+    return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries), renderer.keys.settings_document())
 
 
 def _render_node(renderer: _Renderer, spec: JobSpec, source: Source, inputs: dict[str, str],
@@ -386,4 +387,5 @@ def with_store_keys(compiled: Compiled) -> dict[str, str]:
 
     keys = {k: v for k, v in compiled.store.items() if k != "settings"}
     return {**compiled.files, KEYS_FILE: json.dumps(keys, sort_keys=True, separators=(",", ":")) + "\n",
-            SETTINGS_FILE: json.dumps(compiled.store.get("settings", {}), sort_keys=True, separators=(",", ":")) + "\n"}
+            SETTINGS_FILE: (compiled.store_settings if compiled.store_settings is not None else
+                            json.dumps(compiled.store.get("settings", {}), sort_keys=True, separators=(",", ":"))) + "\n"}

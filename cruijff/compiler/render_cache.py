@@ -24,9 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-VERSION = 1
-# node id → (node key, files, hash, store-key settings, store key)
-Entries = dict[str, tuple[str, dict[str, str], str, dict[str, Any], "str | None"]]
+VERSION = 2  # 2: each entry keeps its store-key settings as JSON too
+# node id → (node key, files, hash, store-key settings, store key, those settings as JSON)
+Entries = dict[str, tuple[str, dict[str, str], str, dict[str, Any], "str | None", str]]
 
 
 def _path(output_dir: str) -> Path:

@@ -199,12 +199,25 @@ def _write_threads(writes: list[tuple[str, bytes, bool]]) -> list[None]:
 
 
 def _make_dirs(folder: str, known: set[str], made: list[str], fresh: set[str] | None = None) -> None:
-    """mkdir -p, remembering what exists (one system call per new directory on the happy path)."""
+    """mkdir -p, remembering what exists: one system call per new directory whose parent is known
+    (mkdir first, the parent only when it is missing)."""
     missing = []
-    while folder not in known and not os.path.isdir(folder):
-        missing.append(folder)
-        folder = os.path.dirname(folder)
-    known.add(folder)
+    while folder not in known:
+        try:
+            os.mkdir(folder)
+        except FileNotFoundError:  # its parent first
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+            continue
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
+        else:
+            made.append(folder)
+            if fresh is not None:
+                fresh.add(folder)
+        known.add(folder)
+        break
     for d in reversed(missing):
         os.mkdir(d)
         made.append(d)

@@ -59,12 +59,21 @@ def places(pairs: Iterable[tuple[str | None, str]]) -> list[tuple[str, str]]:
     return sorted(seen.items(), key=lambda kv: -len(kv[0]))
 
 
-def node_key(kind: str, settings: dict[str, Any], parent_keys: list[str | None]) -> str | None:
-    """The key, or None when a parent has none or a fingerprint is unknown (nothing to trust)."""
+def settings_text(settings: dict[str, Any]) -> str:
+    """A node's settings as JSON, as its key and store-settings.json hold them (so a worker process
+    that rendered the node can write it, and a re-plan can keep it)."""
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def node_key(kind: str, settings: dict[str, Any], parent_keys: list[str | None], text: str | None = None) -> str | None:
+    """The key, or None when a parent has none or a fingerprint is unknown (nothing to trust).
+
+    text: settings_text(settings), when the caller has it. The body is the JSON of {"v", "kind",
+    "settings", "parents"} with sorted keys, put together from its parts."""
     if any(k is None for k in parent_keys) or any(v in UNKNOWN for v in _fingerprints(settings)):
         return None
-    body = json.dumps({"v": KEY_VERSION, "kind": kind, "settings": settings, "parents": parent_keys},
-                      sort_keys=True, separators=(",", ":"), default=str)
+    body = (f'{{"kind":{json.dumps(kind)},"parents":{json.dumps(parent_keys, separators=(",", ":"))},'
+            f'"settings":{settings_text(settings) if text is None else text},"v":{json.dumps(KEY_VERSION)}}}')
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 

@@ -16,6 +16,7 @@ from cruijff.compiler import write as write_mod
 from cruijff.compiler.render.sbatch import UnsafeValue
 from cruijff.compiler.write import write_plan
 from cruijff.errors import ManifestError, StateError
+from cruijff.store.keys import SETTINGS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,8 +50,12 @@ def test_an_error_in_a_child_is_raised_in_the_parent_after_every_child_ended(mon
 
 
 def outcome(compiled) -> tuple:
+    """Files, node hashes, store keys and settings, and store-settings.json as written (from each
+    node's settings text) and as the whole document would be."""
+    written = pipeline.with_store_keys(compiled)[SETTINGS_FILE]
+    assert written == json.dumps(compiled.store["settings"], sort_keys=True, separators=(",", ":")) + "\n"
     return (compiled.files, [(n.id, n.hash, n.inputs) for n in compiled.plan.nodes],
-            json.dumps(compiled.store, sort_keys=True, default=str))
+            json.dumps(compiled.store, sort_keys=True, default=str), written)
 
 
 def forked(monkeypatch, on: bool) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from cruijff.compiler import pipeline, render_cache
 from cruijff.compiler.render.yaml import dump_yaml
+from cruijff.store.keys import SETTINGS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 # token lengths are not this test's business (a real model folder would start the measuring subprocess)
@@ -34,9 +35,12 @@ def renders(tmp_path, monkeypatch):
 
 
 def outcome(compiled) -> tuple:
-    """Everything a compile hands on: files, node hashes, store keys and settings."""
+    """Everything a compile hands on: files, node hashes, store keys and settings, and the text of
+    store-settings.json (put together from each node's settings text, kept by the cache)."""
+    written = pipeline.with_store_keys(compiled)[SETTINGS_FILE]
+    assert written == json.dumps(compiled.store["settings"], sort_keys=True, separators=(",", ":")) + "\n"
     return (compiled.files, [(n.id, n.hash, n.inputs) for n in compiled.plan.nodes],
-            json.dumps(compiled.store, sort_keys=True, default=str))
+            json.dumps(compiled.store, sort_keys=True, default=str), written)
 
 
 def compile_and_save(path: Path, **kw):

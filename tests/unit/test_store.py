@@ -21,7 +21,7 @@ from cruijff.compiler.pipeline import compile_manifest
 from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.paths import recipes_dir
 from cruijff.store.entries import Store
-from cruijff.store.keys import KEYS_FILE, differences, explain
+from cruijff.store.keys import KEY_VERSION, KEYS_FILE, differences, explain, node_key, settings_text
 from tests.helpers_models import stand_in_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +69,21 @@ def by_role(k: dict[str, str | None]) -> dict[str, str | None]:
 
 
 # --- keys -----------------------------------------------------------------------------------------
+
+def test_a_key_put_together_from_its_parts_is_the_key_of_the_whole_document():
+    """node_key writes its JSON from the parts (a worker's settings text): the bytes of the whole."""
+    import hashlib
+
+    settings = {"config": {"lr": 1e-05, "β": "é\u2028", "layers": [1, 2.5, None, True], "z": {}, "a": []},
+                "inputs": {"dataset": "d" * 64, "cruijff code": "c"}, "model": "m", "gpus": 2, "when": Path("/x")}
+    for parents in ([], ["k1", "k2"]):
+        whole = json.dumps({"v": KEY_VERSION, "kind": "eval", "settings": settings, "parents": parents},
+                           sort_keys=True, separators=(",", ":"), default=str)
+        expected = hashlib.sha256(whole.encode()).hexdigest()[:32]
+        assert node_key("eval", settings, parents) == expected
+        assert node_key("eval", settings, parents, settings_text(settings)) == expected
+    assert node_key("eval", settings, ["k1", None]) is None
+
 
 def test_two_experiments_training_the_same_thing_get_the_same_keys(tmp_path):
     a = compile_manifest(manifest(tmp_path / "a"), env={}, check_paths=False)
