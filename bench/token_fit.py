@@ -62,7 +62,8 @@ else:
     measure.BATCHED = way == "batched"
     answer = measure.measure(json.loads({request!r}))
 print(json.dumps({{"s": time.perf_counter() - t, "answer": answer,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}}))
 """
 
 
@@ -111,7 +112,9 @@ def main() -> int:
             per_million = r["s"] / args.rows * 1e6
             print(f"  {way:8s} {r['s']:7.1f} s  {args.rows / r['s']:9,.0f} rows/s  "
                   f"{per_million:7.1f} s per million rows (target {TARGET_S_PER_MILLION:.0f})  "
-                  f"peak RSS {r['rss_mb']:.0f} MB")
+                  f"peak RSS {r['rss_mb']:.0f} MB"
+                  + (f" (a worker process: {r['worker_rss_mb']:.0f} MB, shared until written)"
+                     if r.get("worker_rss_mb") else ""))
         if "stats" in answers and "stats_per_row" in answers:
             print(f"  stats == stats_per_row: {answers['stats'] == answers['stats_per_row']}")
         if "batched" in answers and "per_row" in answers:

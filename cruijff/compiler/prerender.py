@@ -1,5 +1,5 @@
 """The first plan of a big grid renders its nodes ahead of the compile loop, a share per core
-(cruijff.compiler.cores): rendering is most of the compile, and a node's files and store-key
+(cruijff.cores): rendering is most of the compile, and a node's files and store-key
 settings need nothing of another node. The loop then only hashes each node and chains its store
 key to its parents', in order."""
 
@@ -26,7 +26,7 @@ def render_ahead(renderer: _Renderer, specs: list[JobSpec], parents_of: dict[str
                  inputs_of: dict[str, dict[str, str]]) -> dict[str, tuple[dict[str, str], dict[str, Any], str]]:
     """Node id → its files and store-key settings (as data and as JSON). Empty when forking is not worth it or a node does
     not render: the loop then renders each node itself and reports an error where the manifest has it."""
-    from cruijff.compiler.cores import on_cores
+    from cruijff.cores import on_cores
     from cruijff.store.keys import settings_text
 
     def one(spec: JobSpec) -> tuple[dict[str, str], dict[str, Any], str]:

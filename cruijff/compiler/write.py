@@ -13,7 +13,7 @@ File creation dominates on slow (network or virtual) file systems, so each direc
 once and each file costs one create and one rename, with no staging tree; a file in a folder this
 call created costs one create only (no reader looks there before plan.json names it, and a failure
 removes it with its folder). Many files are created by a few threads side by side, and thousands
-(the first plan of a big grid) by a process per core (cruijff.compiler.cores).
+(the first plan of a big grid) by a process per core (cruijff.cores).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def _write_locked(plan: Plan, files: dict[str, str], out: Path, old: Plan | None
 
 
 PARALLEL_FROM = 256  # files: below this one thread writes them
-FORK_FROM = 2000  # files: from here each core's process writes a share (cruijff.compiler.cores)
+FORK_FROM = 2000  # files: from here each core's process writes a share (cruijff.cores)
 WRITERS = 8  # threads: file creation waits on the file system (a network one most of all), not on Python
 
 
@@ -174,7 +174,7 @@ def _write_one(path: str, data: bytes, executable: bool) -> None:
 def _write_all(writes: list[tuple[str, bytes, bool]]) -> None:
     """Create the files: side by side when there are many (the first plan of a big grid), each
     process of a share with its own threads."""
-    from cruijff.compiler.cores import on_cores
+    from cruijff.cores import on_cores
 
     if on_cores(_write_threads, writes, min_items=FORK_FROM) is None:
         _write_threads(writes)

@@ -11,6 +11,7 @@ Imports transformers: not for `plan`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -128,9 +129,13 @@ def _batch_counter(tokenizer):
     return counts
 
 
-def _all_counts(rows, template, system, tokenizer, count):
+PARALLEL_FROM = 20_000  # rows: from here the chunks are shared out over the cores (cruijff.cores)
+
+
+def _all_counts(rows, template, system, tokenizer, count, progress: Callable[[int], None] | None = None):
     """(prompt tokens, total tokens) of every row, a chunk of rows at a time where the tokenizer
-    allows (checked against the per-row count on the first rows)."""
+    allows (checked against the per-row count on the first rows), the chunks of a big split shared
+    out over the cores. progress(n): n more rows counted."""
     batch = _batch_counter(tokenizer)
     if batch is not None:
         first = [_messages(row, template, system) for row in rows[:CHECKED]]
@@ -139,9 +144,31 @@ def _all_counts(rows, template, system, tokenizer, count):
     if batch is None:
         for row in rows:
             yield count(*_messages(row, template, system))
+            if progress is not None:
+                progress(1)
         return
-    for start in range(0, len(rows), CHUNK):
-        yield from batch([_messages(row, template, system) for row in rows[start:start + CHUNK]])
+    from cruijff.cores import on_cores, workers
+
+    starts = list(range(0, len(rows), CHUNK))
+    min_chunks = PARALLEL_FROM // CHUNK
+    processes = workers() if len(starts) >= min_chunks else 1
+    here, shown = os.getpid(), 0
+
+    def count_chunks(share: list[int]) -> list[list[tuple[int, int]]]:
+        nonlocal shown
+        out = []
+        for start in share:
+            out.append(batch([_messages(row, template, system) for row in rows[start:start + CHUNK]]))
+            if progress is not None and os.getpid() == here:  # the bar, drawn by this process only:
+                step = min(len(out[-1]) * processes, len(rows) - shown)  # the others keep about its pace
+                shown += step
+                progress(step)
+        return out
+
+    for counts in on_cores(count_chunks, starts, min_items=min_chunks) or count_chunks(starts):
+        yield from counts
+    if progress is not None and shown < len(rows):
+        progress(len(rows) - shown)
 
 
 def token_stats(path: str | Path, model_dir: str | Path, *, format: str | None = None,
@@ -155,12 +182,10 @@ def token_stats(path: str | Path, model_dir: str | Path, *, format: str | None =
     out = []
     for split, rows in splits.items():
         prompts, answers, totals = [], [], []
-        for p, t in _all_counts(rows, template, system, tokenizer, count):
+        for p, t in _all_counts(rows, template, system, tokenizer, count, progress):
             prompts.append(p)
             totals.append(t)
             answers.append(t - p)
-            if progress is not None:
-                progress(1)
         s = SplitStats(split, len(rows), summarise(prompts), summarise(answers), summarise(totals))
         if max_seq_len:
             s.over_max = sum(t > max_seq_len for t in totals)

@@ -39,7 +39,8 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
     completion_sample and the dataset all cut by prefix), so the cut sample is taken from it.
     Text rows cut at max_seq_len - 1 (torchtune's rule), so they are built both ways.
     Chat and completion rows are measured a chunk at a time (`_measure_batched`: the same texts,
-    rendered and counted in bulk, cruijff.train.bulk), checked against the per-row build.
+    rendered and counted in bulk, cruijff.train.bulk), checked against the per-row build; the
+    chunks of a big split are shared out over the cores (cruijff.cores).
     """
     from cruijff.train.datasets import _TextTransform
     from cruijff.train.tokenizer import CROSS_ENTROPY_IGNORE_IDX
@@ -69,6 +70,7 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
 
 
 CHUNK = 256  # rows rendered and tokenized per batched call (only their lengths are kept)
+PARALLEL_FROM = 20_000  # rows: from here the chunks are shared out over the cores (cruijff.cores)
 CHECKED = 32  # rows checked against the exact build: the first ones, and as many spread over the split
 
 
@@ -163,26 +165,39 @@ def _measure_batched(full_rows: Any, limit: int, component: dict[str, Any]) -> d
             full_rows[i]["tokens"] != ids or counted[i] != (p, len(ids)) for i, (p, ids) in sample.items()):
         return None
     trained_from_start = bool(full_rows._transform._train_on_input)
-    empty, truncated, longest = [], 0, 0
-    for start in range(0, n, CHUNK):
-        chunk = range(start, min(n, start + CHUNK))
-        fast = lengths(chunk)
-        for i in chunk:
-            if i in fast:
-                p, full = fast[i]
-                # labels: the prompt's masked (unless trained on), then the answer; the loss
-                # sees positions 1.. of the first `limit` (trainable_tokens after the cut)
-                is_empty = max(1, 0 if trained_from_start else p) >= min(limit, full)
-            else:
-                row = full_rows[i]
-                full = len(row["tokens"])
-                is_empty = trainable_tokens({"labels": row["labels"][:limit]}, CROSS_ENTROPY_IGNORE_IDX) == 0
-            if is_empty:
-                empty.append(i)
-            truncated += full > limit
-            longest = max(longest, full)
+
+    def measure_chunks(starts: list[int]) -> list[tuple[list[int], int, int]]:
+        """(rows with no answer token, rows truncated, the longest row) of each chunk."""
+        out = []
+        for start in starts:
+            chunk = range(start, min(n, start + CHUNK))
+            fast = lengths(chunk)
+            empty, truncated, longest = [], 0, 0
+            for i in chunk:
+                if i in fast:
+                    p, full = fast[i]
+                    # labels: the prompt's masked (unless trained on), then the answer; the loss
+                    # sees positions 1.. of the first `limit` (trainable_tokens after the cut)
+                    is_empty = max(1, 0 if trained_from_start else p) >= min(limit, full)
+                else:
+                    row = full_rows[i]
+                    full = len(row["tokens"])
+                    is_empty = trainable_tokens({"labels": row["labels"][:limit]}, CROSS_ENTROPY_IGNORE_IDX) == 0
+                if is_empty:
+                    empty.append(i)
+                truncated += full > limit
+                longest = max(longest, full)
+            out.append((empty, truncated, longest))
+        return out
+
+    from cruijff.cores import on_cores
+
+    starts = list(range(0, n, CHUNK))
+    chunks = on_cores(measure_chunks, starts, min_items=PARALLEL_FROM // CHUNK) or measure_chunks(starts)
+    empty = [i for rows, _, _ in chunks for i in rows]
     return {"split": component["split"], "rows": n, "empty": len(empty),
-            "empty_rows": empty[:SHOWN_ROWS], "truncated": truncated, "longest": longest, "max_seq_len": limit}
+            "empty_rows": empty[:SHOWN_ROWS], "truncated": sum(t for _, t, _ in chunks),
+            "longest": max((m for _, _, m in chunks), default=0), "max_seq_len": limit}
 
 
 def _measure_both_ways(tokenizer: Any, component: dict[str, Any], full_rows: Any) -> dict[str, Any]:

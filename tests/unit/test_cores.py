@@ -1,4 +1,4 @@
-"""The first plan of a big grid is spread over processes (cruijff.compiler.cores): what it renders and
+"""The first plan of a big grid is spread over processes (cruijff.cores): what it renders and
 writes must be byte for byte what one process gives, and a failure in any process must end as it
 does in one: the same error, nothing half-written."""
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.compiler import cores, pipeline, prerender
+from cruijff import cores
+from cruijff.compiler import pipeline, prerender
 from cruijff.compiler import write as write_mod
 from cruijff.compiler.render.sbatch import UnsafeValue
 from cruijff.compiler.write import write_plan

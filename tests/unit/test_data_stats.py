@@ -109,6 +109,27 @@ def test_batched_counts_equal_the_per_row_counts(tokenizer_dir, llama3_dirs, tmp
     assert stats._batch_counter(tokenizer) is not None  # the batched way was the one measured
 
 
+def test_chunks_shared_out_over_processes_count_as_one_process(tokenizer_dir, monkeypatch):
+    """A big split's chunks are counted by a process per core (cruijff.cores): the same counts in
+    the same order, and the progress bar, drawn by this process alone, reaches every row once."""
+    from cruijff import cores
+    from cruijff.data import stats
+
+    rows = [{"input": "alpha " * (i % 17), "output": "beta gamma " * (i % 5)} for i in range(100)]
+    tokenizer = stats.load_tokenizer(tokenizer_dir)
+    count, _ = stats._counter(tokenizer)
+    per_row = [count(*stats._messages(r, "Q: {input}", None)) for r in rows]
+    monkeypatch.setattr(stats, "CHUNK", 7)
+    monkeypatch.setattr(stats, "PARALLEL_FROM", 7)
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+    forked = []
+    monkeypatch.setattr(cores, "_fork", lambda work, share, real=cores._fork: forked.append(len(share)) or real(work, share))
+    shown = []
+    assert list(stats._all_counts(rows, "Q: {input}", None, tokenizer, count, shown.append)) == per_row
+    assert forked == [len(range(0, 100, 7)) // 2], "the chunks were not shared out"
+    assert sum(shown) == len(rows) and len(shown) > 2
+
+
 @pytest.mark.parametrize("model", ["tiny", "llama3"])
 def test_padded_contents_count_as_the_per_row_count(tokenizer_dir, llama3_dirs, tmp_path, model):
     """String-join renders (ChatML) keep contents as they are; Llama 3 trims them, so it renders per row."""

@@ -295,3 +295,36 @@ def test_which_split_patterns_are_counted_in_python(pattern, ok):
     from cruijff.train.bulk import _ascii_pattern
 
     assert (_ascii_pattern(pattern) is not None) is ok
+
+
+@pytest.mark.parametrize("data", ["instruct", "chats"])
+def test_chunks_shared_out_over_processes_count_as_one_process(tiny_model_dir, tmp_path, monkeypatch, data):
+    """A big split's chunks are measured by a process per core (cruijff.cores): the same counts,
+    the exact per-row build included (chat rows with earlier answers), in the same order."""
+    from cruijff import cores
+
+    from cruijff.data.convert import write_chat_json
+
+    split = rows(150) if data == "instruct" else chats(150)
+    path = tmp_path / "d.json"
+    if data == "instruct":
+        path.write_text(json.dumps({"train": split, "validation": split[:5], "test": split[:5]}))
+    else:
+        write_chat_json(path, {"train": split, "validation": split[:5], "test": split[:5]})
+    component = {"_component_": "cruijff.train.datasets.prompted_dataset", "path": str(path),
+                 "format": "instruct_json" if data == "instruct" else "chat_json", "split": "train",
+                 "template": "Q: {input}\nA:" if data == "instruct" else None, "system": None,
+                 "train_on_input": False, "packed": False, "style": "chat"}
+    monkeypatch.setattr(measure, "CHUNK", 16)
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+    monkeypatch.setattr(measure, "PARALLEL_FROM", 10**9)
+    one, per_row = both_ways(tiny_model_dir, 14, component, monkeypatch)
+    monkeypatch.setattr(measure, "BATCHED", True)
+    monkeypatch.setattr(measure, "PARALLEL_FROM", 16)  # every split of more than one chunk
+    forked = []
+    monkeypatch.setattr(cores, "_fork", lambda work, share, real=cores._fork: forked.append(len(share)) or real(work, share))
+    tokenizer = measure._instantiate({"_component_": "cruijff.train.tokenizer.hf_tokenizer",
+                                      "path": str(tiny_model_dir), "max_seq_len": 14})
+    assert measure.measure_split(tokenizer, component) == one == per_row
+    assert forked == [len(range(0, 150, 16)) // 2], "the chunks were not shared out"
+    assert one["empty"] > 0 and one["truncated"] > 0

@@ -1,7 +1,8 @@
-"""The first plan of a big grid spread over the machine's cores (issue 27.4).
+"""Work spread over the machine's cores: the first plan of a big grid (issue 27.4), the token fit
+of a big dataset (27.5).
 
-Rendering 5,000 nodes and creating their 14,000 files is Python work that holds the interpreter
-lock, so threads do not share it out; a forked process does. `on_cores` gives every worker
+Rendering 5,000 nodes, creating their 14,000 files or counting a million rows' tokens is Python
+work that holds the interpreter lock, so threads do not share it out; a forked process does. `on_cores` gives every worker
 process a share of the items (interleaved, so fine-tunes and evaluations mix) and returns the
 results in the items' order, as one loop would. A child inherits everything the parent has
 computed (copy on write), sends its results back pickled through a pipe and exits without running
