@@ -33,39 +33,53 @@ def workers() -> int:
 def on_cores(work: Callable[[Sequence[T]], list[Any]], items: Sequence[T], *, min_items: int) -> list[Any] | None:
     """work(share) for each worker's share, concatenated back into the items' order; None when it
     is not worth forking (the caller runs work(items) itself). An exception in a child is raised
-    here, after every child has ended."""
+    here, after every child has ended. A share no process could be forked for (a memory or
+    process limit), or whose process died before it answered, is worked here (every caller's work
+    can be done again: rendering and counting are pure, a file written twice is replaced)."""
     n = workers()
     if n < 2 or len(items) < min_items:
         return None
     shares = [items[i::n] for i in range(n)]
-    children: list[tuple[int, int]] = []  # (pid, read end of its pipe)
+    children: list[tuple[int, int, int]] = []  # (share, pid, read end of its pipe)
+    results: dict[int, list[Any]] = {}
     try:
-        for share in shares[1:]:
-            children.append(_fork(work, share))
-        mine: Any = work(shares[0])
+        for i in range(1, n):
+            try:
+                children.append((i, *_fork(work, shares[i])))
+            except OSError:  # EAGAIN, ENOMEM: no process to be had
+                continue
+        for i in range(n):
+            if i == 0 or i not in {c[0] for c in children}:
+                results[i] = work(shares[i])
     except BaseException:
-        for pid, fd in children:
+        for _, pid, fd in children:
             _collect(pid, fd)
         raise
-    results = [mine]
     failure: BaseException | None = None
-    for pid, fd in children:
+    for i, pid, fd in children:
         ok, value = _collect(pid, fd)
         if ok:
-            results.append(value)
+            results[i] = value
+        elif value is _DIED:  # killed (the OOM killer, a signal) before it answered: its share again, here
+            results[i] = work(shares[i])
         elif failure is None:
             failure = value
     if failure is not None:
         raise failure
     out: list[Any] = [None] * len(items)
-    for i, share_results in enumerate(results):
+    for i, share_results in results.items():
         out[i::n] = share_results
     return out
 
 
 def _fork(work: Callable[[Sequence[T]], list[Any]], share: Sequence[T]) -> tuple[int, int]:
     read, write = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        raise
     if pid:
         os.close(write)
         return pid, read
@@ -87,14 +101,15 @@ def _fork(work: Callable[[Sequence[T]], list[Any]], share: Sequence[T]) -> tuple
         os._exit(status)
 
 
+_DIED = object()
+
+
 def _collect(pid: int, fd: int) -> tuple[bool, Any]:
-    """(True, the child's results) or (False, the exception it raised or died of)."""
+    """(True, the child's results), (False, the exception it raised) or (False, _DIED)."""
     with os.fdopen(fd, "rb") as f:
         payload = f.read()
-    _, status = os.waitpid(pid, 0)
-    if payload:
-        try:
-            return pickle.loads(payload)
-        except Exception as e:  # noqa: BLE001 - a child cut short mid-write
-            return False, RuntimeError(f"a worker process sent an unreadable answer: {e}")
-    return False, RuntimeError(f"a worker process ended without an answer (wait status {status})")
+    os.waitpid(pid, 0)
+    try:
+        return pickle.loads(payload) if payload else (False, _DIED)
+    except Exception:  # noqa: BLE001 - cut short mid-write
+        return False, _DIED

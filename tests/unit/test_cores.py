@@ -135,3 +135,33 @@ def test_files_written_by_several_processes_equal_one_writer_and_a_failure_leave
     assert tree(out) == expected
     assert 0 < len(here) < len(expected) - 1, "one process wrote every file"
     assert os.access(out / compiled.plan.nodes[0].script, os.X_OK)
+
+
+def test_a_share_no_process_could_be_forked_for_is_worked_here(monkeypatch):
+    monkeypatch.setattr(cores, "workers", lambda: 3)
+    real, calls = os.fork, []
+
+    def fork():
+        calls.append(1)
+        if len(calls) == 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real()
+
+    monkeypatch.setattr(os, "fork", fork)
+    parent = os.getpid()
+    out = cores.on_cores(lambda share: [(x, os.getpid()) for x in share], list(range(9)), min_items=1)
+    assert [x for x, _ in out] == list(range(9))
+    assert [pid == parent for _, pid in out] == [True, True, False] * 3  # shares 0 and 1 here, 2 forked
+
+
+def test_the_share_of_a_process_killed_before_it_answered_is_worked_here(monkeypatch):
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+    parent = os.getpid()
+
+    def work(share):
+        if os.getpid() != parent:
+            os.kill(os.getpid(), 9)  # as the OOM killer would
+        return [(x, os.getpid()) for x in share]
+
+    out = cores.on_cores(work, list(range(6)), min_items=1)
+    assert out == [(x, parent) for x in range(6)]
