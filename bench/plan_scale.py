@@ -25,6 +25,16 @@ Paired with `snakemake -n`: 500 jobs 2.8–3.3× faster, 5,000 jobs 1.9–2.5×.
 ≤ 0.35 s (importing click, rich, ruamel and jsonschema alone takes ~0.24 s), 5,000 jobs ≥ 3×,
 unchanged ≤ 0.2 s, one edit ≤ 0.5 s.
 
+Later the same day (a first plan of 1,000+ nodes renders and writes a share per core,
+cruijff.cores; no cycle collection during a plan; store-key settings serialised once), 7fadd32
+and this code back to back twice, in a slow phase of the machine (snakemake -n of 5,000 jobs
+5.2–5.9 s, 4.1–4.3 s earlier): 5,000 jobs first plan 2.49–2.61 → 1.77–1.91 s, paired with
+snakemake 2.29–2.34× → 2.87–3.09×; one edit 1.49–1.59 → 1.37–1.41 s; unchanged 0.24–0.30 s
+both; 500 jobs first plan 0.55–0.58 → 0.53–0.57 s (2.75–3.12×). In a fast phase: 500 jobs
+0.44–0.48 s, 5,000 jobs 1.62–1.66 s (2.52–2.97×), unchanged 0.16–0.19 s, one edit 0.98–1.08 s.
+Still not met: 500 jobs ≤ 0.35 s, one edit ≤ 0.5 s; 5,000 jobs ≥ 3× and unchanged ≤ 0.2 s only
+in some runs.
+
     python bench/plan_scale.py                    # 100, 1,000 and 5,000 jobs, 3 pairs each
     python bench/plan_scale.py --jobs 500 --repeat 5
     python bench/plan_scale.py --jobs 5000 --profile   # cProfile of one in-process compile + write

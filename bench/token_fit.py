@@ -19,8 +19,12 @@ batched 31,913 rows/s (31 s per million) vs row by row 2,927 rows/s (342 s); dat
 23,528 rows/s (43 s) vs row by row 2,292 rows/s (436 s); peak RSS 599 / 614 MB; answers equal.
 1,000,000 rows: measure 39.7 s, data stats 43.4 s, peak RSS 1,463 MB (the rows themselves).
 SmolLM2-135M-Instruct, 20,000 rows: measure 66 s per million, equal to row by row. What is left
-per row is Python (row_prompt, joins, regex cuts, dict look-ups): 20 s per million would need
-fewer Python steps per row (e.g. not building each row's prompt twice), not a faster tokenizer.
+per row is Python (row_prompt, joins, regex cuts, dict look-ups).
+Then (same day, later) a big split's chunks shared out over the cores (cruijff.cores: a forked
+process per core, 2 here): 1,000,000 rows, measure 18.5 s and data stats 18.7 s per million on a
+quiet machine (22.4 s and 25.2 s beside other load), 100,000 rows 23–25 s per million (the
+serial part: reading the JSON and the setup check of every row's prompt, ~4 s per million);
+peak RSS 1,463 MB as before, the worker's 904–953 MB mostly pages shared with the parent.
 
     python bench/token_fit.py                 # 100,000 rows, tiny model, chat style
     python bench/token_fit.py --rows 20000 --style text_completion --model .cache/SmolLM2-135M-Instruct
