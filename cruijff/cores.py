@@ -2,8 +2,8 @@
 of a big dataset (27.5).
 
 Rendering 5,000 nodes, creating their 14,000 files or counting a million rows' tokens is Python
-work that holds the interpreter lock, so threads do not share it out; a forked process does. `on_cores` gives every worker
-process a share of the items (interleaved, so fine-tunes and evaluations mix) and returns the
+work that holds the interpreter lock, so threads do not share it out; a forked process does.
+`on_cores` gives every worker process a share of the items (interleaved, so fine-tunes and evaluations mix) and returns the
 results in the items' order, as one loop would. A child inherits everything the parent has
 computed (copy on write), sends its results back pickled through a pipe and exits without running
 any of the parent's exit handlers. Below `min_items`, on one core, or where there is no fork, the
@@ -41,16 +41,16 @@ def on_cores(work: Callable[[Sequence[T]], list[Any]], items: Sequence[T], *, mi
         return None
     shares = [items[i::n] for i in range(n)]
     children: list[tuple[int, int, int]] = []  # (share, pid, read end of its pipe)
+    here = [0]  # the shares this process works
     results: dict[int, list[Any]] = {}
     try:
         for i in range(1, n):
             try:
                 children.append((i, *_fork(work, shares[i])))
             except OSError:  # EAGAIN, ENOMEM: no process to be had
-                continue
-        for i in range(n):
-            if i == 0 or i not in {c[0] for c in children}:
-                results[i] = work(shares[i])
+                here.append(i)
+        for i in here:
+            results[i] = work(shares[i])
     except BaseException:
         for _, pid, fd in children:
             _collect(pid, fd)

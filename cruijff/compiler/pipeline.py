@@ -55,7 +55,7 @@ class Compiled:
     checked: Checked
     store: dict[str, Any] = field(default_factory=dict)  # store keys and settings (cruijff.store.keys)
     rendered: tuple[str, dict] = ("", {})  # (context, entries) for the next plan (cruijff.compiler.render_cache)
-    store_settings: str | None = None  # store-settings.json's text: store["settings"] as compact sorted JSON
+    store_settings: str = "{}"  # store-settings.json's text: store["settings"] as compact sorted JSON
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
@@ -387,5 +387,4 @@ def with_store_keys(compiled: Compiled) -> dict[str, str]:
 
     keys = {k: v for k, v in compiled.store.items() if k != "settings"}
     return {**compiled.files, KEYS_FILE: json.dumps(keys, sort_keys=True, separators=(",", ":")) + "\n",
-            SETTINGS_FILE: (compiled.store_settings if compiled.store_settings is not None else
-                            json.dumps(compiled.store.get("settings", {}), sort_keys=True, separators=(",", ":"))) + "\n"}
+            SETTINGS_FILE: compiled.store_settings + "\n"}

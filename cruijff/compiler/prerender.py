@@ -24,14 +24,16 @@ class _Renderer(Protocol):
 
 def render_ahead(renderer: _Renderer, specs: list[JobSpec], parents_of: dict[str, tuple[str, ...]],
                  inputs_of: dict[str, dict[str, str]]) -> dict[str, tuple[dict[str, str], dict[str, Any], str]]:
-    """Node id → its files and store-key settings (as data and as JSON). Empty when forking is not worth it or a node does
-    not render: the loop then renders each node itself and reports an error where the manifest has it."""
+    """Node id → its files and store-key settings (as data and as JSON). Empty when forking is not
+    worth it or a node does not render: the loop then renders each node itself and reports an
+    error where the manifest has it."""
     from cruijff.cores import on_cores
     from cruijff.store.keys import settings_text
 
     def one(spec: JobSpec) -> tuple[dict[str, str], dict[str, Any], str]:
         files = renderer.render(spec)
-        settings = renderer.keys.normalised(spec, parents_of[spec.id], inputs_of[spec.id], renderer.take_settings(spec.id))
+        settings = renderer.keys.normalised(spec, parents_of[spec.id], inputs_of[spec.id],
+                                            renderer.take_settings(spec.id))
         return files, settings, settings_text(settings)
 
     def work(share: list[JobSpec]) -> list[tuple[dict[str, str], dict[str, Any], str]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cruijff.data.formats import DataFormatError, read_dataset
+from cruijff.train.bulk import PARALLEL_ROWS
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -129,7 +130,7 @@ def _batch_counter(tokenizer):
     return counts
 
 
-PARALLEL_FROM = 20_000  # rows: from here the chunks are shared out over the cores (cruijff.cores)
+PARALLEL_FROM = PARALLEL_ROWS  # rows: from here the chunks are shared out over the cores
 
 
 def _all_counts(rows, template, system, tokenizer, count, progress: Callable[[int], None] | None = None):

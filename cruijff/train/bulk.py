@@ -118,6 +118,7 @@ _NOT_PLAIN = re.compile(r"[^\t\n\r\x20-\x7e]")  # texts with any such character 
 _ESCAPES = set("sSdDwWrnt\\'.-[](){}|?+*^$/ ")
 MEMO = 200_000  # pieces whose token counts are remembered (then forgotten, to bound memory)
 RECENT = 4096  # texts between added tokens whose counts are remembered, likewise
+PARALLEL_ROWS = 20_000  # a split from this many rows is counted a share per core (cruijff.cores)
 
 
 class _EmptyMatch(Exception):

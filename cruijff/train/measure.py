@@ -19,6 +19,8 @@ import json
 import sys
 from typing import Any
 
+from cruijff.train.bulk import PARALLEL_ROWS
+
 SHOWN_ROWS = 10
 BATCHED = True  # tests set it False to compare with the per-row build
 
@@ -70,7 +72,7 @@ def measure_split(tokenizer: Any, component: dict[str, Any]) -> dict[str, Any]:
 
 
 CHUNK = 256  # rows rendered and tokenized per batched call (only their lengths are kept)
-PARALLEL_FROM = 20_000  # rows: from here the chunks are shared out over the cores (cruijff.cores)
+PARALLEL_FROM = PARALLEL_ROWS  # rows: from here the chunks are shared out over the cores
 CHECKED = 32  # rows checked against the exact build: the first ones, and as many spread over the split
 
 
