@@ -121,6 +121,10 @@ class Plan:
     def node(self, node_id: str) -> Node:
         return self.by_id()[node_id]
 
+    def hashes(self) -> dict[str, str]:
+        """Node id → hash, in plan order (what a diff compares)."""
+        return {n.id: n.hash for n in self.nodes}
+
     def by_id(self) -> dict[str, Node]:
         return {n.id: n for n in self.nodes}
 
@@ -139,6 +143,10 @@ SCHEMA_VERSION = 1
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    return {**_head(plan), "nodes": [n.as_dict() for n in plan.nodes]}
+
+
+def _head(plan: Plan) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "cruijff_version": __version__,
@@ -147,8 +155,12 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "manifest": plan.manifest,
         "executor": {"kind": plan.executor, "max_parallel": plan.max_parallel},
         "cluster": plan.cluster,
-        "nodes": [n.as_dict() for n in plan.nodes],
     }
+
+
+def _node(n: dict[str, Any]) -> Node:
+    return Node(id=n["id"], kind=n["kind"], parents=tuple(n["parents"]), resources=Resources(**n["resources"]),
+                hash=n["hash"], attrs=n.get("attrs", {}), inputs=n.get("inputs", {}))
 
 
 def plan_from_dict(data: dict[str, Any], *, source: str = PLAN_FILE) -> Plan:
@@ -158,18 +170,7 @@ def plan_from_dict(data: dict[str, Any], *, source: str = PLAN_FILE) -> Plan:
             f"{source}: plan schema version {version!r} is not supported (this cruijff reads {SCHEMA_VERSION})",
             hint="re-run `cruijff plan` with this version of cruijff",
         )
-    nodes = tuple(
-        Node(
-            id=n["id"],
-            kind=n["kind"],
-            parents=tuple(n["parents"]),
-            resources=Resources(**n["resources"]),
-            hash=n["hash"],
-            attrs=n.get("attrs", {}),
-            inputs=n.get("inputs", {}),
-        )
-        for n in data["nodes"]
-    )
+    nodes = tuple(_node(n) for n in data["nodes"])
     return Plan(
         experiment=data["experiment"],
         output_dir=data["output_dir"],
@@ -181,16 +182,24 @@ def plan_from_dict(data: dict[str, Any], *, source: str = PLAN_FILE) -> Plan:
     )
 
 
-def dumps(plan: Plan) -> str:
+_encode = json.JSONEncoder().encode
+
+
+def node_line(node: Node) -> str:
+    """The node's line in plan.json (without its indent)."""
+    return _encode(node.as_dict())
+
+
+def dumps(plan: Plan, lines: dict[str, str] | None = None) -> str:
     """Indented JSON with one node per line: readable, diffable, and written by json's C encoder
-    (indent=2 throughout would use the pure-Python one: half a second for 5,000 nodes)."""
-    data = plan_to_dict(plan)
-    nodes = data.pop("nodes")
-    head = json.dumps(data, indent=2)
-    if not nodes:
+    (indent=2 throughout would use the pure-Python one: half a second for 5,000 nodes).
+
+    lines: node lines known already (a re-plan's untouched nodes: PlanText.line)."""
+    head = json.dumps(_head(plan), indent=2)
+    if not plan.nodes:
         return head[:-2] + ',\n  "nodes": []\n}\n'
-    encode = json.JSONEncoder().encode
-    body = ",\n".join("    " + encode(n) for n in nodes)
+    lines = lines or {}
+    body = ",\n".join("    " + (lines.get(n.id) or node_line(n)) for n in plan.nodes)
     return head[:-2] + ',\n  "nodes": [\n' + body + "\n  ]\n}\n"
 
 
@@ -210,6 +219,75 @@ def load_plan(plan_dir: str | Path) -> Plan:
     return plan_from_dict(data, source=str(path))
 
 
+_NODES_OPEN = ',\n  "nodes": [\n'
+_NODES_CLOSE = "\n  ]\n}\n"
+_ID = '    {"id": "'
+
+
+@dataclass(frozen=True)
+class PlanText:
+    """The plan.json a new plan replaces, indexed without parsing its nodes: `dumps` writes one node
+    per line, so each node's id and hash are found by slicing and only the few nodes an edit changed
+    are parsed (5,000 nodes: a few ms instead of 0.1 s)."""
+
+    text: str
+    lines: dict[str, tuple[str, str]]  # node id → (hash, its line), in plan order
+
+    def hashes(self) -> dict[str, str]:
+        return {node_id: h for node_id, (h, _) in self.lines.items()}
+
+    def node(self, node_id: str) -> Node:
+        return _node(json.loads(self.lines[node_id][1]))
+
+    def line(self, node_id: str) -> str:
+        return self.lines[node_id][1]
+
+
+def read_plan_text(plan_dir: str | Path) -> PlanText | None:
+    """plan.json in plan_dir; None when there is none, or it is unreadable or of another version
+    (then every node of a new plan counts as added)."""
+    try:
+        text = (Path(plan_dir) / PLAN_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = _index(text)
+    if lines is None:  # not as `dumps` lays it out (edited by hand, or empty): parsed whole
+        try:
+            plan = plan_from_dict(json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError, StateError):
+            return None
+        lines = {n.id: (n.hash, node_line(n)) for n in plan.nodes}
+    return PlanText(text, lines)
+
+
+def _index(text: str) -> dict[str, tuple[str, str]] | None:
+    from json.decoder import scanstring
+
+    start = text.find(_NODES_OPEN)
+    if start < 0 or not text.endswith(_NODES_CLOSE):
+        return None
+    try:
+        if json.loads(text[:start] + "}").get("schema_version") != SCHEMA_VERSION:
+            return None
+    except ValueError:
+        return None
+    lines: dict[str, tuple[str, str]] = {}
+    for raw in text[start + len(_NODES_OPEN):-len(_NODES_CLOSE)].split("\n"):
+        if not raw.startswith(_ID):
+            return None
+        line = raw[4:-1] if raw.endswith(",") else raw[4:]
+        try:
+            node_id, end = scanstring(raw, len(_ID))
+        except ValueError:
+            return None
+        at = raw.find('"hash": "', end) + 9
+        close = raw.find('"', at)
+        if at < 9 or close < 0:
+            return None
+        lines[node_id] = (raw[at:close], line)
+    return lines
+
+
 @dataclass(frozen=True)
 class PlanDiff:
     """What changed between two plans, by node id and hash (terraform plan's summary)."""
@@ -223,9 +301,9 @@ class PlanDiff:
         return {k: list(getattr(self, k)) for k in ("added", "changed", "removed", "unchanged")}
 
 
-def diff_plans(old: Plan | None, new: Plan) -> PlanDiff:
-    old_hashes = {n.id: n.hash for n in old.nodes} if old else {}
-    new_hashes = {n.id: n.hash for n in new.nodes}
+def diff_plans(old: Plan | PlanText | None, new: Plan) -> PlanDiff:
+    old_hashes = old.hashes() if old else {}
+    new_hashes = new.hashes()
     return PlanDiff(
         added=tuple(i for i in new_hashes if i not in old_hashes),
         changed=tuple(i for i in new_hashes if i in old_hashes and old_hashes[i] != new_hashes[i]),

@@ -84,7 +84,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         from cruijff.compiler.pipeline import compile_manifest, with_store_keys
         from cruijff.compiler import render_cache
         from cruijff.compiler.summary import plan_summary, setting_changes
-        from cruijff.compiler.write import previous_plan, write_plan
+        from cruijff.compiler.write import write_plan
 
         replan.forget(manifest, out)
         try:
@@ -92,15 +92,16 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         except ManifestError as e:
             _fail(e, as_json, "plan")
         root = Path(compiled.plan.output_dir)
-        old = previous_plan(root)
+        old = compiled.previous  # the plan.json there now
         # Read before write_plan replaces them: the old rendered files say which settings changed.
         details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
         files = with_store_keys(compiled)
-        diff = write_plan(compiled.plan, files, old)
+        diff = write_plan(compiled.plan, files, old, compiled.lines)
         render_cache.save(compiled.plan.output_dir, *compiled.rendered)  # for the next plan of this directory
     from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
     from cruijff.paths import recipes_dir
+    from cruijff.compiler.write import text_size
     from cruijff.plan import PLAN_FILE
 
     summary = plan_summary(compiled.plan, None)
@@ -114,19 +115,19 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
              "cluster": compiled.plan.cluster, "executor": compiled.plan.executor,
              "groups": [[k, m, r.as_dict(), n] for (k, m, r), n in resource_groups(compiled.plan).items()],
              "layouts": {}}
-    slurm, fit = _slurm_fit(compiled.plan, compiled.files, refresh=refresh_cluster)
+    slurm, fit = _slurm_fit(compiled.plan, compiled.files, refresh=refresh_cluster, shapes=compiled.shapes)
     if slurm and "error" not in slurm:
         shown["layouts"][str(slurm["max_array_size"])] = {k: slurm[k] for k in LAYOUT_KEYS}
     from cruijff.compiler.token_fit import NOT_MEASURED
 
     if not any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
         # the sizes just written (14,000 stats less for 5,000 jobs): plan.json's read back
-        sizes = [len(text.encode("utf-8")) for text in files.values()]
+        sizes = [text_size(text) for text in files.values()]
         sizes += replan.file_sizes(compiled.plan.output_dir, [PLAN_FILE])
         replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
                       [*files, PLAN_FILE], shown, sets, sizes=sizes)
     shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
-                            {k: v for k, v in compiled.store.items() if k != "settings"})  # as an unchanged plan reads them
+                            compiled.store)
     _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
 
 
@@ -208,7 +209,7 @@ def _fit_layout(layout: dict, facts, limits: dict) -> tuple[dict, list]:
     return layout, [_not_checked(line) for line in facts.not_checked]
 
 
-def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False):
+def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False, shapes: dict | None = None):
     """Where the plan will go to SLURM: how it is submitted and whether it fits the user's limits.
 
     The cluster's facts come from cruijff.run.executors.slurm.facts: cached per cluster, asked side
@@ -223,7 +224,7 @@ def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False):
     if cluster is None:
         return None, []
     facts, limits, size = cluster
-    layout, notes = _fit_layout(submission_layout(plan, files, size), facts, limits)
+    layout, notes = _fit_layout(submission_layout(plan, files, size, shapes), facts, limits)
     return layout, notes + fit_problems(len(plan.nodes), limits) + resource_problems(
         plan, parse_sinfo_nodes(facts.sinfo))
 

@@ -12,12 +12,20 @@ from typing import Any
 
 from cruijff.compiler.batching import header_shape, make_batches
 from cruijff.errors import Problem
-from cruijff.plan import Plan, Resources, time_to_hours
+from cruijff.plan import Node, Plan, Resources, time_to_hours
 
 
-def submission_layout(plan: Plan, scripts: dict[str, str], max_array_size: int) -> dict[str, Any]:
-    """How a first apply submits the whole plan: sbatch calls, job arrays, plain jobs."""
-    batches = make_batches(plan, [n.id for n in plan.nodes], {}, lambda n: header_shape(scripts.get(n.script, "")),
+def submission_layout(plan: Plan, scripts: dict[str, str], max_array_size: int,
+                      shapes: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
+    """How a first apply submits the whole plan: sbatch calls, job arrays, plain jobs.
+
+    shapes: header shapes known already (node id → header_shape of its job script)."""
+    shapes = shapes or {}
+
+    def shape(n: Node) -> tuple[str, ...]:
+        return shapes[n.id] if n.id in shapes else header_shape(scripts.get(n.script, ""))
+
+    batches = make_batches(plan, [n.id for n in plan.nodes], {}, shape,
                            max_array_size=max_array_size, max_concurrent=plan.cluster.get("max_concurrent") or {})
     arrays = [b for b in batches if b.is_array]
     return {

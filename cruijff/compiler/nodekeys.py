@@ -20,7 +20,8 @@ class NodeKeys:
         self.recipes = recipes
         self._fingerprint = fingerprint
         self._keys: dict[str, str | None] = {}
-        self._key_settings: dict[str, dict[str, Any]] = {}
+        self._near: dict[str, list[str]] = {}  # node id → where to look to explain a miss
+        self._near_of: dict[tuple, list[str]] = {}  # a few distinct (kind, model, data, task) among thousands
         self._texts: dict[str, str] = {}  # node id → its settings as JSON (cruijff.store.keys.settings_text)
         self._parent_keys: dict[str, list[str | None]] = {}
 
@@ -57,7 +58,11 @@ class NodeKeys:
         self._texts[spec.id] = settings_text(normalised) if text is None else text
         self._parent_keys[spec.id] = [self._keys.get(p) for p in parents]
         self._keys[spec.id] = node_key(spec.kind, normalised, self._parent_keys[spec.id], self._texts[spec.id])
-        self._key_settings[spec.id] = normalised
+        what = (spec.kind, repr(normalised.get("model")), repr((normalised.get("inputs") or {}).get("dataset")),
+                repr(normalised.get("task")))
+        if what not in self._near_of:
+            self._near_of[what] = near_keys(spec.kind, normalised)
+        self._near[spec.id] = self._near_of[what]
 
     def _model_path(self, spec: JobSpec) -> str | None:
         model = self.m["models"].get(spec.attrs.get("model")) if isinstance(spec.attrs.get("model"), str) else None
@@ -66,35 +71,24 @@ class NodeKeys:
     def parent_keys(self, parents: tuple[str, ...]) -> list[str | None]:
         return [self._keys.get(p) for p in parents]
 
-    def stored(self, node_id: str) -> tuple[dict[str, Any], str | None, str]:
-        """A keyed node's store-key settings, key and settings as JSON, as render_cache keeps them."""
-        return self._key_settings[node_id], self._keys[node_id], self._texts[node_id]
+    def stored(self, node_id: str) -> tuple[list[str], str | None, str]:
+        """A keyed node's near keys, key and store-key settings as JSON, as render_cache keeps them."""
+        return self._near[node_id], self._keys[node_id], self._texts[node_id]
 
-    def adopt(self, spec: JobSpec, parents: tuple[str, ...], settings: dict[str, Any], key: str | None,
-              text: str) -> None:
-        """A node rendered as the last plan did: its store key and settings from then."""
+    def adopt(self, spec: JobSpec, parents: tuple[str, ...], near: list[str], key: str | None, text: str) -> None:
+        """A node rendered as the last plan did: its near keys, store key and settings from then."""
         self._parent_keys[spec.id] = self.parent_keys(parents)
         self._keys[spec.id] = key
-        self._key_settings[spec.id] = settings
+        self._near[spec.id] = near
         self._texts[spec.id] = text
 
     def settings_document(self) -> str:
-        """store-settings.json's text: json.dumps(document()["settings"], sort_keys=True, compact)
-        put together from each node's settings text."""
+        """store-settings.json's text: each node's store-key settings (nested: flattened only where
+        they are compared, for a miss with a near entry or a publish) as compact JSON with sorted
+        keys, put together from each node's settings text."""
         return "{" + ",".join(f"{json.dumps(i)}:{self._texts[i]}" for i in sorted(self._texts)) + "}"
 
     def document(self) -> dict[str, Any]:
-        """What `plan` writes to store-keys.json: each node's key (None: never stored) and settings
-        (nested: flattened only where they are compared, for a miss with a near entry or a publish)."""
-        near: dict[tuple, list[str]] = {}  # a few distinct (kind, model, data, task) among thousands of nodes
-
-        def near_of(node_id: str, s: dict[str, Any]) -> list[str]:
-            kind = node_id.split("/", 1)[0]
-            what = (kind, repr(s.get("model")), repr((s.get("inputs") or {}).get("dataset")), repr(s.get("task")))
-            if what not in near:
-                near[what] = near_keys(kind, s)
-            return near[what]
-
-        return {"version": KEY_VERSION, "keys": self._keys,
-                "near": {i: near_of(i, s) for i, s in self._key_settings.items()},
-                "settings": self._key_settings, "parents": self._parent_keys}
+        """What `plan` writes to store-keys.json: each node's key (None: never stored), near keys
+        and parents' keys."""
+        return {"version": KEY_VERSION, "keys": self._keys, "near": self._near, "parents": self._parent_keys}

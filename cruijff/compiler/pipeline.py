@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
+from cruijff.compiler.batching import header_shape
 from cruijff.compiler.checkpoints import trainable_models
 from cruijff.compiler.checks import check_files, check_models, check_references, check_runs, check_steps, hyperparameters_of
 from cruijff.errors import ManifestError, Problem
@@ -23,7 +24,7 @@ from cruijff.compiler.graph import JobSpec, build_graph
 from cruijff.compiler.inputs import code_digest, fingerprint
 from cruijff.compiler.nodekeys import NodeKeys
 from cruijff.compiler.prerender import render_ahead
-from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, EVAL_KINDS, FINETUNE, PREPARE, Node, Plan
+from cruijff.plan import BASE_EVAL, CHECKPOINT_EVAL, EVAL, EVAL_KINDS, FINETUNE, PREPARE, Node, Plan, PlanText, read_plan_text
 from cruijff.paths import recipes_dir
 from cruijff.compiler.render import inspect as render_inspect
 from cruijff.compiler.render import torchtune as render_torchtune
@@ -53,9 +54,14 @@ class Compiled:
     plan: Plan
     files: dict[str, str]  # path relative to output_dir → text
     checked: Checked
-    store: dict[str, Any] = field(default_factory=dict)  # store keys and settings (cruijff.store.keys)
+    store: dict[str, Any] = field(default_factory=dict)  # store-keys.json's document (cruijff.store.keys)
     rendered: tuple[str, dict] = ("", {})  # (context, entries) for the next plan (cruijff.compiler.render_cache)
-    store_settings: str = "{}"  # store-settings.json's text: store["settings"] as compact sorted JSON
+    store_settings: str = "{}"  # store-settings.json's text: each node's store-key settings, compact sorted JSON
+    # With reuse: the plan.json this plan replaces, the lines there of nodes kept as they were, and
+    # every keyed node's job script header shape (cruijff.compiler.batching.header_shape).
+    previous: PlanText | None = None
+    lines: dict[str, str] = field(default_factory=dict)
+    shapes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
@@ -128,8 +134,11 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     runs = {r.name: r for r in checked.runs}
     renderer = _Renderer(m, runs, recipes or str(recipes_dir()), check_paths=check_paths)
     ctx = render_cache.context(m, renderer.recipes, check_paths, renderer.model_facts()) if reuse else ""
-    previous = render_cache.load(m["output_dir"], ctx) if reuse else {}
+    on_disk = read_plan_text(m["output_dir"]) if reuse else None
+    previous, lines_kept = render_cache.load(m["output_dir"], ctx, on_disk and on_disk.text) if reuse else ({}, False)
     entries: render_cache.Entries = {}
+    lines: dict[str, str] = {}
+    shapes: dict[str, tuple[str, ...]] = {}
     files: dict[str, str] = {}
     nodes: list[Node] = []
     hashes: dict[str, str] = {}
@@ -142,8 +151,10 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
                                     inputs) if reuse and spec.kind != PREPARE else None
         hit = previous.get(node_id) if key else None
         if hit is not None and hit[0] == key:
-            _, node_files, hashes[node_id], settings, store_key, text = hit
-            renderer.keys.adopt(spec, parents, settings, store_key, text)
+            _, node_files, hashes[node_id], near, store_key, text, shapes[node_id] = hit
+            renderer.keys.adopt(spec, parents, near, store_key, text)
+            if lines_kept:
+                lines[node_id] = on_disk.line(node_id)
         elif node_id in ahead:
             node_files, normalised, text = ahead[node_id]
             hashes[node_id] = _node_hash(spec, inputs, [hashes[p] for p in parents], node_files)
@@ -152,7 +163,9 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
             node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs, [hashes[p] for p in parents])
             renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
         if key:
-            entries[node_id] = (key, node_files, hashes[node_id], *renderer.keys.stored(node_id))
+            if node_id not in shapes:
+                shapes[node_id] = header_shape(node_files["job.sbatch"])
+            entries[node_id] = (key, node_files, hashes[node_id], *renderer.keys.stored(node_id), shapes[node_id])
         files.update({f"{node_id}/{rel}": text for rel, text in node_files.items()})
         nodes.append(Node(id=node_id, kind=spec.kind, parents=parents, resources=spec.resources,
                           hash=hashes[node_id], attrs=spec.attrs, inputs=inputs))
@@ -173,7 +186,8 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
 
         header += provenance(checked.overrides)
     files["manifest.yaml"] = dump_yaml(m, header=header)
-    return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries), renderer.keys.settings_document())
+    return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries), renderer.keys.settings_document(),
+                    on_disk, lines, shapes)
 
 
 def _render_node(renderer: _Renderer, spec: JobSpec, source: Source, inputs: dict[str, str],
@@ -385,6 +399,5 @@ def with_store_keys(compiled: Compiled) -> dict[str, str]:
     and store-settings.json (6 MB for 5,000 nodes: read only to explain a miss or to publish)."""
     from cruijff.store.keys import KEYS_FILE, SETTINGS_FILE
 
-    keys = {k: v for k, v in compiled.store.items() if k != "settings"}
-    return {**compiled.files, KEYS_FILE: json.dumps(keys, sort_keys=True, separators=(",", ":")) + "\n",
+    return {**compiled.files, KEYS_FILE: json.dumps(compiled.store, sort_keys=True, separators=(",", ":")) + "\n",
             SETTINGS_FILE: compiled.store_settings + "\n"}

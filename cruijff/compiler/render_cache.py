@@ -8,6 +8,9 @@ folders' fingerprints and reachability, the recipes folder and cruijff's own cod
 digests the part shared by all nodes and `node_key` the rest; a node whose key equals the one the
 last plan into the same directory recorded gets that plan's rendering back instead of being
 rendered again. Anything unreadable, from another context or another cruijff is simply a miss.
+An entry also keeps what a plan derives from the rendering (near keys, the job script's header
+shape), and the cache the digest of the plan.json it was saved beside: while that file is
+unchanged, a kept node's line in it is the node's line in the new plan.json.
 
 The cache lives in cruijff's cache folder (one file per plan directory, written after the plan
 is; the KEEP most recent are kept): pickled, as the stamps beside it are the user's own files (a JSON file of 5,000 nodes' texts
@@ -24,9 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-VERSION = 2  # 2: each entry keeps its store-key settings as JSON too
-# node id → (node key, files, hash, store-key settings, store key, those settings as JSON)
-Entries = dict[str, tuple[str, dict[str, str], str, dict[str, Any], "str | None", str]]
+VERSION = 3  # 3: near keys instead of the settings, and the job script's header shape
+# node id → (node key, files, hash, near keys, store key, store-key settings as JSON, header shape)
+Entries = dict[str, tuple[str, dict[str, str], str, list[str], "str | None", str, tuple[str, ...]]]
 
 
 def _path(output_dir: str) -> Path:
@@ -57,25 +60,39 @@ def node_key(spec: Any, parents: tuple[str, ...], parent_hashes: list[str], pare
     return hashlib.sha256(body).hexdigest()
 
 
-def load(output_dir: str, ctx: str) -> Entries:
-    """The last plan's entries when they were rendered in this context; else none."""
+def load(output_dir: str, ctx: str, on_disk: str | None) -> tuple[Entries, bool]:
+    """The last plan's entries when they were rendered in this context (else none), and whether
+    that plan is the plan.json on disk (text `on_disk`): then its nodes' lines are the entries'."""
     try:
         with open(_path(output_dir), "rb") as f:
             doc = pickle.load(f)
     except Exception:  # missing, truncated, or written by another cruijff: a miss, never an error
-        return {}
-    return doc["nodes"] if isinstance(doc, dict) and doc.get("context") == ctx else {}
+        return {}, False
+    if not isinstance(doc, dict) or doc.get("context") != ctx:
+        return {}, False
+    return doc["nodes"], on_disk is not None and doc.get("plan") == _text_digest(on_disk)
+
+
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def save(output_dir: str, ctx: str, entries: Entries) -> None:
     """Best effort, after the plan is written: without it the next plan renders every node."""
+    from cruijff.plan import PLAN_FILE
+
     path = _path(output_dir)
+    try:  # which plan.json these entries are the nodes of
+        written: str | None = _text_digest(Path(output_dir, PLAN_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        written = None
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            pickle.dump({"context": ctx, "nodes": entries}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"context": ctx, "nodes": entries, "plan": written}, f,
+                        protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
         _prune(path.parent)
     except (OSError, pickle.PicklingError):

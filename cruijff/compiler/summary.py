@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from cruijff.plan import PlanDiff
-from cruijff.plan import NODE_KINDS, Plan
+from cruijff.plan import NODE_KINDS, Plan, PlanDiff, PlanText
 
 
 def plan_summary(plan: Plan, diff: PlanDiff | None) -> dict[str, Any]:
@@ -51,7 +50,7 @@ def evaluation_cells(plan: Plan) -> list[dict[str, Any]]:
     return out
 
 
-def setting_changes(old: Plan, new: Plan, files: dict[str, str],
+def setting_changes(old: PlanText, new: Plan, files: dict[str, str],
                     read_old: Callable[[str], str | None]) -> dict[str, list[dict[str, Any]]]:
     """Per changed node, which of its settings changed (terraform plan's `~ attr: old → new`).
 
@@ -60,18 +59,19 @@ def setting_changes(old: Plan, new: Plan, files: dict[str, str],
     (task file, dataset, recipe, cruijff code), the leaves of its rendered YAML configs, the lines
     of its job script, and which of its parents changed.
     """
-    old_nodes = old.by_id()
-    old_hash = {n.id: n.hash for n in old.nodes}
-    new_hash = {n.id: n.hash for n in new.nodes}
+    old_hash = old.hashes()
+    new_hash = new.hashes()
+    changed = {n.id for n in new.nodes if old_hash.get(n.id, n.hash) != n.hash}
     per_node: dict[str, list[str]] = {}
     for rel in files:
         node_id, _, name = rel.rpartition("/")
-        per_node.setdefault(node_id, []).append(name)
+        if node_id in changed:
+            per_node.setdefault(node_id, []).append(name)
     out: dict[str, list[dict[str, Any]]] = {}
     for node in new.nodes:
-        before = old_nodes.get(node.id)
-        if before is None or before.hash == node.hash:
+        if node.id not in changed:
             continue
+        before = old.node(node.id)
         changes: list[dict[str, Any]] = []
 
         def add(setting: str, a: Any, b: Any) -> None:

@@ -23,10 +23,9 @@ import tempfile
 from pathlib import Path
 
 from cruijff import plan as plan_json
-from cruijff.plan import PlanDiff, diff_plans
-from cruijff.errors import CruijffError, StateError
+from cruijff.errors import StateError
 from cruijff.lock import plan_lock
-from cruijff.plan import Plan
+from cruijff.plan import Plan, PlanDiff, PlanText, diff_plans, read_plan_text
 
 _TMP_SUFFIX = ".cruijff-tmp"
 
@@ -43,13 +42,9 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def previous_plan(out: Path) -> Plan | None:
-    if not (out / plan_json.PLAN_FILE).exists():
-        return None
-    try:
-        return plan_json.load_plan(out)
-    except CruijffError:
-        return None  # unreadable or older: everything counts as added
+def previous_plan(out: Path) -> PlanText | None:
+    """The plan.json a new plan replaces (None: none, or unreadable: everything counts as added)."""
+    return read_plan_text(out)
 
 
 def _unchanged(path: str, data: bytes) -> bool:
@@ -58,6 +53,11 @@ def _unchanged(path: str, data: bytes) -> bool:
             return f.read(len(data) + 1) == data
     except OSError:
         return False
+
+
+def text_size(text: str) -> int:
+    """Its size in UTF-8 (an ASCII text's length: no encoding)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _same_size(path: str, size: int) -> bool:
@@ -82,10 +82,12 @@ def _write_new(path: str, data: bytes, executable: bool) -> None:
 _READ = object()
 
 
-def write_plan(plan: Plan, files: dict[str, str], old: Plan | None | object = _READ) -> PlanDiff:
+def write_plan(plan: Plan, files: dict[str, str], old: PlanText | None | object = _READ,
+               lines: dict[str, str] | None = None) -> PlanDiff:
     """Under the plan directory's lock: never while an apply submits from it (cruijff/lock.py).
 
-    old: the plan.json there now, when the caller has read it already (5,000 nodes: 0.1 s a read)."""
+    old: the plan.json there now, when the caller has read it already; lines: nodes' plan.json
+    lines known already (plan_json.dumps)."""
     out = Path(plan.output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -93,10 +95,11 @@ def write_plan(plan: Plan, files: dict[str, str], old: Plan | None | object = _R
         raise StateError(f"cannot create the plan directory {out}: {e.strerror}",
                          hint="check output_dir in the manifest (or --out) and its permissions") from None
     with plan_lock(out, "plan"):
-        return _write_locked(plan, files, out, previous_plan(out) if old is _READ else old)
+        return _write_locked(plan, files, out, previous_plan(out) if old is _READ else old, lines)
 
 
-def _write_locked(plan: Plan, files: dict[str, str], out: Path, old: Plan | None) -> PlanDiff:
+def _write_locked(plan: Plan, files: dict[str, str], out: Path, old: PlanText | None,
+                  lines: dict[str, str] | None) -> PlanDiff:
     root = str(out)
     pending: list[tuple[str, str]] = []  # (temporary, final), in the order they are moved
     direct: list[str] = []  # files written in place into folders this call created
@@ -106,13 +109,13 @@ def _write_locked(plan: Plan, files: dict[str, str], out: Path, old: Plan | None
     writes: list[tuple[str, bytes, bool]] = []
     # A node whose hash the previous plan.json has too has the same files (the hash covers their
     # text): those are only checked to be there, at their size, not read back.
-    same = {n.id for n in plan.nodes} & {n.id for n in old.nodes} if old else set()
-    if same:
-        hashes = {n.id: n.hash for n in old.nodes}
-        same = {n.id for n in plan.nodes if n.id in same and hashes[n.id] == n.hash}
+    hashes = old.hashes() if old else {}
+    same = {n.id for n in plan.nodes if hashes.get(n.id) == n.hash}
     committed = False
     try:
         for rel, text in files.items():
+            if rel.rpartition("/")[0] in same and _same_size(f"{root}/{rel}", text_size(text)):
+                continue
             data = text.encode("utf-8")
             final = os.path.join(root, rel)
             folder = os.path.dirname(final)
@@ -122,15 +125,13 @@ def _write_locked(plan: Plan, files: dict[str, str], out: Path, old: Plan | None
                 writes.append((final, data, rel.endswith(".sbatch")))
                 direct.append(final)
                 continue
-            if rel.rpartition("/")[0] in same and _same_size(final, len(data)):
-                continue
             if _unchanged(final, data):
                 continue
             tmp = f"{folder}/.{os.path.basename(final)}{_TMP_SUFFIX}"
             writes.append((tmp, data, rel.endswith(".sbatch")))
             pending.append((tmp, final))
         plan_path = os.path.join(root, plan_json.PLAN_FILE)
-        data = plan_json.dumps(plan).encode("utf-8")
+        data = plan_json.dumps(plan, lines).encode("utf-8")
         if not _unchanged(plan_path, data):  # the commit point: moved into place last
             tmp = f"{root}/.{plan_json.PLAN_FILE}{_TMP_SUFFIX}"
             writes.append((tmp, data, False))

@@ -51,10 +51,9 @@ def test_an_error_in_a_child_is_raised_in_the_parent_after_every_child_ended(mon
 
 
 def outcome(compiled) -> tuple:
-    """Files, node hashes, store keys and settings, and store-settings.json as written (from each
-    node's settings text) and as the whole document would be."""
+    """Files, node hashes, store keys, and store-settings.json as written (from each node's settings
+    text: test_store checks the joining against the whole document)."""
     written = pipeline.with_store_keys(compiled)[SETTINGS_FILE]
-    assert written == json.dumps(compiled.store["settings"], sort_keys=True, separators=(",", ":")) + "\n"
     return (compiled.files, [(n.id, n.hash, n.inputs) for n in compiled.plan.nodes],
             json.dumps(compiled.store, sort_keys=True, default=str), written)
 

@@ -85,6 +85,22 @@ def test_a_key_put_together_from_its_parts_is_the_key_of_the_whole_document():
     assert node_key("eval", settings, ["k1", None]) is None
 
 
+def test_store_settings_put_together_from_each_nodes_text_is_the_json_of_the_whole_document():
+    """store-settings.json is joined from each node's settings text (kept by a re-plan): the bytes of
+    json.dumps of the whole document, whatever order the nodes were added in."""
+    from cruijff.compiler.graph import JobSpec
+    from cruijff.compiler.nodekeys import NodeKeys
+    from cruijff.plan import Resources
+
+    settings = {"finetune/b": {"config": {"lr": 1e-05, "β": "é\u2028"}, "inputs": {"dataset": "d"}, "gpus": 1},
+                "eval/a/epoch_0/t": {"task": "t", "z": {}, "a": [1, None, True], "inputs": {}},
+                "base_eval/m\"q/t": {"model": "f", "inputs": {"task file": "x"}}}
+    keys = NodeKeys({"output_dir": "/plan", "models": {}, "datasets": {}}, "/recipes", lambda path: "f")
+    for node_id, value in settings.items():
+        keys.add_normalised(JobSpec(node_id, node_id.split("/")[0], Resources()), (), value)
+    assert keys.settings_document() == json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def test_two_experiments_training_the_same_thing_get_the_same_keys(tmp_path):
     a = compile_manifest(manifest(tmp_path / "a"), env={}, check_paths=False)
     b = compile_manifest(manifest(tmp_path / "b", experiment="b", dataset="w2"), env={}, check_paths=False)
