@@ -122,10 +122,13 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
 
     if not any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
         # the sizes just written (14,000 stats less for 5,000 jobs): plan.json's read back
-        sizes = [text_size(text) for text in files.values()]
+        names, sizes = list(files), [text_size(text) for text in files.values()]
+        for node_id, kept in compiled.kept.items():  # on disk at these sizes (checked by the compile)
+            names += [f"{node_id}/{rel}" for rel in kept]
+            sizes += kept.values()
         sizes += replan.file_sizes(compiled.plan.output_dir, [PLAN_FILE])
         replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
-                      [*files, PLAN_FILE], shown, sets, sizes=sizes)
+                      [*names, PLAN_FILE], shown, sets, sizes=sizes)
     shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
                             compiled.store)
     _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))

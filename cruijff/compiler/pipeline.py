@@ -15,6 +15,7 @@ from typing import Any
 
 
 from cruijff.compiler.batching import header_shape
+from cruijff.compiler.write import text_size
 from cruijff.compiler.checkpoints import trainable_models
 from cruijff.compiler.checks import check_files, check_models, check_references, check_runs, check_steps, hyperparameters_of
 from cruijff.errors import ManifestError, Problem
@@ -52,14 +53,16 @@ class Checked:
 @dataclass(frozen=True)
 class Compiled:
     plan: Plan
-    files: dict[str, str]  # path relative to output_dir → text
+    files: dict[str, str]  # path relative to output_dir → text (with reuse: of the nodes not kept)
     checked: Checked
     store: dict[str, Any] = field(default_factory=dict)  # store-keys.json's document (cruijff.store.keys)
     rendered: tuple[str, dict] = ("", {})  # (context, entries) for the next plan (cruijff.compiler.render_cache)
     store_settings: str = "{}"  # store-settings.json's text: each node's store-key settings, compact sorted JSON
-    # With reuse: the plan.json this plan replaces, the lines there of nodes kept as they were, and
-    # every keyed node's job script header shape (cruijff.compiler.batching.header_shape).
+    # With reuse: the plan.json this plan replaces; the nodes kept as it has them (node id → its
+    # files' sizes: they are on disk, nothing to write) and their lines there; every keyed node's
+    # job script header shape (cruijff.compiler.batching.header_shape).
     previous: PlanText | None = None
+    kept: dict[str, dict[str, int]] = field(default_factory=dict)
     lines: dict[str, str] = field(default_factory=dict)
     shapes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -125,7 +128,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
                      recipes: str | None = None, check_paths: bool = True,
                      measure: token_fit.Runner | None = None, overrides: tuple[str, ...] | list[str] = (),
                      reuse: bool = False) -> Compiled:
-    """reuse: take the last plan's rendering of every node this plan renders the same
+    """reuse: keep every node the plan on disk has as this plan renders it, instead of rendering it
     (cruijff.compiler.render_cache); `plan` saves Compiled.rendered after writing the plan."""
     checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure, overrides=overrides)
     m = checked.manifest
@@ -135,8 +138,9 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     renderer = _Renderer(m, runs, recipes or str(recipes_dir()), check_paths=check_paths)
     ctx = render_cache.context(m, renderer.recipes, check_paths, renderer.model_facts()) if reuse else ""
     on_disk = read_plan_text(m["output_dir"]) if reuse else None
-    previous, lines_kept = render_cache.load(m["output_dir"], ctx, on_disk and on_disk.text) if reuse else ({}, False)
+    previous = render_cache.load(m["output_dir"], ctx, on_disk.text) if on_disk else {}
     entries: render_cache.Entries = {}
+    kept: dict[str, dict[str, int]] = {}
     lines: dict[str, str] = {}
     shapes: dict[str, tuple[str, ...]] = {}
     files: dict[str, str] = {}
@@ -150,23 +154,26 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
         key = render_cache.node_key(spec, parents, [hashes[p] for p in parents], renderer.keys.parent_keys(parents),
                                     inputs) if reuse and spec.kind != PREPARE else None
         hit = previous.get(node_id) if key else None
-        if hit is not None and hit[0] == key:
-            _, node_files, hashes[node_id], near, store_key, text, shapes[node_id] = hit
+        if hit is not None and hit[0] == key and render_cache.on_disk(m["output_dir"], node_id, hit[1]):
+            # as the plan on disk has it, its files there: nothing to render or write
+            entries[node_id] = hit
+            _, kept[node_id], hashes[node_id], near, store_key, text, shapes[node_id] = hit
             renderer.keys.adopt(spec, parents, near, store_key, text)
-            if lines_kept:
-                lines[node_id] = on_disk.line(node_id)
-        elif node_id in ahead:
-            node_files, normalised, text = ahead[node_id]
-            hashes[node_id] = _node_hash(spec, inputs, [hashes[p] for p in parents], node_files)
-            renderer.keys.add_normalised(spec, parents, normalised, text)
+            lines[node_id] = on_disk.line(node_id)
         else:
-            node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs, [hashes[p] for p in parents])
-            renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
-        if key:
-            if node_id not in shapes:
+            if node_id in ahead:
+                node_files, normalised, text = ahead[node_id]
+                hashes[node_id] = _node_hash(spec, inputs, [hashes[p] for p in parents], node_files)
+                renderer.keys.add_normalised(spec, parents, normalised, text)
+            else:
+                node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs,
+                                                           [hashes[p] for p in parents])
+                renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
+            if key:
                 shapes[node_id] = header_shape(node_files["job.sbatch"])
-            entries[node_id] = (key, node_files, hashes[node_id], *renderer.keys.stored(node_id), shapes[node_id])
-        files.update({f"{node_id}/{rel}": text for rel, text in node_files.items()})
+                entries[node_id] = (key, {rel: text_size(t) for rel, t in node_files.items()}, hashes[node_id],
+                                    *renderer.keys.stored(node_id), shapes[node_id])
+            files.update({f"{node_id}/{rel}": t for rel, t in node_files.items()})
         nodes.append(Node(id=node_id, kind=spec.kind, parents=parents, resources=spec.resources,
                           hash=hashes[node_id], attrs=spec.attrs, inputs=inputs))
     plan = Plan(
@@ -187,7 +194,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
         header += provenance(checked.overrides)
     files["manifest.yaml"] = dump_yaml(m, header=header)
     return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries), renderer.keys.settings_document(),
-                    on_disk, lines, shapes)
+                    on_disk, kept, lines, shapes)
 
 
 def _render_node(renderer: _Renderer, spec: JobSpec, source: Source, inputs: dict[str, str],

@@ -1,20 +1,20 @@
-"""Reuse the previous plan's rendering of nodes an edit did not touch (issue 27.3: a re-plan after
-one edit of a 5,000-job grid).
+"""Keep the nodes an edit did not touch as the plan on disk has them (issue 27.3: a re-plan after
+one edit of a 5,000-job grid reads and writes only what changed).
 
 Rendering a node (its configs, job script, hash and store key) is most of a compile. A node's
 rendering is decided by the manifest apart from its grid (each node's grid point is in its spec),
 the node's spec, its parents' hashes and store keys, the fingerprints of what it reads, the model
 folders' fingerprints and reachability, the recipes folder and cruijff's own code. `context`
-digests the part shared by all nodes and `node_key` the rest; a node whose key equals the one the
-last plan into the same directory recorded gets that plan's rendering back instead of being
-rendered again. Anything unreadable, from another context or another cruijff is simply a miss.
-An entry also keeps what a plan derives from the rendering (near keys, the job script's header
-shape), and the cache the digest of the plan.json it was saved beside: while that file is
-unchanged, a kept node's line in it is the node's line in the new plan.json.
+digests the part shared by all nodes and `node_key` the rest. After a plan is written, its entries
+are saved with the digest of its plan.json: while that plan.json is the one on disk, a node whose
+key equals its entry's is that plan's node, and while its files are there at their sizes
+(`on_disk`), nothing of it is rendered, read or written again: its hash, store key, near keys,
+settings text and header shape come from the entry, its line from plan.json. Anything
+unreadable, from another context, beside another plan.json or from another cruijff is simply a
+miss: every node is rendered.
 
 The cache lives in cruijff's cache folder (one file per plan directory, written after the plan
-is; the KEEP most recent are kept): pickled, as the stamps beside it are the user's own files (a JSON file of 5,000 nodes' texts
-costs more to read than rendering a tenth of them).
+is; the KEEP most recent are kept), pickled: 5,000 nodes' entries load in about 10 ms.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-VERSION = 3  # 3: near keys instead of the settings, and the job script's header shape
-# node id → (node key, files, hash, near keys, store key, store-key settings as JSON, header shape)
-Entries = dict[str, tuple[str, dict[str, str], str, list[str], "str | None", str, tuple[str, ...]]]
+VERSION = 3  # 3: files' sizes instead of their text, near keys instead of the settings, header shapes
+# node id → (node key, its files' sizes, hash, near keys, store key, store-key settings as JSON, header shape)
+Entries = dict[str, tuple[str, dict[str, int], str, list[str], "str | None", str, tuple[str, ...]]]
 
 
 def _path(output_dir: str) -> Path:
@@ -60,17 +60,29 @@ def node_key(spec: Any, parents: tuple[str, ...], parent_hashes: list[str], pare
     return hashlib.sha256(body).hexdigest()
 
 
-def load(output_dir: str, ctx: str, on_disk: str | None) -> tuple[Entries, bool]:
-    """The last plan's entries when they were rendered in this context (else none), and whether
-    that plan is the plan.json on disk (text `on_disk`): then its nodes' lines are the entries'."""
+def load(output_dir: str, ctx: str, on_disk: str) -> Entries:
+    """The last plan's entries, when they were rendered in this context and that plan is the
+    plan.json on disk (its text `on_disk`); else none."""
     try:
         with open(_path(output_dir), "rb") as f:
             doc = pickle.load(f)
     except Exception:  # missing, truncated, or written by another cruijff: a miss, never an error
-        return {}, False
-    if not isinstance(doc, dict) or doc.get("context") != ctx:
-        return {}, False
-    return doc["nodes"], on_disk is not None and doc.get("plan") == _text_digest(on_disk)
+        return {}
+    if not isinstance(doc, dict) or doc.get("context") != ctx or doc.get("plan") != _text_digest(on_disk):
+        return {}
+    return doc["nodes"]
+
+
+def on_disk(output_dir: str, node_id: str, sizes: dict[str, int]) -> bool:
+    """Whether the node's files are in its folder at the sizes the last plan wrote (a file deleted
+    or edited since is written again)."""
+    for rel, size in sizes.items():
+        try:
+            if os.stat(f"{output_dir}/{node_id}/{rel}").st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _text_digest(text: str) -> str:

@@ -5,13 +5,15 @@ only the nodes an edit touched are rendered again."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from cruijff.compiler import pipeline, render_cache
 from cruijff.compiler.render.yaml import dump_yaml
-from cruijff.store.keys import SETTINGS_FILE
+from cruijff.compiler.write import write_plan
+from cruijff.lock import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 # token lengths are not this test's business (a real model folder would start the measuring subprocess)
@@ -34,19 +36,30 @@ def renders(tmp_path, monkeypatch):
     return seen
 
 
-def outcome(compiled) -> tuple:
-    """Everything a compile hands on: files, node hashes, store keys, and the text of
-    store-settings.json (put together from each node's settings text, kept by the cache; test_store
-    checks the joining against the whole document)."""
-    written = pipeline.with_store_keys(compiled)[SETTINGS_FILE]
-    return (compiled.files, [(n.id, n.hash, n.inputs) for n in compiled.plan.nodes],
-            json.dumps(compiled.store, sort_keys=True, default=str), written)
+def tree(root: Path) -> dict[str, bytes]:
+    """The plan's files: plan.json and those beside it, and its nodes' (a node an edit removed keeps
+    its folder; the lock file says who holds it)."""
+    folders = [root, *(root / n["id"] for n in json.loads((root / "plan.json").read_text())["nodes"])]
+    return {str(f.relative_to(root)): f.read_bytes() for folder in folders for f in sorted(folder.iterdir())
+            if f.is_file() and f.name != LOCK_FILE}
 
 
-def compile_and_save(path: Path, **kw):
-    compiled = pipeline.compile_manifest(path, reuse=True, **kw)
-    render_cache.save(compiled.plan.output_dir, *compiled.rendered)
-    return compiled
+def plan_into(path: Path, *, reuse: bool = True, **kw) -> tuple:
+    """Compile and write as `cruijff plan` does (with reuse: keeping what the plan on disk has, then
+    saving the cache); everything the plan directory then holds, the node hashes and the store keys."""
+    compiled = pipeline.compile_manifest(path, reuse=reuse, **kw)
+    write_plan(compiled.plan, pipeline.with_store_keys(compiled), compiled.previous, compiled.lines)
+    if reuse:
+        render_cache.save(compiled.plan.output_dir, *compiled.rendered)
+    return (tree(Path(compiled.plan.output_dir)), [(n.id, n.hash, n.inputs) for n in compiled.plan.nodes],
+            json.dumps(compiled.store, sort_keys=True, default=str))
+
+
+def from_scratch(path: Path, **kw) -> tuple:
+    """The same plan rendered whole into an emptied plan directory."""
+    out = Path(kw.get("out") or pipeline.check(path, check_paths=False).manifest["output_dir"])
+    shutil.rmtree(out)
+    return plan_into(path, reuse=False, **kw)
 
 
 @pytest.mark.parametrize("name", ["tiny", "twins", "capitalization", "smollm2", "tiny_prompts"])
@@ -55,12 +68,11 @@ def test_a_replan_of_a_shipped_experiment_reuses_every_node_and_equals_a_full_re
     monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
     path = REPO / "experiments" / f"{name}.yaml"
     out = str(tmp_path / "plan")
-    first = compile_and_save(path, out=out, check_paths=False)
+    first = plan_into(path, out=out, check_paths=False)
     renders.clear()
-    again = compile_and_save(path, out=out, check_paths=False)
+    again = plan_into(path, out=out, check_paths=False)
     assert [i for i in renders if not i.startswith("prepare/")] == [], "an unchanged compile rendered nodes again"
-    fresh = pipeline.compile_manifest(path, out=out, check_paths=False)
-    assert outcome(again) == outcome(fresh) == outcome(first)
+    assert again == first == from_scratch(path, out=out, check_paths=False)
 
 
 def write(tmp: Path, *, lrs=(1e-5, 2e-5, 3e-5), batch_size=2, system="Capitalize.", task=TASK, data="a",
@@ -101,33 +113,54 @@ EDITS = {
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_after_an_edit_only_the_touched_nodes_are_rendered_and_the_plan_equals_a_full_render(edit, tmp_path, renders):
     change, rendered_again = EDITS[edit]
-    compile_and_save(write(tmp_path), **UNMEASURED)
+    plan_into(write(tmp_path), **UNMEASURED)
     assert len(renders) == 9
     path = write(tmp_path, **change)
     renders.clear()
-    reused = compile_and_save(path, **UNMEASURED)
+    reused = plan_into(path, **UNMEASURED)
     assert len(renders) == rendered_again, renders
-    assert outcome(reused) == outcome(pipeline.compile_manifest(path, **UNMEASURED))
+    assert reused == from_scratch(path, **UNMEASURED)
 
 
 def test_a_cache_from_another_cruijff_or_a_damaged_one_is_a_miss(tmp_path, renders, monkeypatch):
     path = write(tmp_path)
-    compiled = compile_and_save(path)
-    cache = render_cache._path(compiled.plan.output_dir)
+    first = plan_into(path, **UNMEASURED)
+    cache = render_cache._path(str(tmp_path / "out"))
     cache.write_bytes(cache.read_bytes()[:100])  # truncated
     renders.clear()
-    assert outcome(compile_and_save(path)) == outcome(compiled)
+    assert plan_into(path, **UNMEASURED) == first
     assert len(renders) == 9
     monkeypatch.setattr("cruijff.compiler.replan.code_signature", lambda: "another cruijff")
     renders.clear()
-    assert outcome(compile_and_save(path)) == outcome(compiled)
+    assert plan_into(path, **UNMEASURED) == first
     assert len(renders) == 9
+
+
+def test_a_kept_nodes_file_deleted_or_edited_since_is_rendered_and_written_again(tmp_path, renders):
+    path = write(tmp_path)
+    first = plan_into(path, **UNMEASURED)
+    (tmp_path / "out" / "finetune" / first[1][0][0].split("/", 1)[1] / "finetune.yaml").unlink()
+    job = next((tmp_path / "out" / "eval").rglob("job.sbatch"))
+    job.write_text(job.read_text() + "# an edit\n")
+    renders.clear()
+    assert plan_into(path, **UNMEASURED) == first
+    assert sorted(renders) == sorted([first[1][0][0], str(job.parent.relative_to(tmp_path / "out"))])
+
+
+def test_beside_a_plan_json_another_command_wrote_every_node_is_rendered(tmp_path, renders):
+    """`cruijff apply MANIFEST` plans without the cache: the cache is not that plan's."""
+    plan_into(write(tmp_path), **UNMEASURED)
+    path = write(tmp_path, lrs=(1e-5, 2e-5, 4e-5))
+    plan_into(path, reuse=False, **UNMEASURED)
+    renders.clear()
+    assert plan_into(path, **UNMEASURED) == from_scratch(path, **UNMEASURED)
+    assert len(renders) == 9 + 9  # every node, then every node from scratch
 
 
 def test_only_the_most_recent_plan_directories_renderings_are_kept(tmp_path, renders, monkeypatch):
     monkeypatch.setattr(render_cache, "KEEP", 2)
     path = write(tmp_path)
     for i in range(4):
-        compile_and_save(path, out=str(tmp_path / f"out{i}"), **UNMEASURED)
+        plan_into(path, out=str(tmp_path / f"out{i}"), **UNMEASURED)
     kept = sorted(p.name for p in (tmp_path / "cache" / "plans").glob("*.nodes"))
     assert kept == sorted(render_cache._path(str(tmp_path / f"out{i}")).name for i in (2, 3))
