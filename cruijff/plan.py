@@ -232,6 +232,7 @@ class PlanText:
 
     text: str
     lines: dict[str, tuple[str, str]]  # node id → (hash, its line), in plan order
+    digest: str  # sha256 of the file's bytes (plan_digest)
 
     def hashes(self) -> dict[str, str]:
         return {node_id: h for node_id, (h, _) in self.lines.items()}
@@ -247,7 +248,8 @@ def read_plan_text(plan_dir: str | Path) -> PlanText | None:
     """plan.json in plan_dir; None when there is none, or it is unreadable or of another version
     (then every node of a new plan counts as added)."""
     try:
-        text = (Path(plan_dir) / PLAN_FILE).read_text(encoding="utf-8")
+        data = (Path(plan_dir) / PLAN_FILE).read_bytes()
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
     lines = _index(text)
@@ -257,7 +259,14 @@ def read_plan_text(plan_dir: str | Path) -> PlanText | None:
         except (ValueError, KeyError, TypeError, AttributeError, StateError):
             return None
         lines = {n.id: (n.hash, node_line(n)) for n in plan.nodes}
-    return PlanText(text, lines)
+    return PlanText(text, lines, plan_digest(data))
+
+
+def plan_digest(data: bytes) -> str:
+    """Which plan.json this is (the render cache's entries belong to one)."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def _index(text: str) -> dict[str, tuple[str, str]] | None:

@@ -71,6 +71,7 @@ def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, r
 
 def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, refresh_cluster: bool,
           no_store: bool) -> None:
+    from functools import partial
     from pathlib import Path
 
     from cruijff.compiler import replan
@@ -82,7 +83,6 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
             _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, refresh_cluster)
             return
         from cruijff.compiler.pipeline import compile_manifest, with_store_keys
-        from cruijff.compiler import render_cache
         from cruijff.compiler.summary import plan_summary, setting_changes
         from cruijff.compiler.write import write_plan
 
@@ -97,41 +97,59 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
         files = with_store_keys(compiled)
         diff = write_plan(compiled.plan, files, old, compiled.lines)
-        render_cache.save(compiled.plan.output_dir, *compiled.rendered)  # for the next plan of this directory
     from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
-    from cruijff.paths import recipes_dir
-    from cruijff.compiler.write import text_size
-    from cruijff.plan import PLAN_FILE
+    from cruijff.compiler.pipeline import BACKGROUND_FROM
+    from cruijff.cores import in_background
 
     summary = plan_summary(compiled.plan, None)
     if compiled.checked.overrides:  # what --set changed, as manifest.yaml's header records it
         from cruijff.compiler.overrides import provenance
 
         summary["overrides"] = [line.strip() for line in provenance(compiled.checked.overrides)[1:]]
+    groups = resource_groups(compiled.plan)
     shown = {"summary": summary, "ids": [n.id for n in compiled.plan.nodes],
              "warnings": [p.as_dict() for p in compiled.checked.warnings],
              "estimate": estimate_plan(compiled.checked.manifest, compiled.plan),
              "cluster": compiled.plan.cluster, "executor": compiled.plan.executor,
-             "groups": [[k, m, r.as_dict(), n] for (k, m, r), n in resource_groups(compiled.plan).items()],
+             "groups": [[k, m, r.as_dict(), n] for (k, m, r), n in groups.items()],
              "layouts": {}}
-    slurm, fit = _slurm_fit(compiled.plan, compiled.files, refresh=refresh_cluster, shapes=compiled.shapes)
+    slurm, fit = _slurm_fit(compiled.plan, compiled.files, refresh=refresh_cluster, shapes=compiled.shapes,
+                            groups=groups)
     if slurm and "error" not in slurm:
         shown["layouts"][str(slurm["max_array_size"])] = {k: slurm[k] for k in LAYOUT_KEYS}
-    from cruijff.compiler.token_fit import NOT_MEASURED
+    # the caches the next plan starts from, written while the store is asked and the plan shown
+    remembered = in_background(partial(_remember, manifest, out, sets, compiled, files, dict(shown)),
+                               fork=len(compiled.plan.nodes) >= BACKGROUND_FROM)
+    try:
+        shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
+                                compiled.store)
+        _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
+    finally:
+        remembered()
 
-    if not any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
-        # the sizes just written (14,000 stats less for 5,000 jobs): plan.json's read back
-        names, sizes = list(files), [text_size(text) for text in files.values()]
-        for node_id, kept in compiled.kept.items():  # on disk at these sizes (checked by the compile)
-            names += [f"{node_id}/{rel}" for rel in kept]
-            sizes += kept.values()
-        sizes += replan.file_sizes(compiled.plan.output_dir, [PLAN_FILE])
-        replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
-                      [*names, PLAN_FILE], shown, sets, sizes=sizes)
-    shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
-                            compiled.store)
-    _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
+
+def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, files: dict[str, str],
+              shown: dict) -> None:
+    """For the next plan: the render cache of this plan directory, and the stamp that lets a plan
+    of the same manifest with nothing changed skip compiling (both best effort)."""
+    from cruijff.compiler import render_cache, replan
+    from cruijff.compiler.token_fit import NOT_MEASURED
+    from cruijff.compiler.write import text_size
+    from cruijff.paths import recipes_dir
+    from cruijff.plan import PLAN_FILE
+
+    render_cache.save(compiled.plan.output_dir, *compiled.rendered)
+    if any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
+        return  # measured next time
+    # the sizes just written (14,000 stats less for 5,000 jobs): plan.json's read back
+    names, sizes = list(files), [text_size(text) for text in files.values()]
+    for node_id, kept in compiled.kept.items():  # on disk at these sizes (checked by the compile)
+        names += [f"{node_id}/{rel}" for rel in kept]
+        sizes += kept.values()
+    sizes += replan.file_sizes(compiled.plan.output_dir, [PLAN_FILE])
+    replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
+                  [*names, PLAN_FILE], shown, sets, sizes=sizes)
 
 
 LAYOUT_KEYS = ("jobs", "submissions", "arrays", "plain_jobs", "max_array_size")
@@ -212,7 +230,8 @@ def _fit_layout(layout: dict, facts, limits: dict) -> tuple[dict, list]:
     return layout, [_not_checked(line) for line in facts.not_checked]
 
 
-def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False, shapes: dict | None = None):
+def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False, shapes: dict | None = None,
+               groups: dict | None = None):
     """Where the plan will go to SLURM: how it is submitted and whether it fits the user's limits.
 
     The cluster's facts come from cruijff.run.executors.slurm.facts: cached per cluster, asked side
@@ -229,7 +248,7 @@ def _slurm_fit(plan, files: dict[str, str], *, refresh: bool = False, shapes: di
     facts, limits, size = cluster
     layout, notes = _fit_layout(submission_layout(plan, files, size, shapes), facts, limits)
     return layout, notes + fit_problems(len(plan.nodes), limits) + resource_problems(
-        plan, parse_sinfo_nodes(facts.sinfo))
+        plan, parse_sinfo_nodes(facts.sinfo), groups=groups)
 
 
 def _slurm_fit_again(shown: dict, refresh: bool):

@@ -3,7 +3,7 @@ with the plan's paths replaced, its inputs and its parents' keys; written to sto
 
 from __future__ import annotations
 
-import json
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any, Callable
 
 from cruijff.plan import PREPARE
@@ -86,7 +86,8 @@ class NodeKeys:
         """store-settings.json's text: each node's store-key settings (nested: flattened only where
         they are compared, for a miss with a near entry or a publish) as compact JSON with sorted
         keys, put together from each node's settings text."""
-        return "{" + ",".join(f"{json.dumps(i)}:{self._texts[i]}" for i in sorted(self._texts)) + "}"
+        quote = encode_basestring_ascii  # json.dumps of a string, without its per-call set-up
+        return "{" + ",".join(f"{quote(i)}:{self._texts[i]}" for i in sorted(self._texts)) + "}"
 
     def document(self) -> dict[str, Any]:
         """What `plan` writes to store-keys.json: each node's key (None: never stored), near keys

@@ -8,7 +8,7 @@ folders' fingerprints and reachability, the recipes folder and cruijff's own cod
 digests the part shared by all nodes and `node_key` the rest. After a plan is written, its entries
 are saved with the digest of its plan.json: while that plan.json is the one on disk, a node whose
 key equals its entry's is that plan's node, and while its files are there at their sizes
-(`on_disk`), nothing of it is rendered, read or written again: its hash, store key, near keys,
+(`missing`), nothing of it is rendered, read or written again: its hash, store key, near keys,
 settings text and header shape come from the entry, its line from plan.json. Anything
 unreadable, from another context, beside another plan.json or from another cruijff is simply a
 miss: every node is rendered.
@@ -62,41 +62,41 @@ def node_key(spec: Any, parents: tuple[str, ...], parent_hashes: list[str], pare
 
 def load(output_dir: str, ctx: str, on_disk: str) -> Entries:
     """The last plan's entries, when they were rendered in this context and that plan is the
-    plan.json on disk (its text `on_disk`); else none."""
+    plan.json on disk (on_disk: its plan_digest); else none."""
     try:
         with open(_path(output_dir), "rb") as f:
             doc = pickle.load(f)
     except Exception:  # missing, truncated, or written by another cruijff: a miss, never an error
         return {}
-    if not isinstance(doc, dict) or doc.get("context") != ctx or doc.get("plan") != _text_digest(on_disk):
+    if not isinstance(doc, dict) or doc.get("context") != ctx or doc.get("plan") != on_disk:
         return {}
     return doc["nodes"]
 
 
-def on_disk(output_dir: str, node_id: str, sizes: dict[str, int]) -> bool:
-    """Whether the node's files are in its folder at the sizes the last plan wrote (a file deleted
-    or edited since is written again)."""
-    for rel, size in sizes.items():
-        try:
-            if os.stat(f"{output_dir}/{node_id}/{rel}").st_size != size:
-                return False
-        except OSError:
-            return False
-    return True
-
-
-def _text_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def missing(output_dir: str, entries: Entries) -> set[str]:
+    """The nodes whose files are not all in their folder at the sizes the last plan wrote (a file
+    deleted or edited since is written again)."""
+    out = set()
+    for node_id, entry in entries.items():
+        for rel, size in entry[1].items():
+            try:
+                if os.stat(f"{output_dir}/{node_id}/{rel}").st_size != size:
+                    out.add(node_id)
+                    break
+            except OSError:
+                out.add(node_id)
+                break
+    return out
 
 
 def save(output_dir: str, ctx: str, entries: Entries) -> None:
     """Best effort, after the plan is written: without it the next plan renders every node."""
-    from cruijff.plan import PLAN_FILE
+    from cruijff.plan import PLAN_FILE, plan_digest
 
     path = _path(output_dir)
     try:  # which plan.json these entries are the nodes of
-        written: str | None = _text_digest(Path(output_dir, PLAN_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
+        written: str | None = plan_digest(Path(output_dir, PLAN_FILE).read_bytes())
+    except OSError:
         written = None
     tmp = None
     try:
