@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     compileall.compile_dir(str(REPO / "cruijff"), quiet=1)
     root = Path(tempfile.mkdtemp(prefix="cruijff-bench-", dir=args.dir))
     snake = None if args.no_snakemake else snakemake_cmd()
-    ok = True
+    missed: list[str] = []
     try:
         if args.profile:
             for jobs in args.jobs:
@@ -230,20 +230,29 @@ def main(argv: list[str] | None = None) -> int:
             if "snakemake" in r:
                 line += f" {r['snakemake']:>15.3f} {r['ratio']:>6.2f} {r['paired_ratio']:>9.2f}"
             print(line, flush=True)
-            first_s, times = TARGETS.get(jobs, (None, None))
-            if first_s is not None and r["first"] > first_s:
-                ok = False
-            if times is not None and "paired_ratio" in r and r["paired_ratio"] < times:
-                ok = False
-            if jobs in REPLAN_TARGETS and (r["unchanged"] > REPLAN_TARGETS[jobs][0] or r["one_edit"] > REPLAN_TARGETS[jobs][1]):
-                ok = False
+            missed += missed_targets(r)
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    if not ok:
-        print("slower than a target: 500 jobs ≤ 0.35 s and ≥ 2.5× snakemake -n; 5,000 jobs ≥ 3×, unchanged "
-              "re-plan ≤ 0.2 s, one-edit re-plan ≤ 0.5 s", file=sys.stderr)
-    return 0 if ok else 1
+    for line in missed:
+        print(f"slower than a target: {line}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+def missed_targets(r: dict) -> list[str]:
+    """The targets of issue 27 this size's medians miss."""
+    jobs, out = r["jobs"], []
+    first_s, times = TARGETS.get(jobs, (None, None))
+    if first_s is not None and r["first"] > first_s:
+        out.append(f"{jobs} jobs: first plan {r['first']:.3f} s > {first_s} s")
+    if times is not None and "paired_ratio" in r and r["paired_ratio"] < times:
+        out.append(f"{jobs} jobs: {r['paired_ratio']:.2f}× snakemake -n < {times}×")
+    unchanged_s, one_edit_s = REPLAN_TARGETS.get(jobs, (None, None))
+    if unchanged_s is not None and r["unchanged"] > unchanged_s:
+        out.append(f"{jobs} jobs: unchanged re-plan {r['unchanged']:.3f} s > {unchanged_s} s")
+    if one_edit_s is not None and r["one_edit"] > one_edit_s:
+        out.append(f"{jobs} jobs: one-edit re-plan {r['one_edit']:.3f} s > {one_edit_s} s")
+    return out
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         from cruijff.compiler.pipeline import compile_manifest, with_store_keys
         from cruijff.compiler.summary import plan_summary, setting_changes
         from cruijff.compiler.write import write_plan
+        from cruijff.plan import dumps
 
         replan.forget(manifest, out)
         try:
@@ -96,7 +97,8 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         # Read before write_plan replaces them: the old rendered files say which settings changed.
         details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
         files = with_store_keys(compiled)
-        diff = write_plan(compiled.plan, files, old, compiled.lines)
+        text = dumps(compiled.plan, compiled.lines)
+        diff = write_plan(compiled.plan, files, old, text)
     from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
     from cruijff.compiler.pipeline import BACKGROUND_FROM
@@ -119,7 +121,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
     if slurm and "error" not in slurm:
         shown["layouts"][str(slurm["max_array_size"])] = {k: slurm[k] for k in LAYOUT_KEYS}
     # the caches the next plan starts from, written while the store is asked and the plan shown
-    remembered = in_background(partial(_remember, manifest, out, sets, compiled, files, dict(shown)),
+    remembered = in_background(partial(_remember, manifest, out, sets, compiled, files, text, dict(shown)),
                                fork=len(compiled.plan.nodes) >= BACKGROUND_FROM)
     try:
         shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
@@ -130,16 +132,17 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
 
 
 def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, files: dict[str, str],
-              shown: dict) -> None:
-    """For the next plan: the render cache of this plan directory, and the stamp that lets a plan
-    of the same manifest with nothing changed skip compiling (both best effort)."""
+              text: str, shown: dict) -> None:
+    """For the next plan: the render cache of this plan directory (beside plan.json's `text`), and
+    the stamp that lets a plan of the same manifest with nothing changed skip compiling (both best
+    effort)."""
     from cruijff.compiler import render_cache, replan
     from cruijff.compiler.token_fit import NOT_MEASURED
     from cruijff.compiler.write import text_size
     from cruijff.paths import recipes_dir
-    from cruijff.plan import PLAN_FILE
+    from cruijff.plan import PLAN_FILE, plan_digest
 
-    render_cache.save(compiled.plan.output_dir, *compiled.rendered)
+    render_cache.save(compiled.plan.output_dir, *compiled.rendered, plan_digest(text.encode("utf-8")))
     if any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
         return  # measured next time
     # the sizes just written (14,000 stats less for 5,000 jobs): plan.json's read back

@@ -89,15 +89,12 @@ def missing(output_dir: str, entries: Entries) -> set[str]:
     return out
 
 
-def save(output_dir: str, ctx: str, entries: Entries) -> None:
-    """Best effort, after the plan is written: without it the next plan renders every node."""
-    from cruijff.plan import PLAN_FILE, plan_digest
+def save(output_dir: str, ctx: str, entries: Entries, written: str) -> None:
+    """Best effort, after the plan is written: without it the next plan renders every node.
 
+    written: the plan_digest of the plan.json this plan wrote (not of the one on disk now: another
+    plan may have written there since)."""
     path = _path(output_dir)
-    try:  # which plan.json these entries are the nodes of
-        written: str | None = plan_digest(Path(output_dir, PLAN_FILE).read_bytes())
-    except OSError:
-        written = None
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

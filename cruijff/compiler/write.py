@@ -83,11 +83,11 @@ _READ = object()
 
 
 def write_plan(plan: Plan, files: dict[str, str], old: PlanText | None | object = _READ,
-               lines: dict[str, str] | None = None) -> PlanDiff:
+               text: str | None = None) -> PlanDiff:
     """Under the plan directory's lock: never while an apply submits from it (cruijff/lock.py).
 
-    old: the plan.json there now, when the caller has read it already; lines: nodes' plan.json
-    lines known already (plan_json.dumps)."""
+    old: the plan.json there now, when the caller has read it already; text: plan.json's text,
+    when the caller has made it (plan_json.dumps with the lines of kept nodes)."""
     out = Path(plan.output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -95,11 +95,11 @@ def write_plan(plan: Plan, files: dict[str, str], old: PlanText | None | object 
         raise StateError(f"cannot create the plan directory {out}: {e.strerror}",
                          hint="check output_dir in the manifest (or --out) and its permissions") from None
     with plan_lock(out, "plan"):
-        return _write_locked(plan, files, out, previous_plan(out) if old is _READ else old, lines)
+        return _write_locked(plan, files, out, previous_plan(out) if old is _READ else old,
+                             plan_json.dumps(plan) if text is None else text)
 
 
-def _write_locked(plan: Plan, files: dict[str, str], out: Path, old: PlanText | None,
-                  lines: dict[str, str] | None) -> PlanDiff:
+def _write_locked(plan: Plan, files: dict[str, str], out: Path, old: PlanText | None, plan_text: str) -> PlanDiff:
     root = str(out)
     pending: list[tuple[str, str]] = []  # (temporary, final), in the order they are moved
     direct: list[str] = []  # files written in place into folders this call created
@@ -131,7 +131,7 @@ def _write_locked(plan: Plan, files: dict[str, str], out: Path, old: PlanText | 
             writes.append((tmp, data, rel.endswith(".sbatch")))
             pending.append((tmp, final))
         plan_path = os.path.join(root, plan_json.PLAN_FILE)
-        data = plan_json.dumps(plan, lines).encode("utf-8")
+        data = plan_text.encode("utf-8")
         if not _unchanged(plan_path, data):  # the commit point: moved into place last
             tmp = f"{root}/.{plan_json.PLAN_FILE}{_TMP_SUFFIX}"
             writes.append((tmp, data, False))

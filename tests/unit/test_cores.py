@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cruijff import cores
-from cruijff.compiler import pipeline, prerender
+from cruijff.compiler import pipeline, prerender, renderer
 from cruijff.compiler import write as write_mod
 from cruijff.compiler.render.sbatch import UnsafeValue
 from cruijff.compiler.write import write_plan
@@ -72,8 +72,8 @@ def test_rendering_in_processes_equals_rendering_in_one(name, tmp_path, monkeypa
     one = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False)
     forked(monkeypatch, True)
     rendered = []
-    real = pipeline._Renderer.render
-    monkeypatch.setattr(pipeline._Renderer, "render", lambda self, spec: rendered.append(spec.id) or real(self, spec))
+    real = renderer.Renderer.render
+    monkeypatch.setattr(renderer.Renderer, "render", lambda self, spec: rendered.append(spec.id) or real(self, spec))
     many = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False)
     assert outcome(many) == outcome(one)
     assert 0 < len(rendered) < len(one.plan.nodes), "the parent rendered every node itself"
@@ -82,7 +82,7 @@ def test_rendering_in_processes_equals_rendering_in_one(name, tmp_path, monkeypa
 def test_a_node_that_does_not_render_is_reported_as_in_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
     path = REPO / "experiments" / "tiny.yaml"
-    real = pipeline._Renderer.render
+    real = renderer.Renderer.render
     victim = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False).plan.nodes[-1].id
 
     def render(self, spec):
@@ -90,7 +90,7 @@ def test_a_node_that_does_not_render_is_reported_as_in_one_process(tmp_path, mon
             raise UnsafeValue("partition 'a b' cannot go into a job script", ("cluster", "partition"))
         return real(self, spec)
 
-    monkeypatch.setattr(pipeline._Renderer, "render", render)
+    monkeypatch.setattr(renderer.Renderer, "render", render)
     errors = []
     for on in (False, True):
         forked(monkeypatch, on)

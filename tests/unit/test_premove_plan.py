@@ -30,7 +30,7 @@ def old_code_digests() -> dict[str, str]:
 
 def test_node_hashes_and_files_are_unchanged_by_the_move(monkeypatch):
     digests = old_code_digests()
-    monkeypatch.setattr("cruijff.compiler.pipeline.code_digest", lambda kind: digests[kind])
+    monkeypatch.setattr("cruijff.compiler.renderer.code_digest", lambda kind: digests[kind])
     plan, files = compile_placed()
     assert {n["id"]: n["hash"] for n in plan["nodes"]} == {n["id"]: n["hash"] for n in OLD_PLAN["nodes"]}
     assert files == OLD_FILES

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cruijff.compiler import pipeline, render_cache
+from cruijff.compiler import pipeline, render_cache, renderer
 from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.compiler.write import write_plan
 from cruijff.lock import LOCK_FILE
+from cruijff.plan import dumps, plan_digest
 
 REPO = Path(__file__).resolve().parents[2]
 # token lengths are not this test's business (a real model folder would start the measuring subprocess)
@@ -26,13 +27,13 @@ def renders(tmp_path, monkeypatch):
     """Node ids rendered (the real renderer, counted); cruijff's cache in tmp_path."""
     monkeypatch.setenv("CRUIJFF_CACHE_DIR", str(tmp_path / "cache"))
     seen: list[str] = []
-    real = pipeline._Renderer.render
+    real = renderer.Renderer.render
 
     def render(self, spec):
         seen.append(spec.id)
         return real(self, spec)
 
-    monkeypatch.setattr(pipeline._Renderer, "render", render)
+    monkeypatch.setattr(renderer.Renderer, "render", render)
     return seen
 
 
@@ -48,9 +49,10 @@ def plan_into(path: Path, *, reuse: bool = True, **kw) -> tuple:
     """Compile and write as `cruijff plan` does (with reuse: keeping what the plan on disk has, then
     saving the cache); everything the plan directory then holds, the node hashes and the store keys."""
     compiled = pipeline.compile_manifest(path, reuse=reuse, **kw)
-    write_plan(compiled.plan, pipeline.with_store_keys(compiled), compiled.previous, compiled.lines)
+    text = dumps(compiled.plan, compiled.lines)
+    write_plan(compiled.plan, pipeline.with_store_keys(compiled), compiled.previous, text)
     if reuse:
-        render_cache.save(compiled.plan.output_dir, *compiled.rendered)
+        render_cache.save(compiled.plan.output_dir, *compiled.rendered, plan_digest(text.encode()))
     return (tree(Path(compiled.plan.output_dir)), [(n.id, n.hash, n.inputs) for n in compiled.plan.nodes],
             json.dumps(compiled.store, sort_keys=True, default=str))
 
@@ -160,6 +162,20 @@ def test_beside_a_plan_json_another_command_wrote_every_node_is_rendered(tmp_pat
     renders.clear()
     assert plan_into(path, **UNMEASURED) == from_scratch(path, **UNMEASURED)
     assert len(renders) == 9 + 9  # every node, then every node from scratch
+
+
+def test_a_cache_saved_late_by_a_plan_whose_plan_json_was_replaced_since_is_not_used(tmp_path, renders):
+    """Two plans of one directory at once: the first one's cache, saved after the second wrote its
+    plan.json, names the plan.json the first wrote, so the next plan does not take it for the other."""
+    first = pipeline.compile_manifest(write(tmp_path), reuse=True, **UNMEASURED)
+    first_text = dumps(first.plan, first.lines)
+    write_plan(first.plan, pipeline.with_store_keys(first), first.previous, first_text)
+    path = write(tmp_path, lrs=(1e-5, 2e-5, 4e-5))
+    plan_into(path, **UNMEASURED)  # the second plan, its cache saved
+    render_cache.save(first.plan.output_dir, *first.rendered, plan_digest(first_text.encode()))  # the first's, late
+    renders.clear()
+    assert plan_into(path, **UNMEASURED) == from_scratch(path, **UNMEASURED)
+    assert len(renders) == 9 + 9
 
 
 def test_only_the_most_recent_plan_directories_renderings_are_kept(tmp_path, renders, monkeypatch):
