@@ -40,11 +40,11 @@ class Run:
 
     @property
     def model(self) -> str:
-        return self.values["model"]
+        return next(v for k, v in self.point if k == "model")
 
     @property
     def dataset(self) -> str:
-        return self.values["dataset"]
+        return next(v for k, v in self.point if k == "dataset")
 
 
 def format_value(value: Any) -> str:

@@ -133,3 +133,16 @@ def test_status_and_cancel_take_the_manifest_apply_takes(tmp_path):
     assert json.loads(by_manifest.stdout)["output_dir"] == json.loads(by_dir.stdout)["output_dir"] == str(out)
     cancelled = run_cli("cancel", str(tiny), "--executor", "local", "--json")
     assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["kind"] == "cruijff.cancel", cancelled.stderr
+
+
+@pytest.mark.parametrize("args, code", [(["--version"], 0), (["validate", "/no/such/manifest.yaml"], 2)])
+def test_a_command_process_ends_with_its_output_its_exit_code_and_its_exit_handlers(args, code):
+    """The process of a command ends without freeing its objects one by one (cli._end_process):
+    what it printed into a pipe arrives whole, its exit code is kept, atexit handlers still run."""
+    script = ("import atexit, sys; atexit.register(lambda: print('exit handler ran', file=sys.stderr)); "
+              f"sys.argv = ['cruijff', *{args!r}]; print('x' * 100000, end=''); from cruijff.cli import main; main()")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.returncode == code
+    assert res.stdout.startswith("x" * 100000)
+    assert ("version" in res.stdout[100000:]) == (code == 0)  # --version's line after the x's
+    assert res.stderr.rstrip().endswith("exit handler ran")

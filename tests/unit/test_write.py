@@ -134,3 +134,45 @@ def test_unwritable_output_dir_is_a_state_error(tmp_path):
     compiled = compile_manifest(manifest(tmp_path), out=str(blocker / "out"))
     with pytest.raises(StateError):
         write_plan(compiled.plan, compiled.files)
+
+
+# --- the plan.json a re-plan replaces (cruijff.plan.PlanText) -------------------------------------
+
+def test_the_plan_json_read_by_line_is_the_plan_json_parsed_whole(tmp_path):
+    """Each node's id, hash and line found by slicing equal the parsed plan; a node read from its
+    line is the node; the lines put together again are plan.json."""
+    from cruijff.plan import dumps, load_plan, node_line, read_plan_text
+
+    compiled, _ = plan_dir(manifest(tmp_path))
+    plan = load_plan(tmp_path / "out")
+    text = read_plan_text(tmp_path / "out")
+    assert text.hashes() == {n.id: n.hash for n in plan.nodes}
+    assert all(text.node(n.id) == n and text.line(n.id) == node_line(n) for n in plan.nodes)
+    assert dumps(plan, {n.id: text.line(n.id) for n in plan.nodes}) == text.text == dumps(plan)
+
+
+@pytest.mark.parametrize("edit", ["reindented", "an id with quotes and non-ASCII", "another version", "not JSON",
+                                  "missing"])
+def test_a_plan_json_not_laid_out_as_plan_writes_it_is_parsed_whole_or_counts_as_none(edit, tmp_path):
+    from cruijff.plan import PLAN_FILE, Node, Plan, Resources, dumps, read_plan_text
+
+    weird = 'eval/r "q"/épоch_0\\t/x'
+    plan = Plan("e", str(tmp_path), "m.yaml", "slurm", 1, {}, (
+        Node("finetune/r", "finetune", (), Resources(gpus=1), "h1", {"run": "r"}),
+        Node(weird, "eval", ("finetune/r",), Resources(), "h2", {"hash": '"hash": "x"'})))
+    path = tmp_path / PLAN_FILE
+    text = dumps(plan)
+    if edit == "reindented":
+        text = json.dumps(json.loads(text), indent=4)
+    elif edit == "another version":
+        text = text.replace('"schema_version": 1', '"schema_version": 99')
+    elif edit == "not JSON":
+        text = text[:-10]
+    if edit != "missing":
+        path.write_text(text)
+    read = read_plan_text(tmp_path)
+    if edit in ("another version", "not JSON", "missing"):
+        assert read is None
+        return
+    assert read.hashes() == {"finetune/r": "h1", weird: "h2"}
+    assert read.node(weird) == plan.nodes[1]
