@@ -72,31 +72,7 @@ def on_cores(work: Callable[[Sequence[T]], list[Any]], items: Sequence[T], *, mi
     return out
 
 
-def in_background(work: Callable[[], T], *, fork: bool = True) -> Callable[[], T]:
-    """Start work() in a forked process while the caller goes on (a re-plan stats 14,000 files
-    while it computes node keys); the function returned waits for its result, and must be called
-    once. Without `fork` (work too small for a process), with one core or no process to be had,
-    work() runs when its result is asked for; a child that died before it answered is done again
-    here, an exception in it is raised here."""
-    if not fork or workers() < 2:
-        return work
-    try:
-        pid, fd = _fork(lambda _: work(), ())
-    except OSError:
-        return work
-
-    def result() -> T:
-        ok, value = _collect(pid, fd)
-        if ok:
-            return value
-        if value is _DIED:
-            return work()
-        raise value
-
-    return result
-
-
-def _fork(work: Callable[[Sequence[T]], Any], share: Sequence[T]) -> tuple[int, int]:
+def _fork(work: Callable[[Sequence[T]], list[Any]], share: Sequence[T]) -> tuple[int, int]:
     read, write = os.pipe()
     try:
         pid = os.fork()

@@ -71,7 +71,6 @@ def plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, r
 
 def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, refresh_cluster: bool,
           no_store: bool) -> None:
-    from functools import partial
     from pathlib import Path
 
     from cruijff.compiler import replan
@@ -101,8 +100,6 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         diff = write_plan(compiled.plan, files, old, text)
     from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
-    from cruijff.compiler.pipeline import BACKGROUND_FROM
-    from cruijff.cores import in_background
 
     summary = plan_summary(compiled.plan, None)
     if compiled.checked.overrides:  # what --set changed, as manifest.yaml's header records it
@@ -120,15 +117,10 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
                             groups=groups)
     if slurm and "error" not in slurm:
         shown["layouts"][str(slurm["max_array_size"])] = {k: slurm[k] for k in LAYOUT_KEYS}
-    # the caches the next plan starts from, written while the store is asked and the plan shown
-    remembered = in_background(partial(_remember, manifest, out, sets, compiled, files, text, dict(shown)),
-                               fork=len(compiled.plan.nodes) >= BACKGROUND_FROM)
-    try:
-        shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
-                                compiled.store)
-        _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
-    finally:
-        remembered()
+    _remember(manifest, out, sets, compiled, files, text, shown)  # the caches the next plan starts from
+    shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
+                            compiled.store)
+    _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
 
 
 def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, files: dict[str, str],

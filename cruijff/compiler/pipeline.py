@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from cruijff.compiler.resolve import resolve
 from cruijff.compiler.source import Source, load, to_plain
 from cruijff.compiler.validate import schema_problems
 from cruijff.compiler.write import text_size
-from cruijff.cores import in_background
 from cruijff.errors import ManifestError, Problem
 from cruijff.paths import recipes_dir
 from cruijff.plan import PREPARE, Node, Plan, PlanText, read_plan_text
@@ -137,6 +135,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     ctx = render_cache.context(m, renderer.recipes, check_paths, renderer.model_facts()) if reuse else ""
     on_disk = read_plan_text(m["output_dir"]) if reuse else None
     previous = render_cache.load(m["output_dir"], ctx, on_disk.digest) if on_disk else {}
+    gone = render_cache.missing(m["output_dir"], previous)  # deleted or edited since: rendered again
     entries: render_cache.Entries = {}
     kept: dict[str, dict[str, int]] = {}
     lines: dict[str, str] = {}
@@ -147,42 +146,32 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     parents_of = {node_id: tuple(sorted(g.parents[node_id], key=order.__getitem__)) for node_id in g.specs}
     inputs_of = {node_id: renderer.inputs(spec) for node_id, spec in g.specs.items()}
     ahead = {} if previous else render_ahead(renderer, list(g.specs.values()), parents_of, inputs_of)
-    # whose files are no longer on disk as the last plan wrote them: 14,000 stats for 5,000 nodes,
-    # side by side with the loop
-    missing = in_background(partial(render_cache.missing, m["output_dir"], previous),
-                            fork=len(previous) >= BACKGROUND_FROM)
-    try:
-        for node_id, spec in g.specs.items():  # parents first
-            parents, inputs = parents_of[node_id], inputs_of[node_id]
-            key = render_cache.node_key(spec, parents, [hashes[p] for p in parents],
-                                        renderer.keys.parent_keys(parents), inputs) if reuse and spec.kind != PREPARE else None
-            hit = previous.get(node_id) if key else None
-            if hit is not None and hit[0] == key:  # as the plan on disk has it: nothing to render or write
-                entries[node_id] = hit
-                _, kept[node_id], hashes[node_id], near, store_key, text, shapes[node_id] = hit
-                renderer.keys.adopt(spec, parents, near, store_key, text)
-                lines[node_id] = on_disk.line(node_id)
+    for node_id, spec in g.specs.items():  # parents first
+        parents, inputs = parents_of[node_id], inputs_of[node_id]
+        key = render_cache.node_key(spec, parents, [hashes[p] for p in parents],
+                                    renderer.keys.parent_keys(parents), inputs) if reuse and spec.kind != PREPARE else None
+        hit = previous.get(node_id) if key else None
+        if hit is not None and hit[0] == key and node_id not in gone:  # as on disk: nothing to render or write
+            entries[node_id] = hit
+            _, kept[node_id], hashes[node_id], near, store_key, text, shapes[node_id] = hit
+            renderer.keys.adopt(spec, parents, near, store_key, text)
+            lines[node_id] = on_disk.line(node_id)
+        else:
+            if node_id in ahead:
+                node_files, normalised, text = ahead[node_id]
+                hashes[node_id] = _node_hash(spec, inputs, [hashes[p] for p in parents], node_files)
+                renderer.keys.add_normalised(spec, parents, normalised, text)
             else:
-                if node_id in ahead:
-                    node_files, normalised, text = ahead[node_id]
-                    hashes[node_id] = _node_hash(spec, inputs, [hashes[p] for p in parents], node_files)
-                    renderer.keys.add_normalised(spec, parents, normalised, text)
-                else:
-                    node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs,
-                                                               [hashes[p] for p in parents])
-                    renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
-                if key:
-                    shapes[node_id] = header_shape(node_files["job.sbatch"])
-                    entries[node_id] = (key, {rel: text_size(t) for rel, t in node_files.items()}, hashes[node_id],
-                                        *renderer.keys.stored(node_id), shapes[node_id])
-                files.update({f"{node_id}/{rel}": t for rel, t in node_files.items()})
-            nodes.append(Node(id=node_id, kind=spec.kind, parents=parents, resources=spec.resources,
-                              hash=hashes[node_id], attrs=spec.attrs, inputs=inputs))
-    finally:
-        gone = missing()
-    for node_id in sorted(gone & kept.keys(), key=order.__getitem__):  # deleted or edited since: written again
-        del kept[node_id]
-        files.update({f"{node_id}/{rel}": t for rel, t in renderer.render(g.specs[node_id]).items()})
+                node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs,
+                                                           [hashes[p] for p in parents])
+                renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
+            if key:
+                shapes[node_id] = header_shape(node_files["job.sbatch"])
+                entries[node_id] = (key, {rel: text_size(t) for rel, t in node_files.items()}, hashes[node_id],
+                                    *renderer.keys.stored(node_id), shapes[node_id])
+            files.update({f"{node_id}/{rel}": t for rel, t in node_files.items()})
+        nodes.append(Node(id=node_id, kind=spec.kind, parents=parents, resources=spec.resources,
+                          hash=hashes[node_id], attrs=spec.attrs, inputs=inputs))
     plan = Plan(
         experiment=m["experiment"],
         output_dir=m["output_dir"],
@@ -202,9 +191,6 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     files["manifest.yaml"] = dump_yaml(m, header=header)
     return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries), renderer.keys.settings_document(),
                     on_disk, kept, lines, shapes)
-
-
-BACKGROUND_FROM = 1000  # nodes from which side work gets a process of its own (cruijff.cores.in_background)
 
 
 def _render_node(renderer: Renderer, spec: JobSpec, source: Source, inputs: dict[str, str],

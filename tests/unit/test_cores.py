@@ -165,17 +165,3 @@ def test_the_share_of_a_process_killed_before_it_answered_is_worked_here(monkeyp
     out = cores.on_cores(work, list(range(6)), min_items=1)
     assert out == [(x, parent) for x in range(6)]
 
-
-# --- side work in a second process (cores.in_background) -----------------------------------------
-
-def test_work_in_the_background_gives_its_result_its_exception_or_is_done_again_here(monkeypatch):
-    monkeypatch.setattr(cores, "workers", lambda: 2)
-    parent = os.getpid()
-    assert cores.in_background(lambda: os.getpid())() != parent  # another process did it
-    assert cores.in_background(lambda: os.getpid(), fork=False)() == parent
-    with pytest.raises(ValueError, match="no such thing"):
-        cores.in_background(lambda: int("no such thing") if os.getpid() != parent else 0)()
-    died = cores.in_background(lambda: os._exit(9) if os.getpid() != parent else "done here")
-    assert died() == "done here"
-    monkeypatch.setattr(cores.os, "fork", lambda: (_ for _ in ()).throw(OSError(11, "EAGAIN")))
-    assert cores.in_background(lambda: os.getpid())() == parent

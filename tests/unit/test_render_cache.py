@@ -138,12 +138,7 @@ def test_a_cache_from_another_cruijff_or_a_damaged_one_is_a_miss(tmp_path, rende
     assert len(renders) == 9
 
 
-@pytest.mark.parametrize("background", [False, True], ids=["checked here", "checked by another process"])
-def test_a_kept_nodes_file_deleted_or_edited_since_is_rendered_and_written_again(background, tmp_path, renders,
-                                                                                  monkeypatch):
-    if background:
-        monkeypatch.setattr(pipeline, "BACKGROUND_FROM", 1)
-        monkeypatch.setattr("cruijff.cores.workers", lambda: 2)
+def test_a_kept_nodes_file_deleted_or_edited_since_is_rendered_and_written_again(tmp_path, renders):
     path = write(tmp_path)
     first = plan_into(path, **UNMEASURED)
     (tmp_path / "out" / "finetune" / first[1][0][0].split("/", 1)[1] / "finetune.yaml").unlink()
