@@ -237,8 +237,12 @@ class PlanText:
     def hashes(self) -> dict[str, str]:
         return {node_id: h for node_id, (h, _) in self.lines.items()}
 
-    def node(self, node_id: str) -> Node:
-        return _node(json.loads(self.lines[node_id][1]))
+    def node(self, node_id: str) -> Node | None:
+        """The node parsed from its line; None when the line was edited into something else."""
+        try:
+            return _node(json.loads(self.lines[node_id][1]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
 
     def line(self, node_id: str) -> str:
         return self.lines[node_id][1]

@@ -72,6 +72,8 @@ def setting_changes(old: PlanText, new: Plan, files: dict[str, str],
         if node.id not in changed:
             continue
         before = old.node(node.id)
+        if before is None:  # its line in plan.json was edited by hand: what changed is not known
+            continue
         changes: list[dict[str, Any]] = []
 
         def add(setting: str, a: Any, b: Any) -> None:

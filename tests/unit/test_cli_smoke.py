@@ -135,14 +135,20 @@ def test_status_and_cancel_take_the_manifest_apply_takes(tmp_path):
     assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["kind"] == "cruijff.cancel", cancelled.stderr
 
 
-@pytest.mark.parametrize("args, code", [(["--version"], 0), (["validate", "/no/such/manifest.yaml"], 2)])
-def test_a_command_process_ends_with_its_output_its_exit_code_and_its_exit_handlers(args, code):
-    """The process of a command ends without freeing its objects one by one (cli._end_process):
+@pytest.mark.parametrize("valid", [True, False])
+def test_a_command_process_ends_with_its_output_its_exit_code_and_its_exit_handlers(valid, tmp_path):
+    """The process of a light command ends without freeing its objects one by one (cli.ENDS_AT_ONCE):
     what it printed into a pipe arrives whole, its exit code is kept, atexit handlers still run."""
+    manifest = str(placed_tiny(tmp_path)) if valid else "/no/such/manifest.yaml"
     script = ("import atexit, sys; atexit.register(lambda: print('exit handler ran', file=sys.stderr)); "
-              f"sys.argv = ['cruijff', *{args!r}]; print('x' * 100000, end=''); from cruijff.cli import main; main()")
+              "D = type('D', (), {'__del__': lambda self: print('freed', file=sys.stderr)}); kept = D(); "
+              f"sys.argv = ['cruijff', 'validate', {manifest!r}, '--json']; print('x' * 100000); "
+              "from cruijff.cli import main; main()")
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert res.returncode == code
-    assert res.stdout.startswith("x" * 100000)
-    assert ("version" in res.stdout[100000:]) == (code == 0)  # --version's line after the x's
-    assert res.stderr.rstrip().endswith("exit handler ran")
+    assert res.returncode == (0 if valid else 2)
+    assert res.stdout.startswith("x" * 100000 + "\n")
+    assert json.loads(res.stdout[100001:])["ok"] is valid  # validate's answer after the x's, whole
+    assert "exit handler ran" in res.stderr
+    assert ("freed" in res.stderr) is not valid  # a success ends at once; an error, as usual
+    assert "exit handler ran" in res.stderr
+    assert ("freed" in res.stderr) is not valid  # a success ends at once; an error, as usual

@@ -176,3 +176,20 @@ def test_a_plan_json_not_laid_out_as_plan_writes_it_is_parsed_whole_or_counts_as
         return
     assert read.hashes() == {"finetune/r": "h1", weird: "h2"}
     assert read.node(weird) == plan.nodes[1]
+
+
+def test_a_node_line_edited_by_hand_is_no_node_and_a_replan_still_writes_the_plan(tmp_path):
+    from cruijff.compiler.summary import setting_changes
+    from cruijff.plan import load_plan, read_plan_text
+
+    path = manifest(tmp_path)
+    plan_dir(path)
+    plan_json = tmp_path / "out" / "plan.json"
+    first = load_plan(tmp_path / "out").nodes[-1]
+    plan_json.write_text(plan_json.read_text().replace(f'"hash": "{first.hash}", ', f'"hash": "edited", "oops', 1))
+    old = read_plan_text(tmp_path / "out")
+    assert old.node(first.id) is None
+    compiled = compile_manifest(path)
+    assert setting_changes(old, compiled.plan, compiled.files, lambda rel: None) == {}  # nothing known of it
+    diff = write_plan(compiled.plan, compiled.files, old)
+    assert diff.changed == (first.id,) and load_plan(tmp_path / "out").nodes[-1] == first
