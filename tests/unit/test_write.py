@@ -186,7 +186,7 @@ def test_a_node_line_edited_by_hand_is_no_node_and_a_replan_still_writes_the_pla
     plan_dir(path)
     plan_json = tmp_path / "out" / "plan.json"
     first = load_plan(tmp_path / "out").nodes[-1]
-    plan_json.write_text(plan_json.read_text().replace(f'"hash": "{first.hash}", ', f'"hash": "edited", "oops', 1))
+    plan_json.write_text(plan_json.read_text().replace(f'"hash": "{first.hash}", ', '"hash": "edited", "oops', 1))
     old = read_plan_text(tmp_path / "out")
     assert old.node(first.id) is None
     compiled = compile_manifest(path)
