@@ -183,6 +183,12 @@ def plan_from_dict(data: dict[str, Any], *, source: str = PLAN_FILE) -> Plan:
 
 
 _encode = json.JSONEncoder().encode
+# plan.json's layout (dumps writes it, PlanText reads it): its head, then one node per line
+_NODES_OPEN = ',\n  "nodes": [\n'
+_INDENT = "    "
+_LINE_END = ",\n"  # a line never holds a newline of its own: JSON writes one in a string as \n
+_NODES_CLOSE = "\n  ]\n}\n"
+_ID = _INDENT + '{"id": "'
 
 
 def node_line(node: Node) -> str:
@@ -194,13 +200,13 @@ def dumps(plan: Plan, lines: dict[str, str] | None = None) -> str:
     """Indented JSON with one node per line: readable, diffable, and written by json's C encoder
     (indent=2 throughout would use the pure-Python one: half a second for 5,000 nodes).
 
-    lines: node lines known already (a re-plan's untouched nodes: PlanText.line)."""
+    lines: nodes' lines known already, indented (a re-plan's untouched nodes: PlanText.line)."""
     head = json.dumps(_head(plan), indent=2)
     if not plan.nodes:
         return head[:-2] + ',\n  "nodes": []\n}\n'
     lines = lines or {}
-    body = ",\n".join("    " + (lines.get(n.id) or node_line(n)) for n in plan.nodes)
-    return head[:-2] + ',\n  "nodes": [\n' + body + "\n  ]\n}\n"
+    body = _LINE_END.join(lines.get(n.id) or _INDENT + node_line(n) for n in plan.nodes)
+    return head[:-2] + _NODES_OPEN + body + _NODES_CLOSE
 
 
 def load_plan(plan_dir: str | Path) -> Plan:
@@ -219,9 +225,6 @@ def load_plan(plan_dir: str | Path) -> Plan:
     return plan_from_dict(data, source=str(path))
 
 
-_NODES_OPEN = ',\n  "nodes": [\n'
-_NODES_CLOSE = "\n  ]\n}\n"
-_ID = '    {"id": "'
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ class PlanText:
     are parsed (5,000 nodes: a few ms instead of 0.1 s)."""
 
     text: str
-    lines: dict[str, tuple[str, str]]  # node id → (hash, its line), in plan order
+    lines: dict[str, tuple[str, str]]  # node id → (hash, its line, indented), in plan order
     digest: str  # sha256 of the file's bytes (plan_digest)
 
     def hashes(self) -> dict[str, str]:
@@ -245,6 +248,7 @@ class PlanText:
             return None
 
     def line(self, node_id: str) -> str:
+        """Its line, indented as in plan.json (what dumps puts there again)."""
         return self.lines[node_id][1]
 
 
@@ -262,7 +266,7 @@ def read_plan_text(plan_dir: str | Path) -> PlanText | None:
             plan = plan_from_dict(json.loads(text))
         except (ValueError, KeyError, TypeError, AttributeError, StateError):
             return None
-        lines = {n.id: (n.hash, node_line(n)) for n in plan.nodes}
+        lines = {n.id: (n.hash, _INDENT + node_line(n)) for n in plan.nodes}
     return PlanText(text, lines, plan_digest(data))
 
 
@@ -285,19 +289,18 @@ def _index(text: str) -> dict[str, tuple[str, str]] | None:
     except ValueError:
         return None
     lines: dict[str, tuple[str, str]] = {}
-    for raw in text[start + len(_NODES_OPEN):-len(_NODES_CLOSE)].split("\n"):
-        if not raw.startswith(_ID):
+    for line in text[start + len(_NODES_OPEN):-len(_NODES_CLOSE)].split(_LINE_END):
+        if not line.startswith(_ID):
             return None
-        line = raw[4:-1] if raw.endswith(",") else raw[4:]
         try:
-            node_id, end = scanstring(raw, len(_ID))
+            node_id, end = scanstring(line, len(_ID))
         except ValueError:
             return None
-        at = raw.find('"hash": "', end) + 9
-        close = raw.find('"', at)
+        at = line.find('"hash": "', end) + 9
+        close = line.find('"', at)
         if at < 9 or close < 0:
             return None
-        lines[node_id] = (raw[at:close], line)
+        lines[node_id] = (line[at:close], line)
     return lines
 
 

@@ -147,7 +147,7 @@ def test_the_plan_json_read_by_line_is_the_plan_json_parsed_whole(tmp_path):
     plan = load_plan(tmp_path / "out")
     text = read_plan_text(tmp_path / "out")
     assert text.hashes() == {n.id: n.hash for n in plan.nodes}
-    assert all(text.node(n.id) == n and text.line(n.id) == node_line(n) for n in plan.nodes)
+    assert all(text.node(n.id) == n and text.line(n.id) == "    " + node_line(n) for n in plan.nodes)
     assert dumps(plan, {n.id: text.line(n.id) for n in plan.nodes}) == text.text == dumps(plan)
 
 
