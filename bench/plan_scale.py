@@ -35,6 +35,19 @@ both; 500 jobs first plan 0.55–0.58 → 0.53–0.57 s (2.75–3.12×). In a fa
 Still not met: 500 jobs ≤ 0.35 s, one edit ≤ 0.5 s; 5,000 jobs ≥ 3× and unchanged ≤ 0.2 s only
 in some runs.
 
+2026-12-04 (a re-plan keeps untouched nodes as the plan on disk has them: their lines read from
+plan.json by slicing, their files checked by size, nothing of them rendered, read or written; the
+render cache 27 MB → 6.4 MB for 5,000 nodes; light commands end their process without freeing
+objects one by one, 45 ms after a 5,000-job plan), medians of 5, in a fast phase of the machine
+(snakemake -n of 5,000 jobs 4.4–4.8 s): 500 jobs first plan 0.309–0.348 s (3.7–3.9×), unchanged
+0.105–0.118 s, one edit 0.212–0.281 s; 5,000 jobs first plan 1.23–1.60 s (2.97–3.34×),
+unchanged 0.181–0.204 s, one edit 0.588–0.684 s (was 0.98–1.41 s). In a slow phase (snakemake
+5.5 s): 100 jobs 0.37 s (4.7×), 500 jobs 0.50 s (3.8×), 1,000 jobs 0.63 s (3.5×), 5,000 jobs
+1.77 s (3.1×), unchanged 0.26 s, one edit 0.82 s. Of a one-edit re-plan of 5,000 jobs (~0.6 s):
+imports 0.13 s (jsonschema alone ~0.05), checks and graph 0.08, the kept files' 14,000 sizes
+0.04, the rest of the compile 0.09, writing 0.03, summary, SLURM layout, caches and output 0.09.
+Not met: one edit ≤ 0.5 s.
+
     python bench/plan_scale.py                    # 100, 1,000 and 5,000 jobs, 3 pairs each
     python bench/plan_scale.py --jobs 500 --repeat 5
     python bench/plan_scale.py --jobs 5000 --profile   # cProfile of one in-process compile + write

@@ -1,6 +1,7 @@
-"""A re-plan reuses the last plan's rendering of untouched nodes (cruijff.compiler.render_cache):
-what it gives must be byte for byte what rendering every node gives, after any kind of edit, and
-only the nodes an edit touched are rendered again."""
+"""A re-plan keeps the nodes an edit did not touch as the plan on disk has them
+(cruijff.compiler.render_cache): the plan directory it leaves must be byte for byte the one a plan
+from scratch writes, after any kind of edit, and only the nodes an edit touched (or whose files
+were deleted or edited since) are rendered again."""
 
 from __future__ import annotations
 
