@@ -7,7 +7,9 @@ the temporary files are removed and the previous plan.json stays as it was. File
 unchanged are not rewritten (a re-plan after a small edit touches only what changed), and run
 outputs in the same directory (checkpoints, logs, state.db) are never touched. A node whose hash
 is the previous plan's has the same files (the hash covers their text): they are checked by size
-only, so a re-plan of 5,000 jobs after one edit reads back only the changed nodes' files.
+only, so a re-plan of 5,000 jobs after one edit reads back only the changed nodes' files (and
+`cruijff plan` does not even hand over the files of the nodes it kept as they were on disk:
+cruijff.compiler.render_cache).
 
 File creation dominates on slow (network or virtual) file systems, so each directory is created
 once and each file costs one create and one rename, with no staging tree; a file in a folder this
@@ -40,11 +42,6 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def previous_plan(out: Path) -> PlanText | None:
-    """The plan.json a new plan replaces (None: none, or unreadable: everything counts as added)."""
-    return read_plan_text(out)
 
 
 def _unchanged(path: str, data: bytes) -> bool:
@@ -95,7 +92,7 @@ def write_plan(plan: Plan, files: dict[str, str], old: PlanText | None | object 
         raise StateError(f"cannot create the plan directory {out}: {e.strerror}",
                          hint="check output_dir in the manifest (or --out) and its permissions") from None
     with plan_lock(out, "plan"):
-        return _write_locked(plan, files, out, previous_plan(out) if old is _READ else old,
+        return _write_locked(plan, files, out, read_plan_text(out) if old is _READ else old,
                              plan_json.dumps(plan) if text is None else text)
 
 
