@@ -181,3 +181,26 @@ def test_only_the_most_recent_plan_directories_renderings_are_kept(tmp_path, ren
         plan_into(path, out=str(tmp_path / f"out{i}"), **UNMEASURED)
     kept = sorted(p.name for p in (tmp_path / "cache" / "plans").glob("*.nodes"))
     assert kept == sorted(render_cache._path(str(tmp_path / f"out{i}")).name for i in (2, 3))
+
+
+def test_cruijff_plan_after_one_edit_renders_only_the_touched_nodes_and_writes_what_a_plan_from_scratch_does(
+        tmp_path, renders):
+    """Through the command: `cruijff plan` saves the cache beside the plan.json it wrote, the next
+    one keeps the untouched nodes (their lines in plan.json included) and renders the rest."""
+    from click.testing import CliRunner
+
+    from cruijff.cli import cli
+
+    def plan(path: Path) -> dict:
+        res = CliRunner().invoke(cli, ["plan", str(path), "--json"])
+        assert res.exit_code == 0, (res.output, res.exception)
+        return json.loads(res.output)
+
+    plan(write(tmp_path))
+    path = write(tmp_path, lrs=(1e-5, 2e-5, 4e-5))
+    renders.clear()
+    changes = plan(path)["changes"]
+    assert len(renders) == 3 and all("4e-5" in node_id for node_id in renders)  # the new run's nodes
+    assert changes["unchanged"] == 6 and changes["added"] == changes["removed"] == 3
+    reused = tree(tmp_path / "out")
+    assert reused == from_scratch(path, **UNMEASURED)[0]
