@@ -113,7 +113,7 @@ def save(output_dir: str, ctx: str, entries: Entries, written: str) -> None:
                 pass
 
 
-KEEP = 16  # plan directories whose renderings are kept (5,000 nodes: 23 MB each), the most recent
+KEEP = 16  # plan directories whose entries are kept (5,000 nodes: 6.4 MB each), the most recent
 
 
 def _prune(folder: Path) -> None:
