@@ -40,11 +40,11 @@ class Run:
 
     @property
     def model(self) -> str:
-        return next(v for k, v in self.point if k == "model")
+        return self.values["model"]
 
     @property
     def dataset(self) -> str:
-        return next(v for k, v in self.point if k == "dataset")
+        return self.values["dataset"]
 
 
 def format_value(value: Any) -> str:
