@@ -40,11 +40,18 @@ class Run:
 
     @property
     def model(self) -> str:
-        return self.values["model"]
+        return self._value("model")
 
     @property
     def dataset(self) -> str:
-        return self.values["dataset"]
+        return self._value("dataset")
+
+    def _value(self, key: str) -> Any:
+        """A point's value without building `values` (read 25,000 times in a 5,000-job plan)."""
+        for k, v in self.point:
+            if k == key:
+                return v
+        raise KeyError(key)
 
 
 def format_value(value: Any) -> str:
