@@ -233,7 +233,6 @@ class PlanText:
     per line, so each node's id and hash are found by slicing and only the few nodes an edit changed
     are parsed (5,000 nodes: a few ms instead of 0.1 s)."""
 
-    text: str
     lines: dict[str, tuple[str, str]]  # node id → (hash, its line, indented), in plan order
     digest: str  # sha256 of the file's bytes (plan_digest)
 
@@ -267,7 +266,7 @@ def read_plan_text(plan_dir: str | Path) -> PlanText | None:
         except (ValueError, KeyError, TypeError, AttributeError, StateError):
             return None
         lines = {n.id: (n.hash, _INDENT + node_line(n)) for n in plan.nodes}
-    return PlanText(text, lines, plan_digest(data))
+    return PlanText(lines, plan_digest(data))
 
 
 def plan_digest(data: bytes) -> str:

@@ -96,7 +96,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         # Read before write_plan replaces them: the old rendered files say which settings changed.
         details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
         files = with_store_keys(compiled)
-        text = dumps(compiled.plan, compiled.lines)
+        text = dumps(compiled.plan, compiled.kept_lines())
         diff = write_plan(compiled.plan, files, old, text)
     from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)

@@ -55,12 +55,15 @@ class Compiled:
     rendered: tuple[str, dict] = ("", {})  # (context, entries) for the next plan (cruijff.compiler.render_cache)
     store_settings: str = "{}"  # store-settings.json's text: each node's store-key settings, compact sorted JSON
     # With reuse: the plan.json this plan replaces; the nodes kept as it has them (node id → its
-    # files' sizes: they are on disk, nothing to write) and their lines there; every keyed node's
-    # job script header shape (cruijff.compiler.batching.header_shape).
+    # files' sizes: they are on disk, nothing to write; their lines there are theirs in the new
+    # plan.json); every keyed node's job script header shape (cruijff.compiler.batching.header_shape).
     previous: PlanText | None = None
     kept: dict[str, dict[str, int]] = field(default_factory=dict)
-    lines: dict[str, str] = field(default_factory=dict)
     shapes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def kept_lines(self) -> dict[str, str]:
+        """The kept nodes' lines in the plan.json this plan replaces (plan.dumps puts them back)."""
+        return {node_id: self.previous.line(node_id) for node_id in self.kept} if self.previous else {}
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
@@ -138,7 +141,6 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     gone = render_cache.missing(m["output_dir"], previous)  # deleted or edited since: rendered again
     entries: render_cache.Entries = {}
     kept: dict[str, dict[str, int]] = {}
-    lines: dict[str, str] = {}
     shapes: dict[str, tuple[str, ...]] = {}
     files: dict[str, str] = {}
     nodes: list[Node] = []
@@ -155,7 +157,6 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
             entries[node_id] = hit
             _, kept[node_id], hashes[node_id], near, store_key, text, shapes[node_id] = hit
             renderer.keys.adopt(spec, parents, near, store_key, text)
-            lines[node_id] = on_disk.line(node_id)
         else:
             if node_id in ahead:
                 node_files, normalised, text = ahead[node_id]
@@ -190,7 +191,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
         header += provenance(checked.overrides)
     files["manifest.yaml"] = dump_yaml(m, header=header)
     return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries), renderer.keys.settings_document(),
-                    on_disk, kept, lines, shapes)
+                    on_disk, kept, shapes)
 
 
 def _render_node(renderer: Renderer, spec: JobSpec, source: Source, inputs: dict[str, str],

@@ -50,7 +50,7 @@ def plan_into(path: Path, *, reuse: bool = True, **kw) -> tuple:
     """Compile and write as `cruijff plan` does (with reuse: keeping what the plan on disk has, then
     saving the cache); everything the plan directory then holds, the node hashes and the store keys."""
     compiled = pipeline.compile_manifest(path, reuse=reuse, **kw)
-    text = dumps(compiled.plan, compiled.lines)
+    text = dumps(compiled.plan, compiled.kept_lines())
     write_plan(compiled.plan, pipeline.with_store_keys(compiled), compiled.previous, text)
     if reuse:
         render_cache.save(compiled.plan.output_dir, *compiled.rendered, plan_digest(text.encode()))
@@ -164,7 +164,7 @@ def test_a_cache_saved_late_by_a_plan_whose_plan_json_was_replaced_since_is_not_
     """Two plans of one directory at once: the first one's cache, saved after the second wrote its
     plan.json, names the plan.json the first wrote, so the next plan does not take it for the other."""
     first = pipeline.compile_manifest(write(tmp_path), reuse=True, **UNMEASURED)
-    first_text = dumps(first.plan, first.lines)
+    first_text = dumps(first.plan, first.kept_lines())
     write_plan(first.plan, pipeline.with_store_keys(first), first.previous, first_text)
     path = write(tmp_path, lrs=(1e-5, 2e-5, 4e-5))
     plan_into(path, **UNMEASURED)  # the second plan, its cache saved
