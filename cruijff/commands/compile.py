@@ -137,12 +137,12 @@ def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, f
     render_cache.save(compiled.plan.output_dir, *compiled.rendered, plan_digest(text.encode("utf-8")))
     if any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
         return  # measured next time
-    # the sizes just written (14,000 stats less for 5,000 jobs): plan.json's read back
+    # the sizes just written, plan.json's included (14,000 stats less for 5,000 jobs)
     names, sizes = list(files), [text_size(t) for t in files.values()]
     for node_id, kept in compiled.kept.items():  # on disk at these sizes (checked by the compile)
         names += [f"{node_id}/{rel}" for rel in kept]
         sizes += kept.values()
-    sizes += replan.file_sizes(compiled.plan.output_dir, [PLAN_FILE])
+    sizes.append(text_size(text))
     replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
                   [*names, PLAN_FILE], shown, sets, sizes=sizes)
 
