@@ -16,7 +16,8 @@ After a plan is written, a stamp records everything its output depends on:
 The next `cruijff plan` of the same manifest compares before it parses anything: when all of it
 is equal, the plan on disk is the plan this compile would write, and plan prints it again
 without compiling or writing. The stamps live in cruijff's cache ($CRUIJFF_CACHE_DIR, ...),
-one per manifest path, `--out` and working directory.
+one per manifest path, `--out` and working directory, with the key (code, manifest, environment)
+on its first line: a plan of an edited manifest reads only that line.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-STAMP_VERSION = 1
+STAMP_VERSION = 2  # 2: the key on a line of its own, before the rest
 SMALL_FILE = 256 * 1024  # watched files up to this size are compared by content, larger ones by size and mtime
 _VAR = re.compile(rb"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _PACKAGE = Path(__file__).resolve().parents[1]  # cruijff/
@@ -149,11 +150,14 @@ def unchanged(manifest: str | Path, out: str | None, sets: tuple[str, ...] | lis
     """The stamp of the last plan of this manifest when nothing it depends on changed; else None."""
     path = stamp_file(manifest, out)
     try:
-        stamp = json.loads(path.read_text(encoding="utf-8"))
+        key, _, rest = path.read_text(encoding="utf-8").partition("\n")
         manifest_bytes = Path(manifest).read_bytes()
+        if json.loads(key) != _key(manifest_bytes, out, sets):
+            return None  # another manifest: the rest (1.8 MB for 5,000 jobs) is not parsed
+        stamp = json.loads(rest)
     except (OSError, ValueError):
         return None
-    if not isinstance(stamp, dict) or stamp.get("key") != _key(manifest_bytes, out, sets):
+    if not isinstance(stamp, dict):
         return None
     if any(signature(p) != sig for p, sig in stamp["watched"]):
         return None
@@ -171,13 +175,13 @@ def record(manifest: str | Path, out: str | None, m: dict[str, Any], recipes: st
     path = stamp_file(manifest, out)
     try:
         manifest_bytes = Path(manifest).read_bytes()
-        stamp = {"key": _key(manifest_bytes, out, sets), "watched": [[p, signature(p)] for p in watched_paths(m, recipes)],
+        stamp = {"watched": [[p, signature(p)] for p in watched_paths(m, recipes)],
                  "output_dir": output_dir, "files": files,
                  "sizes": file_sizes(output_dir, files) if sizes is None else sizes, **shown}
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(stamp, separators=(",", ":")))  # json.dump streams through the Python encoder
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # json.dump streams through the Python encoder
+            f.write(json.dumps(_key(manifest_bytes, out, sets)) + "\n" + json.dumps(stamp, separators=(",", ":")))
         os.replace(tmp, path)
     except (OSError, TypeError, ValueError):
         try:
