@@ -96,7 +96,8 @@ def missing_extra(e: ImportError, command: str | None = None) -> CruijffError | 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: domain errors become one line on stderr and an exit code, never a traceback."""
-    quiet_known_noise()
+    if _command(argv) not in ENDS_AT_ONCE:  # those never import torchao (nor logging, then)
+        quiet_known_noise()
     try:
         # standalone_mode=False returns a command's exit code instead of exiting.
         code = cli.main(args=argv, prog_name="cruijff", standalone_mode=False)
@@ -110,8 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
     except ImportError as e:  # a core-only install asked for a feature of an extra
-        args = sys.argv[1:] if argv is None else argv
-        error = missing_extra(e, next((a for a in args if a in COMMANDS), None))
+        error = missing_extra(e, _command(argv))
         if error is None:
             raise
         click.echo(f"error: {error}", err=True)
@@ -122,9 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     code = code if isinstance(code, int) else 0
-    if argv is None and next((a for a in sys.argv[1:] if a in COMMANDS), None) in ENDS_AT_ONCE:
+    if argv is None and _command(argv) in ENDS_AT_ONCE:
         _end_process(code)
     sys.exit(code)
+
+
+def _command(argv: list[str] | None) -> str | None:
+    """The command asked for (its name), if any."""
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if a in COMMANDS), None)
 
 
 # Commands that close whatever they open (files, the state database): their processes end without

@@ -23,7 +23,6 @@ import os
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -146,6 +145,8 @@ def query(runner: Runner | None, sinfo_format: str, *, user: str | None,
     if user:
         calls["assoc"] = (slow, ["sacctmgr", "-nP", "show", "assoc", f"users={user}", ASSOC_FORMAT])
         calls["qos"] = (slow, ["sacctmgr", "-nP", "show", "qos", "format=Name,MaxSubmitPU"])
+    from concurrent.futures import ThreadPoolExecutor  # here: a plan with cached facts starts no thread
+
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         futures = {k: pool.submit(_ask, r, argv) for k, (r, argv) in calls.items()}
         answers = {k: f.result() for k, f in futures.items()}
