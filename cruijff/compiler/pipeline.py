@@ -131,14 +131,15 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     (cruijff.compiler.render_cache); `plan` saves Compiled.rendered after writing the plan."""
     checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure, overrides=overrides)
     m = checked.manifest
+    ahead = render_cache.check_ahead(m["output_dir"]) if reuse else None  # while the graph is built
     g = build_graph(m, checked.runs)
     order = {node_id: i for i, node_id in enumerate(g.specs)}
     runs = {r.name: r for r in checked.runs}
     renderer = Renderer(m, runs, recipes or str(recipes_dir()), check_paths=check_paths)
     ctx = render_cache.context(m, renderer.recipes, check_paths, renderer.model_facts()) if reuse else ""
     on_disk = read_plan_text(m["output_dir"]) if reuse else None
-    previous = render_cache.load(m["output_dir"], ctx, on_disk.digest) if on_disk else {}
-    gone = render_cache.missing(m["output_dir"], previous)  # deleted or edited since: rendered again
+    previous, identity = render_cache.load(m["output_dir"], ctx, on_disk.digest) if on_disk else ({}, None)
+    gone = render_cache.missing(m["output_dir"], previous, identity, ahead)  # deleted or edited since: rendered again
     entries: render_cache.Entries = {}
     kept: dict[str, dict[str, int]] = {}
     shapes: dict[str, tuple[str, ...]] = {}
