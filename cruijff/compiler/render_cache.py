@@ -122,8 +122,10 @@ def _can_fork() -> bool:
 
 def check_ahead(output_dir: str) -> CheckAhead | None:
     """Start `missing` for the cache of output_dir in a forked child; None where that would not
-    pay or is not safe: no cache there, or no fork (_can_fork)."""
-    if not _path(output_dir).is_file() or not _can_fork():
+    pay or is not safe: no plan or no cache of it there, or no fork (_can_fork)."""
+    from cruijff.plan import PLAN_FILE
+
+    if not (os.path.isfile(os.path.join(output_dir, PLAN_FILE)) and _path(output_dir).is_file() and _can_fork()):
         return None
     read_end, write_end = os.pipe()
     try:
