@@ -76,11 +76,17 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
     from cruijff.compiler import replan
 
     with errors("plan", as_json):
-        stamp = replan.unchanged(manifest, out, sets)
-        if stamp is not None:  # nothing plan reads changed: the plan on disk is this plan
-            stamp["store"] = _store(stamp["summary"]["output_dir"], stamp["cluster"], no_store, stamp["estimate"])
-            _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, refresh_cluster)
-            return
+        last = replan.unchanged(manifest, out, sets)
+        if last is not None:  # nothing plan reads changed: unless a plan file did, the plan on disk is this plan
+            stamp = last.stamp  # what it shows is made ready while its files are checked
+            store = _store(stamp["summary"]["output_dir"], stamp["cluster"], no_store, stamp["estimate"])
+            slurm = _slurm_fit_again(stamp, refresh_cluster)
+            if not as_json:
+                draw.ready()
+            if last.files_intact():
+                stamp["store"] = store
+                _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, slurm)
+                return
         from cruijff.compiler.pipeline import compile_manifest, with_store_keys
         from cruijff.compiler.summary import plan_summary, setting_changes
         from cruijff.compiler.write import write_plan
@@ -120,7 +126,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
     _remember(manifest, out, sets, compiled, files, text, shown)  # the caches the next plan starts from
     shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
                             compiled.store)
-    _show(shown, diff, details, as_json, refresh_cluster, slurm=(slurm, fit))
+    _show(shown, diff, details, as_json, (slurm, fit))
 
 
 def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, files: dict[str, str],
@@ -156,15 +162,16 @@ def _unchanged_diff(ids: list[str]):
     return PlanDiff(added=(), changed=(), removed=(), unchanged=tuple(ids))
 
 
-def _show(shown: dict, diff, details: dict, as_json: bool, refresh: bool, slurm=None) -> None:
-    """What plan prints: from a compile just done, or from the stamp of an unchanged plan."""
+def _show(shown: dict, diff, details: dict, as_json: bool, slurm: tuple) -> None:
+    """What plan prints: from a compile just done, or from the stamp of an unchanged plan
+    (slurm: the layout and its warnings, from _slurm_fit or _slurm_fit_again)."""
     from cruijff.errors import Location, Problem
 
     summary = {**shown["summary"], "changes": {k: len(v) for k, v in diff.as_dict().items()}}
     summary["changed_settings"] = details
     warnings = [Problem(w["message"], Location(w["file"], w["line"], w["col"]) if w["file"] else None,
                         w["hint"], w["severity"]) for w in shown["warnings"]]
-    summary["slurm"], fit = slurm if slurm is not None else _slurm_fit_again(shown, refresh)
+    summary["slurm"], fit = slurm
     summary["estimate"] = shown["estimate"]
     summary["store"] = shown.get("store")
     warnings += fit

@@ -17,9 +17,9 @@ The cache lives in cruijff's cache folder (one file per plan directory, written 
 is; the KEEP most recent are kept), pickled: 5,000 nodes' entries load in about 10 ms.
 
 Checking the kept nodes' files is one stat per file (14,000 for 5,000 jobs: 45 ms here, more on a
-network file system). `check_ahead` runs it in a forked child on another core while the compile
-builds the graph; its answer is used only for the very cache file `load` read, else the files are
-checked here.
+network file system). `check_ahead` starts it in a child (cruijff.compiler.ahead) while the
+compile builds the graph; its answer counts only for the very cache file `load` read, else the
+files are checked here.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cruijff.compiler.ahead import Ahead
 
 VERSION = 3  # 3: files' sizes instead of their text, near keys instead of the settings, header shapes
 # node id → (node key, its files' sizes, hash, near keys, store key, store-key settings as JSON, header shape)
@@ -86,75 +89,31 @@ def load(output_dir: str, ctx: str, on_disk: str) -> tuple[Entries, Identity | N
     return doc["nodes"], identity
 
 
-class CheckAhead:
-    """The check of a cache file's kept files, running in a forked child (check_ahead)."""
-
-    def __init__(self, pid: int, fd: int):
-        self.pid, self.fd = pid, fd
-
-    def answer(self) -> tuple[Identity, set[str]] | None:
-        """(the identity of the cache file the child read, the nodes with a file missing); None
-        when the child found no cache or failed. Waits for the child."""
-        chunks = []
-        try:
-            while chunk := os.read(self.fd, 1 << 16):
-                chunks.append(chunk)
-        except OSError:
-            chunks = []
-        finally:
-            os.close(self.fd)
-            os.waitpid(self.pid, 0)
-        try:
-            return pickle.loads(b"".join(chunks))
-        except Exception:  # nothing written: no cache there, or the child failed
-            return None
-
-
-def _can_fork() -> bool:
-    """A fork is there, copies the only thread (a child of a threaded process could find a lock
-    held forever), and a second core runs the child."""
-    import sys
-
-    threading = sys.modules.get("threading")
-    return (hasattr(os, "fork") and (threading is None or threading.active_count() == 1)
-            and len(os.sched_getaffinity(0)) > 1)
-
-
-def check_ahead(output_dir: str) -> CheckAhead | None:
-    """Start `missing` for the cache of output_dir in a forked child; None where that would not
-    pay or is not safe: no plan or no cache of it there, or no fork (_can_fork)."""
+def check_ahead(output_dir: str) -> Ahead | None:
+    """`missing` for the cache of output_dir, started in a child (cruijff.compiler.ahead); None
+    where there is no plan or no cache of it, or no child."""
+    from cruijff.compiler.ahead import ahead
     from cruijff.plan import PLAN_FILE
 
-    if not (os.path.isfile(os.path.join(output_dir, PLAN_FILE)) and _path(output_dir).is_file() and _can_fork()):
+    if not (os.path.isfile(os.path.join(output_dir, PLAN_FILE)) and _path(output_dir).is_file()):
         return None
-    read_end, write_end = os.pipe()
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_end)
-        os.close(write_end)
-        return None
-    if pid == 0:  # the child: answer, and end without the parent's exit handlers or buffers
-        try:
-            os.close(read_end)
-            with open(_path(output_dir), "rb") as f:
-                identity = _identity(os.fstat(f.fileno()))
-                entries = pickle.load(f)["nodes"]
-            data = pickle.dumps((identity, missing(output_dir, entries)))
-            while data:
-                data = data[os.write(write_end, data):]
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    return CheckAhead(pid, read_end)
+    return ahead(lambda: _check(output_dir))
+
+
+def _check(output_dir: str) -> tuple[Identity, set[str]]:
+    """The identity of the cache file read, and the nodes of its entries with a file missing."""
+    with open(_path(output_dir), "rb") as f:
+        identity = _identity(os.fstat(f.fileno()))
+        entries = pickle.load(f)["nodes"]
+    return identity, missing(output_dir, entries)
 
 
 def missing(output_dir: str, entries: Entries, identity: Identity | None = None,
-            ahead: CheckAhead | None = None) -> set[str]:
+            ahead: Ahead | None = None) -> set[str]:
     """The nodes whose files are not all in their folder at the sizes the last plan wrote (a file
     deleted or edited since is written again): the child's answer when it checked the same cache
     file (identity: of the file the entries came from), else checked here."""
-    answer = ahead.answer() if ahead is not None else None
+    answer = ahead.result() if ahead is not None else None
     if answer is not None and identity is not None and answer[0] == identity:
         return answer[1]
     out = set()

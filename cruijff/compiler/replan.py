@@ -28,7 +28,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cruijff.compiler.ahead import Ahead
 
 STAMP_VERSION = 2  # 2: the key on a line of its own, before the rest
 SMALL_FILE = 256 * 1024  # watched files up to this size are compared by content, larger ones by size and mtime
@@ -146,8 +149,29 @@ def file_sizes(output_dir: str, files: list[str]) -> list[Any]:
     return out
 
 
-def unchanged(manifest: str | Path, out: str | None, sets: tuple[str, ...] | list[str] = ()) -> dict[str, Any] | None:
-    """The stamp of the last plan of this manifest when nothing it depends on changed; else None."""
+class Unchanged:
+    """The stamp of the last plan of this manifest, whose key and watched paths are as they were;
+    whether the plan's files are too is being checked meanwhile (a child: cruijff.compiler.ahead)."""
+
+    def __init__(self, stamp: dict[str, Any], files: Ahead | None):
+        self.stamp = stamp
+        self._files = files
+
+    def files_intact(self) -> bool:
+        """Every file the plan wrote is there at its size (waits for the check)."""
+        intact = self._files.result() if self._files is not None else None
+        return _files_intact(self.stamp) if intact is None else intact
+
+
+def _files_intact(stamp: dict[str, Any]) -> bool:
+    return file_sizes(stamp["output_dir"], stamp["files"]) == stamp["sizes"]
+
+
+def unchanged(manifest: str | Path, out: str | None, sets: tuple[str, ...] | list[str] = ()) -> Unchanged | None:
+    """The last plan of this manifest when nothing it depends on changed (its files: see
+    Unchanged.files_intact); else None."""
+    from cruijff.compiler.ahead import ahead
+
     path = stamp_file(manifest, out)
     try:
         key, _, rest = path.read_text(encoding="utf-8").partition("\n")
@@ -161,9 +185,7 @@ def unchanged(manifest: str | Path, out: str | None, sets: tuple[str, ...] | lis
         return None
     if any(signature(p) != sig for p, sig in stamp["watched"]):
         return None
-    if file_sizes(stamp["output_dir"], stamp["files"]) != stamp["sizes"]:
-        return None
-    return stamp
+    return Unchanged(stamp, ahead(lambda: _files_intact(stamp)))
 
 
 def record(manifest: str | Path, out: str | None, m: dict[str, Any], recipes: str, output_dir: str,

@@ -145,7 +145,7 @@ def test_a_cache_from_another_cruijff_or_a_damaged_one_is_a_miss(tmp_path, rende
 def test_a_kept_nodes_file_deleted_or_edited_since_is_rendered_and_written_again(ahead, tmp_path, renders,
                                                                                  monkeypatch):
     # a child whatever the machine's cores and pytest-xdist's thread, or none
-    monkeypatch.setattr(render_cache, "_can_fork", lambda: ahead)
+    monkeypatch.setattr("cruijff.compiler.ahead.can_fork", lambda: ahead)
     path = write(tmp_path)
     first = plan_into(path, **UNMEASURED)
     (tmp_path / "out" / "finetune" / first[1][0][0].split("/", 1)[1] / "finetune.yaml").unlink()
@@ -158,7 +158,7 @@ def test_a_kept_nodes_file_deleted_or_edited_since_is_rendered_and_written_again
 
 def test_the_childs_check_of_the_kept_files_is_the_one_done_here_and_counts_only_for_the_cache_file_it_read(
         tmp_path, renders, monkeypatch):
-    monkeypatch.setattr(render_cache, "_can_fork", lambda: True)
+    monkeypatch.setattr("cruijff.compiler.ahead.can_fork", lambda: True)
     plan_into(write(tmp_path), **UNMEASURED)
     out = str(tmp_path / "out")
     job = next((tmp_path / "out" / "eval").rglob("job.sbatch"))
@@ -169,29 +169,16 @@ def test_the_childs_check_of_the_kept_files_is_the_one_done_here_and_counts_only
     assert here == {str(job.parent.relative_to(tmp_path / "out"))}
     ahead = render_cache.check_ahead(out)
     assert ahead is not None
-    assert ahead.answer() == (identity, here)
+    assert ahead.result() == (identity, here)
     with pytest.raises(ChildProcessError):  # the child was waited for
         os.waitpid(ahead.pid, os.WNOHANG)
 
     class AboutAnotherFile:  # the cache was replaced after the child read it
-        def answer(self):
+        def result(self):
             return (identity[0], identity[1] + 1, *identity[2:]), set()
 
     assert render_cache.missing(out, entries, identity, AboutAnotherFile()) == here
     assert render_cache.check_ahead(str(tmp_path / "never planned")) is None  # no cache: no child
-
-
-def test_no_child_on_one_core_or_beside_another_thread(monkeypatch):
-    import threading
-
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    monkeypatch.setattr(threading, "active_count", lambda: 1)
-    assert render_cache._can_fork()
-    monkeypatch.setattr(threading, "active_count", lambda: 2)
-    assert not render_cache._can_fork()
-    monkeypatch.setattr(threading, "active_count", lambda: 1)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
-    assert not render_cache._can_fork()
 
 
 def test_beside_a_plan_json_another_command_wrote_every_node_is_rendered(tmp_path, renders):

@@ -65,7 +65,15 @@ def counted(monkeypatch):
     return calls
 
 
-def test_an_unchanged_replan_compiles_nothing_writes_nothing_and_says_the_same(tmp_path, counted):
+@pytest.fixture(params=[True, False], ids=["files checked by a child", "files checked here"])
+def child(request, monkeypatch):
+    """Whether the plan's files are checked in a child (cruijff.compiler.ahead), whatever the
+    machine's cores and pytest-xdist's thread."""
+    monkeypatch.setattr("cruijff.compiler.ahead.can_fork", lambda: request.param)
+    return request.param
+
+
+def test_an_unchanged_replan_compiles_nothing_writes_nothing_and_says_the_same(tmp_path, counted, child):
     path = write_manifest(tmp_path)
     first = plan(path)
     before = files(tmp_path / "out")
@@ -96,9 +104,9 @@ def test_one_edit_rewrites_only_the_nodes_it_changed(tmp_path, counted):
         assert all(after[rel] == before[rel] for rel in after if rel.startswith(node + "/"))
 
 
-@pytest.mark.parametrize("change", ["task file", "dataset", "plan file deleted", "model folder appears",
-                                    "environment variable"])
-def test_anything_plan_reads_that_changes_compiles_again(tmp_path, counted, monkeypatch, change):
+@pytest.mark.parametrize("change", ["task file", "dataset", "plan file deleted", "plan file edited",
+                                    "model folder appears", "environment variable"])
+def test_anything_plan_reads_that_changes_compiles_again(tmp_path, counted, monkeypatch, change, child):
     monkeypatch.setenv("REPLAN_MODELS", str(tmp_path))
     path = write_manifest(tmp_path, extra_env="REPLAN_MODELS")
     first = plan(path)
@@ -109,6 +117,8 @@ def test_anything_plan_reads_that_changes_compiles_again(tmp_path, counted, monk
         (tmp_path / "words.json").write_text(json.dumps(rows("b")))
     elif change == "plan file deleted":
         job.unlink()
+    elif change == "plan file edited":
+        job.write_text(job.read_text() + "# an edit\n")
     elif change == "model folder appears":  # plan now checks the folder: it has no config.json
         (tmp_path / "nonexistent").mkdir()
         res = CliRunner().invoke(cli, ["plan", str(path), "--json"])
@@ -120,7 +130,7 @@ def test_anything_plan_reads_that_changes_compiles_again(tmp_path, counted, monk
         monkeypatch.setenv("REPLAN_MODELS", str(other))
     plan(path)
     assert len(counted) == 2, f"{change}: the re-plan did not compile"
-    assert job.is_file()
+    assert job.is_file() and "# an edit" not in job.read_text()
     plan(path)
     assert len(counted) == 2, f"{change}: the re-plan after it compiled again"
 

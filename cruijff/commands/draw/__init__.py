@@ -16,7 +16,7 @@ from typing import Any
 
 _WHERE = {
     "status": ("live_status", "print_status", "render_plain", "render_text", "score_legend"),
-    "plan": ("manifest_failed", "plan_summary", "problems", "validated"),
+    "plan": ("manifest_failed", "plan_summary", "problems", "ready", "validated"),
     "run": ("ApplyProgress", "apply_result", "cancel_result", "report_result"),
     "data": ("dataset", "dropped_turns", "token_stats"),
     "llm": ("comparison", "progress"),
