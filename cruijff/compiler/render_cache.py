@@ -17,7 +17,7 @@ The cache lives in cruijff's cache folder (one file per plan directory, written 
 is; the KEEP most recent are kept), pickled: 5,000 nodes' entries load in about 10 ms.
 
 Checking the kept nodes' files is one stat per file (14,000 for 5,000 jobs: 45 ms here, more on a
-network file system). `check_ahead` starts it in a child (cruijff.compiler.ahead) while the
+network file system). `check_ahead` starts it in a child (cruijff.cores.ahead) while the
 compile builds the graph; its answer counts only for the very cache file `load` read, else the
 files are checked here.
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cruijff.compiler.ahead import Ahead
+    from cruijff.cores import Ahead
 
 VERSION = 3  # 3: files' sizes instead of their text, near keys instead of the settings, header shapes
 # node id → (node key, its files' sizes, hash, near keys, store key, store-key settings as JSON, header shape)
@@ -90,9 +90,9 @@ def load(output_dir: str, ctx: str, on_disk: str) -> tuple[Entries, Identity | N
 
 
 def check_ahead(output_dir: str) -> Ahead | None:
-    """`missing` for the cache of output_dir, started in a child (cruijff.compiler.ahead); None
+    """`missing` for the cache of output_dir, started in a child (cruijff.cores.ahead); None
     where there is no plan or no cache of it, or no child."""
-    from cruijff.compiler.ahead import ahead
+    from cruijff.cores import ahead
     from cruijff.plan import PLAN_FILE
 
     if not (os.path.isfile(os.path.join(output_dir, PLAN_FILE)) and _path(output_dir).is_file()):

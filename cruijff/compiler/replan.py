@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cruijff.compiler.ahead import Ahead
+    from cruijff.cores import Ahead
 
 STAMP_VERSION = 2  # 2: the key on a line of its own, before the rest
 SMALL_FILE = 256 * 1024  # watched files up to this size are compared by content, larger ones by size and mtime
@@ -151,7 +151,7 @@ def file_sizes(output_dir: str, files: list[str]) -> list[Any]:
 
 class Unchanged:
     """The stamp of the last plan of this manifest, whose key and watched paths are as they were;
-    whether the plan's files are too is being checked meanwhile (a child: cruijff.compiler.ahead)."""
+    whether the plan's files are too is being checked meanwhile (a child: cruijff.cores.ahead)."""
 
     def __init__(self, stamp: dict[str, Any], files: Ahead | None):
         self.stamp = stamp
@@ -170,7 +170,7 @@ def _files_intact(stamp: dict[str, Any]) -> bool:
 def unchanged(manifest: str | Path, out: str | None, sets: tuple[str, ...] | list[str] = ()) -> Unchanged | None:
     """The last plan of this manifest when nothing it depends on changed (its files: see
     Unchanged.files_intact); else None."""
-    from cruijff.compiler.ahead import ahead
+    from cruijff.cores import ahead
 
     path = stamp_file(manifest, out)
     try:

@@ -50,6 +50,30 @@ def test_an_error_in_a_child_is_raised_in_the_parent_after_every_child_ended(mon
     assert (info.value.errno, info.value.filename) == (28, "/plan/x")
 
 
+def test_work_ahead_comes_back_as_it_returned_from_a_child_that_is_waited_for(monkeypatch, tmp_path):
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+    (tmp_path / "a").write_text("xyz")
+    big = {f"node/{i}": i for i in range(50_000)}  # more than a pipe holds at once
+    seen: list[int] = []
+    child = cores.ahead(lambda: ({p.name: p.stat().st_size for p in tmp_path.iterdir()}, os.getpid(),
+                                 big, seen.append(1) or len(seen)))
+    assert child.result() == ({"a": 3}, child.pid, big, 1)
+    assert child.pid != os.getpid() and seen == []  # it ran in the child, and what it changed stayed there
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)
+
+
+def test_work_ahead_that_raises_answers_none_and_on_one_core_there_is_no_child(monkeypatch):
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+
+    def fails():
+        raise OSError("gone")
+
+    assert cores.ahead(fails).result() is None  # the caller does the work itself
+    monkeypatch.setattr(cores, "workers", lambda: 1)
+    assert cores.ahead(lambda: 1) is None
+
+
 def outcome(compiled) -> tuple:
     """Files, node hashes, store keys, and store-settings.json as written (from each node's settings
     text: test_store checks the joining against the whole document)."""

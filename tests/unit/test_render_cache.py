@@ -144,8 +144,8 @@ def test_a_cache_from_another_cruijff_or_a_damaged_one_is_a_miss(tmp_path, rende
 @pytest.mark.parametrize("ahead", [True, False], ids=["checked by a child", "checked here"])
 def test_a_kept_nodes_file_deleted_or_edited_since_is_rendered_and_written_again(ahead, tmp_path, renders,
                                                                                  monkeypatch):
-    # a child whatever the machine's cores and pytest-xdist's thread, or none
-    monkeypatch.setattr("cruijff.compiler.ahead.can_fork", lambda: ahead)
+    # a child whatever the machine's cores, or none
+    monkeypatch.setattr("cruijff.cores.workers", lambda: 2 if ahead else 1)
     path = write(tmp_path)
     first = plan_into(path, **UNMEASURED)
     (tmp_path / "out" / "finetune" / first[1][0][0].split("/", 1)[1] / "finetune.yaml").unlink()
@@ -158,7 +158,7 @@ def test_a_kept_nodes_file_deleted_or_edited_since_is_rendered_and_written_again
 
 def test_the_childs_check_of_the_kept_files_is_the_one_done_here_and_counts_only_for_the_cache_file_it_read(
         tmp_path, renders, monkeypatch):
-    monkeypatch.setattr("cruijff.compiler.ahead.can_fork", lambda: True)
+    monkeypatch.setattr("cruijff.cores.workers", lambda: 2)
     plan_into(write(tmp_path), **UNMEASURED)
     out = str(tmp_path / "out")
     job = next((tmp_path / "out" / "eval").rglob("job.sbatch"))

@@ -7,7 +7,6 @@ Files are compared by inode and mtime (a rewrite is os.replace of a new file: a 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -67,9 +66,9 @@ def counted(monkeypatch):
 
 @pytest.fixture(params=[True, False], ids=["files checked by a child", "files checked here"])
 def child(request, monkeypatch):
-    """Whether the plan's files are checked in a child (cruijff.compiler.ahead), whatever the
-    machine's cores and pytest-xdist's thread."""
-    monkeypatch.setattr("cruijff.compiler.ahead.can_fork", lambda: request.param)
+    """Whether the plan's files are checked in a child (cruijff.cores.ahead), whatever the
+    machine's cores."""
+    monkeypatch.setattr("cruijff.cores.workers", lambda: 2 if request.param else 1)
     return request.param
 
 
