@@ -9,7 +9,7 @@ import click
 
 from cruijff.commands import draw
 from cruijff.commands.jsonout import emit, errors
-from cruijff.errors import ManifestError
+from cruijff.errors import CruijffError, ManifestError
 
 
 def _fail(e: ManifestError, as_json: bool, kind: str = "validate") -> None:
@@ -79,11 +79,16 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         last = replan.unchanged(manifest, out, sets)
         if last is not None:  # nothing plan reads changed: unless a plan file did, the plan on disk is this plan
             stamp = last.stamp  # what it shows is made ready while its files are checked
-            store = _store(stamp["summary"]["output_dir"], stamp["cluster"], no_store, stamp["estimate"])
-            slurm = _slurm_fit_again(stamp, refresh_cluster)
+            try:
+                store = _store(stamp["summary"]["output_dir"], stamp["cluster"], no_store, stamp["estimate"])
+                slurm, failed = _slurm_fit_again(stamp, refresh_cluster), None
+            except CruijffError as e:  # e.g. plan.json deleted: it counts only if the files are intact
+                failed = e
             if not as_json:
                 draw.ready()
             if last.files_intact():
+                if failed is not None:
+                    raise failed
                 stamp["store"] = store
                 _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, slurm)
                 return

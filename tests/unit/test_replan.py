@@ -155,3 +155,36 @@ def test_files_appearing_beside_a_missing_model_folder_do_not_force_a_compile(tm
     (tmp_path / "nonexistant").mkdir()  # a folder whose name is near the missing one's
     plan(path)
     assert len(counted) == 2
+
+
+
+def test_an_unchanged_plan_whose_plan_json_was_deleted_compiles_again(tmp_path, counted, child):
+    """Its SLURM layout is made ready while its files are checked, and needs plan.json when the
+    cluster's MaxArraySize changed since (no layout for it in the stamp): that read fails, and the
+    check's answer wins: a compile, as before."""
+    from cruijff.compiler import replan
+
+    path = write_manifest(tmp_path)
+    plan(path)
+    stamp_file = replan.stamp_file(path, None)
+    key, _, body = stamp_file.read_text().partition("\n")
+    stamp_file.write_text(key + "\n" + json.dumps({**json.loads(body), "layouts": {}}))
+    (tmp_path / "out" / "plan.json").unlink()
+    assert plan(path)["changes"]["added"] == 6 and len(counted) == 2
+    assert (tmp_path / "out" / "plan.json").is_file()
+
+
+def test_an_error_making_an_unchanged_plan_ready_counts_when_its_files_are_intact(tmp_path, counted, child,
+                                                                                 monkeypatch):
+    from cruijff.commands import compile as compile_command
+    from cruijff.errors import StateError
+
+    path = write_manifest(tmp_path)
+    plan(path)
+
+    def layout(stamp, refresh):
+        raise StateError("the layout could not be read")
+
+    monkeypatch.setattr(compile_command, "_slurm_fit_again", layout)
+    res = CliRunner().invoke(cli, ["plan", str(path)])  # `cruijff` (cli.main) prints it as one line
+    assert isinstance(res.exception, StateError) and len(counted) == 1

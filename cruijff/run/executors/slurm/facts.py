@@ -145,7 +145,7 @@ def query(runner: Runner | None, sinfo_format: str, *, user: str | None,
     if user:
         calls["assoc"] = (slow, ["sacctmgr", "-nP", "show", "assoc", f"users={user}", ASSOC_FORMAT])
         calls["qos"] = (slow, ["sacctmgr", "-nP", "show", "qos", "format=Name,MaxSubmitPU"])
-    from concurrent.futures import ThreadPoolExecutor  # here: a plan with cached facts starts no thread
+    from concurrent.futures import ThreadPoolExecutor  # here: a plan with cached facts loads none of it
 
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         futures = {k: pool.submit(_ask, r, argv) for k, (r, argv) in calls.items()}
