@@ -9,7 +9,7 @@ import click
 
 from cruijff.commands import draw
 from cruijff.commands.jsonout import emit, errors
-from cruijff.errors import CruijffError, ManifestError
+from cruijff.errors import ManifestError
 
 
 def _fail(e: ManifestError, as_json: bool, kind: str = "validate") -> None:
@@ -82,7 +82,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
             try:
                 store = _store(stamp["summary"]["output_dir"], stamp["cluster"], no_store, stamp["estimate"])
                 slurm, failed = _slurm_fit_again(stamp, refresh_cluster), None
-            except CruijffError as e:  # e.g. plan.json deleted: it counts only if the files are intact
+            except Exception as e:  # noqa: BLE001 - e.g. plan.json deleted: raised only if the files are intact
                 failed = e
             if not as_json:
                 draw.ready()
