@@ -48,6 +48,14 @@ imports 0.13 s (jsonschema alone ~0.05), checks and graph 0.08, the kept files' 
 0.04, the rest of the compile 0.09, writing 0.03, summary, SLURM layout, caches and output 0.09.
 Not met: one edit ≤ 0.5 s.
 
+Later that day (the stamp's key on its first line; the plan files' 14,000 stats in a forked child
+while the graph is built or the unchanged plan's summary is made ready: cruijff.cores.ahead; no
+logging or thread pool loaded by plan), medians of 5, four runs, snakemake -n of 5,000 jobs
+3.9–4.3 s: 500 jobs first plan 0.324–0.371 s (3.1–4.0× paired), unchanged 0.115–0.124 s, one
+edit 0.246–0.260 s; 5,000 jobs first plan 1.17–1.32 s (3.29–3.36×), unchanged 0.130–0.166 s,
+one edit 0.480–0.541 s (≤ 0.5 s in three of the four); 100 jobs 0.246 s (4.5×), 1,000 jobs
+0.413 s (3.6×). Interleaved pairs of the one-edit re-plan, before → after: 0.65 → 0.56 s.
+
     python bench/plan_scale.py                    # 100, 1,000 and 5,000 jobs, 3 pairs each
     python bench/plan_scale.py --jobs 500 --repeat 5
     python bench/plan_scale.py --jobs 5000 --profile   # cProfile of one in-process compile + write
