@@ -92,14 +92,19 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
                 stamp["store"] = store
                 _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, slurm)
                 return
+        from cruijff.compiler import validate
+
+        validation = validate.ahead(manifest, sets)  # on another core, while the compiler is imported
         from cruijff.compiler.pipeline import compile_manifest, with_store_keys
         from cruijff.compiler.summary import plan_summary, setting_changes
         from cruijff.compiler.write import write_plan
         from cruijff.plan import dumps
 
+        if not as_json:
+            draw.ready()
         replan.forget(manifest, out)
         try:
-            compiled = compile_manifest(manifest, out=out, overrides=sets, reuse=True)
+            compiled = compile_manifest(manifest, out=out, overrides=sets, reuse=True, validation=validation)
         except ManifestError as e:
             _fail(e, as_json, "plan")
         root = Path(compiled.plan.output_dir)

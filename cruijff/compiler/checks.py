@@ -16,7 +16,7 @@ from cruijff.compiler.resolve import HYPERPARAMETER_DEFAULTS
 from cruijff.compiler.schema import load_schema, subschema
 from cruijff.compiler.source import Source
 from cruijff.compiler.taskfile import check_tasks
-from cruijff.compiler.validate import StrictValidator, _choices_hint
+from cruijff.compiler.validate import _choices_hint, strict_validator
 
 
 def resolve_epochs(selection: Any, epochs: int, saved: list[int] | None = None) -> list[int]:
@@ -76,7 +76,7 @@ def check_references(source: Source, m: dict[str, Any]) -> list[Problem]:
                                                 source.locate(where), _choices_hint(declared[key], str(value))))
                 else:
                     sub = {"$defs": schema["$defs"], "$ref": f"#/$defs/hyperparameters/properties/{key}"}
-                    for err in StrictValidator(sub).iter_errors(value):
+                    for err in strict_validator()(sub).iter_errors(value):
                         problems.append(Problem(f"grid.{section}[{i}].{key}: {err.message}", source.locate(where),
                                                 subschema(f"#/$defs/hyperparameters/properties/{key}").get("description")))
     ev = m.get("eval")

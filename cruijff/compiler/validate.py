@@ -1,36 +1,43 @@
 """Schema validation with file:line:col for every error, reported all at once.
 
-Semantic checks the schema cannot express live in cruijff/compiler/checks.py.
+Semantic checks the schema cannot express live in cruijff/compiler/checks.py. jsonschema is
+imported where it validates (about 65 ms): `plan` validates in a child on another core while it
+imports the rest of the compiler (`ahead`).
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Iterable
-
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import ValidationError, best_match
+from functools import cache
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from cruijff.errors import Problem
 from cruijff.compiler.schema import load_schema
-from cruijff.compiler.source import Source
+from cruijff.compiler.source import Source, load
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
+    from cruijff.cores import Ahead
 
 NO_LINE_BREAK = "^[^\\n\\r]+$"  # the schema's pattern for values that reach a job script's header
 
-# JSON Schema counts 1.0 as an integer; torchtune does not (`range(1.0)` fails at run time), so an
-# integer here is a Python int and nothing else.
-_TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
-    "integer", lambda _checker, x: isinstance(x, int) and not isinstance(x, bool))
-StrictValidator = validators.extend(Draft202012Validator, type_checker=_TYPES)
-_validator: Any = None
+
+@cache
+def strict_validator() -> Any:
+    """Draft 2020-12 with a strict integer: JSON Schema counts 1.0 as an integer; torchtune does
+    not (`range(1.0)` fails at run time), so an integer here is a Python int and nothing else."""
+    from jsonschema import Draft202012Validator, validators
+
+    types = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, x: isinstance(x, int) and not isinstance(x, bool))
+    return validators.extend(Draft202012Validator, type_checker=types)
 
 
+@cache
 def validator() -> Any:
-    global _validator
-    if _validator is None:
-        _validator = StrictValidator(load_schema())
-    return _validator
+    return strict_validator()(load_schema())
 
 
 def non_finite(value: Any, path: tuple = ()) -> Iterable[tuple[tuple, float]]:
@@ -80,6 +87,8 @@ def _describe(error: ValidationError, source: Source) -> list[Problem]:
                         f"add {missing}: ..." + (f" ({desc})" if desc else ""))]
     if v in ("oneOf", "anyOf") and error.context:
         # The branch of the right type says most ('first' → "not one of all, last", not "not an array").
+        from jsonschema.exceptions import best_match
+
         fitting = [e for e in error.context if e.validator != "type"] or list(error.context)
         inner = best_match(fitting)
         if inner.validator in ("enum", "pattern", "uniqueItems", "minimum", "minItems"):
@@ -150,3 +159,41 @@ def _about_non_finite(error: ValidationError) -> bool:
     if isinstance(error.instance, float):
         return not math.isfinite(error.instance)
     return error.validator in ("oneOf", "anyOf", "uniqueItems") and next(iter(non_finite(error.instance)), None) is not None
+
+
+class Validation:
+    """Schema validation of a manifest running in a child (cruijff.cores.ahead)."""
+
+    def __init__(self, child: Ahead):
+        self.child = child
+
+    def problems(self, source: Source) -> list[Problem]:
+        """schema_problems(source): the child's answer when it validated this very text (the file
+        may have been edited in between), else validated here. Waits for the child."""
+        answer = self.close()
+        if answer is not None and answer[0] == source.text:
+            return answer[1]
+        return schema_problems(source)
+
+    def close(self) -> tuple[str, list[Problem]] | None:
+        """The child's answer (None once taken, or when it failed); the child is reaped."""
+        child, self.child = self.child, None
+        return child.result() if child is not None else None
+
+
+def ahead(path: str, overrides: Sequence[str] = ()) -> Validation | None:
+    """The manifest at `path`, with its `--set`s, loaded and validated on another core while the
+    caller goes on (None on one core). A manifest that does not load gives no answer: the caller's
+    own load reports it."""
+    from cruijff.cores import ahead as on_another_core
+
+    def work() -> tuple[str, list[Problem]]:
+        source = load(path)
+        if overrides:
+            from cruijff.compiler.overrides import apply
+
+            apply(source, overrides)
+        return source.text, schema_problems(source)
+
+    child = on_another_core(work)
+    return Validation(child) if child is not None else None

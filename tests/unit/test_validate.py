@@ -17,7 +17,9 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
+from cruijff import cores
 from cruijff.cli import cli
+from cruijff.compiler import validate
 from cruijff.compiler.pipeline import check, compile_manifest
 from cruijff.errors import ManifestError
 from cruijff.compiler.validate import did_you_mean
@@ -65,6 +67,79 @@ def test_valid_manifest_plans(path, tmp_path):
     compiled = compile_manifest(path, out=str(tmp_path / "plan"))
     assert compiled.plan.nodes
     assert all(p.severity == "warning" for p in compiled.checked.warnings)
+
+
+def _problems(path: Path, **kw) -> list[tuple]:
+    try:
+        check(path, **kw)
+    except ManifestError as e:
+        return [(str(p.location), p.message, p.hint) for p in e.problems]
+    return []
+
+
+def _validated_in_a_child(monkeypatch) -> None:
+    """Validation ahead with a core to spare; what the parent itself could validate fails the test."""
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+
+    def not_here(source):
+        raise AssertionError("validated in the parent")
+    return not_here
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_validation_in_a_child_reports_what_validation_here_does(path, monkeypatch):
+    """`plan` validates on another core while it imports the compiler: every fixture's problems,
+    at their places, as one process finds them."""
+    monkeypatch.delenv(UNSET, raising=False)
+    here = _problems(path)
+    not_here = _validated_in_a_child(monkeypatch)
+    validation = validate.ahead(str(path))
+    monkeypatch.setattr(validate, "schema_problems", not_here)  # the child forked with the real one
+    monkeypatch.setattr("cruijff.compiler.pipeline.schema_problems", not_here)
+    assert _problems(path, validation=validation) == here
+    assert validation.child is None  # taken and reaped, also when the file did not load
+
+
+def test_validation_in_a_child_applies_the_sets_and_places_their_errors_at_them(monkeypatch):
+    path = FIXTURES / "valid" / "full.yaml"
+    sets = ["finetune.hyperparameters.epochs=0", "eval.limit=-3"]
+    here = _problems(path, overrides=sets)
+    assert [where for where, *_ in here] == [f"--set {s}" for s in sets]
+    not_here = _validated_in_a_child(monkeypatch)
+    validation = validate.ahead(str(path), sets)
+    monkeypatch.setattr("cruijff.compiler.pipeline.schema_problems", not_here)
+    assert _problems(path, overrides=sets, validation=validation) == here
+
+
+@pytest.mark.parametrize("edit", ["breaks", "mends"])
+def test_a_manifest_edited_while_the_child_validated_it_is_validated_again_here(edit, tmp_path, monkeypatch):
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+    good = (FIXTURES / "valid" / "full.yaml").read_text()
+    bad = good.replace("output_dir:", "output_dirr:", 1)
+    path = tmp_path / "m.yaml"
+    path.write_text(good if edit == "breaks" else bad)
+    validation = validate.ahead(str(path))
+    path.write_text(bad if edit == "breaks" else good)
+    got = _problems(path, validation=validation)
+    assert got == _problems(path)
+    assert bool(got) == (edit == "breaks")
+    assert any("output_dirr" in message for _, message, _ in got) == (edit == "breaks")
+
+
+def test_on_one_core_validation_runs_here():
+    assert cores.workers() > 1 or validate.ahead(str(FIXTURES / "valid" / "full.yaml")) is None
+
+
+def test_plan_of_an_invalid_manifest_says_the_same_with_and_without_a_child(tmp_path, monkeypatch):
+    runner = CliRunner()
+    said = {}
+    for n in (1, 2):
+        monkeypatch.setattr(cores, "workers", lambda: n)
+        res = runner.invoke(cli, ["plan", str(FIXTURES / "invalid" / "many_schema_errors.yaml"),
+                                  "--out", str(tmp_path / f"p{n}"), "--json"])
+        assert res.exit_code == 2 and not (tmp_path / f"p{n}").exists()
+        said[n] = json.loads(res.stdout)["errors"]
+    assert said[1] == said[2] and len(said[1]) >= 3
 
 
 def test_errors_come_in_file_order():
