@@ -130,16 +130,21 @@ def test_on_one_core_validation_runs_here():
     assert cores.workers() > 1 or validate.ahead(str(FIXTURES / "valid" / "full.yaml")) is None
 
 
-def test_plan_of_an_invalid_manifest_says_the_same_with_and_without_a_child(tmp_path, monkeypatch):
+@pytest.mark.parametrize("manifest, sets, errors", [
+    ("invalid/many_schema_errors.yaml", [], 3),
+    ("valid/full.yaml", ["--set", "finetune.nope=1"], 1),  # the child's --set fails as the parent's does
+    ("invalid/yaml_syntax.yaml", [], 1),  # nothing to validate: the child's load fails as the parent's does
+])
+def test_plan_of_an_invalid_manifest_says_the_same_with_and_without_a_child(manifest, sets, errors, tmp_path,
+                                                                            monkeypatch):
     runner = CliRunner()
     said = {}
     for n in (1, 2):
         monkeypatch.setattr(cores, "workers", lambda: n)
-        res = runner.invoke(cli, ["plan", str(FIXTURES / "invalid" / "many_schema_errors.yaml"),
-                                  "--out", str(tmp_path / f"p{n}"), "--json"])
+        res = runner.invoke(cli, ["plan", str(FIXTURES / manifest), *sets, "--out", str(tmp_path / f"p{n}"), "--json"])
         assert res.exit_code == 2 and not (tmp_path / f"p{n}").exists()
         said[n] = json.loads(res.stdout)["errors"]
-    assert said[1] == said[2] and len(said[1]) >= 3
+    assert said[1] == said[2] and len(said[1]) >= errors
 
 
 def test_errors_come_in_file_order():
