@@ -1,7 +1,7 @@
 """Work spread over the machine's cores: the first plan of a big grid (issue 27.4), the token fit
 of a big dataset (27.5); and work done ahead on another core while this one goes on (`ahead`: a
-re-plan's check of its plan files, one stat each: 14,000 for 5,000 jobs; the manifest's schema
-validation, jsonschema's 65 ms import included, while plan imports the rest of the compiler).
+re-plan's check of its plan files, one stat each: 14,000 for 5,000 jobs; the manifest parsed and
+validated, jsonschema's 65 ms import included, while plan imports the rest of the compiler).
 
 Rendering 5,000 nodes, creating their 14,000 files or counting a million rows' tokens is Python
 work that holds the interpreter lock, so threads do not share it out; a forked process does.

@@ -94,7 +94,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
                 return
         from cruijff.compiler import validate
 
-        validation = validate.ahead(manifest, sets)  # on another core, while plan loads what it uses
+        loading = validate.ahead(manifest, sets)  # on another core, while plan loads what it uses
         from cruijff.compiler.pipeline import compile_manifest, with_store_keys
         from cruijff.compiler.summary import plan_summary, setting_changes
         from cruijff.compiler.write import write_plan
@@ -103,7 +103,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         _ready_to_compile(as_json)
         replan.forget(manifest, out)
         try:
-            compiled = compile_manifest(manifest, out=out, overrides=sets, reuse=True, validation=validation)
+            compiled = compile_manifest(manifest, out=out, overrides=sets, reuse=True, loading=loading)
         except ManifestError as e:
             _fail(e, as_json, "plan")
         root = Path(compiled.plan.output_dir)

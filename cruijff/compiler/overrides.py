@@ -22,7 +22,19 @@ from ruamel.yaml.error import YAMLError
 from cruijff.errors import Location, ManifestError, Problem
 
 _SEGMENT = re.compile(r"[^.\[\]]+|\[\d+\]")
-_MISSING = object()
+
+
+class _Missing:
+    """No value in the manifest: one object, also after pickling (`plan` loads in a child)."""
+
+    def __reduce__(self) -> str:
+        return "_MISSING"
+
+    def __repr__(self) -> str:
+        return "_MISSING"
+
+
+_MISSING = _Missing()
 
 
 @dataclass(frozen=True)

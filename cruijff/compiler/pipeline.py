@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from cruijff.compiler import cells, render_cache, token_fit
@@ -26,12 +26,15 @@ from cruijff.compiler.render.sbatch import UnsafeValue
 from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.compiler.renderer import Renderer
 from cruijff.compiler.resolve import resolve
-from cruijff.compiler.source import Source, load, to_plain
-from cruijff.compiler.validate import Validation, schema_problems
+from cruijff.compiler.source import Source, to_plain
+from cruijff.compiler.validate import load_checked
 from cruijff.compiler.write import text_size
 from cruijff.errors import ManifestError, Problem
 from cruijff.paths import recipes_dir
 from cruijff.plan import PREPARE, Node, Plan, PlanText, read_plan_text
+
+if TYPE_CHECKING:
+    from cruijff.cores import Ahead
 
 
 @dataclass(frozen=True)
@@ -68,25 +71,15 @@ class Compiled:
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
           check_paths: bool = True, measure: token_fit.Runner | None = None,
-          overrides: tuple[str, ...] | list[str] = (), validation: Validation | None = None) -> Checked:
+          overrides: tuple[str, ...] | list[str] = (), loading: Ahead | None = None) -> Checked:
     """Load and check a manifest; every error at once as a ManifestError.
 
     measure: how token lengths are measured (cruijff.compiler.token_fit; tests pass a fake).
     overrides: `--set KEY=VALUE` arguments, applied to the loaded document before validation.
-    validation: this manifest's schema validation already running in a child (validate.ahead).
+    loading: load_checked of this manifest and overrides, running in a child (validate.ahead).
     """
-    try:
-        source = load(path)
-        applied: tuple = ()
-        if overrides:
-            from cruijff.compiler import overrides as overriding
-
-            applied = tuple(overriding.apply(source, overrides))
-    except BaseException:
-        if validation is not None:
-            validation.close()
-        raise
-    problems = validation.problems(source) if validation is not None else schema_problems(source)
+    done = loading.result() if loading is not None else None
+    source, applied, problems = done or load_checked(path, overrides)
     if problems:
         raise ManifestError(problems)
     manifest, problems = resolve(source, to_plain(source.data), env)
@@ -132,12 +125,12 @@ def _file_order(p: Problem) -> tuple[int, int]:
 def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
                      recipes: str | None = None, check_paths: bool = True,
                      measure: token_fit.Runner | None = None, overrides: tuple[str, ...] | list[str] = (),
-                     reuse: bool = False, validation: Validation | None = None) -> Compiled:
+                     reuse: bool = False, loading: Ahead | None = None) -> Compiled:
     """reuse: keep every node the plan on disk has as this plan renders it, instead of rendering it
     (cruijff.compiler.render_cache); `plan` saves Compiled.rendered after writing the plan.
-    validation: see `check`."""
+    loading: see `check`."""
     checked = check(path, out=out, env=env, check_paths=check_paths, measure=measure, overrides=overrides,
-                    validation=validation)
+                    loading=loading)
     m = checked.manifest
     ahead = render_cache.check_ahead(m["output_dir"]) if reuse else None  # while the graph is built
     g = build_graph(m, checked.runs)

@@ -16,10 +16,9 @@ from cruijff.errors import Location, ManifestError, Problem
 class Source:
     """A loaded manifest: its data (ruamel CommentedMap) and where each value came from."""
 
-    def __init__(self, path: Path, data: Any, text: str = ""):
+    def __init__(self, path: Path, data: Any):
         self.path = path
         self.data = data
-        self.text = text  # as read from the file
         self.overridden: dict[tuple, Location] = {}  # key path → its `--set` (cruijff.compiler.overrides)
 
     @property
@@ -96,7 +95,7 @@ def load(path: str | Path) -> Source:
     if not isinstance(data, CommentedMap):
         raise ManifestError([Problem("the manifest must be a mapping of keys to values", Location(display, 1, 1),
                                      "start from experiments/tiny.yaml")])
-    return Source(p, data, text)
+    return Source(p, data)
 
 
 MAX_VALUES = 100_000  # values a manifest may hold with its aliases expanded (a real one holds hundreds)

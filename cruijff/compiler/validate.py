@@ -17,6 +17,8 @@ from cruijff.compiler.schema import load_schema
 from cruijff.compiler.source import Source, load
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jsonschema.exceptions import ValidationError
 
     from cruijff.cores import Ahead
@@ -161,39 +163,23 @@ def _about_non_finite(error: ValidationError) -> bool:
     return error.validator in ("oneOf", "anyOf", "uniqueItems") and next(iter(non_finite(error.instance)), None) is not None
 
 
-class Validation:
-    """Schema validation of a manifest running in a child (cruijff.cores.ahead)."""
+def load_checked(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Source, tuple, list[Problem]]:
+    """The pipeline's first stages, load → overrides → schema: the manifest with its `--set`s
+    applied (and those `--set`s, cruijff.compiler.overrides.Override), and its schema problems."""
+    source = load(path)
+    applied: tuple = ()
+    if overrides:
+        from cruijff.compiler.overrides import apply
 
-    def __init__(self, child: Ahead):
-        self.child = child
-
-    def problems(self, source: Source) -> list[Problem]:
-        """schema_problems(source): the child's answer when it validated this very text (the file
-        may have been edited in between), else validated here. Waits for the child."""
-        answer = self.close()
-        if answer is not None and answer[0] == source.text:
-            return answer[1]
-        return schema_problems(source)
-
-    def close(self) -> tuple[str, list[Problem]] | None:
-        """The child's answer (None once taken, or when it failed); the child is reaped."""
-        child, self.child = self.child, None
-        return child.result() if child is not None else None
+        applied = tuple(apply(source, overrides))
+    return source, applied, schema_problems(source)
 
 
-def ahead(path: str, overrides: Sequence[str] = ()) -> Validation | None:
-    """The manifest at `path`, with its `--set`s, loaded and validated on another core while the
-    caller goes on (None on one core). A manifest that does not load gives no answer: the caller's
-    own load reports it."""
+def ahead(path: str | Path, overrides: Sequence[str] = ()) -> Ahead | None:
+    """load_checked in a child on another core while the caller goes on (None on one core): `plan`
+    imports the rest of the compiler meanwhile. Its result is the parsed manifest (unpickled in
+    1 ms, parsed in 15-30), or None where the manifest did not load: the caller's own load_checked
+    then reports why."""
     from cruijff.cores import ahead as on_another_core
 
-    def work() -> tuple[str, list[Problem]]:
-        source = load(path)
-        if overrides:
-            from cruijff.compiler.overrides import apply
-
-            apply(source, overrides)
-        return source.text, schema_problems(source)
-
-    child = on_another_core(work)
-    return Validation(child) if child is not None else None
+    return on_another_core(lambda: load_checked(path, overrides))

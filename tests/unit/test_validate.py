@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from cruijff import cores
 from cruijff.cli import cli
-from cruijff.compiler import validate
+from cruijff.compiler import pipeline, validate
 from cruijff.compiler.pipeline import check, compile_manifest
 from cruijff.errors import ManifestError
 from cruijff.compiler.validate import did_you_mean
@@ -77,53 +77,80 @@ def _problems(path: Path, **kw) -> list[tuple]:
     return []
 
 
-def _validated_in_a_child(monkeypatch) -> None:
-    """Validation ahead with a core to spare; what the parent itself could validate fails the test."""
+def _loaded_in_a_child(monkeypatch, path: Path, sets=()) -> tuple:
+    """validate.ahead with a core to spare, and a record of what the parent itself loads afterwards."""
     monkeypatch.setattr(cores, "workers", lambda: 2)
+    loading = validate.ahead(str(path), sets)
+    here: list[str] = []
+    real = pipeline.load_checked
 
-    def not_here(source):
-        raise AssertionError("validated in the parent")
-    return not_here
+    def load_checked(path, overrides=()):
+        here.append(str(path))
+        return real(path, overrides)
+
+    monkeypatch.setattr(pipeline, "load_checked", load_checked)  # the child forked with the real one
+    return loading, here
 
 
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
-def test_validation_in_a_child_reports_what_validation_here_does(path, monkeypatch):
-    """`plan` validates on another core while it imports the compiler: every fixture's problems,
-    at their places, as one process finds them."""
+def test_a_manifest_loaded_and_validated_in_a_child_reports_what_one_process_does(path, monkeypatch):
+    """`plan` loads and validates on another core while it imports the compiler: every fixture's
+    problems, at their places, as one process finds them; the parent loads the manifest itself
+    only when it did not load in the child (its own load then says why)."""
     monkeypatch.delenv(UNSET, raising=False)
-    here = _problems(path)
-    not_here = _validated_in_a_child(monkeypatch)
-    validation = validate.ahead(str(path))
-    monkeypatch.setattr(validate, "schema_problems", not_here)  # the child forked with the real one
-    monkeypatch.setattr("cruijff.compiler.pipeline.schema_problems", not_here)
-    assert _problems(path, validation=validation) == here
-    assert validation.child is None  # taken and reaped, also when the file did not load
+    alone = _problems(path)
+    loading, here = _loaded_in_a_child(monkeypatch, path)
+    assert _problems(path, loading=loading) == alone
+    loads = path.stem not in ("empty", "not_a_mapping", "yaml_syntax")
+    assert here == ([] if loads else [str(path)])
+    with pytest.raises(ChildProcessError):  # the child was waited for
+        os.waitpid(loading.pid, os.WNOHANG)
 
 
-def test_validation_in_a_child_applies_the_sets_and_places_their_errors_at_them(monkeypatch):
+SHIPPED = sorted((REPO / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", [*VALID, *SHIPPED], ids=[f"{p.parent.name}/{p.stem}" for p in [*VALID, *SHIPPED]])
+def test_a_manifest_parsed_in_a_child_compiles_to_the_same_plan(path, tmp_path, monkeypatch):
+    """The child's parsed manifest comes back pickled (ruamel's round-trip data, with every value's
+    line and column): the plan compiled from it is the plan compiled from a manifest parsed here."""
+    monkeypatch.chdir(path.parent)
+    monkeypatch.setenv("SCRATCH", str(tmp_path))
+    checks = path not in SHIPPED  # the shipped ones' models are made by the demo
+    alone = compile_manifest(path, out=str(tmp_path / "alone"), check_paths=checks)
+    loading, here = _loaded_in_a_child(monkeypatch, path)
+    ahead = compile_manifest(path, out=str(tmp_path / "alone"), check_paths=checks, loading=loading)
+    assert here == []
+    assert ahead.files == alone.files and ahead.plan == alone.plan and ahead.store == alone.store
+    assert [str(w) for w in ahead.checked.warnings] == [str(w) for w in alone.checked.warnings]
+
+
+def test_a_plan_with_sets_loaded_in_a_child_records_them_as_one_process_does(tmp_path, monkeypatch):
+    path, sets = FIXTURES / "valid" / "full.yaml", ["eval.limit=3", "eval.max_tokens=7"]
+    alone = compile_manifest(path, out=str(tmp_path / "p"), overrides=sets)
+    loading, here = _loaded_in_a_child(monkeypatch, path, sets)
+    ahead = compile_manifest(path, out=str(tmp_path / "p"), overrides=sets, loading=loading)
+    assert here == [] and ahead.files == alone.files and ahead.checked.overrides == alone.checked.overrides
+    header = ahead.files["manifest.yaml"]
+    assert "#   eval.limit = 3   (manifest: 5)" in header and "#   eval.max_tokens = 7   (manifest: not set)" in header
+
+
+def test_a_manifest_parsed_in_a_child_keeps_its_places_through_anchors_and_merges(tmp_path, monkeypatch):
+    path = tmp_path / "m.yaml"
+    path.write_text("experiment: e\noutput_dir: out\nmodels:\n  a: &m {path: /m, family: custom}\n"
+                    "  b: {<<: *m, path: /n}\ngrid: {model: [a, b, 7]}\nbad: &x [1, 2]\nworse: *x\n")
+    alone = _problems(path)
+    loading, here = _loaded_in_a_child(monkeypatch, path)
+    assert _problems(path, loading=loading) == alone and len(alone) >= 2 and here == []
+
+
+def test_a_manifest_loaded_in_a_child_applies_the_sets_and_places_their_errors_at_them(monkeypatch):
     path = FIXTURES / "valid" / "full.yaml"
     sets = ["finetune.hyperparameters.epochs=0", "eval.limit=-3"]
-    here = _problems(path, overrides=sets)
-    assert [where for where, *_ in here] == [f"--set {s}" for s in sets]
-    not_here = _validated_in_a_child(monkeypatch)
-    validation = validate.ahead(str(path), sets)
-    monkeypatch.setattr("cruijff.compiler.pipeline.schema_problems", not_here)
-    assert _problems(path, overrides=sets, validation=validation) == here
-
-
-@pytest.mark.parametrize("edit", ["breaks", "mends"])
-def test_a_manifest_edited_while_the_child_validated_it_is_validated_again_here(edit, tmp_path, monkeypatch):
-    monkeypatch.setattr(cores, "workers", lambda: 2)
-    good = (FIXTURES / "valid" / "full.yaml").read_text()
-    bad = good.replace("output_dir:", "output_dirr:", 1)
-    path = tmp_path / "m.yaml"
-    path.write_text(good if edit == "breaks" else bad)
-    validation = validate.ahead(str(path))
-    path.write_text(bad if edit == "breaks" else good)
-    got = _problems(path, validation=validation)
-    assert got == _problems(path)
-    assert bool(got) == (edit == "breaks")
-    assert any("output_dirr" in message for _, message, _ in got) == (edit == "breaks")
+    alone = _problems(path, overrides=sets)
+    assert [where for where, *_ in alone] == [f"--set {s}" for s in sets]
+    loading, here = _loaded_in_a_child(monkeypatch, path, sets)
+    assert _problems(path, overrides=sets, loading=loading) == alone and here == []
 
 
 def test_on_one_core_validation_runs_here():
