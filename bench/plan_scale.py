@@ -56,6 +56,17 @@ edit 0.246–0.260 s; 5,000 jobs first plan 1.17–1.32 s (3.29–3.36×), uncha
 one edit 0.480–0.541 s (≤ 0.5 s in three of the four); 100 jobs 0.246 s (4.5×), 1,000 jobs
 0.413 s (3.6×). Interleaved pairs of the one-edit re-plan, before → after: 0.65 → 0.56 s.
 
+2026-12-04, third session (the manifest parsed, its --sets applied and validated in a child while
+plan imports the rest of the compiler and what it uses after the compile: jsonschema's 65 ms
+import and the 25 ms parse leave the parent's path; cruijff.compiler.validate.ahead): interleaved
+pairs against 8f5b58f, 500 jobs first plan 0.352 → 0.316 s median (fastest 0.316 → 0.263 s), the
+unchanged re-plan of 5,000 jobs equal (0.159 / 0.152 s), the one-edit re-plan within the noise
+(0.611 → 0.594 s median, fastest 0.490 → 0.448 s: the parent now waits ~30 ms for the child,
+whose jsonschema import and parse are the longer path). Nine runs of this bench, in mostly slow
+phases (snakemake -n of 5,000 jobs 3.8–5.8 s): 500 jobs first plan 0.339–0.469 s (3.4–4.6×
+paired), 5,000 jobs 1.16–1.69 s (2.85–3.65×), unchanged 0.142–0.182 s, one edit 0.506–0.651 s;
+100 jobs 0.213 s (5.1×), 1,000 jobs 0.484 s (4.4×).
+
     python bench/plan_scale.py                    # 100, 1,000 and 5,000 jobs, 3 pairs each
     python bench/plan_scale.py --jobs 500 --repeat 5
     python bench/plan_scale.py --jobs 5000 --profile   # cProfile of one in-process compile + write

@@ -140,7 +140,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
 
 def _ready_to_compile(as_json: bool) -> None:
     """Load what a plan that compiles uses after the compile (~20 ms, rich's ~30 more) while its
-    manifest is validated on another core: that time is the child's anyway."""
+    manifest is parsed and validated on another core: that time is the child's anyway."""
     import concurrent.futures.thread  # noqa: F401 - the writers of the plan's files
     from cruijff.compiler import capacity, estimate  # noqa: F401
     from cruijff.run.executors import select  # noqa: F401

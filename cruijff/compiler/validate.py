@@ -1,8 +1,8 @@
 """Schema validation with file:line:col for every error, reported all at once.
 
 Semantic checks the schema cannot express live in cruijff/compiler/checks.py. jsonschema is
-imported where it validates (about 65 ms): `plan` validates in a child on another core while it
-imports the rest of the compiler (`ahead`).
+imported where it validates (about 65 ms): `plan` loads and validates in a child on another core
+while it imports the rest of the compiler (`ahead`).
 """
 
 from __future__ import annotations
