@@ -161,15 +161,16 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
             renderer.keys.adopt(spec, parents, near, store_key, text)
         else:
             if node_id in ahead:
-                node_files, normalised, text = ahead[node_id]
+                node_files, normalised, text, shape = ahead[node_id]
                 hashes[node_id] = _node_hash(spec, inputs, [hashes[p] for p in parents], node_files)
                 renderer.keys.add_normalised(spec, parents, normalised, text)
             else:
                 node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs,
                                                            [hashes[p] for p in parents])
                 renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
+                shape = None
             if key:
-                shapes[node_id] = header_shape(node_files["job.sbatch"])
+                shapes[node_id] = header_shape(node_files["job.sbatch"]) if shape is None else shape
                 entries[node_id] = (key, {rel: text_size(t) for rel, t in node_files.items()}, hashes[node_id],
                                     *renderer.keys.stored(node_id), shapes[node_id])
             files.update({f"{node_id}/{rel}": t for rel, t in node_files.items()})

@@ -22,21 +22,25 @@ class _Renderer(Protocol):
     def take_settings(self, node_id: str) -> dict[str, Any]: ...
 
 
+Rendered = tuple[dict[str, str], dict[str, Any], str, tuple[str, ...]]
+
+
 def render_ahead(renderer: _Renderer, specs: list[JobSpec], parents_of: dict[str, tuple[str, ...]],
-                 inputs_of: dict[str, dict[str, str]]) -> dict[str, tuple[dict[str, str], dict[str, Any], str]]:
-    """Node id → its files and store-key settings (as data and as JSON). Empty when forking is not
-    worth it or a node does not render: the loop then renders each node itself and reports an
-    error where the manifest has it."""
+                 inputs_of: dict[str, dict[str, str]]) -> dict[str, Rendered]:
+    """Node id → its files, store-key settings (as data and as JSON) and job script header shape
+    (cruijff.compiler.batching.header_shape). Empty when forking is not worth it or a node does not
+    render: the loop then renders each node itself and reports an error where the manifest has it."""
+    from cruijff.compiler.batching import header_shape
     from cruijff.cores import on_cores
     from cruijff.store.keys import settings_text
 
-    def one(spec: JobSpec) -> tuple[dict[str, str], dict[str, Any], str]:
+    def one(spec: JobSpec) -> Rendered:
         files = renderer.render(spec)
         settings = renderer.keys.normalised(spec, parents_of[spec.id], inputs_of[spec.id],
                                             renderer.take_settings(spec.id))
-        return files, settings, settings_text(settings)
+        return files, settings, settings_text(settings), header_shape(files["job.sbatch"])
 
-    def work(share: list[JobSpec]) -> list[tuple[dict[str, str], dict[str, Any], str]]:
+    def work(share: list[JobSpec]) -> list[Rendered]:
         return [one(spec) for spec in share]
 
     try:

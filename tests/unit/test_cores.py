@@ -79,7 +79,7 @@ def outcome(compiled) -> tuple:
     text: test_store checks the joining against the whole document)."""
     written = pipeline.with_store_keys(compiled)[SETTINGS_FILE]
     return (compiled.files, [(n.id, n.hash, n.inputs) for n in compiled.plan.nodes],
-            json.dumps(compiled.store, sort_keys=True, default=str), written)
+            json.dumps(compiled.store, sort_keys=True, default=str), written, compiled.shapes, compiled.rendered)
 
 
 def forked(monkeypatch, on: bool) -> None:
@@ -93,13 +93,14 @@ def test_rendering_in_processes_equals_rendering_in_one(name, tmp_path, monkeypa
     monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
     path = REPO / "experiments" / f"{name}.yaml"
     forked(monkeypatch, False)
-    one = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False)
+    # reuse: as `plan` compiles (nothing on disk to keep), with the job scripts' header shapes
+    one = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False, reuse=True)
     forked(monkeypatch, True)
     rendered = []
     real = renderer.Renderer.render
     monkeypatch.setattr(renderer.Renderer, "render", lambda self, spec: rendered.append(spec.id) or real(self, spec))
-    many = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False)
-    assert outcome(many) == outcome(one)
+    many = pipeline.compile_manifest(path, out=str(tmp_path / "plan"), check_paths=False, reuse=True)
+    assert outcome(many) == outcome(one) and len(one.shapes) == sum(n.kind != "prepare" for n in one.plan.nodes)
     assert 0 < len(rendered) < len(one.plan.nodes), "the parent rendered every node itself"
 
 
