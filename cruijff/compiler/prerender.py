@@ -27,9 +27,10 @@ Rendered = tuple[dict[str, str], dict[str, Any], str, tuple[str, ...]]
 
 def render_ahead(renderer: _Renderer, specs: list[JobSpec], parents_of: dict[str, tuple[str, ...]],
                  inputs_of: dict[str, dict[str, str]]) -> dict[str, Rendered]:
-    """Node id → its files, store-key settings (as data and as JSON) and job script header shape
-    (cruijff.compiler.batching.header_shape). Empty when forking is not worth it or a node does not
-    render: the loop then renders each node itself and reports an error where the manifest has it."""
+    """Node id → its files, store-key settings (as JSON, with the fields of them NodeKeys reads:
+    key_fields) and job script header shape (cruijff.compiler.batching.header_shape). Empty when
+    forking is not worth it or a node does not render: the loop then renders each node itself and
+    reports an error where the manifest has it."""
     from cruijff.compiler.batching import header_shape
     from cruijff.cores import on_cores
     from cruijff.store.keys import settings_text
@@ -38,7 +39,7 @@ def render_ahead(renderer: _Renderer, specs: list[JobSpec], parents_of: dict[str
         files = renderer.render(spec)
         settings = renderer.keys.normalised(spec, parents_of[spec.id], inputs_of[spec.id],
                                             renderer.take_settings(spec.id))
-        return files, settings, settings_text(settings), header_shape(files["job.sbatch"])
+        return files, renderer.keys.key_fields(settings), settings_text(settings), header_shape(files["job.sbatch"])
 
     def work(share: list[JobSpec]) -> list[Rendered]:
         return [one(spec) for spec in share]
