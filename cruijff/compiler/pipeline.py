@@ -161,9 +161,9 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
             renderer.keys.adopt(spec, parents, near, store_key, text)
         else:
             if node_id in ahead:
-                node_files, normalised, text, shape = ahead[node_id]
+                node_files, key_fields, text, shape = ahead[node_id]
                 hashes[node_id] = _node_hash(spec, inputs, [hashes[p] for p in parents], node_files)
-                renderer.keys.add_normalised(spec, parents, normalised, text)
+                renderer.keys.add_normalised(spec, parents, key_fields, text)
             else:
                 node_files, hashes[node_id] = _render_node(renderer, spec, checked.source, inputs,
                                                            [hashes[p] for p in parents])
