@@ -138,15 +138,20 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
     _show(shown, diff, details, as_json, (slurm, fit))
 
 
-def _ready_to_compile(as_json: bool) -> None:
-    """Load what a plan that compiles uses after the compile (~20 ms, rich's ~30 more) while its
-    manifest is parsed and validated on another core: that time is the child's anyway."""
-    import concurrent.futures.thread  # noqa: F401 - the writers of the plan's files
-    from cruijff.compiler import capacity, estimate  # noqa: F401
-    from cruijff.run.executors import select  # noqa: F401
-    from cruijff.run.executors.slurm import facts, limits  # noqa: F401
-    from cruijff.store import reuse  # noqa: F401
+# What a plan that compiles imports after the compile: the writers' threads, the summary's
+# capacity and estimate, the SLURM layout's facts and limits, the store lookup.
+USED_AFTER_COMPILE = ("concurrent.futures.thread", "cruijff.compiler.capacity", "cruijff.compiler.estimate",
+                      "cruijff.run.executors.select", "cruijff.run.executors.slurm.facts",
+                      "cruijff.run.executors.slurm.limits", "cruijff.store.reuse")
 
+
+def _ready_to_compile(as_json: bool) -> None:
+    """Load USED_AFTER_COMPILE (~20 ms) and rich (~30 ms) while the manifest is parsed and
+    validated on another core: that time is the child's anyway."""
+    from importlib import import_module
+
+    for name in USED_AFTER_COMPILE:
+        import_module(name)
     if not as_json:
         draw.ready()
 
