@@ -58,14 +58,14 @@ one edit 0.480–0.541 s (≤ 0.5 s in three of the four); 100 jobs 0.246 s (4.5
 
 2026-12-04, third session (the manifest parsed, its --sets applied and validated in a child while
 plan imports the rest of the compiler and what it uses after the compile: jsonschema's 65 ms
-import and the 25 ms parse leave the parent's path; cruijff.compiler.validate.ahead): interleaved
-pairs against 8f5b58f, 500 jobs first plan 0.352 → 0.316 s median (fastest 0.316 → 0.263 s), the
-unchanged re-plan of 5,000 jobs equal (0.159 / 0.152 s), the one-edit re-plan within the noise
-(0.611 → 0.594 s median, fastest 0.490 → 0.448 s: the parent now waits ~30 ms for the child,
-whose jsonschema import and parse are the longer path). Nine runs of this bench, in mostly slow
-phases (snakemake -n of 5,000 jobs 3.8–5.8 s): 500 jobs first plan 0.339–0.469 s (3.4–4.6×
-paired), 5,000 jobs 1.16–1.69 s (2.85–3.65×), unchanged 0.142–0.182 s, one edit 0.506–0.651 s;
-100 jobs 0.213 s (5.1×), 1,000 jobs 0.484 s (4.4×).
+import and the 25 ms parse leave the parent's path, cruijff.compiler.validate.ahead; a first
+plan's workers hand back header shapes and slimmer store-key settings): interleaved pairs
+against 8f5b58f, 500 jobs first plan 0.352 → 0.316 s median, one-edit re-plan of 5,000 jobs
+0.564 → 0.506 s median (fastest 0.494 → 0.447 s), unchanged re-plan equal (0.159 / 0.152 s).
+Five runs of this bench on the final code (snakemake -n of 5,000 jobs 3.9–4.5 s): 500 jobs first
+plan 0.290–0.408 s (3.7–4.1× paired), 5,000 jobs 1.13–1.35 s (3.26–3.55×), unchanged
+0.128–0.172 s, one edit 0.469–0.569 s; 100 jobs 0.221 s (5.1×), 1,000 jobs 0.451 s (3.8×). The
+parent now waits ~30 ms for the child (its jsonschema import and parse are the longer path).
 
     python bench/plan_scale.py                    # 100, 1,000 and 5,000 jobs, 3 pairs each
     python bench/plan_scale.py --jobs 500 --repeat 5
