@@ -153,8 +153,11 @@ def test_a_manifest_loaded_in_a_child_applies_the_sets_and_places_their_errors_a
     assert _problems(path, overrides=sets, loading=loading) == alone and here == []
 
 
-def test_on_one_core_validation_runs_here():
-    assert cores.workers() > 1 or validate.ahead(str(FIXTURES / "valid" / "full.yaml")) is None
+def test_on_one_core_the_manifest_is_loaded_and_validated_here(monkeypatch):
+    monkeypatch.setattr(cores, "workers", lambda: 1)
+    assert validate.ahead(str(FIXTURES / "valid" / "full.yaml")) is None  # no child
+    monkeypatch.setattr(cores, "workers", lambda: 2)
+    assert validate.ahead(str(FIXTURES / "valid" / "full.yaml")).result()[2] == []
 
 
 @pytest.mark.parametrize("manifest, sets, errors", [
