@@ -79,9 +79,7 @@ def load(output_dir: str, ctx: str, on_disk: str) -> tuple[Entries, Identity | N
     """The last plan's entries, when they were rendered in this context and that plan is the
     plan.json on disk (on_disk: its plan_digest), else none; and the identity of the file read."""
     try:
-        with open(_path(output_dir), "rb") as f:
-            identity = _identity(os.fstat(f.fileno()))
-            doc = pickle.load(f)
+        identity, doc = _read(output_dir)
     except Exception:  # missing, truncated, or written by another cruijff: a miss, never an error
         return {}, None
     if not isinstance(doc, dict) or doc.get("context") != ctx or doc.get("plan") != on_disk:
@@ -100,12 +98,16 @@ def check_ahead(output_dir: str) -> Ahead | None:
     return ahead(lambda: _check(output_dir))
 
 
+def _read(output_dir: str) -> tuple[Identity, Any]:
+    """The identity of output_dir's cache file and what it holds."""
+    with open(_path(output_dir), "rb") as f:
+        return _identity(os.fstat(f.fileno())), pickle.load(f)
+
+
 def _check(output_dir: str) -> tuple[Identity, set[str]]:
     """The identity of the cache file read, and the nodes of its entries with a file missing."""
-    with open(_path(output_dir), "rb") as f:
-        identity = _identity(os.fstat(f.fileno()))
-        entries = pickle.load(f)["nodes"]
-    return identity, missing(output_dir, entries)
+    identity, doc = _read(output_dir)
+    return identity, missing(output_dir, doc["nodes"])
 
 
 def missing(output_dir: str, entries: Entries, identity: Identity | None = None,
