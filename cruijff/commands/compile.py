@@ -98,7 +98,6 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         from cruijff.compiler.pipeline import compile_manifest, with_store_keys
         from cruijff.compiler.summary import plan_summary, setting_changes
         from cruijff.compiler.write import write_plan
-        from cruijff.plan import dumps
 
         _ready_to_compile(as_json)
         replan.forget(manifest, out)
@@ -111,8 +110,8 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
         # Read before write_plan replaces them: the old rendered files say which settings changed.
         details = setting_changes(old, compiled.plan, compiled.files, lambda rel: _read(root / rel)) if old else {}
         files = with_store_keys(compiled)
-        text = dumps(compiled.plan, compiled.kept_lines())
-        diff = write_plan(compiled.plan, files, old, text)
+        plan_json = compiled.plan_json()
+        diff = write_plan(compiled.plan, files, old, plan_json)
     from cruijff.compiler.capacity import resource_groups
     from cruijff.compiler.estimate import estimate_plan  # GPU-hours and disk from the data (no torch)
 
@@ -132,7 +131,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
                             groups=groups)
     if slurm and "error" not in slurm:
         shown["layouts"][str(slurm["max_array_size"])] = {k: slurm[k] for k in LAYOUT_KEYS}
-    _remember(manifest, out, sets, compiled, files, text, shown)  # the caches the next plan starts from
+    _remember(manifest, out, sets, compiled, files, plan_json, shown)  # the caches the next plan starts from
     shown["store"] = _store(compiled.plan.output_dir, compiled.plan.cluster, no_store, shown["estimate"],
                             compiled.store)
     _show(shown, diff, details, as_json, (slurm, fit))
@@ -156,9 +155,9 @@ def _ready_to_compile(as_json: bool) -> None:
         draw.ready()
 
 
-def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, files: dict[str, str],
-              text: str, shown: dict) -> None:
-    """For the next plan: the render cache of this plan directory (beside plan.json's `text`), and
+def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, files: dict[str, str | bytes],
+              plan_json: bytes, shown: dict) -> None:
+    """For the next plan: the render cache of this plan directory (beside the plan.json written), and
     the stamp that lets a plan of the same manifest with nothing changed skip compiling (both best
     effort)."""
     from cruijff.compiler import render_cache, replan
@@ -167,7 +166,7 @@ def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, f
     from cruijff.paths import recipes_dir
     from cruijff.plan import PLAN_FILE, plan_digest
 
-    render_cache.save(compiled.plan.output_dir, *compiled.rendered, plan_digest(text.encode("utf-8")))
+    render_cache.save(compiled.plan.output_dir, *compiled.rendered, plan_digest(plan_json))
     if any(w["message"].startswith(NOT_MEASURED) for w in shown["warnings"]):
         return  # measured next time
     # the sizes just written, plan.json's included (14,000 stats less for 5,000 jobs)
@@ -175,7 +174,7 @@ def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, f
     for node_id, kept in compiled.kept.items():  # on disk at these sizes (checked by the compile)
         names += [f"{node_id}/{rel}" for rel in kept]
         sizes += kept.values()
-    sizes.append(text_size(text))
+    sizes.append(len(plan_json))
     replan.record(manifest, out, compiled.checked.manifest, str(recipes_dir()), compiled.plan.output_dir,
                   [*names, PLAN_FILE], shown, sets, sizes=sizes)
 

@@ -89,12 +89,19 @@ class NodeKeys:
         self._near[spec.id] = near
         self._texts[spec.id] = text
 
-    def settings_document(self) -> str:
+    def settings_file(self) -> str:
         """store-settings.json's text: each node's store-key settings (nested: flattened only where
         they are compared, for a miss with a near entry or a publish) as compact JSON with sorted
-        keys, put together from each node's settings text."""
+        keys and a newline, put together from each node's settings text in one join (5,000 nodes:
+        5 MB, each copy of which cost 4 ms of fresh memory here)."""
         quote = encode_basestring_ascii  # json.dumps of a string, without its per-call set-up
-        return "{" + ",".join(f"{quote(i)}:{self._texts[i]}" for i in sorted(self._texts)) + "}"
+        pieces = ["{"]
+        for node_id in sorted(self._texts):
+            pieces += (quote(node_id), ":", self._texts[node_id], ",")
+        pieces.append("}\n")
+        if len(pieces) > 2:
+            pieces[-2] = ""  # the last comma
+        return "".join(pieces)
 
     def document(self) -> dict[str, Any]:
         """What `plan` writes to store-keys.json: each node's key (None: never stored), near keys

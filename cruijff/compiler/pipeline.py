@@ -31,7 +31,7 @@ from cruijff.compiler.validate import load_checked
 from cruijff.compiler.write import text_size
 from cruijff.errors import ManifestError, Problem
 from cruijff.paths import recipes_dir
-from cruijff.plan import PREPARE, Node, Plan, PlanText, read_plan_text
+from cruijff.plan import PREPARE, Node, Plan, PlanText, encode, read_plan_text
 
 if TYPE_CHECKING:
     from cruijff.cores import Ahead
@@ -56,7 +56,7 @@ class Compiled:
     checked: Checked
     store: dict[str, Any] = field(default_factory=dict)  # store-keys.json's document (cruijff.store.keys)
     rendered: tuple[str, dict] = ("", {})  # (context, entries) for the next plan (cruijff.compiler.render_cache)
-    store_settings: str = "{}"  # store-settings.json's text: each node's store-key settings, compact sorted JSON
+    store_settings: str = "{}\n"  # store-settings.json's text: each node's store-key settings, compact sorted JSON
     # With reuse: the plan.json this plan replaces; the nodes kept as it has them (node id → its
     # files' sizes: they are on disk, nothing to write; their lines there are theirs in the new
     # plan.json); every keyed node's job script header shape (cruijff.compiler.batching.header_shape).
@@ -64,9 +64,9 @@ class Compiled:
     kept: dict[str, dict[str, int]] = field(default_factory=dict)
     shapes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def kept_lines(self) -> dict[str, str]:
-        """The kept nodes' lines in the plan.json this plan replaces (plan.dumps puts them back)."""
-        return {node_id: self.previous.line(node_id) for node_id in self.kept} if self.previous else {}
+    def plan_json(self) -> bytes:
+        """plan.json's bytes, the kept nodes' lines copied from the plan.json this plan replaces."""
+        return encode(self.plan, self.previous, self.kept)
 
 
 def check(path: str | Path, *, out: str | None = None, env: dict[str, str] | None = None,
@@ -193,7 +193,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
 
         header += provenance(checked.overrides)
     files["manifest.yaml"] = dump_yaml(m, header=header)
-    return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries), renderer.keys.settings_document(),
+    return Compiled(plan, files, checked, renderer.keys.document(), (ctx, entries), renderer.keys.settings_file(),
                     on_disk, kept, shapes)
 
 
@@ -233,4 +233,4 @@ def with_store_keys(compiled: Compiled) -> dict[str, str]:
     from cruijff.store.keys import KEYS_FILE, SETTINGS_FILE
 
     return {**compiled.files, KEYS_FILE: json.dumps(compiled.store, sort_keys=True, separators=(",", ":")) + "\n",
-            SETTINGS_FILE: compiled.store_settings + "\n"}
+            SETTINGS_FILE: compiled.store_settings}

@@ -17,7 +17,7 @@ from cruijff.compiler import pipeline, render_cache, renderer
 from cruijff.compiler.render.yaml import dump_yaml
 from cruijff.compiler.write import write_plan
 from cruijff.lock import LOCK_FILE
-from cruijff.plan import dumps, plan_digest
+from cruijff.plan import plan_digest
 
 REPO = Path(__file__).resolve().parents[2]
 # token lengths are not this test's business (a real model folder would start the measuring subprocess)
@@ -52,10 +52,10 @@ def plan_into(path: Path, *, reuse: bool = True, **kw) -> tuple:
     """Compile and write as `cruijff plan` does (with reuse: keeping what the plan on disk has, then
     saving the cache); everything the plan directory then holds, the node hashes and the store keys."""
     compiled = pipeline.compile_manifest(path, reuse=reuse, **kw)
-    text = dumps(compiled.plan, compiled.kept_lines())
-    write_plan(compiled.plan, pipeline.with_store_keys(compiled), compiled.previous, text)
+    data = compiled.plan_json()
+    write_plan(compiled.plan, pipeline.with_store_keys(compiled), compiled.previous, data)
     if reuse:
-        render_cache.save(compiled.plan.output_dir, *compiled.rendered, plan_digest(text.encode()))
+        render_cache.save(compiled.plan.output_dir, *compiled.rendered, plan_digest(data))
     return (tree(Path(compiled.plan.output_dir)), [(n.id, n.hash, n.inputs) for n in compiled.plan.nodes],
             json.dumps(compiled.store, sort_keys=True, default=str))
 
@@ -195,11 +195,11 @@ def test_a_cache_saved_late_by_a_plan_whose_plan_json_was_replaced_since_is_not_
     """Two plans of one directory at once: the first one's cache, saved after the second wrote its
     plan.json, names the plan.json the first wrote, so the next plan does not take it for the other."""
     first = pipeline.compile_manifest(write(tmp_path), reuse=True, **UNMEASURED)
-    first_text = dumps(first.plan, first.kept_lines())
-    write_plan(first.plan, pipeline.with_store_keys(first), first.previous, first_text)
+    first_json = first.plan_json()
+    write_plan(first.plan, pipeline.with_store_keys(first), first.previous, first_json)
     path = write(tmp_path, lrs=(1e-5, 2e-5, 4e-5))
     plan_into(path, **UNMEASURED)  # the second plan, its cache saved
-    render_cache.save(first.plan.output_dir, *first.rendered, plan_digest(first_text.encode()))  # the first's, late
+    render_cache.save(first.plan.output_dir, *first.rendered, plan_digest(first_json))  # the first's, late
     renders.clear()
     assert plan_into(path, **UNMEASURED) == from_scratch(path, **UNMEASURED)
     assert len(renders) == 9 + 9

@@ -98,7 +98,8 @@ def test_store_settings_put_together_from_each_nodes_text_is_the_json_of_the_who
     keys = NodeKeys({"output_dir": "/plan", "models": {}, "datasets": {}}, "/recipes", lambda path: "f")
     for node_id, value in settings.items():
         keys.add_normalised(JobSpec(node_id, node_id.split("/")[0], Resources()), (), value)
-    assert keys.settings_document() == json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    assert keys.settings_file() == json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str) + "\n"
+    assert NodeKeys({"output_dir": "/plan"}, "/recipes", lambda path: "f").settings_file() == "{}\n"
 
 
 def test_two_experiments_training_the_same_thing_get_the_same_keys(tmp_path):

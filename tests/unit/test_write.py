@@ -141,15 +141,51 @@ def test_unwritable_output_dir_is_a_state_error(tmp_path):
 def test_the_plan_json_read_by_line_is_the_plan_json_parsed_whole(tmp_path):
     """Each node's id, hash and line found by slicing equal the parsed plan; a node read from its
     line is the node; the lines put together again are plan.json."""
-    from cruijff.plan import dumps, load_plan, node_line, read_plan_text
+    from cruijff.plan import dumps, encode, load_plan, node_line, read_plan_text
 
     compiled, _ = plan_dir(manifest(tmp_path))
     plan = load_plan(tmp_path / "out")
     text = read_plan_text(tmp_path / "out")
     assert text.hashes() == {n.id: n.hash for n in plan.nodes}
     assert all(text.node(n.id) == n and text.line(n.id) == "    " + node_line(n) for n in plan.nodes)
-    assert dumps(plan, {n.id: text.line(n.id) for n in plan.nodes}) == (tmp_path / "out" / "plan.json").read_text()
+    assert encode(plan, text, {n.id for n in plan.nodes}) == (tmp_path / "out" / "plan.json").read_bytes()
     assert dumps(plan) == (tmp_path / "out" / "plan.json").read_text()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_plan_json_made_from_kept_lines_is_the_plan_json_encoded_whole(seed, tmp_path):
+    """A re-plan copies its kept nodes' lines from the plan.json it replaces, a stretch of
+    consecutive lines at a time: whatever was removed, added, changed or moved in between (first
+    and last nodes included), the bytes are those of the new plan encoded whole."""
+    import random
+
+    from cruijff.plan import PLAN_FILE, Node, Plan, Resources, encode, read_plan_text
+
+    rng = random.Random(seed)
+
+    def node(i: int, h: str) -> Node:
+        return Node(f"eval/r{i}/x", "eval", (), Resources(gpus=i % 2), h, {"run": f"r{i}", "é": "\"q\""})
+
+    old = [node(i, f"h{i}") for i in range(40)]
+    (tmp_path / PLAN_FILE).write_bytes(encode(Plan("e", str(tmp_path), "m.yaml", "slurm", 1, {}, tuple(old))))
+    previous = read_plan_text(tmp_path)
+    new, kept = [], set()
+    for n in old:
+        roll = rng.random()
+        if roll < 0.15:
+            continue  # removed
+        if roll < 0.3:
+            new.append(node(int(n.id.split("/")[1][1:]), "changed"))
+            continue
+        new.append(n)
+        kept.add(n.id)
+        if roll > 0.9:
+            new.append(node(100 + len(new), "added"))
+    if seed % 2:
+        rng.shuffle(new)
+    plan = Plan("e", str(tmp_path), "m.yaml", "slurm", 1, {}, tuple(new))
+    assert encode(plan, previous, kept) == encode(plan)
+    assert json.loads(encode(plan, previous, kept))["nodes"] == [n.as_dict() for n in new]
 
 
 @pytest.mark.parametrize("edit", ["reindented", "an id with quotes and non-ASCII", "another version", "not JSON",
