@@ -174,11 +174,11 @@ def unchanged(manifest: str | Path, out: str | None, sets: tuple[str, ...] | lis
 
     path = stamp_file(manifest, out)
     try:
-        key, _, rest = path.read_text(encoding="utf-8").partition("\n")
-        manifest_bytes = Path(manifest).read_bytes()
-        if json.loads(key) != _key(manifest_bytes, out, sets):
-            return None  # another manifest: the rest (1.8 MB for 5,000 jobs) is not parsed
-        stamp = json.loads(rest)
+        with open(path, "rb") as f:
+            manifest_bytes = Path(manifest).read_bytes()
+            if json.loads(f.readline()) != _key(manifest_bytes, out, sets):
+                return None  # another manifest: the rest (1.8 MB for 5,000 jobs) is not even read
+            stamp = json.loads(f.read())
     except (OSError, ValueError):
         return None
     if not isinstance(stamp, dict):
@@ -203,7 +203,8 @@ def record(manifest: str | Path, out: str | None, m: dict[str, Any], recipes: st
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:  # json.dump streams through the Python encoder
-            f.write(json.dumps(_key(manifest_bytes, out, sets)) + "\n" + json.dumps(stamp, separators=(",", ":")))
+            f.write(json.dumps(_key(manifest_bytes, out, sets)) + "\n")
+            f.write(json.dumps(stamp, separators=(",", ":")))  # not joined to the key: 1.8 MB less to copy
         os.replace(tmp, path)
     except (OSError, TypeError, ValueError):
         try:
