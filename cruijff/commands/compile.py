@@ -92,7 +92,7 @@ def _plan(manifest: str, out: str | None, sets: tuple[str, ...], as_json: bool, 
                 stamp["store"] = store
                 _show(stamp, _unchanged_diff(stamp["ids"]), {}, as_json, slurm)
                 return
-        from cruijff.compiler import validate
+        from cruijff.compiler import validate  # neither ruamel nor jsonschema: the child loads them
 
         loading = validate.ahead(manifest, sets)  # on another core, while plan loads what it uses
         from cruijff.compiler.pipeline import compile_manifest, with_store_keys

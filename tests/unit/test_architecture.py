@@ -200,6 +200,15 @@ def test_plan_imports_stay_within_their_budget(module):
     assert int(count) <= BUDGET[module], f"{module} loads {count} modules, over its budget of {BUDGET[module]}"
 
 
+def test_the_validation_child_is_forked_before_ruamel_and_jsonschema_load():
+    """`plan` imports cruijff.compiler.validate to start its child (validate.ahead): the child
+    parses and validates, so loading them there puts them on its path, not on plan's."""
+    code = ("import sys, cruijff.compiler.validate; "
+            "print([m for m in ('ruamel.yaml', 'jsonschema', 'difflib') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
+
+
 def test_an_unchanged_replan_loads_no_compiler(tmp_path):
     """The second `plan` of an unchanged manifest answers from its stamp: no schema validation
     (jsonschema), no YAML parsing (ruamel), no pipeline. The first validates in a child where
