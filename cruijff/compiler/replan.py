@@ -17,7 +17,8 @@ The next `cruijff plan` of the same manifest compares before it parses anything:
 is equal, the plan on disk is the plan this compile would write, and plan prints it again
 without compiling or writing. The stamps live in cruijff's cache ($CRUIJFF_CACHE_DIR, ...),
 one per manifest path, `--out` and working directory, with the key (code, manifest, environment)
-on its first line: a plan of an edited manifest reads only that line.
+as JSON on its first line (a plan of an edited manifest reads only that line), then the rest
+pickled (1.8 MB for 5,000 jobs: twice as fast to write and read as JSON).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import tempfile
 from pathlib import Path
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cruijff.cores import Ahead
 
-STAMP_VERSION = 2  # 2: the key on a line of its own, before the rest
+STAMP_VERSION = 3  # 2: the key on a line of its own, before the rest; 3: the rest pickled
 SMALL_FILE = 256 * 1024  # watched files up to this size are compared by content, larger ones by size and mtime
 _VAR = re.compile(rb"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _PACKAGE = Path(__file__).resolve().parents[1]  # cruijff/
@@ -43,7 +45,7 @@ def stamp_file(manifest: str | Path, out: str | None) -> Path:
     from cruijff.paths import cache_dir
 
     key = f"{os.path.abspath(manifest)}\0{os.path.abspath(out) if out else ''}\0{os.getcwd()}"
-    return cache_dir() / "plans" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    return cache_dir() / "plans" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.stamp"
 
 
 def code_signature() -> str:
@@ -178,8 +180,8 @@ def unchanged(manifest: str | Path, out: str | None, sets: tuple[str, ...] | lis
             manifest_bytes = Path(manifest).read_bytes()
             if json.loads(f.readline()) != _key(manifest_bytes, out, sets):
                 return None  # another manifest: the rest (1.8 MB for 5,000 jobs) is not even read
-            stamp = json.loads(f.read())
-    except (OSError, ValueError):
+            stamp = pickle.load(f)
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError):
         return None
     if not isinstance(stamp, dict):
         return None
@@ -202,11 +204,12 @@ def record(manifest: str | Path, out: str | None, m: dict[str, Any], recipes: st
                  "sizes": file_sizes(output_dir, files) if sizes is None else sizes, **shown}
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:  # json.dump streams through the Python encoder
-            f.write(json.dumps(_key(manifest_bytes, out, sets)) + "\n")
-            f.write(json.dumps(stamp, separators=(",", ":")))  # not joined to the key: 1.8 MB less to copy
+        with os.fdopen(fd, "wb") as f:
+            f.write(json.dumps(_key(manifest_bytes, out, sets)).encode() + b"\n")
+            pickle.dump(stamp, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
-    except (OSError, TypeError, ValueError):
+        path.with_suffix(".json").unlink(missing_ok=True)  # where stamps of version 2 were
+    except (OSError, TypeError, ValueError, pickle.PicklingError):
         try:
             path.unlink()
         except OSError:
