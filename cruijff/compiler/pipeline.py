@@ -144,6 +144,7 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
     entries: render_cache.Entries = {}
     kept: dict[str, dict[str, int]] = {}
     shapes: dict[str, tuple[str, ...]] = {}
+    distinct: dict[tuple[str, ...], tuple[str, ...]] = {}  # each header shape once: the cache pickles it once
     files: dict[str, str] = {}
     nodes: list[Node] = []
     hashes: dict[str, str] = {}
@@ -170,7 +171,8 @@ def compile_manifest(path: str | Path, *, out: str | None = None, env: dict[str,
                 renderer.keys.add(spec, parents, inputs, renderer.take_settings(spec.id))
                 shape = None
             if key:
-                shapes[node_id] = header_shape(node_files["job.sbatch"]) if shape is None else shape
+                shape = header_shape(node_files["job.sbatch"]) if shape is None else shape
+                shapes[node_id] = distinct.setdefault(shape, shape)
                 entries[node_id] = (key, {rel: text_size(t) for rel, t in node_files.items()}, hashes[node_id],
                                     *renderer.keys.stored(node_id), shapes[node_id])
             files.update({f"{node_id}/{rel}": t for rel, t in node_files.items()})

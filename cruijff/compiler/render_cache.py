@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cruijff.cores import Ahead
 
-VERSION = 3  # 3: files' sizes instead of their text, near keys instead of the settings, header shapes
+VERSION = 4  # 3: files' sizes instead of their text, near keys instead of the settings, header shapes;
+# 4: each distinct header shape one object (5,000 nodes have a few: loaded in 5 ms instead of 12)
 # node id → (node key, its files' sizes, hash, near keys, store key, store-key settings as JSON, header shape)
 Entries = dict[str, tuple[str, dict[str, int], str, list[str], "str | None", str, tuple[str, ...]]]
 

@@ -235,3 +235,17 @@ def test_cruijff_plan_after_one_edit_renders_only_the_touched_nodes_and_writes_w
     assert changes["unchanged"] == 6 and changes["added"] == changes["removed"] == 3
     reused = tree(tmp_path / "out")
     assert reused == from_scratch(path, **UNMEASURED)[0]
+
+
+def test_the_cache_holds_each_distinct_job_script_header_shape_once_per_plan_that_rendered_it(tmp_path, renders):
+    """Thousands of nodes share a few header shapes: the nodes one plan renders share one object
+    per shape (pickled once, loaded once); a kept node keeps the object it was loaded with."""
+    def objects() -> tuple[int, int, int]:
+        shapes = [entry[6] for entry in render_cache._read(str(tmp_path / "out"))[1]["nodes"].values()]
+        return len(shapes), len(set(shapes)), len({id(s) for s in shapes})
+
+    plan_into(write(tmp_path), **UNMEASURED)
+    nodes, distinct, first = objects()
+    assert nodes == 9 and first == distinct < nodes
+    plan_into(write(tmp_path, lrs=(1e-5, 2e-5, 4e-5)), **UNMEASURED)  # three nodes rendered, six kept
+    assert objects() == (9, distinct, 2 * distinct)
