@@ -155,7 +155,7 @@ def _ready_to_compile(as_json: bool) -> None:
         draw.ready()
 
 
-def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, files: dict[str, str | bytes],
+def _remember(manifest: str, out: str | None, sets: tuple[str, ...], compiled, files: dict[str, str],
               plan_json: bytes, shown: dict) -> None:
     """For the next plan: the render cache of this plan directory (beside the plan.json written), and
     the stamp that lets a plan of the same manifest with nothing changed skip compiling (both best

@@ -52,9 +52,9 @@ def _unchanged(path: str, data: bytes) -> bool:
         return False
 
 
-def text_size(text: str | bytes) -> int:
+def text_size(text: str) -> int:
     """Its size in UTF-8 (an ASCII text's length: no encoding)."""
-    return len(text) if isinstance(text, bytes) or text.isascii() else len(text.encode("utf-8"))
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _same_size(path: str, size: int) -> bool:
@@ -79,13 +79,12 @@ def _write_new(path: str, data: bytes, executable: bool) -> None:
 _READ = object()
 
 
-def write_plan(plan: Plan, files: dict[str, str | bytes], old: PlanText | None | object = _READ,
+def write_plan(plan: Plan, files: dict[str, str], old: PlanText | None | object = _READ,
                data: bytes | None = None) -> PlanDiff:
     """Under the plan directory's lock: never while an apply submits from it (cruijff/lock.py).
 
-    files: path relative to the plan directory → text (or its UTF-8 bytes); old: the plan.json
-    there now, when the caller has read it already; data: plan.json's bytes, when the caller has
-    made them (plan_json.encode with the lines of kept nodes)."""
+    old: the plan.json there now, when the caller has read it already; data: plan.json's bytes,
+    when the caller has made them (plan_json.encode with the lines of kept nodes)."""
     out = Path(plan.output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +96,7 @@ def write_plan(plan: Plan, files: dict[str, str | bytes], old: PlanText | None |
                              plan_json.encode(plan) if data is None else data)
 
 
-def _write_locked(plan: Plan, files: dict[str, str | bytes], out: Path, old: PlanText | None,
+def _write_locked(plan: Plan, files: dict[str, str], out: Path, old: PlanText | None,
                   plan_data: bytes) -> PlanDiff:
     root = str(out)
     pending: list[tuple[str, str]] = []  # (temporary, final), in the order they are moved
@@ -115,7 +114,7 @@ def _write_locked(plan: Plan, files: dict[str, str | bytes], out: Path, old: Pla
         for rel, text in files.items():
             if rel.rpartition("/")[0] in same and _same_size(f"{root}/{rel}", text_size(text)):
                 continue
-            data = text if isinstance(text, bytes) else text.encode("utf-8")
+            data = text.encode("utf-8")
             final = os.path.join(root, rel)
             folder = os.path.dirname(final)
             if folder not in known:
