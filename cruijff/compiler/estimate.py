@@ -109,6 +109,7 @@ def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """Per fine-tune run and in all: tokens, GPU-hours, disk; with the basis of every number."""
     prompt_cfg = manifest.get("prompt") or {}
     chars_cache: dict[tuple[str, str | None], tuple[int, int, int] | None] = {}
+    missing_why: dict[str, str] = {}  # dataset → why its runs are not estimated (one stat per dataset)
     runs, missing, bases = [], [], set()
     why: dict[str, list[str]] = {}  # reason → runs, so the plan says why each run is not estimated
     for n in plan.nodes:
@@ -123,7 +124,9 @@ def estimate_plan(manifest: dict[str, Any], plan: Plan) -> dict[str, Any]:
         chars = chars_cache[ds_name, variant]
         if chars is None:
             missing.append(a["run"])
-            why.setdefault(_missing_data(manifest["datasets"][ds_name]), []).append(a["run"])
+            if ds_name not in missing_why:
+                missing_why[ds_name] = _missing_data(manifest["datasets"][ds_name])
+            why.setdefault(missing_why[ds_name], []).append(a["run"])
             continue
         rows, prompt, answer = chars
         hp = a.get("hyperparameters") or {}

@@ -94,16 +94,16 @@ def combos(source: Source, m: dict[str, Any], runs: list[Run]) -> list[Combo]:
     """The measurable combinations, each once; runs whose model or data is not here are left out."""
     out: dict[str, Combo] = {}
     code = None
-    seen: dict[str, Any] = {}  # path → fingerprint: a grid of 1,000 runs reads each file once
+    seen: dict[tuple[Callable[[str], Any], str], Any] = {}  # a grid of 1,000 runs looks at each file once
 
     def once(path: str, digest: Callable[[str], Any]) -> Any:
-        if path not in seen:
-            seen[path] = digest(path)
-        return seen[path]
+        if (digest, path) not in seen:
+            seen[digest, path] = digest(path)
+        return seen[digest, path]
 
     for run in runs:
         model, ds = m["models"][run.model], m["datasets"][run.dataset]
-        if "generate" in ds or not os.path.isfile(ds["path"]) or not has_tokenizer(model["path"]):
+        if "generate" in ds or not once(ds["path"], os.path.isfile) or not once(model["path"], has_tokenizer):
             continue
         hp = hyperparameters_of(m, run)
         tokenizer = tokenizer_component(model, hp)
