@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from cruijff.compiler.graph import JobSpec
     from cruijff.compiler.nodekeys import NodeKeys
 
-RENDER_AHEAD_FROM = 1000  # nodes: below this, forking costs about what it saves (500 nodes: no gain measured)
+RENDER_AHEAD_FROM = 300  # nodes: below this, forking costs about what it saves (500 nodes: 12-20 ms saved of 0.3 s)
 
 
 class _Renderer(Protocol):
