@@ -67,6 +67,20 @@ plan 0.290–0.408 s (3.7–4.1× paired), 5,000 jobs 1.13–1.35 s (3.26–3.55
 0.128–0.172 s, one edit 0.469–0.569 s; 100 jobs 0.221 s (5.1×), 1,000 jobs 0.451 s (3.8×). The
 parent now waits ~30 ms for the child (its jsonschema import and parse are the longer path).
 
+2026-12-04, fourth session (a page fault costs 3 us on this machine, and a one-edit re-plan of
+5,000 jobs took 31,000 of them in the parent: plan.json kept as bytes and its kept lines copied a
+stretch at a time, store-settings.json joined once, files compared by size before they are read,
+the stamp's key line read alone and its rest pickled, each header shape one object in the render
+cache; ruamel loaded by the validation child; a first plan rendered on every core from 300
+nodes): interleaved pairs against fb51985 (20 each, a slow phase), one-edit re-plan of 5,000
+jobs 0.508 → 0.437 s median (fastest 0.435 → 0.381 s), 500 jobs first plan 0.442 → 0.383 s
+(fastest 0.346 → 0.307 s), unchanged re-plan 0.162 → 0.158 s. Four runs of this bench on the
+final code, every target met in each: 500 jobs first plan 0.261–0.339 s (4.4–5.2× paired),
+5,000 jobs 1.04–1.38 s (3.09–3.83×), unchanged 0.118–0.160 s, one edit 0.377–0.455 s; 100 jobs
+0.186–0.228 s (5.2–5.5×), 1,000 jobs 0.342–0.343 s (4.5×). Before the last two changes, in a
+slow phase (snakemake -n of 5,000 jobs 4.5 s): 500 jobs 0.356 s, one edit 0.532 s; in a faster
+one every target met (0.281 s, 0.401 s).
+
     python bench/plan_scale.py                    # 100, 1,000 and 5,000 jobs, 3 pairs each
     python bench/plan_scale.py --jobs 500 --repeat 5
     python bench/plan_scale.py --jobs 5000 --profile   # cProfile of one in-process compile + write
