@@ -175,6 +175,25 @@ def test_an_unchanged_plan_whose_plan_json_was_deleted_compiles_again(tmp_path, 
     assert (tmp_path / "out" / "plan.json").is_file()
 
 
+@pytest.mark.parametrize("damage", ["cut short", "garbage after the key", "the key only", "empty",
+                                    "a pickle of something else"])
+def test_a_damaged_stamp_is_no_stamp_the_manifest_is_compiled(damage, tmp_path, counted):
+    """A stamp cut short by a full disk, or damaged otherwise, never fails a plan: it compiles, and
+    writes a stamp the next plan answers from."""
+    from cruijff.compiler import replan
+
+    path = write_manifest(tmp_path)
+    first = plan(path)
+    stamp_file = replan.stamp_file(path, None)
+    key, _, body = stamp_file.read_bytes().partition(b"\n")
+    stamp_file.write_bytes({"cut short": key + b"\n" + body[:len(body) // 2],
+                            "garbage after the key": key + b"\n" + b"\x80\x05garbage" * 10,
+                            "the key only": key, "empty": b"",
+                            "a pickle of something else": key + b"\n" + b"\x80\x04cno_such_module\nthing\n."}[damage])
+    assert plan(path)["changes"] == {**first["changes"], "added": 0, "unchanged": 6} and len(counted) == 2
+    assert plan(path)["changes"]["unchanged"] == 6 and len(counted) == 2  # answered from the new stamp
+
+
 def test_an_error_making_an_unchanged_plan_ready_counts_when_its_files_are_intact(tmp_path, counted, child,
                                                                                  monkeypatch):
     from cruijff.commands import compile as compile_command
