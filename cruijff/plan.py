@@ -274,11 +274,6 @@ class PlanText:
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def line(self, node_id: str) -> str:
-        """Its line, indented as in plan.json."""
-        _, start, end = self.spans[node_id]
-        return self.data[start:end].decode()
-
 
 def read_plan_text(plan_dir: str | Path) -> PlanText | None:
     """plan.json in plan_dir; None when there is none, or it is unreadable or of another version
