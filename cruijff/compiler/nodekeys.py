@@ -98,9 +98,9 @@ class NodeKeys:
         pieces = ["{"]
         for node_id in sorted(self._texts):
             pieces += (quote(node_id), ":", self._texts[node_id], ",")
+        if len(pieces) > 1:
+            pieces.pop()  # the last comma
         pieces.append("}\n")
-        if len(pieces) > 2:
-            pieces[-2] = ""  # the last comma
         return "".join(pieces)
 
     def document(self) -> dict[str, Any]:
